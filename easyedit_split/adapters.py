@@ -1,0 +1,311 @@
+"""Existing control methods expressed as updates ``(ΔW, Δb)``.
+
+* :func:`diffmean_vector` — DiffMean / CAA: mean site activation on positive answers minus
+  negative answers (train-free).
+* :func:`from_peft` — a peft LoRA adapter (a saved folder, or a live ``PeftModel``).
+* :func:`from_easyedit_pt` — EasyEdit's trained-intervention file ``layer_{L}.pt`` (vector
+  ``proj.weight`` or a bare tensor, LoRA ``lora_A``/``lora_B``, local weight ``weight``/``bias``),
+  read with ``torch.load(weights_only=True)``.
+* :func:`from_edited_weights` — any knowledge edit given as edited weights (FT, ROME, MEMIT…):
+  ``ΔW = W_edited − W_base`` for every changed module.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .record import record_site_outputs
+from .sites import Site, SiteError, resolve_site, site_for_module_path
+from .updates import LocalWeightUpdate, LoRAUpdate, Update, VectorUpdate
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["diffmean_vector", "from_peft", "from_easyedit_pt", "from_edited_weights", "AdapterError"]
+
+
+class AdapterError(ValueError):
+    """An external artefact cannot be expressed as an update."""
+
+
+# ---------------------------------------------------------------------------------------------
+# DiffMean / CAA
+# ---------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def diffmean_vector(
+    model: nn.Module,
+    site: Site,
+    positive_batches: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    negative_batches: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    *,
+    normalize: bool = False,
+) -> VectorUpdate:
+    """Mean site output over answer tokens of positive sequences minus negative sequences.
+
+    Each batch is ``(input_ids, attention_mask, position_mask)`` where ``position_mask [B, T]``
+    marks the tokens whose activations are averaged (CAA: the answer tokens).
+    """
+    rs = resolve_site(model, site)
+    means = []
+    for batches in (positive_batches, negative_batches):
+        total = torch.zeros(rs.d_out, dtype=torch.float64)
+        count = 0
+        for input_ids, attention_mask, pos_mask in batches:
+            with record_site_outputs(model, [site]) as rec:
+                model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+            acts = rec[site][-1].float()  # [B, T, D]
+            m = pos_mask.to(acts.device).bool()
+            total += acts[m].sum(0).double().cpu()
+            count += int(m.sum())
+        if count == 0:
+            raise AdapterError("diffmean_vector: no marked positions in the data")
+        means.append(total / count)
+    vec = (means[0] - means[1]).float()
+    if normalize:
+        vec = vec / vec.norm().clamp_min(1e-12)
+    return VectorUpdate(site, rs.d_out, vector=vec)
+
+
+# ---------------------------------------------------------------------------------------------
+# peft
+# ---------------------------------------------------------------------------------------------
+
+_PEFT_PREFIXES = ("base_model.model.", "base_model.")
+
+
+def _strip_peft_prefix(name: str) -> str:
+    for p in _PEFT_PREFIXES:
+        if name.startswith(p):
+            return name[len(p):]
+    return name
+
+
+def _lora_scale(cfg: Mapping[str, Any], module_path: str, rank: int) -> float:
+    alpha = cfg.get("lora_alpha", rank)
+    for pattern, value in (cfg.get("alpha_pattern") or {}).items():
+        if module_path.endswith(pattern):
+            alpha = value
+    import math
+
+    return float(alpha) / (math.sqrt(rank) if cfg.get("use_rslora") else rank)
+
+
+def from_peft(adapter: str | os.PathLike | nn.Module, model: nn.Module, adapter_name: str = "default") -> list[LoRAUpdate]:
+    """LoRA updates equal to a peft LoRA adapter on ``model`` (the unwrapped base model).
+
+    ``adapter`` is a folder with ``adapter_config.json`` and ``adapter_model.safetensors`` (read
+    directly, peft is not needed) or a live ``PeftModel``. Dropout is ignored (inference).
+    """
+    if isinstance(adapter, nn.Module):
+        return _from_live_peft(adapter, model, adapter_name)
+    folder = Path(adapter)
+    cfg_path = folder / "adapter_config.json"
+    weights_path = folder / "adapter_model.safetensors"
+    if not cfg_path.exists():
+        raise AdapterError(f"{cfg_path} not found: not a peft adapter folder")
+    if not weights_path.exists():
+        bin_path = folder / "adapter_model.bin"
+        hint = f" (found {bin_path.name}: re-save it with safe_serialization=True)" if bin_path.exists() else ""
+        raise AdapterError(f"{weights_path} not found{hint}")
+    cfg = json.loads(cfg_path.read_text())
+    if str(cfg.get("peft_type", "LORA")).upper() != "LORA":
+        raise AdapterError(f"{cfg_path}: peft_type {cfg.get('peft_type')!r} is not LORA")
+    from safetensors.torch import load_file
+
+    sd = load_file(str(weights_path))
+    pairs: dict[str, dict[str, torch.Tensor]] = {}
+    for key, t in sd.items():
+        for part in ("lora_A", "lora_B"):
+            marker = f".{part}."
+            if marker in key:
+                mod = _strip_peft_prefix(key.split(marker)[0])
+                pairs.setdefault(mod, {})[part] = t
+    if not pairs:
+        raise AdapterError(f"{weights_path} holds no lora_A/lora_B tensors")
+    updates = []
+    for mod_path, ab in sorted(pairs.items()):
+        if set(ab) != {"lora_A", "lora_B"}:
+            raise AdapterError(f"{weights_path}: {mod_path} lacks lora_A or lora_B")
+        A, B = ab["lora_A"].float(), ab["lora_B"].float()
+        rank = A.shape[0]
+        updates.append(_lora_for_module(model, mod_path, A, B, _lora_scale(cfg, mod_path, rank)))
+    return updates
+
+
+def _lora_for_module(model: nn.Module, mod_path: str, A: torch.Tensor, B: torch.Tensor, scale: float) -> LoRAUpdate:
+    try:
+        site = site_for_module_path(model, mod_path)
+        rs = resolve_site(model, site)
+    except SiteError as exc:
+        raise AdapterError(f"LoRA on {mod_path}: {exc}") from exc
+    if rs.kind == "conv1d":
+        pass  # peft stores A [r, in], B [out, r] for Conv1D too (fan_in_fan_out only transposes the base weight)
+    return LoRAUpdate(site, rs.d_in, rs.d_out, rank=A.shape[0], scale=scale, A=A, B=B)
+
+
+def _from_live_peft(peft_model: nn.Module, model: nn.Module, adapter_name: str) -> list[LoRAUpdate]:
+    updates = []
+    for name, module in peft_model.named_modules():
+        lora_A = getattr(module, "lora_A", None)
+        if not isinstance(lora_A, nn.ModuleDict) or adapter_name not in lora_A:
+            continue
+        A = module.lora_A[adapter_name].weight.detach().float()
+        B = module.lora_B[adapter_name].weight.detach().float()
+        scale = float(module.scaling[adapter_name])
+        updates.append(_lora_for_module(model, _strip_peft_prefix(name), A, B, scale))
+    if not updates:
+        raise AdapterError(f"no LoRA layers for adapter {adapter_name!r} in this PeftModel")
+    return updates
+
+
+# ---------------------------------------------------------------------------------------------
+# EasyEdit layer_{L}.pt
+# ---------------------------------------------------------------------------------------------
+
+
+def from_easyedit_pt(
+    path: str | os.PathLike, model: nn.Module, *, layer: int | None = None, component: str | None = None
+) -> Update:
+    """An EasyEdit trained-intervention file as an update.
+
+    EasyEdit's layouts: a vector is a bare tensor ``[d]`` / ``[1, d]`` or ``{"proj.weight": [1, d]}``
+    on the residual stream at the layer output; LoRA is ``{"lora_A": [d_in, r], "lora_B": [r, d_out]}``
+    with ``Δh = x (A B)``; local weight is ``{"weight": [d_in, d_out], "bias": [d_out]}`` with
+    ``Δh = x W + b``. LoRA and local weight read the MLP intermediate activation
+    (``intervention_components: mlp_mid``), which is the down-projection's input, so they become
+    updates of the ``mlp_down`` site (exact for every architecture). ``layer`` defaults to the
+    ``N`` of ``layer_N.pt``.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise AdapterError(f"EasyEdit intervention file {p} does not exist")
+    if layer is None:
+        stem = p.stem
+        if stem.startswith("layer_") and stem[6:].lstrip("-").isdigit():
+            layer = int(stem[6:])
+        else:
+            raise AdapterError(f"cannot infer the layer from {p.name}; pass layer=")
+    try:
+        obj = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise AdapterError(f"{p} could not be read with torch.load(weights_only=True): {exc}") from exc
+
+    def vector_update(t: torch.Tensor) -> VectorUpdate:
+        t = t.float()
+        if t.dim() == 2 and t.shape[0] == 1:
+            t = t[0]
+        if t.dim() != 1:
+            raise AdapterError(f"{p}: a steering vector must be [d] or [1, d], got {tuple(t.shape)}")
+        site = Site(layer, component or "residual")
+        rs = resolve_site(model, site)
+        if t.numel() != rs.d_out:
+            raise AdapterError(f"{p}: vector has {t.numel()} elements but {rs.module_path} outputs {rs.d_out}")
+        return VectorUpdate(site, rs.d_out, vector=t)
+
+    if isinstance(obj, torch.Tensor):
+        return vector_update(obj)
+    if not isinstance(obj, dict):
+        raise AdapterError(f"{p}: unexpected content of type {type(obj).__name__}")
+    comp = component or obj.get("intervention_components") or "mlp_mid"
+    if "proj.weight" in obj:
+        bias = obj.get("proj.bias")
+        if isinstance(bias, torch.Tensor) and bias.abs().max() > 0:
+            logger.warning("%s: proj.bias=%s is a constant offset upstream adds unscaled; it is not part of m·Δb and is ignored",
+                           p, bias.tolist())
+        return vector_update(obj["proj.weight"])
+    if "lora_A" in obj and "lora_B" in obj:
+        A_ee, B_ee = obj["lora_A"].float(), obj["lora_B"].float()  # [d_in, r], [r, d_out]
+        site = Site(layer, comp)
+        rs = resolve_site(model, site)
+        if A_ee.shape[0] != rs.d_in or B_ee.shape[1] != rs.d_out:
+            raise AdapterError(f"{p}: LoRA is [{A_ee.shape[0]} -> {B_ee.shape[1]}] but {rs.module_path} is [{rs.d_in} -> {rs.d_out}]")
+        return LoRAUpdate(site, rs.d_in, rs.d_out, rank=A_ee.shape[1], scale=1.0, A=A_ee.t().contiguous(), B=B_ee.t().contiguous())
+    if "weight" in obj:
+        W_ee = obj["weight"].float()  # [d_in, d_out]
+        b = obj.get("bias")
+        site = Site(layer, comp)
+        rs = resolve_site(model, site)
+        if tuple(W_ee.shape) != (rs.d_in, rs.d_out):
+            raise AdapterError(f"{p}: weight is {tuple(W_ee.shape)} but {rs.module_path} needs [d_in, d_out] = [{rs.d_in}, {rs.d_out}]")
+        return LocalWeightUpdate(site, rs.d_in, rs.d_out, weight=W_ee.t().contiguous(),
+                                 bias=None if b is None else b.float())
+    raise AdapterError(f"{p}: keys {sorted(obj)} match no EasyEdit intervention layout (proj.weight | lora_A/lora_B | weight/bias)")
+
+
+# ---------------------------------------------------------------------------------------------
+# knowledge edits
+# ---------------------------------------------------------------------------------------------
+
+
+def from_edited_weights(
+    model: nn.Module,
+    edited: nn.Module | Mapping[str, torch.Tensor] | str | os.PathLike,
+    *,
+    atol: float = 0.0,
+) -> list[LocalWeightUpdate]:
+    """``ΔW = W_edited − W_base`` (and ``Δb``) for every linear module of a decoder layer that changed.
+
+    ``edited`` is an edited model, a state dict, or a Hugging Face checkpoint folder (its
+    ``*.safetensors`` files are read; ``.bin`` pickles are refused). A change outside the decoder
+    layers' linear modules (embeddings, norms) cannot be expressed and raises.
+    """
+    edited_sd = _edited_state_dict(edited)
+    base_sd = model.state_dict()
+    by_module: dict[str, dict[str, torch.Tensor]] = {}
+    for key, new in edited_sd.items():
+        if key not in base_sd:
+            continue
+        old = base_sd[key]
+        if old.shape != new.shape:
+            raise AdapterError(f"edited weight {key} has shape {tuple(new.shape)}, base has {tuple(old.shape)}")
+        diff = new.float().cpu() - old.float().cpu()
+        if diff.abs().max() <= atol:
+            continue
+        mod_path, _, param = key.rpartition(".")
+        by_module.setdefault(mod_path, {})[param] = diff
+    if not by_module:
+        raise AdapterError("the edited weights equal the base model's: nothing to express")
+    updates = []
+    for mod_path, diffs in sorted(by_module.items()):
+        if set(diffs) - {"weight", "bias"}:
+            raise AdapterError(f"edit changes {mod_path}.{sorted(diffs)} which is not a linear weight/bias")
+        try:
+            site = site_for_module_path(model, mod_path)
+            rs = resolve_site(model, site)
+        except SiteError as exc:
+            raise AdapterError(f"edit changes {mod_path}: {exc}") from exc
+        if rs.kind not in ("linear", "conv1d"):
+            raise AdapterError(f"edit changes {mod_path}, which is not a linear module ({type(rs.module).__name__})")
+        dW = diffs.get("weight")
+        if dW is not None and rs.kind == "conv1d":
+            dW = dW.t()
+        updates.append(LocalWeightUpdate(site, rs.d_in, rs.d_out, weight=dW, bias=diffs.get("bias")))
+        logger.info("edit: %s changed (|ΔW|=%.4g)", mod_path, 0.0 if dW is None else float(dW.norm()))
+    return updates
+
+
+def _edited_state_dict(edited) -> Mapping[str, torch.Tensor]:
+    if isinstance(edited, nn.Module):
+        return edited.state_dict()
+    if isinstance(edited, Mapping):
+        return edited
+    folder = Path(edited)
+    if not folder.exists():
+        raise AdapterError(f"edited checkpoint {folder} does not exist")
+    files = [folder] if folder.is_file() else sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise AdapterError(f"no .safetensors files in {folder} (pickled .bin checkpoints are not read)")
+    from safetensors.torch import load_file
+
+    sd: dict[str, torch.Tensor] = {}
+    for f in files:
+        sd.update(load_file(str(f)))
+    return sd

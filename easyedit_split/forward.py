@@ -1,0 +1,209 @@
+"""Forward passes that do only the work needed.
+
+* :func:`capture_prefix` runs the model once and keeps the hidden state entering decoder layer
+  ``start`` together with the exact arguments every later layer was called with (attention
+  masks, rotary embeddings — per layer, so sliding-window layers keep their own mask). The layers
+  below ``start`` do not depend on any update placed at or above it.
+* :func:`run_suffix` replays only layers ``start..N-1`` from that cache (hooks fire as usual, so an
+  update in hook mode applies), then the final norm.
+* :func:`logits_at` applies the output head only at the positions whose logits are needed — the
+  vocabulary projection is the most expensive matmul of a small model.
+
+:func:`final_hidden` is the plain full-model path with the same output, so callers switch
+between the two without other changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .sites import decoder_layers, final_norm
+
+__all__ = ["PrefixCache", "capture_prefix", "run_suffix", "final_hidden", "logits_at", "output_head", "site_start_layer"]
+
+
+class _StopForward(Exception):
+    pass
+
+
+def _detach(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach()
+    if isinstance(obj, tuple):
+        return tuple(_detach(o) for o in obj)
+    if isinstance(obj, list):
+        return [_detach(o) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _detach(v) for k, v in obj.items()}
+    return obj
+
+
+@dataclass
+class PrefixCache:
+    """Hidden state entering layer ``start`` and the recorded call arguments of layers ``start..``."""
+
+    start: int
+    hidden: torch.Tensor  # [B, T, D]
+    layer_args: list[tuple[tuple, dict]]  # one (args without hidden_states, kwargs) per layer >= start
+
+    def select(self, rows: torch.Tensor | list[int]) -> "PrefixCache":
+        """The cache restricted to some batch rows (masks and embeddings with a batch dim follow)."""
+        idx = torch.as_tensor(rows, dtype=torch.long, device=self.hidden.device)
+        B = self.hidden.shape[0]
+
+        def pick(o: Any) -> Any:
+            if isinstance(o, torch.Tensor) and o.dim() > 0 and o.shape[0] == B and B > 1:
+                return o.index_select(0, idx.to(o.device))
+            if isinstance(o, tuple):
+                return tuple(pick(x) for x in o)
+            if isinstance(o, dict):
+                return {k: pick(v) for k, v in o.items()}
+            return o
+
+        return PrefixCache(self.start, self.hidden.index_select(0, idx), [(pick(a), pick(k)) for a, k in self.layer_args])
+
+    def repeat(self, times: int) -> "PrefixCache":
+        """The cache tiled ``times`` along the batch (row ``i`` of copy ``k`` is row ``k*B + i``)."""
+        B = self.hidden.shape[0]
+
+        def tile(o: Any) -> Any:
+            if isinstance(o, torch.Tensor) and o.dim() > 0 and o.shape[0] == B and B > 1:
+                return o.repeat(times, *([1] * (o.dim() - 1)))
+            if isinstance(o, torch.Tensor) and o.dim() > 0 and o.shape[0] == 1 and B == 1 and times > 1:
+                return o.expand(times, *o.shape[1:])
+            if isinstance(o, tuple):
+                return tuple(tile(x) for x in o)
+            if isinstance(o, dict):
+                return {k: tile(v) for k, v in o.items()}
+            return o
+
+        return PrefixCache(
+            self.start,
+            self.hidden.repeat(times, *([1] * (self.hidden.dim() - 1))),
+            [(tile(a), tile(k)) for a, k in self.layer_args],
+        )
+
+
+def site_start_layer(model: nn.Module, sites) -> int:
+    """The lowest decoder layer containing any of ``sites`` (everything below is frozen)."""
+    from .sites import resolve_site
+
+    layers_path, layers = decoder_layers(model)
+    lows = []
+    for site in sites:
+        rs = resolve_site(model, site)
+        path = rs.module_path
+        rest = path[len(layers_path) + 1:] if path.startswith(layers_path + ".") else None
+        if rest is None:
+            return 0
+        lows.append(int(rest.split(".")[0]))
+    return min(lows) if lows else 0
+
+
+def _base_forward_kwargs(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> dict:
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
+
+
+def _decoder(model: nn.Module) -> nn.Module:
+    """The transformer stack without the output head (``model.model``, ``model.transformer``…)."""
+    base = getattr(model, "base_model", None)
+    if base is None or base is model:
+        return model
+    return base
+
+
+@torch.no_grad()
+def capture_prefix(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, start: int) -> PrefixCache:
+    """Run layers ``0..start-1`` once and record what layers ``start..`` are called with."""
+    _, layers = decoder_layers(model)
+    n = len(layers)
+    if not 0 <= start < n:
+        raise ValueError(f"start layer {start} out of range 0..{n - 1}")
+    records: dict[int, tuple[tuple, dict]] = {}
+    hidden: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def make_pre(i: int):
+        def pre(module, args, kwargs):
+            if args:
+                h, rest = args[0], tuple(args[1:])
+            else:
+                kwargs = dict(kwargs)
+                h = kwargs.pop("hidden_states")
+                rest = ()
+            if i == start:
+                hidden["h"] = h.detach()
+            records[i] = (_detach(rest), _detach({k: v for k, v in kwargs.items() if k != "hidden_states"}))
+            if i == n - 1:
+                raise _StopForward
+            # replace this layer's work by a no-op: the suffix is recomputed later anyway
+            return None
+        return pre
+
+    # layers >= start are skipped cheaply: we stop at the first one after recording every call.
+    # Recording needs each layer's own arguments, which the model computes before the loop, so
+    # one pass with layers >= start replaced by identity is enough.
+    originals = {}
+    try:
+        for i in range(start, n):
+            handles.append(layers[i].register_forward_pre_hook(make_pre(i), with_kwargs=True))
+            originals[i] = layers[i].forward
+            layers[i].forward = _identity_forward  # type: ignore[method-assign]
+        with contextlib.suppress(_StopForward):
+            _decoder(model)(**_base_forward_kwargs(input_ids, attention_mask))
+    finally:
+        for h in handles:
+            h.remove()
+        for i, fwd in originals.items():
+            layers[i].forward = fwd  # type: ignore[method-assign]
+            if "forward" in layers[i].__dict__:
+                del layers[i].__dict__["forward"]
+    if "h" not in hidden or len(records) != n - start:
+        raise RuntimeError("capture_prefix: the model did not call every decoder layer; cannot cache its prefix")
+    return PrefixCache(start, hidden["h"], [records[i] for i in range(start, n)])
+
+
+def _identity_forward(hidden_states, *args, **kwargs):
+    return hidden_states
+
+
+def run_suffix(model: nn.Module, cache: PrefixCache, hidden: torch.Tensor | None = None) -> torch.Tensor:
+    """Layers ``cache.start..N-1`` from the cached input, then the final norm: ``[B, T, D]``."""
+    _, layers = decoder_layers(model)
+    h = cache.hidden if hidden is None else hidden
+    for offset, (args, kwargs) in enumerate(cache.layer_args):
+        out = layers[cache.start + offset](h, *args, **kwargs)
+        h = out[0] if isinstance(out, (tuple, list)) else out
+    norm = final_norm(model)
+    return norm(h) if norm is not None else h
+
+
+def final_hidden(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Full forward to the last hidden state after the final norm (no output head)."""
+    out = _decoder(model)(**_base_forward_kwargs(input_ids, attention_mask))
+    return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+
+def output_head(model: nn.Module):
+    """``hidden [.., D] -> logits [.., V]`` including a final logit soft-cap where the config has one."""
+    head = model.get_output_embeddings()
+    config = getattr(model, "config", None)
+    cap = getattr(config, "final_logit_softcapping", None) or getattr(getattr(config, "text_config", None), "final_logit_softcapping", None)
+
+    def apply(h: torch.Tensor) -> torch.Tensor:
+        logits = head(h)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    return apply
+
+
+def logits_at(model: nn.Module, hidden: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Logits ``[K, V]`` at positions ``(rows[k], cols[k])`` of ``hidden [B, T, D]`` only."""
+    return output_head(model)(hidden[rows, cols])
