@@ -1,0 +1,1 @@
+"""Sub-commands of the ``easyedit-split`` CLI (see :mod:`easyedit_split.cli`)."""

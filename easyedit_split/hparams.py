@@ -1,0 +1,168 @@
+"""Hyperparameters as dataclasses read from EasyEdit-style YAML files.
+
+``from_hparams(path)`` reads the YAML with ``yaml.safe_load``, warns about keys the dataclass does
+not know (naming them), and raises :class:`HParamsError` naming the file and the key for a
+missing required key or a value of the wrong type. Key names follow EasyEdit (``alg_name``,
+``layers``, ``lr``, ``n_epochs``, ``steering_factors``, ``pos_loss_weight`` …).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import yaml
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["HParamsError", "HyperParams", "load_yaml", "coerce_value"]
+
+
+class HParamsError(ValueError):
+    """A hyperparameter file or value is invalid."""
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    p = Path(path)
+    if not p.exists() and p.suffix not in (".yaml", ".yml"):
+        p = p.with_name(p.name + ".yaml")
+    if not p.exists():
+        raise HParamsError(f"hyperparameter file {p} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise HParamsError(f"{p}: not valid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise HParamsError(f"{p}: the top level must be a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def _strip_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+        return typing.Union[tuple(args)], True  # type: ignore[return-value]
+    return tp, False
+
+
+def coerce_value(value: Any, tp: Any, where: str) -> Any:
+    """Check (and gently coerce: int→float, '1e-3'→float, scalar→[scalar]) ``value`` against ``tp``."""
+    tp, optional = _strip_optional(tp)
+    if value is None:
+        if optional or tp is Any:
+            return None
+        raise HParamsError(f"{where}: must not be null")
+    if tp is Any:
+        return value
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return coerce_value(value, arg, where)
+            except HParamsError:
+                continue
+        raise HParamsError(f"{where}: {value!r} matches none of {tp}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise HParamsError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise HParamsError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)  # EasyEdit writes 1e-3 which YAML 1.1 reads as a string
+            except ValueError:
+                pass
+        raise HParamsError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise HParamsError(f"{where}: expected a string, got {value!r}")
+    if origin in (list, tuple) or tp in (list, tuple):
+        args = typing.get_args(tp)
+        item_tp = args[0] if args else Any
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        return [coerce_value(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise HParamsError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+@dataclass
+class HyperParams:
+    """Base class. Subclasses set ``ALG_NAMES`` (accepted ``alg_name`` values, lower-case)."""
+
+    ALG_NAMES: ClassVar[tuple[str, ...]] = ()
+    #: keys EasyEdit files carry that this plugin reads elsewhere or deliberately ignores (no warning)
+    IGNORED_KEYS: ClassVar[tuple[str, ...]] = ()
+
+    alg_name: str = ""
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any], *, source: str = "<dict>", overrides: Mapping[str, Any] | None = None):
+        data = dict(config)
+        if overrides:
+            data.update(overrides)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        unknown = sorted(k for k in data if k not in fields and k not in cls.IGNORED_KEYS)
+        if unknown:
+            logger.warning("%s: unknown keys ignored by %s: %s", source, cls.__name__, ", ".join(unknown))
+        kwargs = {}
+        for name, f in fields.items():
+            if name in data:
+                kwargs[name] = coerce_value(data[name], hints.get(name, Any), f"{source}: key '{name}'")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+                raise HParamsError(f"{source}: required key '{name}' is missing")
+        obj = cls(**kwargs)
+        if cls.ALG_NAMES and str(obj.alg_name).lower() not in cls.ALG_NAMES:
+            raise HParamsError(f"{source}: key 'alg_name' is {obj.alg_name!r}; {cls.__name__} accepts {list(cls.ALG_NAMES)}")
+        obj.validate(source)
+        return obj
+
+    @classmethod
+    def from_hparams(cls, path: str | os.PathLike, overrides: Mapping[str, Any] | None = None):
+        """Build from an EasyEdit-style YAML file (``.yaml`` may be omitted, as upstream allows)."""
+        return cls.from_dict(load_yaml(path), source=str(path), overrides=overrides)
+
+    def validate(self, source: str) -> None:
+        """Cross-field checks; raise HParamsError naming ``source`` and the key."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["lr=0.01", "layers=[3]"]`` → ``{"lr": 0.01, "layers": [3]}`` (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise HParamsError(f"override {item!r} is not of the form key=value")
+        key, _, raw = item.partition("=")
+        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    return out
+
+
+field = field  # re-export for subclasses
