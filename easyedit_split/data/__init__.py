@@ -1,0 +1,52 @@
+"""Polarity-paired data: reading, splitting, shipped datasets, tokenisation, answer log-likelihoods."""
+
+from __future__ import annotations
+
+from .encoding import (
+    EncodedPair,
+    PromptBatch,
+    SequenceBatch,
+    collate_pairs,
+    collate_prompts,
+    collate_sequences,
+    encode_pairs,
+    render_prompt,
+)
+from .formats import BUILTIN_FORMATS, DataError, DatasetFormat, detect_format, get_format
+from .logprobs import answer_nll, last_token_logits, prompt_answer_nll, split_pairs
+from .pairs import (
+    BUILTIN_DATASETS,
+    PolarityPair,
+    builtin_dataset_path,
+    iter_records,
+    load_builtin,
+    read_pairs,
+    train_test_split,
+)
+
+__all__ = [
+    "BUILTIN_DATASETS",
+    "BUILTIN_FORMATS",
+    "DataError",
+    "DatasetFormat",
+    "EncodedPair",
+    "PolarityPair",
+    "PromptBatch",
+    "SequenceBatch",
+    "answer_nll",
+    "builtin_dataset_path",
+    "collate_pairs",
+    "collate_prompts",
+    "collate_sequences",
+    "detect_format",
+    "encode_pairs",
+    "get_format",
+    "iter_records",
+    "last_token_logits",
+    "load_builtin",
+    "prompt_answer_nll",
+    "read_pairs",
+    "render_prompt",
+    "split_pairs",
+    "train_test_split",
+]

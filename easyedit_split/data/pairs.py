@@ -1,0 +1,282 @@
+"""Polarity-paired examples, readers with per-row validation, splitting and the shipped datasets."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .formats import DataError, DatasetFormat, detect_format, get_format
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BUILTIN_DATASETS",
+    "PolarityPair",
+    "builtin_dataset_path",
+    "iter_records",
+    "load_builtin",
+    "read_pairs",
+    "train_test_split",
+]
+
+BUILTIN_DATASETS: dict[str, tuple[str, str]] = {
+    # name -> (file under resources/data, format)
+    "psychopathy": ("psychopathy.jsonl", "persona"),
+    "power-seeking": ("power-seeking-inclination.jsonl", "persona"),
+    "sentiment": ("sentiment.jsonl", "persona"),
+}
+_BUILTIN_ALIASES = {
+    "powerseeking": "power-seeking",
+    "power_seeking": "power-seeking",
+    "power-seeking-inclination": "power-seeking",
+}
+
+
+@dataclass(frozen=True)
+class PolarityPair:
+    """One contrastive example: a query, the answer showing the concept and the one showing its opposite."""
+
+    id: str
+    question: str
+    positive: str
+    negative: str
+    source: str  # "file:line" (1-based line for jsonl/csv; 1-based record index for json/parquet)
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+# ------------------------------------------------------------------------------------------- readers
+
+
+def _infer_file_type(path: Path) -> str:
+    suffix = path.suffix.lower()
+    return {
+        ".jsonl": "jsonl",
+        ".ndjson": "jsonl",
+        ".json": "json",
+        ".csv": "csv",
+        ".tsv": "csv",
+        ".parquet": "parquet",
+        ".pq": "parquet",
+    }.get(suffix, "jsonl")
+
+
+def iter_records(path: str | os.PathLike, file_type: str | None = None) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_or_index, record)``; an unparseable JSON line yields ``(line, DataError(...))``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    ftype = file_type or _infer_file_type(path)
+    if ftype == "jsonl":
+        with open(path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield lineno, json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield lineno, DataError(f"unparseable JSON line ({exc.msg})")
+    elif ftype == "json":
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{exc.lineno}: unparseable JSON ({exc.msg})") from exc
+        if isinstance(obj, dict):  # {"data": [...]} or {id: record}
+            if isinstance(obj.get("data"), list):
+                obj = obj["data"]
+            else:
+                obj = [dict(v, _key=k) if isinstance(v, dict) else v for k, v in obj.items()]
+        if not isinstance(obj, list):
+            raise DataError(f"{path}: a JSON data file must hold a list of records")
+        yield from enumerate(obj, start=1)
+    elif ftype == "csv":
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+        with open(path, encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh, delimiter=delimiter)
+            for row in reader:
+                # reader.line_num is the physical line on which the record ends
+                yield reader.line_num, {k: v for k, v in row.items() if k is not None}
+    elif ftype == "parquet":
+        try:
+            import pandas as pd
+
+            frame = pd.read_parquet(path)
+        except ImportError as exc:
+            raise DataError(f"reading {path} needs pyarrow: pip install 'easyedit-split[parquet]'") from exc
+        except Exception as exc:
+            raise DataError(f"could not read parquet file {path}: {exc}") from exc
+        for index, row in enumerate(frame.to_dict(orient="records"), start=1):
+            yield index, row
+    else:
+        raise DataError(f"unsupported file type {ftype!r} for {path} (jsonl, json, csv or parquet)")
+
+
+def _peek_columns(path: Path, file_type: str) -> set[str]:
+    for _, record in iter_records(path, file_type):
+        if isinstance(record, dict):
+            return set(record)
+    return set()
+
+
+def _field_problem(record: dict, key: str, *, allow_empty: bool = False) -> str | None:
+    if key not in record or record[key] is None:
+        return f"missing field {key!r}"
+    value = record[key]
+    if isinstance(value, float) and math.isnan(value):
+        return f"missing field {key!r}"
+    if not isinstance(value, str):
+        return f"field {key!r} is {type(value).__name__}, not a string"
+    if not allow_empty and not value.strip():
+        return f"field {key!r} is empty"
+    return None
+
+
+def read_pairs(
+    path: str | os.PathLike,
+    format: str | DatasetFormat = "auto",
+    *,
+    strict: bool = False,
+    limit: int | None = None,
+) -> list[PolarityPair]:
+    """Read polarity pairs from a jsonl/json/csv/parquet file.
+
+    ``format`` is ``"auto"`` (detect from the columns), a built-in format name (``persona``,
+    ``psychopathy``, ``powerseeking``, ``axbench``) or a :class:`DatasetFormat`; a DatasetFormat's own
+    ``path`` is ignored in favour of ``path``. Bad rows (missing or non-string field, empty answer,
+    identical answers, unparseable JSON line) are skipped with one warning each naming ``file:line``,
+    or, with ``strict=True``, reported together in a :class:`DataError`. ``limit`` caps the number of
+    pairs returned (rows are read in file order).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    if isinstance(format, DatasetFormat):
+        fmt = format
+        file_type = fmt.file_type if fmt.path is None or Path(fmt.path) == path else _infer_file_type(path)
+    else:
+        file_type = _infer_file_type(path)
+        if str(format).lower() == "auto":
+            fmt = detect_format(_peek_columns(path, file_type), source=str(path))
+        else:
+            fmt = get_format(str(format))
+    name = path.name
+
+    pairs: list[PolarityPair] = []
+    problems: list[str] = []
+    for lineno, record in iter_records(path, file_type):
+        where = f"{path}:{lineno}"
+        if isinstance(record, DataError):
+            problems.append(f"{where}: {record}")
+            continue
+        if not isinstance(record, dict):
+            problems.append(f"{where}: record is {type(record).__name__}, not an object")
+            continue
+        if fmt.filter and any(str(record.get(k)) != str(v) for k, v in fmt.filter.items()):
+            continue
+        issue = (
+            (_field_problem(record, fmt.question_field, allow_empty=True) if fmt.question_field else None)
+            or _field_problem(record, fmt.positive_field)
+            or _field_problem(record, fmt.negative_field)
+        )
+        if issue is None and record[fmt.positive_field] == record[fmt.negative_field]:
+            issue = "positive and negative answers are identical"
+        if issue is not None:
+            problems.append(f"{where}: {issue}")
+            continue
+        if fmt.id_field and record.get(fmt.id_field) not in (None, ""):
+            pair_id = str(record[fmt.id_field])
+        else:
+            pair_id = f"{path.stem}-{lineno}"
+        used = {fmt.question_field, fmt.positive_field, fmt.negative_field, fmt.id_field}
+        meta = {k: v for k, v in record.items() if k not in used}
+        if fmt.concept_field and fmt.concept_field in record:
+            meta["concept"] = record[fmt.concept_field]
+        pairs.append(
+            PolarityPair(
+                id=pair_id,
+                question=record[fmt.question_field] if fmt.question_field else "",
+                positive=record[fmt.positive_field],
+                negative=record[fmt.negative_field],
+                source=f"{name}:{lineno}",
+                meta=meta,
+            )
+        )
+        if limit is not None and len(pairs) >= limit:
+            break
+
+    if problems:
+        if strict:
+            shown = "\n  ".join(problems[:50])
+            more = f"\n  … and {len(problems) - 50} more" if len(problems) > 50 else ""
+            raise DataError(f"{len(problems)} bad row(s) in {path}:\n  {shown}{more}")
+        for problem in problems:
+            logger.warning("skipping bad row %s", problem)
+        logger.warning("skipped %d bad row(s) of %s; kept %d pair(s)", len(problems), path, len(pairs))
+    if not pairs:
+        raise DataError(f"no valid polarity pairs in {path} (format {fmt.name or 'custom'})")
+    return pairs
+
+
+# ------------------------------------------------------------------------------------------ splitting
+
+
+def train_test_split(
+    pairs: Sequence[PolarityPair],
+    test_size: int | float,  # noqa: PYI041
+    seed: int,
+) -> tuple[list[PolarityPair], list[PolarityPair]]:
+    """Seeded, deterministic split. ``test_size`` is a count (int) or a fraction in (0, 1) (float).
+
+    Both parts keep the original order of ``pairs``.
+    """
+    n = len(pairs)
+    if isinstance(test_size, bool):
+        raise TypeError("test_size must be an int or a float")
+    if isinstance(test_size, float):
+        if not 0.0 < test_size < 1.0:
+            raise ValueError(f"a fractional test_size must be in (0, 1), got {test_size}")
+        n_test = round(n * test_size)
+    else:
+        n_test = int(test_size)
+    if not 0 <= n_test <= n:
+        raise ValueError(f"test_size {test_size} does not fit {n} pairs")
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    test_idx = set(order[:n_test])
+    train = [p for i, p in enumerate(pairs) if i not in test_idx]
+    test = [p for i, p in enumerate(pairs) if i in test_idx]
+    return train, test
+
+
+# ------------------------------------------------------------------------------------ shipped datasets
+
+
+def _canonical_dataset(name: str) -> str:
+    key = name.strip().lower()
+    key = _BUILTIN_ALIASES.get(key, key)
+    if key not in BUILTIN_DATASETS:
+        raise DataError(f"unknown built-in dataset {name!r}; choose one of {', '.join(BUILTIN_DATASETS)}")
+    return key
+
+
+def builtin_dataset_path(name: str) -> Path:
+    """Path of a dataset shipped with the package: ``psychopathy``, ``power-seeking`` or ``sentiment``."""
+    filename = BUILTIN_DATASETS[_canonical_dataset(name)][0]
+    path = Path(str(resources.files("easyedit_split").joinpath("resources", "data", filename)))
+    if not path.is_file():
+        raise DataError(f"shipped dataset file missing: {path} (broken installation?)")
+    return path
+
+
+def load_builtin(name: str, *, strict: bool = True, limit: int | None = None) -> list[PolarityPair]:
+    """Read a shipped dataset (all rows are valid, so ``strict`` defaults to True)."""
+    key = _canonical_dataset(name)
+    return read_pairs(builtin_dataset_path(key), BUILTIN_DATASETS[key][1], strict=strict, limit=limit)
