@@ -24,7 +24,7 @@ from torch import nn
 
 from .sites import decoder_layers, final_norm
 
-__all__ = ["PrefixCache", "capture_prefix", "run_suffix", "final_hidden", "logits_at", "output_head", "site_start_layer"]
+__all__ = ["PrefixCache", "capture_prefix", "run_suffix", "final_hidden", "logits_at", "output_head", "site_start_layer", "position_ids_from_mask"]
 
 
 class _StopForward(Exception):
@@ -105,8 +105,16 @@ def site_start_layer(model: nn.Module, sites) -> int:
     return min(lows) if lows else 0
 
 
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions counted over real tokens only, so left padding does not shift absolute positions."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+
+
 def _base_forward_kwargs(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> dict:
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
+    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
+    if attention_mask is not None and not bool(attention_mask[:, 0].all()):
+        kwargs["position_ids"] = position_ids_from_mask(attention_mask)  # left padding present
+    return kwargs
 
 
 def _decoder(model: nn.Module) -> nn.Module:

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from easyedit_split.apply import apply_updates
-from easyedit_split.forward import capture_prefix, final_hidden, logits_at, output_head, run_suffix, site_start_layer
+from easyedit_split.forward import position_ids_from_mask, capture_prefix, final_hidden, logits_at, output_head, run_suffix, site_start_layer
 from easyedit_split.sites import Site
 from tests.test_core import random_update
 from tests.tiny_models import tiny_inputs, tiny_model
@@ -16,7 +16,7 @@ def test_suffix_from_cached_prefix_equals_full_forward(arch, start):
     mask = torch.ones_like(ids)
     mask[1, :3] = 0  # left padding
     with torch.no_grad():
-        full = model(input_ids=ids, attention_mask=mask).logits
+        full = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits
         cache = capture_prefix(model, ids, mask, start)
         h = run_suffix(model, cache)
         ours = output_head(model)(h)
