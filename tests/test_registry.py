@@ -1,0 +1,89 @@
+import logging
+import sys
+import types
+from dataclasses import dataclass
+
+import pytest
+
+from easyedit_split import registry
+from easyedit_split.hparams import HParamsError, HyperParams, parse_overrides
+
+
+def test_method_names_are_case_insensitive_with_upstream_alias():
+    assert registry.canonical_method("SPLIT") == "split"
+    assert registry.canonical_method("spilt") == "split"
+    assert registry.canonical_method("BiPO") == "dpo"
+    assert "Spilt" in registry.METHODS_CLASS_DICT
+    with pytest.raises(KeyError, match="known: split"):
+        registry.canonical_method("nope")
+
+
+def test_register_with_easyedit_inserts_into_a_steer_checkout(monkeypatch):
+    steer = types.ModuleType("steer")
+    utils = types.ModuleType("steer.utils")
+    alg = types.ModuleType("steer.utils.alg_dict")
+    alg.HYPERPARAMS_CLASS_DICT = {"caa": {"train": object, "apply": object}}
+    alg.METHOD_FNS = {"caa": {"train": "x:y", "apply": "x:z"}}
+    alg.METHODS_CLASS_DICT = {}
+    for name, mod in (("steer", steer), ("steer.utils", utils), ("steer.utils.alg_dict", alg)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    done = registry.register_with_easyedit(("split", "caa"))
+    assert "steer.utils.alg_dict" in done
+    assert alg.METHOD_FNS["split"] == {"train": "easyedit_split.easyedit_api:generate_split",
+                                       "apply": "easyedit_split.easyedit_api:apply_split"}
+    assert alg.METHOD_FNS["spilt"] == alg.METHOD_FNS["split"]
+    assert alg.HYPERPARAMS_CLASS_DICT["caa"] == {"train": object, "apply": object}  # built-in kept
+    assert "diffmean" in alg.METHOD_FNS
+
+
+def test_register_without_easyedit_logs(caplog, monkeypatch):
+    for name in ("steer", "steer.utils", "steer.utils.alg_dict", "easyeditor", "easyeditor.util", "easyeditor.util.alg_dict"):
+        monkeypatch.setitem(sys.modules, name, None)  # makes the import fail
+    with caplog.at_level(logging.INFO, logger="easyedit_split.registry"):
+        assert registry.register_with_easyedit() == []
+    assert "EasyEdit not found" in caplog.text
+
+
+@dataclass
+class _HP(HyperParams):
+    ALG_NAMES = ("demo",)
+    layers: list[int] = None  # type: ignore[assignment]
+    lr: float = 0.01
+    n_epochs: int = 1
+    name: str | None = None
+
+
+def test_hparams_yaml_types_unknown_keys_and_errors(tmp_path, caplog):
+    f = tmp_path / "hp.yaml"
+    f.write_text("alg_name: DEMO\nlayers: 3\nlr: 1e-3\nn_epochs: 2\nmystery: 1\n")
+    with caplog.at_level(logging.WARNING):
+        hp = _HP.from_hparams(f)
+    assert hp.layers == [3] and hp.lr == 0.001 and hp.n_epochs == 2
+    assert "mystery" in caplog.text and str(f) in caplog.text
+    f.write_text("alg_name: demo\nn_epochs: two\n")
+    with pytest.raises(HParamsError, match=r"hp.yaml: key 'n_epochs'"):
+        _HP.from_hparams(f)
+    f.write_text("alg_name: other\n")
+    with pytest.raises(HParamsError, match="alg_name"):
+        _HP.from_hparams(f)
+    with pytest.raises(HParamsError, match="does not exist"):
+        _HP.from_hparams(tmp_path / "missing.yaml")
+    assert _HP.from_hparams(f, overrides={"alg_name": "demo"}).alg_name == "demo"
+    assert parse_overrides(["lr=0.5", "layers=[1, 2]"]) == {"lr": 0.5, "layers": [1, 2]}
+    with pytest.raises(HParamsError, match="key=value"):
+        parse_overrides(["lr"])
+
+
+def test_required_key_missing_names_file_and_key(tmp_path):
+    @dataclass
+    class Req(HyperParams):
+        layers: list[int] = None  # type: ignore[assignment]
+        must: int = 0
+
+    import dataclasses
+
+    Req2 = dataclasses.make_dataclass("Req2", [("must", int)], bases=(HyperParams,))
+    f = tmp_path / "x.yaml"
+    f.write_text("alg_name: a\n")
+    with pytest.raises(HParamsError, match=r"x.yaml: required key 'must' is missing"):
+        Req2.from_hparams(f)
