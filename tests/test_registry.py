@@ -75,15 +75,10 @@ def test_hparams_yaml_types_unknown_keys_and_errors(tmp_path, caplog):
 
 
 def test_required_key_missing_names_file_and_key(tmp_path):
-    @dataclass
-    class Req(HyperParams):
-        layers: list[int] = None  # type: ignore[assignment]
-        must: int = 0
-
     import dataclasses
 
-    Req2 = dataclasses.make_dataclass("Req2", [("must", int)], bases=(HyperParams,))
+    Req = dataclasses.make_dataclass("Req", [("must", int, dataclasses.field(kw_only=True))], bases=(HyperParams,))
     f = tmp_path / "x.yaml"
     f.write_text("alg_name: a\n")
     with pytest.raises(HParamsError, match=r"x.yaml: required key 'must' is missing"):
-        Req2.from_hparams(f)
+        Req.from_hparams(f)
