@@ -1,0 +1,212 @@
+"""``evaluate_preference_utility``: sweep, fits, derived quantities, manifold, plots and report.
+
+Registered as the evaluator ``"preference_utility"`` (``easyedit_split.registry.get_evaluator``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from .._io import atomic_write_json
+from .derived import Calibration, ValidRegion, calibrate, valid_region
+from .fitting import CurveFit, fit_pref_odds, fit_util_odds, transfer_r2
+from .loading import LoadedUpdates, load_any_update
+from .logodds import summarize
+from .manifold import ManifoldResult, manifold_distance
+from .sweep import sweep, write_table
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EvaluationResult", "MethodEvaluation", "evaluate_preference_utility"]
+
+
+@dataclass
+class MethodEvaluation:
+    """Everything measured for one update (one method)."""
+
+    name: str
+    source: str
+    kind: str
+    table: pd.DataFrame  # per (example, m) on the evaluation pairs
+    summary: pd.DataFrame  # per m means with CIs
+    fits: dict[str, CurveFit | None]  # fitted on the evaluation pairs' means
+    train_summary: pd.DataFrame | None = None
+    train_fits: dict[str, CurveFit | None] = field(default_factory=dict)
+    transfer_r2: dict[str, float | None] = field(default_factory=dict)
+    valid_region: ValidRegion | None = None
+    valid_region_means: ValidRegion | None = None
+    calibration: Calibration | None = None
+    manifold: ManifoldResult | None = None
+    util_infinite: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        def fd(fs):
+            return {k: (v.to_dict() if v is not None else None) for k, v in fs.items()}
+
+        return {
+            "name": self.name, "source": self.source, "kind": self.kind,
+            "summary": self.summary.to_dict(orient="list"),
+            "fits": fd(self.fits), "train_fits": fd(self.train_fits), "transfer_r2": self.transfer_r2,
+            "valid_region": self.valid_region.to_dict() if self.valid_region else None,
+            "valid_region_means": self.valid_region_means.to_dict() if self.valid_region_means else None,
+            "calibration": self.calibration.to_dict() if self.calibration else None,
+            "manifold": self.manifold.to_dict() if self.manifold else None,
+            "util_infinite": self.util_infinite,
+        }
+
+
+@dataclass
+class EvaluationResult:
+    methods: dict[str, MethodEvaluation]
+    multipliers: list[float]
+    reduction: str
+    settings: dict[str, Any]
+    output_dir: Path | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> MethodEvaluation:
+        return self.methods[name]
+
+    @property
+    def only(self) -> MethodEvaluation:
+        if len(self.methods) != 1:
+            raise ValueError(f"{len(self.methods)} methods evaluated; pick one by name")
+        return next(iter(self.methods.values()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"multipliers": self.multipliers, "reduction": self.reduction, "settings": self.settings,
+                "files": self.files, "methods": {k: v.to_dict() for k, v in self.methods.items()}}
+
+
+def _safe_fit(fn, m, y, what: str) -> CurveFit | None:
+    try:
+        return fn(m, y)
+    except (ValueError, RuntimeError) as exc:
+        logger.warning("%s fit failed: %s", what, exc)
+        return None
+
+
+def _fits(summary: pd.DataFrame, name: str) -> dict[str, CurveFit | None]:
+    m = summary["m"].to_numpy()
+    return {"pref": _safe_fit(fit_pref_odds, m, summary["pref"].to_numpy(), f"{name} PrefOdds"),
+            "util": _safe_fit(fit_util_odds, m, summary["util"].to_numpy(), f"{name} UtilOdds")}
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "update"
+
+
+def evaluate_preference_utility(
+    model: nn.Module,
+    tokenizer: Any,
+    updates: Any,
+    pairs: Sequence,
+    multipliers: Sequence[float],
+    *,
+    train_pairs: Sequence | None = None,
+    output_dir: str | os.PathLike | None = None,
+    reduction: str = "sum",
+    delta: float = 1.0,
+    target_pref: float | None = None,
+    target_accuracy: float | None = None,
+    max_util_drop: float = 1.0,
+    manifold: bool = False,
+    manifold_pairs: int = 32,
+    manifold_variance: float = 0.9,
+    manifold_positions: str = "all",
+    batch_rows: int = 128,
+    use_prefix_cache: bool = True,
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+    title: str | None = None,
+    table_format: str = "csv",
+) -> EvaluationResult:
+    """Preference–utility evaluation of one update (or several: pass ``{name: spec}``).
+
+    ``updates``: anything :func:`~.loading.load_any_update` accepts, or a mapping name → such a spec.
+    Sweeps ``pairs`` over ``multipliers``; fits PrefOdds/UtilOdds curves on the per-m means; with
+    ``train_pairs``, also sweeps and fits those and reports the transfer R² of the training fits on
+    ``pairs``. Derived quantities (valid region for ``delta``, calibration to ``target_pref`` or
+    ``target_accuracy`` — default accuracy 0.9 — within ``max_util_drop``) use the training fits
+    when available. ``manifold=True`` adds the manifold distance on the first ``manifold_pairs`` pairs.
+    With ``output_dir``: tables, ``results.json``, PNG plots and ``report.md``, each written atomically.
+    """
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    if target_pref is None and target_accuracy is None:
+        target_accuracy = 0.9
+    specs: Mapping[str, Any] = updates if isinstance(updates, Mapping) else {"": updates}
+    grid = sorted(float(m) for m in multipliers)
+    if 0.0 not in grid:
+        raise ValueError("the multiplier grid must contain 0 (the unsteered reference)")
+    out_dir = Path(output_dir) if output_dir is not None else None
+    methods: dict[str, MethodEvaluation] = {}
+    files: dict[str, str] = {}
+    for given_name, spec in specs.items():
+        loaded: LoadedUpdates = load_any_update(spec, model)
+        name = given_name or (loaded.method if loaded.method != "unknown" else "update")
+        ups = loaded.updates
+        table = sweep(model, tokenizer, pairs, ups, grid, batch_rows=batch_rows, method=name,
+                      use_prefix_cache=use_prefix_cache, progress=progress)
+        summary = summarize(table, reduction=reduction, n_boot=n_boot, seed=seed)
+        util_col = "util_odds" if reduction == "sum" else "util_odds_mean"
+        ev = MethodEvaluation(name, loaded.source, loaded.kind, table, summary, _fits(summary, name),
+                              util_infinite=int(np.isinf(table[util_col]).sum()))
+        if ev.util_infinite:
+            logger.warning("%s: %d (pair, m) rows have UtilOdds = +inf (valid mass >= 1); left out of the means",
+                           name, ev.util_infinite)
+        if train_pairs is not None:
+            ttable = sweep(model, tokenizer, train_pairs, ups, grid, batch_rows=batch_rows, method=name,
+                           use_prefix_cache=use_prefix_cache, progress=progress)
+            ev.train_summary = summarize(ttable, reduction=reduction, n_boot=n_boot, seed=seed)
+            ev.train_fits = _fits(ev.train_summary, f"{name} (train)")
+            for key in ("pref", "util"):
+                f = ev.train_fits.get(key)
+                ev.transfer_r2[key] = None if f is None else transfer_r2(f, summary["m"], summary[key])
+            if out_dir is not None:
+                files[f"train_table:{name}"] = str(write_table(ttable, out_dir / f"sweep_train_{_slug(name)}.{table_format}"))
+        ref_fits = ev.train_fits if ev.train_fits else ev.fits
+        ref_summary = ev.train_summary if ev.train_summary is not None else summary
+        m_ref = ref_summary["m"].to_numpy()
+        try:
+            ev.valid_region_means = valid_region(m_ref, ref_summary["util"].to_numpy(), delta=delta)
+            if ref_fits.get("util") is not None:
+                ev.valid_region = valid_region(m_ref, fit=ref_fits["util"], delta=delta)
+            ev.calibration = calibrate(
+                m_ref, pref=ref_summary["pref"].to_numpy(), util=ref_summary["util"].to_numpy(),
+                accuracy=ref_summary["accuracy"].to_numpy(), pref_fit=ref_fits.get("pref"),
+                util_fit=ref_fits.get("util"), target_pref=target_pref, target_accuracy=target_accuracy,
+                max_util_drop=max_util_drop)
+        except ValueError as exc:
+            logger.warning("%s: derived quantities unavailable: %s", name, exc)
+        if manifold:
+            sub = list(pairs)[:manifold_pairs]
+            ev.manifold = manifold_distance(model, tokenizer, sub, ups, grid, variance=manifold_variance,
+                                            positions=manifold_positions, util_by_m=summary.set_index("m")["util"])
+        methods[name] = ev
+        if out_dir is not None:
+            files[f"table:{name}"] = str(write_table(table, out_dir / f"sweep_{_slug(name)}.{table_format}"))
+    result = EvaluationResult(methods, grid, reduction, {
+        "delta": delta, "target_pref": target_pref, "target_accuracy": target_accuracy,
+        "max_util_drop": max_util_drop, "n_pairs": len(pairs), "n_train_pairs": len(train_pairs) if train_pairs else 0,
+        "n_boot": n_boot, "seed": seed, "manifold": manifold, "manifold_pairs": manifold_pairs,
+        "manifold_variance": manifold_variance, "manifold_positions": manifold_positions,
+    }, out_dir, files)
+    if out_dir is not None:
+        from .report import write_report
+
+        write_report(result, out_dir, title=title)
+        atomic_write_json(out_dir / "results.json", result.to_dict())
+        result.files["results"] = str(out_dir / "results.json")
+    return result

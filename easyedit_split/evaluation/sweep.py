@@ -1,0 +1,243 @@
+"""Multiplier sweeps: per-example answer losses and log-odds over a grid of multipliers.
+
+:func:`sweep` drives :class:`easyedit_split.scoring.PairScorer`: pairs are sorted by length and
+cut into chunks; each chunk is prepared once (padding, and the frozen prefix — the hidden states
+entering the lowest steered layer, which do not depend on ``m``), then all its ``(pair, m)`` rows
+are scored in batched passes with per-row multipliers (``batch_rows`` rows per pass). Single-token
+pairs use one prompt row for both answers.
+
+The result is a tidy table, one row per ``(example, m)`` (and per layer in a layer sweep):
+``example_id, m, L_p, L_n, L_p_mean, L_n_mean, pref_odds, util_odds, pref_odds_mean,
+util_odds_mean`` (+ ``layer``, ``method``). :func:`write_table` saves it atomically as CSV or
+Parquet by suffix.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .._io import atomic_path
+from ..data.encoding import EncodedPair, encode_pairs
+from ..data.pairs import PolarityPair
+from ..scoring import PairScorer
+from ..sites import Site
+from ..updates import Update, VectorUpdate
+from .logodds import add_log_odds
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["encode_for_sweep", "pad_id_of", "read_table", "replace_at_layer", "sweep", "write_table"]
+
+UpdateFactory = Callable[[int], Sequence[Update]]
+
+
+def pad_id_of(tokenizer: Any) -> int:
+    """The tokenizer's pad id, else its EOS id, else 0 (masks never compare ids with it)."""
+    for attr in ("pad_token_id", "eos_token_id"):
+        v = getattr(tokenizer, attr, None) if tokenizer is not None else None
+        if isinstance(v, (list, tuple)):
+            v = v[0] if v else None
+        if v is not None:
+            return int(v)
+    return 0
+
+
+def encode_for_sweep(
+    tokenizer: Any, pairs: Sequence[PolarityPair | EncodedPair], **encode_kwargs: Any
+) -> list[EncodedPair]:
+    """Pass encoded pairs through; tokenise :class:`PolarityPair` objects."""
+    items = list(pairs)
+    if not items:
+        raise ValueError("no pairs to sweep")
+    if all(isinstance(p, EncodedPair) for p in items):
+        return items  # type: ignore[return-value]
+    if all(isinstance(p, PolarityPair) for p in items):
+        if tokenizer is None:
+            raise ValueError("a tokenizer is needed to encode PolarityPair objects")
+        return encode_pairs(items, tokenizer, **encode_kwargs)  # type: ignore[arg-type]
+    kinds = sorted({type(p).__name__ for p in items})
+    raise TypeError(f"pairs must all be PolarityPair or all EncodedPair, got {kinds}")
+
+
+def replace_at_layer(updates: Sequence[Update], layer: int) -> list[Update]:
+    """The same steering vectors placed at ``layer`` (only vectors: their meaning survives the move).
+
+    LoRA / local-weight updates are tied to the weights of the layer they were made for; a layer
+    sweep of those needs an ``update_factory(layer)``.
+    """
+    out: list[Update] = []
+    for u in updates:
+        if not isinstance(u, VectorUpdate):
+            raise ValueError(  # noqa: TRY004 - a wrong form, not a wrong Python type
+                f"cannot move a {u.form} update from {u.site} to layer {layer}: only steering vectors are re-placed "
+                "automatically; pass update_factory=lambda layer: [...] to sweep layers with other forms"
+            )
+        site = Site(layer, u.site.component, u.site.module_path)
+        out.append(VectorUpdate(site, u.d_out, vector=u.delta_bias().detach().clone()))
+    return out
+
+
+def _as_grid(multipliers: Iterable[float] | np.ndarray | torch.Tensor) -> np.ndarray:
+    grid = np.asarray(list(multipliers) if not isinstance(multipliers, (np.ndarray, torch.Tensor)) else multipliers,
+                      dtype=np.float64).reshape(-1)
+    if grid.size == 0:
+        raise ValueError("empty multiplier grid")
+    if not np.isfinite(grid).all():
+        raise ValueError(f"multiplier grid has non-finite values: {grid.tolist()}")
+    return grid
+
+
+@torch.no_grad()
+def _sweep_updates(
+    model: nn.Module,
+    encoded: list[EncodedPair],
+    updates: Sequence[Update],
+    grid: np.ndarray,
+    *,
+    pad_token_id: int,
+    batch_rows: int,
+    use_prefix_cache: bool,
+    single_token_sharing: bool,
+    bar: Any,
+) -> pd.DataFrame:
+    scorer = PairScorer(model, list(updates), pad_token_id=pad_token_id, use_prefix_cache=use_prefix_cache,
+                        single_token_sharing=single_token_sharing)
+    M = grid.size
+    # sort by length so chunks pad little; single-token and multi-token pairs go to separate chunks
+    order = sorted(range(len(encoded)), key=lambda i: (not encoded[i].single_token, len(encoded[i].prompt_ids)
+                                                       + max(len(encoded[i].positive_ids), len(encoded[i].negative_ids))))
+    chunk = max(1, batch_rows // M)
+    chunks: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        if cur and (len(cur) >= chunk or encoded[cur[-1]].single_token != encoded[i].single_token):
+            chunks.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        chunks.append(cur)
+    m_t = torch.as_tensor(grid, dtype=torch.float32)
+    out = {k: [] for k in ("example_id", "_g", "L_p", "L_n", "L_p_mean", "L_n_mean")}
+    for ch in chunks:
+        prepared = scorer.prepare([encoded[i] for i in ch])
+        P = len(ch)
+        idx_all = torch.arange(P).repeat(M)
+        g_all = torch.arange(M).repeat_interleave(P)
+        for s in range(0, idx_all.numel(), batch_rows):
+            idx, gi = idx_all[s:s + batch_rows], g_all[s:s + batch_rows]
+            res = scorer.score(prepared, m_t[gi], idx)
+            out["example_id"].extend(prepared.ids[j] for j in idx.tolist())
+            out["_g"].append(gi.numpy())
+            for key, t in (("L_p", res.sum_p), ("L_n", res.sum_n), ("L_p_mean", res.mean_p), ("L_n_mean", res.mean_n)):
+                out[key].append(t.detach().double().cpu().numpy())
+            if bar is not None:
+                bar.update(idx.numel())
+    df = pd.DataFrame({k: (np.concatenate(v) if k != "example_id" else v) for k, v in out.items()})
+    # rows in grid order, then in the order the pairs were given
+    rank = {e.id: r for r, e in enumerate(encoded)}
+    df["_r"] = df["example_id"].map(rank)
+    df = df.sort_values(["_g", "_r"], kind="stable").reset_index(drop=True)
+    df.insert(1, "m", grid[df["_g"].to_numpy()])
+    df = df.drop(columns=["_g", "_r"])
+    return df
+
+
+def sweep(
+    model: nn.Module,
+    tokenizer: Any,
+    pairs_or_encoded: Sequence[PolarityPair | EncodedPair],
+    updates: Sequence[Update] | Update,
+    multipliers: Iterable[float],
+    *,
+    batch_rows: int = 128,
+    layers: Sequence[int] | None = None,
+    update_factory: UpdateFactory | None = None,
+    method: str | None = None,
+    use_prefix_cache: bool = True,
+    single_token_sharing: bool = True,
+    pad_token_id: int | None = None,
+    progress: bool = True,
+    output: str | os.PathLike | None = None,
+    encode_kwargs: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Answer losses and log-odds of every pair at every multiplier (and layer).
+
+    ``layers``: sweep these layers too; the updates at each layer come from
+    ``update_factory(layer)``, or by moving the steering vectors of ``updates`` there
+    (:func:`replace_at_layer`). ``batch_rows``: ``(pair, m)`` rows per forward pass (a multi-token
+    row is two sequences). ``output``: also write the table (``.csv`` or ``.parquet``).
+    """
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
+    ups = [updates] if isinstance(updates, Update) else list(updates)
+    grid = np.sort(_as_grid(multipliers))
+    if len(np.unique(grid.astype(np.float32))) != grid.size:
+        raise ValueError(f"multiplier grid has duplicate values: {grid.tolist()}")
+    encoded = encode_for_sweep(tokenizer, pairs_or_encoded, **(encode_kwargs or {}))
+    ids = [e.id for e in encoded]
+    if len(set(ids)) != len(ids):
+        raise ValueError("pair ids are not unique; the sweep table is keyed by example_id")
+    pad = pad_id_of(tokenizer) if pad_token_id is None else int(pad_token_id)
+    layer_list: list[int | None] = list(layers) if layers is not None else [None]
+    if layers is None and update_factory is not None:
+        raise ValueError("update_factory needs layers=[...]")
+    total = len(encoded) * grid.size * len(layer_list)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc="sweep (pair, m) rows", unit="row", leave=False)
+    frames = []
+    try:
+        for layer in layer_list:
+            if layer is None:
+                lu = ups
+            else:
+                lu = list(update_factory(layer)) if update_factory is not None else replace_at_layer(ups, layer)
+            df = _sweep_updates(model, encoded, lu, grid, pad_token_id=pad, batch_rows=batch_rows,
+                                use_prefix_cache=use_prefix_cache, single_token_sharing=single_token_sharing, bar=bar)
+            if layer is not None:
+                df.insert(1, "layer", layer)
+            frames.append(df)
+    finally:
+        if bar is not None:
+            bar.close()
+    table = add_log_odds(pd.concat(frames, ignore_index=True))
+    if method is not None:
+        table.insert(1, "method", method)
+    if output is not None:
+        write_table(table, output)
+    return table
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write ``df`` atomically as CSV (``.csv``) or Parquet (``.parquet``/``.pq``)."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise ValueError(f"{p}: table output must end in .csv or .parquet")
+    with atomic_path(p, suffix=suffix) as tmp:
+        if suffix == ".csv":
+            df.to_csv(tmp, index=False)
+        else:
+            df.to_parquet(tmp, index=False)
+    logger.info("wrote %d rows to %s", len(df), p)
+    return p
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"sweep table {p} does not exist")
+    if p.suffix.lower() == ".csv":
+        return pd.read_csv(p)
+    return pd.read_parquet(p)
