@@ -119,3 +119,34 @@ def test_existing_output_needs_overwrite(tmp_path):
     export_merged(model, None, u, 1.0, dest, overwrite=True)
     assert not (dest / "old.txt").exists() and (dest / "config.json").is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_cli_export_reloads_equal_to_hooked(tmp_path, tiny_tokenizer, capsys):
+    from easyedit_split.cli import main
+    from easyedit_split.serialization import save_updates
+
+    model = tiny_model("llama")
+    model.save_pretrained(tmp_path / "model")
+    tiny_tokenizer.save_pretrained(tmp_path / "model")
+    u = random_update(model, "vector", Site(2, "residual"))
+    save_updates(tmp_path / "u.safetensors", [u], model=model)
+    argv = [
+        "export",
+        "--model",
+        str(tmp_path / "model"),
+        "--update",
+        str(tmp_path / "u.safetensors"),
+        "--multiplier",
+        "-2.5",
+        "--output",
+        str(tmp_path / "out"),
+    ]
+    assert main(argv) == 0
+    assert "mlp_bias=True" in capsys.readouterr().out
+    ids = tiny_inputs()
+    with torch.no_grad(), apply_updates(model, u, -2.5):
+        hooked = model(input_ids=ids).logits
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out", attn_implementation="eager")
+    with torch.no_grad():
+        assert (reloaded(input_ids=ids).logits - hooked).abs().max() < 1e-5
+    assert main(argv) == 1  # exists: a clear error, not an overwrite

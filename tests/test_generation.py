@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -190,3 +192,65 @@ def test_bad_arguments(setup):
         generate(model, tok, PROMPTS, u, mode="fused", progress=False)
     with pytest.raises(ValueError, match="merged mode"):
         generate(model, tok, PROMPTS, u, mode="merged", positions="generated", progress=False)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def _saved_tiny(tmp_path, tok):
+    from easyedit_split.serialization import save_updates
+
+    model = tiny_model("llama")
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    u = random_update(model, "vector", Site(1, "residual"))
+    save_updates(tmp_path / "u.safetensors", [u], model=model, method="test")
+    return model, u
+
+
+def test_cli_generate_writes_jsonl_with_every_multiplier(tmp_path, tiny_tokenizer, capsys):
+    import json
+
+    from easyedit_split.cli import main
+
+    _saved_tiny(tmp_path, tiny_tokenizer)
+    (tmp_path / "prompts.jsonl").write_text('{"prompt": "i like pizza"}\n{"question": "is the sky blue ?"}\n')
+    out = tmp_path / "gen.jsonl"
+    argv = [
+        "generate",
+        "--model",
+        str(tmp_path / "model"),
+        "--update",
+        str(tmp_path / "u.safetensors"),
+        "--multiplier",
+        "0",
+        "2",
+        "--prompts-file",
+        str(tmp_path / "prompts.jsonl"),
+        "--max-new-tokens",
+        "4",
+        "--metrics",
+        "--output",
+        str(out),
+    ]
+    assert main(argv) == 0
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [(r["multiplier"], r["prompt"]) for r in recs] == [
+        (0.0, "i like pizza"),
+        (0.0, "is the sky blue ?"),
+        (2.0, "i like pizza"),
+        (2.0, "is the sky blue ?"),
+    ]
+    assert all("perplexity" in r and len(r["token_ids"]) <= 4 for r in recs)
+    printed = capsys.readouterr().out
+    assert re.search(r"^m=2: perplexity_mean=[0-9.]+, distinct_1=[0-9.]+", printed, re.MULTILINE), printed
+
+
+def test_cli_generate_bad_prompts_file(tmp_path, tiny_tokenizer):
+    from easyedit_split.cli import main
+
+    _saved_tiny(tmp_path, tiny_tokenizer)
+    bad = tmp_path / "p.jsonl"
+    bad.write_text('{"text_field": 1}\n')
+    assert main(["generate", "--model", str(tmp_path / "model"), "--prompts-file", str(bad)]) == 1

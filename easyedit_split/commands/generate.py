@@ -1,0 +1,187 @@
+"""``easyedit-split generate``: steered completions of prompts, batched, in hook or merged mode."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+HELP = "generate steered completions (batched; hook or merged mode; one or many multipliers)"
+
+_PROMPT_FIELDS = ("prompt", "instruction", "question", "input")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--update",
+        default=None,
+        help="update file (.safetensors from easyedit-split; other formats if the evaluation module "
+        "is installed: EasyEdit .pt, peft folder). Omit for unsteered generation",
+    )
+    p.add_argument(
+        "--layer", type=int, default=None, help="layer for an EasyEdit .pt file not named layer_N.pt"
+    )
+    p.add_argument(
+        "--multiplier",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="one or more multipliers; every prompt is generated at every multiplier, in one batched run",
+    )
+    p.add_argument("--mode", choices=("hook", "merged"), default="hook")
+    p.add_argument(
+        "--positions",
+        choices=("all", "prompt", "generated"),
+        default="all",
+        help="hook mode: which positions to steer",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", action="append", metavar="TEXT", help="a prompt (repeat for several)")
+    src.add_argument(
+        "--prompts-file",
+        metavar="F",
+        help=f"one prompt per line (.txt), or .jsonl/.json records with a {'/'.join(_PROMPT_FIELDS)} field",
+    )
+    p.add_argument("--model", default=None, help="HF folder, .gguf, or built-in name (default: smollm2)")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
+    p.add_argument("--system-prompt", default=None)
+    p.add_argument(
+        "--no-chat-template", action="store_true", help="feed prompts raw, without the chat template"
+    )
+    p.add_argument(
+        "--metrics",
+        action="store_true",
+        help="add perplexity under the unsteered model and distinct-n / repetition per multiplier",
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--output", default=None, metavar="F.jsonl", help="write one JSON record per completion")
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """Prompts from a .txt (one per non-empty line), .jsonl or .json file."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"prompts file {p} does not exist")
+    text = p.read_text(encoding="utf-8")
+    suffix = p.suffix.lower()
+    if suffix not in (".jsonl", ".json"):
+        prompts = [line.strip() for line in text.splitlines() if line.strip()]
+    else:
+        if suffix == ".json":
+            records = json.loads(text)
+            if not isinstance(records, list):
+                raise ValueError(f"{p}: expected a JSON list of records or strings")
+            numbered = list(enumerate(records, start=1))
+        else:
+            numbered = []
+            for lineno, line in enumerate(text.splitlines(), start=1):
+                if line.strip():
+                    try:
+                        numbered.append((lineno, json.loads(line)))
+                    except ValueError as exc:
+                        raise ValueError(f"{p}:{lineno}: not valid JSON ({exc})") from None
+        prompts = []
+        for where, rec in numbered:
+            if isinstance(rec, str):
+                prompts.append(rec)
+                continue
+            field = next(
+                (f for f in _PROMPT_FIELDS if isinstance(rec, dict) and isinstance(rec.get(f), str)), None
+            )
+            if field is None:
+                raise ValueError(f"{p}:{where}: record has no text field ({', '.join(_PROMPT_FIELDS)})")
+            prompts.append(rec[field])
+    if not prompts:
+        raise ValueError(f"prompts file {p} has no prompts")
+    return prompts
+
+
+def load_updates_any(path: str, model: Any, layer: int | None) -> list:
+    """Updates from ``path``: every format the evaluation loader knows, else easyedit-split's own file."""
+    try:
+        from ..evaluation.loading import load_any_update
+    except ImportError:
+        from ..serialization import load_updates
+
+        return list(load_updates(path, model).updates)
+    loaded = load_any_update(path, model, layer=layer)
+    return list(loaded.updates)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..generation import generate
+    from ..models import load_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    prompts = args.prompt if args.prompt else read_prompts(args.prompts_file)
+    model, tok = load_model(args.model, dtype=args.dtype, device=args.device)
+    updates = load_updates_any(args.update, model, args.layer) if args.update else []
+    if not updates and (len(args.multiplier) > 1 or args.multiplier[0] != 1.0):
+        logger.warning("no --update given: multipliers have no effect")
+    mults = args.multiplier if updates else [0.0]
+    rows = [(p, m) for m in mults for p in prompts]
+    gens = generate(
+        model,
+        tok,
+        [p for p, _ in rows],
+        updates,
+        [m for _, m in rows],
+        mode=args.mode,
+        positions=args.positions,
+        chat_template=False if args.no_chat_template else None,
+        system_prompt=args.system_prompt,
+        max_new_tokens=args.max_new_tokens,
+        do_sample=args.do_sample,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        seed=args.seed,
+        batch_size=args.batch_size,
+    )
+    records = [{"id": f"m{g.multiplier:g}-p{i % len(prompts)}", **g.to_dict()} for i, g in enumerate(gens)]
+    summary: dict[str, Any] = {}
+    if args.metrics:
+        from ..metrics.diversity import diversity_summary
+        from ..metrics.fluency import perplexity
+
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        ppl = perplexity(model, gens, pad_token_id=pad, batch_size=args.batch_size)
+        for rec, value in zip(records, ppl.per_text):
+            rec["perplexity"] = value
+        for m in mults:
+            sel = [g for g in gens if g.multiplier == m]
+            vals = [v for g, v in zip(gens, ppl.per_text) if g.multiplier == m and not math.isnan(v)]
+            summary[f"{m:g}"] = {
+                "perplexity_mean": sum(vals) / len(vals) if vals else None,
+                **diversity_summary([g.token_ids for g in sel]),
+            }
+    if args.output:
+        from .._io import atomic_write_text
+
+        atomic_write_text(args.output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    out = sys.stdout
+    for rec in records:
+        extra = f"  [ppl {rec['perplexity']:.1f}]" if "perplexity" in rec else ""
+        out.write(f"--- m={rec['multiplier']:g} | {rec['prompt']}{extra}\n{rec['text']}\n")
+    for m, s in summary.items():
+        out.write(f"m={m}: " + ", ".join(f"{k}={v:.3f}" for k, v in s.items() if isinstance(v, float)) + "\n")
+    if args.output:
+        out.write(f"wrote {len(records)} completions to {args.output}\n")
+    return 0
