@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from easyedit_split.commands.compare import parse_named
 from easyedit_split.commands.sweep import parse_grid
@@ -92,3 +93,41 @@ def test_grid_parser():
         parse_named(["x.pt"])
     with pytest.raises(ValueError, match="twice"):
         parse_named(["a=x", "a=y"])
+
+
+def test_load_any_update_dispatches_by_path(tmp_path):
+    import json
+
+    from safetensors.torch import save_file
+
+    from easyedit_split.evaluation.loading import load_any_update
+    from easyedit_split.serialization import save_updates
+
+    model = tiny_model("llama")
+    vec = random_update(model, "vector", Site(2, "residual"))
+    save_updates(tmp_path / "u.safetensors", [vec], model=model, method="split")
+    got = load_any_update(tmp_path / "u.safetensors", model)
+    assert got.kind == "easyedit-split" and got.method == "split"
+    assert torch.equal(got.updates[0].delta_bias(), vec.delta_bias())
+    torch.save({"proj.weight": vec.delta_bias().unsqueeze(0)}, tmp_path / "layer_2.pt")
+    got = load_any_update(tmp_path / "layer_2.pt", model)
+    assert got.kind == "easyedit-pt" and got.updates[0].site == Site(2, "residual")
+    peft_dir = tmp_path / "peft"
+    peft_dir.mkdir()
+    (peft_dir / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 4}))
+    save_file({"base_model.model.model.layers.1.mlp.down_proj.lora_A.weight": torch.randn(2, 48),
+               "base_model.model.model.layers.1.mlp.down_proj.lora_B.weight": torch.randn(32, 2)},
+              str(peft_dir / "adapter_model.safetensors"))
+    got = load_any_update(peft_dir, model)
+    assert got.kind == "peft" and got.updates[0].site.layer == 1
+    edited = {k: v.clone() for k, v in model.state_dict().items()}
+    edited["model.layers.3.mlp.down_proj.weight"] += 0.01
+    save_file({"model.layers.3.mlp.down_proj.weight": edited["model.layers.3.mlp.down_proj.weight"].contiguous()},
+              str(tmp_path / "edit.safetensors"))
+    got = load_any_update(tmp_path / "edit.safetensors", model)
+    assert got.kind == "edited-weights" and got.updates[0].site.layer == 3
+    with pytest.raises(FileNotFoundError):
+        load_any_update(tmp_path / "missing.pt", model)
+    with pytest.raises(ValueError, match="unknown update file type"):
+        (tmp_path / "x.bin").write_bytes(b"0")
+        load_any_update(tmp_path / "x.bin", model)
