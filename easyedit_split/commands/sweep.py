@@ -144,6 +144,16 @@ def evaluate(args: argparse.Namespace, specs: dict[str, str]) -> int:
     model, tokenizer = load_model(args.model)
     sweep_train = train if args.train_sweep_pairs is None else train[: args.train_sweep_pairs]
     resolved = {name: resolve_update(spec, model, tokenizer, train, args.layer) for name, spec in specs.items()}
+    for name, (spec, loaded) in zip(specs, zip(specs.values(), resolved.values())):
+        if _DIFFMEAN.match(spec.strip()):  # keep the train-free vector that was evaluated
+            from pathlib import Path
+
+            from ..serialization import save_updates
+
+            path = Path(args.output) / f"diffmean_{name or 'update'}.safetensors"
+            save_updates(path, loaded.updates, model=model, method="diffmean",
+                         extra={"n_train_pairs": len(train), "data": args.data, "seed": args.seed})
+            logger.info("saved the DiffMean vector to %s", path)
     result = evaluate_preference_utility(
         model, tokenizer, resolved, test, grid, train_pairs=sweep_train or None, output_dir=args.output,
         manifold_positions=args.manifold_positions,

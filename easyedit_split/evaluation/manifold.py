@@ -57,12 +57,13 @@ class ManifoldResult:
     explained_variance: float
     variance_target: float
     positions: str
+    skip_first: bool = True
     correlation: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"site": self.site.to_dict(), "n_components": self.n_components,
                 "explained_variance": self.explained_variance, "variance_target": self.variance_target,
-                "positions": self.positions, "correlation": self.correlation,
+                "positions": self.positions, "skip_first": self.skip_first, "correlation": self.correlation,
                 "table": self.table.to_dict(orient="list")}
 
 
@@ -102,10 +103,13 @@ def manifold_distance(
     batch_size: int = 16,
     pad_token_id: int | None = None,
     util_by_m: pd.Series | None = None,
+    skip_first: bool = True,
 ) -> ManifoldResult:
     """Distance of steered site outputs from the principal subspace of unsteered ones, per ``m``.
 
-    ``site`` defaults to the highest-layer update's site. ``util_by_m`` (mean UtilOdds indexed
+    ``site`` defaults to the highest-layer update's site. ``skip_first`` leaves out each sequence's
+    first token: in most LLMs it is an attention sink whose activations are orders of magnitude
+    larger than the others' and would make the PCA one-dimensional. ``util_by_m`` (mean UtilOdds indexed
     by ``m``), when given, fills ``correlation`` (see :func:`correlate_with_utility`).
     """
     from sklearn.decomposition import PCA
@@ -128,7 +132,9 @@ def manifold_distance(
         batch = collate_pairs(encoded[s:s + batch_size], pad, padding_side="right")
         batch = batch.to(next(model.parameters()).device)
         am = batch.attention_mask.bool()
-        sel = {"answer": batch.answer_mask & am, "prompt": am & ~batch.answer_mask, "all": am}[positions]
+        sel = {"answer": batch.answer_mask & am, "prompt": am & ~batch.answer_mask, "all": am}[positions].clone()
+        if skip_first:
+            sel[:, 0] = False  # right padding: column 0 is every sequence's first token
         cache = capture_prefix(model, batch.input_ids, batch.attention_mask, start) if start > 0 else None
         batches.append((batch, sel, cache))
 
@@ -156,7 +162,7 @@ def manifold_distance(
                      "n_tokens": int(r.size)})
     table = pd.DataFrame(rows)
     result = ManifoldResult(table, site, int(pca.n_components_), float(pca.explained_variance_ratio_.sum()),
-                            float(variance), positions)
+                            float(variance), positions, skip_first)
     if util_by_m is not None:
         result.correlation = correlate_with_utility(table, util_by_m)
     logger.info("manifold at %s: k=%d components explain %.3f of the variance", site, result.n_components,
