@@ -56,6 +56,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=100)
     ap.add_argument("--layer", type=int, default=15)
+    ap.add_argument("--train-pairs", type=int, default=64, help="pairs for the DiffMean vector")
     ap.add_argument("--batch-rows", type=int, default=64)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -66,7 +67,7 @@ def main() -> None:
     out = {"pairs": args.pairs, "multipliers": len(grid), "layer": args.layer, "batch_rows": args.batch_rows}
     for name in ("sentiment", "psychopathy"):
         pairs = load_builtin(name)
-        train, evals = pairs[: min(64, len(pairs) // 2)], pairs[len(pairs) // 2:][: args.pairs]
+        train, evals = pairs[: args.train_pairs], pairs[len(pairs) // 2:][: args.pairs]
         update = diffmean_from_pairs(model, tok, train, args.layer)
         encoded = encode_pairs(evals, tok)
         single = all(e.single_token for e in encoded)
