@@ -1,0 +1,155 @@
+"""Table 3 on SmolLM2-135M-Instruct, psychopathy: held-out accuracy and mean UtilOdds at m = 1.
+
+Rows: vector, LoRA, local weight. Columns: unsteered, DiffMean (vector only), SFT, RePS, SPLIT.
+Seeded split of the shipped psychopathy data with 100 test pairs; training on the first
+``--n-train`` pairs of the train part. Each cell is written to ``notes/table3.json`` as soon as it is
+done and the table is re-rendered to stdout and ``notes/table3.md`` (so a partial run still leaves
+a partial table).
+
+    python benchmarks/table3.py --layer 15 --n-train 160
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from easyedit_split._io import atomic_write_json, atomic_write_text
+from easyedit_split.data import load_builtin, train_test_split
+from easyedit_split.models import load_model
+from easyedit_split.scoring import PairScorer
+from easyedit_split.training.diffmean import diffmean_update
+from easyedit_split.training.hparams import TRAIN_HPARAMS
+from easyedit_split.training.trainer import Trainer, encode_for
+
+FORMS = ("vector", "lora", "local_weight")
+METHODS = ("sft", "reps", "split")
+COLUMNS = ("unsteered", "diffmean", "sft", "reps", "split")
+ROW_NAMES = {"vector": "vector", "lora": "LoRA", "local_weight": "local weight"}
+
+
+def util_odds(L_p: torch.Tensor, L_n: torch.Tensor) -> torch.Tensor:
+    """log((e^-Lp + e^-Ln) / (1 - e^-Lp - e^-Ln)), stably."""
+    log_mass = torch.logsumexp(torch.stack([-L_p, -L_n]), 0).clamp_max(-1e-7)
+    return log_mass - torch.log(-torch.expm1(log_mass))
+
+
+def evaluate(model, tok, updates, encoded, m=1.0):
+    scorer = PairScorer(model, updates, pad_token_id=tok.pad_token_id)
+    with torch.no_grad():
+        L_p, L_n = scorer.score(scorer.prepare(encoded), m).losses("sum")
+    return {"accuracy": float((L_p < L_n).float().mean()), "util_odds": float(util_odds(L_p, L_n).mean()),
+            "pref_odds": float((L_n - L_p).mean())}
+
+
+def render(cells: dict, cfg: dict) -> str:
+    lines = [
+        "# Table 3 (SmolLM2-135M-Instruct, psychopathy, held-out)",
+        "",
+        (f"Layer {cfg['layer']}, {cfg['n_train']} training pairs, {cfg['n_test']} test pairs (seed {cfg['seed']}), "
+        f"{cfg['epochs']} epoch(s), evaluation at m = 1. Each cell: accuracy % / mean UtilOdds."),
+        "",
+        "| form | unsteered | DiffMean | SFT | RePS | SPLIT |",
+        "|---|---|---|---|---|---|",
+    ]
+    for form in FORMS:
+        row = [ROW_NAMES[form]]
+        for col in COLUMNS:
+            c = cells.get(f"{form}/{col}") or (cells.get(f"vector/{col}") if col == "unsteered" else None)
+            if col == "diffmean" and form != "vector":
+                row.append("–")
+            elif c is None:
+                row.append("(not run)")
+            else:
+                row.append(f"{100 * c['accuracy']:.0f} / {c['util_odds']:.2f}")
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "Hyperparameters per form:", ""]
+    for form in FORMS:
+        lines.append(f"- {ROW_NAMES[form]}: {json.dumps(cfg['forms'][form])}")
+    lines.append(f"- shared: {json.dumps(cfg['shared'])}")
+    times = {k: round(v["seconds"]) for k, v in cells.items() if "seconds" in v}
+    lines += ["", f"Training seconds per cell (2-core shared CPU, 1 thread): {json.dumps(times)}", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--layer", type=int, default=15)
+    ap.add_argument("--n-train", type=int, default=160)
+    ap.add_argument("--n-test", type=int, default=100)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr-vector", type=float, default=0.5)
+    ap.add_argument("--lr-lora", type=float, default=0.05)
+    ap.add_argument("--lr-local-weight", type=float, default=0.01)
+    ap.add_argument("--forms", default=",".join(FORMS))
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--out", default=str(ROOT / "notes" / "table3.md"))
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.WARNING)
+
+    model, tok = load_model()
+    pairs = load_builtin("psychopathy")
+    train, test = train_test_split(pairs, args.n_test, seed=args.seed)
+    train = train[: args.n_train]
+    shared = {"layers": [args.layer], "n_epochs": args.epochs, "batch_size": 4, "gradient_accumulation_steps": 1,
+                  "seed": args.seed, "system_prompt": "", "use_chat_template": True, "steering_factors": [0.5, 1.0, 1.5],
+                  "preference_pairs": ["orig_add", "orig_sub"], "warmup_ratio": 0.0, "max_grad_norm": 1.0}
+    split_w = {"pos_loss_weight": 1.0, "neg_loss_weight": 0.5, "margin_penalty_weight": 4.0, "margin_threshold": 0.5}
+    forms_cfg = {"vector": {"lr": args.lr_vector}, "lora": {"lr": args.lr_lora, "low_rank_dimension": 4},
+                 "local_weight": {"lr": args.lr_local_weight}}
+    cfg = {"layer": args.layer, "n_train": len(train), "n_test": len(test), "seed": args.seed, "epochs": args.epochs,
+           "shared": {**shared, "split": split_w}, "forms": forms_cfg}
+    out_md = Path(args.out)
+    out_json = out_md.with_suffix(".json")
+    cells: dict = json.loads(out_json.read_text())["cells"] if out_json.exists() else {}
+
+    def publish():
+        text = render(cells, cfg)
+        atomic_write_text(out_md, text)
+        atomic_write_json(out_json, {"config": cfg, "cells": cells})
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+    probe_hp = TRAIN_HPARAMS["split"].from_dict({**shared, "alg_name": "split"})
+    enc_test = encode_for(probe_hp, test, tok)
+    if "vector/unsteered" not in cells:
+        cells["vector/unsteered"] = evaluate(model, tok, [], enc_test)
+        publish()
+    forms = [f for f in args.forms.split(",") if f]
+    methods = [m for m in args.methods.split(",") if m]
+    if "vector" in forms and "vector/diffmean" not in cells:
+        t = time.perf_counter()
+        dm = diffmean_update(model, tok, train, args.layer, hp=probe_hp)
+        cells["vector/diffmean"] = {**evaluate(model, tok, [dm], enc_test), "seconds": time.perf_counter() - t}
+        publish()
+    # SPLIT first in every form, so that a partial run still compares SPLIT with something
+    order = [(m, f) for m in ("split", "sft", "reps") if m in methods for f in forms]
+    for method, form in order:
+        key = f"{form}/{method}"
+        if key in cells:
+            continue
+        extra = split_w if method == "split" else {}
+        hp = TRAIN_HPARAMS[method].from_dict({**shared, **forms_cfg[form], **extra, "alg_name": method,
+                                              "intervention_method": form})
+        t = time.perf_counter()
+        res = Trainer(model, tok, hp).train(train, progress=False)
+        cells[key] = {**evaluate(model, tok, res.updates, enc_test), "seconds": time.perf_counter() - t,
+                      "final_loss": res.loss_history[-1], "first_loss": res.loss_history[0]}
+        publish()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

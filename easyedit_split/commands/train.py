@@ -1,0 +1,48 @@
+"""``easyedit-split train``: train SPLIT (or SFT, RePS, DPO, DiffMean) updates from an hparams YAML."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "train steering updates (split, sft, reps, dpo, diffmean) from an EasyEdit-style hparams YAML"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--hparams", required=True, help="hparams YAML (EasyEdit key names; alg_name picks the method)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="override hparams keys (values parsed as YAML)")
+    p.add_argument("--model", default=None, help="model folder / built-in name (default: hparams model_name_or_path)")
+    p.add_argument("--data", default=None, help="data file or built-in dataset (default: hparams steer_train_dataset)")
+    p.add_argument("--output", default=None, help="output folder (default: hparams steer_vector_output_dir)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..easyedit_api import generate, output_folder
+    from ..hparams import load_yaml, parse_overrides
+    from ..training.hparams import hparams_class_for
+
+    overrides = parse_overrides(args.overrides)
+    if args.model:
+        overrides["model_name_or_path"] = args.model
+    if args.data:
+        overrides["steer_train_dataset"] = args.data
+    if args.output:
+        overrides["steer_vector_output_dir"] = args.output
+    raw = load_yaml(args.hparams)
+    alg = overrides.get("alg_name", raw.get("alg_name", "split"))
+    cls = hparams_class_for(alg)
+    hp = cls.from_hparams(args.hparams, overrides=overrides)
+    method = hp.method
+    results: list = []
+    generate(method, hp, None, None, resume=args.resume, progress=not args.no_progress, results=results)
+    folder = output_folder(hp)
+    for layer, res in zip(hp.layers, results):
+        loss = getattr(res, "loss_history", None)
+        tail = f", final loss {loss[-1]:.4f}" if loss else ""
+        sys.stdout.write(f"{method} {hp.form} layer {layer}: {folder / f'layer_{layer}.safetensors'}"
+                         f" (EasyEdit: {folder / f'layer_{layer}.pt'}){tail}\n")
+    if not hp.save_vectors:
+        sys.stdout.write("save_vectors is false: nothing was written\n")
+    return 0

@@ -1,0 +1,401 @@
+"""Hyperparameters of the training methods and their appliers, with EasyEdit's key names.
+
+Defaults follow upstream EasyEdit's ``SpiltHyperParams`` where the key exists there; keys marked
+"ours" are this plugin's additions. Upstream keys that have no meaning here are listed in
+``IGNORED_KEYS`` and are accepted silently; any other unknown key is warned about by name.
+
+Upstream quirks handled:
+
+* upstream spells SPLIT ``spilt``; ``alg_name`` is matched case-insensitively;
+* upstream's SPLIT experiment files ("our" configs) say ``alg_name: sft`` — SPLIT is EasyEdit's SFT
+  trainer with ``neg_loss_weight``/``margin_penalty_weight`` switched on — so
+  :class:`SplitHyperParams` accepts ``sft`` too, and :class:`SFTHyperParams` with a non-zero
+  ``neg_loss_weight`` or ``margin_penalty_weight`` trains that same objective (with a warning);
+* ``intervention_method: weight`` means ``local_weight``;
+* ``loss_type`` of RePS files: ``scaled_simpo`` (default) or ``simpo``; ``dpo`` selects the DPO
+  objective.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..hparams import HParamsError, HyperParams
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "APPLY_HPARAMS",
+    "FORM_ALIASES",
+    "TRAIN_HPARAMS",
+    "ApplyDPOHyperParams",
+    "ApplyDiffMeanHyperParams",
+    "ApplyHyperParams",
+    "ApplyRePSHyperParams",
+    "ApplySFTHyperParams",
+    "ApplySplitHyperParams",
+    "DPOHyperParams",
+    "DiffMeanHyperParams",
+    "RePSHyperParams",
+    "SFTHyperParams",
+    "SplitHyperParams",
+    "TrainHyperParams",
+    "canonical_form",
+]
+
+FORM_ALIASES = {"vector": "vector", "lora": "lora", "local_weight": "local_weight", "weight": "local_weight",
+                "localweight": "local_weight"}
+
+_UPSTREAM_IGNORED = (
+    "use_cache", "max_concepts", "output_length", "loss_output_dir", "inference", "all_labels",
+    "intervention_positions_dropout", "intervention_type", "steering_prompt_type", "train_on_negative",
+    "label_smoothing", "reference_free", "temperature_start", "temperature_end", "use_synergy",
+    "use_dpo_loss", "concept_id", "hf_path", "generation_data", "generation_data_size",
+    "generation_output_dir", "num_responses", "steer_from_end_position", "generate_orig_output",
+)
+
+
+def canonical_form(name: str, source: str = "<hparams>") -> str:
+    key = str(name).strip().lower()
+    if key not in FORM_ALIASES:
+        raise HParamsError(f"{source}: key 'intervention_method' is {name!r}; use vector, lora or local_weight")
+    return FORM_ALIASES[key]
+
+
+@dataclass
+class TrainHyperParams(HyperParams):
+    """Keys shared by every trained method (and DiffMean's data keys)."""
+
+    IGNORED_KEYS: ClassVar[tuple[str, ...]] = _UPSTREAM_IGNORED
+    #: objective trained by this class ("split", "sft", "reps", "dpo"; "diffmean" is train-free)
+    OBJECTIVE: ClassVar[str] = "split"
+
+    # === Basic Config ===
+    alg_name: str = "split"
+    layers: list[int] = field(default_factory=lambda: [15])
+    model_name_or_path: str | None = None
+    device: str = "cpu"
+    torch_dtype: str = "float32"
+    seed: int = 42
+    save_vectors: bool = True
+    steer_vector_output_dir: str = "steer_vectors"
+    use_chat_template: bool = True
+    system_prompt: str | None = None
+
+    # === Dataset Config ===
+    steer_train_dataset: str | None = None
+    exclude_bos: bool = True
+    max_num_of_examples: int | None = None
+    preference_pairs: list[str] = field(default_factory=lambda: ["orig_add", "orig_sub"])
+    test_size: float | None = None  # ours: hold out pairs (count if >= 1, fraction if < 1)
+    train_split: str | None = None  # ours: "train" keeps the seeded train part when test_size is set
+
+    # === Training Config ===
+    batch_size: int = 2
+    dropout: float = 0.1
+    gradient_accumulation_steps: int = 6
+    lr: float = 0.08
+    n_epochs: int = 12
+    weight_decay: float = 0.0
+    pos_loss_weight: float = 1.0
+    neg_loss_weight: float = 0.0
+    margin_penalty_weight: float = 0.0
+    ref_loss_weight: float = 0.0
+    margin_threshold: float = 0.5
+
+    # === Intervention Config ===
+    intervention_components: str | None = None  # None: residual for vector, mlp_mid (= mlp_down) otherwise
+    intervention_method: str = "vector"
+    intervention_positions: str = "all"
+    low_rank_dimension: int = 4
+    lora_alpha: float | None = None  # None: scale 1 (ΔW = B·A); else ΔW = (alpha/r)·B·A
+
+    # === Steering Config ===
+    steering_factors: list[float] = field(default_factory=lambda: [2.0, 4.0, 6.0, 8.0, 10.0])
+    substraction_type: str = "normal"  # normal | null_it_out
+
+    # === Preference objectives (RePS / DPO) ===
+    loss_type: str | None = None
+    beta: float = 1.0
+    gemma: float = 0.0  # SimPO margin (upstream's name)
+    simpo_scaler: float = 1.0
+    reps_reference_scale: bool = False  # ours: True scales the winner by the unsteered log-ratio (upstream)
+
+    # === ours ===
+    warmup_ratio: float = 0.0
+    max_grad_norm: float | None = 1.0
+    checkpoint_every: int = 0
+    checkpoint_dir: str | None = None
+    loss_reduction: str = "mean"  # mean (per-token, upstream) | sum (sequence NLL)
+    use_prefix_cache: bool = True
+    single_token_sharing: bool = True
+    init_std: float = 0.0
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def form(self) -> str:
+        return canonical_form(self.intervention_method)
+
+    @property
+    def component(self) -> str:
+        """The site component of the update (EasyEdit's ``mlp_mid`` is the down-projection)."""
+        comp = self.intervention_components
+        if self.form == "vector":
+            if comp is None or str(comp).lower() in ("mlp_mid", "block"):
+                return "residual"  # upstream's vector sits on the block output whatever the component
+            return str(comp)
+        return "mlp_down" if comp is None or str(comp).lower() == "mlp_mid" else str(comp)
+
+    @property
+    def objective(self) -> str:
+        return self.OBJECTIVE
+
+    @property
+    def method(self) -> str:
+        """Canonical method name used in outputs (split, sft, reps, dpo, diffmean)."""
+        return type(self).OBJECTIVE
+
+    def validate(self, source: str) -> None:
+        canonical_form(self.intervention_method, source)
+        if not self.layers:
+            raise HParamsError(f"{source}: key 'layers' must list at least one layer")
+        if self.batch_size < 1:
+            raise HParamsError(f"{source}: key 'batch_size' must be >= 1, got {self.batch_size}")
+        if self.gradient_accumulation_steps < 1:
+            raise HParamsError(f"{source}: key 'gradient_accumulation_steps' must be >= 1")
+        if self.n_epochs < 1:
+            raise HParamsError(f"{source}: key 'n_epochs' must be >= 1, got {self.n_epochs}")
+        if self.loss_reduction not in ("mean", "sum"):
+            raise HParamsError(f"{source}: key 'loss_reduction' must be mean or sum, got {self.loss_reduction!r}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise HParamsError(f"{source}: key 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
+        if not self.steering_factors:
+            raise HParamsError(f"{source}: key 'steering_factors' must not be empty")
+        bad = [p for p in self.preference_pairs if p not in ("orig_add", "orig_sub")]
+        if bad:
+            raise HParamsError(f"{source}: key 'preference_pairs' has {bad}; supported: orig_add, orig_sub "
+                               "(steered_add/steered_sub need steering prompts, which this plugin does not build)")
+        if not self.preference_pairs:
+            raise HParamsError(f"{source}: key 'preference_pairs' must not be empty")
+        if self.substraction_type not in ("normal", "norm", "null_it_out"):
+            raise HParamsError(f"{source}: key 'substraction_type' must be normal or null_it_out, "
+                               f"got {self.substraction_type!r}")
+        if self.intervention_positions not in ("all",):
+            raise HParamsError(f"{source}: key 'intervention_positions' {self.intervention_positions!r} is not "
+                               "supported; training steers all positions ('all')")
+        if self.form == "lora" and self.low_rank_dimension < 1:
+            raise HParamsError(f"{source}: key 'low_rank_dimension' must be >= 1 for LoRA")
+
+    def lora_scale(self) -> float:
+        return 1.0 if self.lora_alpha is None else float(self.lora_alpha) / float(self.low_rank_dimension)
+
+
+@dataclass
+class SplitHyperParams(TrainHyperParams):
+    """SPLIT (upstream ``spilt``); upstream's SPLIT experiment files say ``alg_name: sft``."""
+
+    ALG_NAMES: ClassVar[tuple[str, ...]] = ("split", "spilt", "sft", "our", "ours")
+    OBJECTIVE: ClassVar[str] = "split"
+    alg_name: str = "split"
+
+
+@dataclass
+class SFTHyperParams(TrainHyperParams):
+    ALG_NAMES: ClassVar[tuple[str, ...]] = ("sft", "sft_vector", "sft_lora", "sft_local_weight")
+    OBJECTIVE: ClassVar[str] = "sft"
+    alg_name: str = "sft"
+
+    @property
+    def objective(self) -> str:
+        if self.neg_loss_weight != 0.0 or self.margin_penalty_weight != 0.0:
+            return "split"
+        return "sft"
+
+    def validate(self, source: str) -> None:
+        super().validate(source)
+        if self.objective == "split":
+            logger.warning("%s: alg_name sft with neg_loss_weight=%s / margin_penalty_weight=%s trains the SPLIT "
+                           "objective (as upstream's SFT trainer does)", source, self.neg_loss_weight,
+                           self.margin_penalty_weight)
+
+
+@dataclass
+class RePSHyperParams(TrainHyperParams):
+    ALG_NAMES: ClassVar[tuple[str, ...]] = ("reps", "reps_vector", "reps_lora", "reps_local_weight")
+    OBJECTIVE: ClassVar[str] = "reps"
+    alg_name: str = "reps"
+    batch_size: int = 6
+    gradient_accumulation_steps: int = 1
+    n_epochs: int = 18
+    steering_factors: list[float] = field(default_factory=lambda: [2.0])
+    loss_type: str | None = "scaled_simpo"
+
+    @property
+    def objective(self) -> str:
+        return "dpo" if (self.loss_type or "").lower() == "dpo" else "reps"
+
+    def validate(self, source: str) -> None:
+        super().validate(source)
+        if (self.loss_type or "scaled_simpo").lower() not in ("scaled_simpo", "simpo", "dpo"):
+            raise HParamsError(f"{source}: key 'loss_type' is {self.loss_type!r}; use scaled_simpo, simpo or dpo")
+
+
+@dataclass
+class DPOHyperParams(TrainHyperParams):
+    """DPO applied in both directions (BiPO); the reference is the unsteered model."""
+
+    ALG_NAMES: ClassVar[tuple[str, ...]] = ("dpo", "bipo")
+    OBJECTIVE: ClassVar[str] = "dpo"
+    alg_name: str = "dpo"
+    beta: float = 0.1
+    loss_type: str | None = "dpo"
+
+
+@dataclass
+class DiffMeanHyperParams(HyperParams):
+    """DiffMean / CAA: train-free mean difference of site activations over answer tokens."""
+
+    ALG_NAMES: ClassVar[tuple[str, ...]] = ("diffmean", "caa", "diff_mean", "mean_diff")
+    IGNORED_KEYS: ClassVar[tuple[str, ...]] = _UPSTREAM_IGNORED + ("lr", "n_epochs", "steering_factors",
+                                                                    "preference_pairs", "substraction_type")
+    OBJECTIVE: ClassVar[str] = "diffmean"
+
+    alg_name: str = "diffmean"
+    layers: list[int] = field(default_factory=lambda: [15])
+    model_name_or_path: str | None = None
+    device: str = "cpu"
+    torch_dtype: str = "float32"
+    seed: int = 42
+    save_vectors: bool = True
+    steer_vector_output_dir: str = "steer_vectors"
+    use_chat_template: bool = True
+    system_prompt: str | None = None
+    steer_train_dataset: str | None = None
+    max_num_of_examples: int | None = None
+    test_size: float | None = None
+    train_split: str | None = None
+    exclude_bos: bool = True
+    intervention_method: str = "vector"
+    intervention_components: str | None = None
+    batch_size: int = 16
+    normalize: bool = False
+
+    @property
+    def form(self) -> str:
+        return "vector"
+
+    @property
+    def component(self) -> str:
+        comp = self.intervention_components
+        return "residual" if comp is None or str(comp).lower() in ("mlp_mid", "block") else str(comp)
+
+    @property
+    def objective(self) -> str:
+        return "diffmean"
+
+    @property
+    def method(self) -> str:
+        return "diffmean"
+
+    def validate(self, source: str) -> None:
+        if canonical_form(self.intervention_method, source) != "vector":
+            raise HParamsError(f"{source}: key 'intervention_method' must be vector for DiffMean (it is train-free)")
+        if not self.layers:
+            raise HParamsError(f"{source}: key 'layers' must list at least one layer")
+
+
+TRAIN_HPARAMS: dict[str, type[HyperParams]] = {
+    "split": SplitHyperParams, "sft": SFTHyperParams, "reps": RePSHyperParams, "dpo": DPOHyperParams,
+    "diffmean": DiffMeanHyperParams,
+}
+
+
+# ---------------------------------------------------------------------------------------------- apply
+
+
+@dataclass
+class ApplyHyperParams(HyperParams):
+    """Applying saved updates to a model (EasyEdit's apply config keys)."""
+
+    IGNORED_KEYS: ClassVar[tuple[str, ...]] = ("max_concepts", "concept_id", "steering_prompt_type",
+                                               "intervention_type", "use_cache", "generation_data")
+    alg_name: str = "split"
+    layers: list[int] = field(default_factory=lambda: [15])
+    multipliers: list[float] = field(default_factory=lambda: [1.0])
+    steer_vector_load_dir: str | None = None
+    intervention_method: str = "vector"
+    intervention_components: str | None = None
+    intervention_positions: str = "all"  # all | prompt | generated
+    low_rank_dimension: int | None = None
+    lora_alpha: float | None = None
+    model_name_or_path: str | None = None
+    device: str = "cpu"
+    torch_dtype: str = "float32"
+    mode: str = "hook"  # ours: hook | merged
+
+    def validate(self, source: str) -> None:
+        canonical_form(self.intervention_method, source)
+        if not self.layers:
+            raise HParamsError(f"{source}: key 'layers' must list at least one layer")
+        if self.multipliers and len(self.multipliers) not in (1, len(self.layers)):
+            raise HParamsError(f"{source}: key 'multipliers' has {len(self.multipliers)} values for "
+                               f"{len(self.layers)} layers (give one, or one per layer)")
+        if self.intervention_positions not in ("all", "prompt", "generated"):
+            raise HParamsError(f"{source}: key 'intervention_positions' must be all, prompt or generated")
+        if self.mode not in ("hook", "merged"):
+            raise HParamsError(f"{source}: key 'mode' must be hook or merged")
+
+    def multiplier_for(self, i: int) -> float:
+        if not self.multipliers:
+            return 1.0
+        return float(self.multipliers[0] if len(self.multipliers) == 1 else self.multipliers[i])
+
+
+@dataclass
+class ApplySplitHyperParams(ApplyHyperParams):
+    ALG_NAMES: ClassVar[tuple[str, ...]] = ("split", "spilt", "sft", "our", "ours")
+    alg_name: str = "split"
+
+
+@dataclass
+class ApplySFTHyperParams(ApplyHyperParams):
+    ALG_NAMES: ClassVar[tuple[str, ...]] = ("sft", "sft_vector", "sft_lora", "sft_local_weight")
+    alg_name: str = "sft"
+
+
+@dataclass
+class ApplyRePSHyperParams(ApplyHyperParams):
+    ALG_NAMES: ClassVar[tuple[str, ...]] = ("reps", "reps_vector", "reps_lora", "reps_local_weight")
+    alg_name: str = "reps"
+
+
+@dataclass
+class ApplyDPOHyperParams(ApplyHyperParams):
+    ALG_NAMES: ClassVar[tuple[str, ...]] = ("dpo", "bipo")
+    alg_name: str = "dpo"
+
+
+@dataclass
+class ApplyDiffMeanHyperParams(ApplyHyperParams):
+    ALG_NAMES: ClassVar[tuple[str, ...]] = ("diffmean", "caa", "diff_mean", "mean_diff")
+    alg_name: str = "diffmean"
+
+
+APPLY_HPARAMS: dict[str, type[ApplyHyperParams]] = {
+    "split": ApplySplitHyperParams, "sft": ApplySFTHyperParams, "reps": ApplyRePSHyperParams,
+    "dpo": ApplyDPOHyperParams, "diffmean": ApplyDiffMeanHyperParams,
+}
+
+
+def hparams_class_for(alg_name: Any) -> type[HyperParams]:
+    """The training hparams class for an ``alg_name`` (``spilt``/``SPLIT`` → split, ``bipo`` → dpo …)."""
+    from ..registry import canonical_method
+
+    key = str(alg_name).strip().lower()
+    for suffix in ("_vector", "_lora", "_local_weight"):
+        key = key.removesuffix(suffix)
+    if key in ("our", "ours"):
+        key = "split"
+    return TRAIN_HPARAMS[canonical_method(key)]

@@ -1,0 +1,462 @@
+"""One trainer for every objective (SFT, SPLIT, RePS, DPO/BiPO) and every update form.
+
+Built on :class:`~easyedit_split.scoring.PairScorer`:
+
+* the training pairs are shuffled once with the seed and cut into fixed minibatches; each
+  minibatch is prepared once (padding, and the frozen prefix: hidden states entering the steered
+  layer, computed once without gradients and reused across epochs and steering factors). The
+  *composition* of the minibatches is therefore fixed for the whole run; only their *order* is
+  reshuffled every epoch (seeded by ``seed`` and the epoch);
+* a step builds its rows — every pair once per direction in ``preference_pairs`` (``orig_add``:
+  the positive answer wins under ``+m``; ``orig_sub``: the negative answer wins under ``−m``, or
+  ``m = 0`` with ``substraction_type: null_it_out``), ``m`` drawn per row from
+  ``steering_factors`` — and scores all of them in ONE ``scorer.score`` call, then applies the
+  objective and back-propagates into the update only (the base model is frozen; asserted);
+* unsteered reference losses are computed once per pair, only for objectives that need them
+  (DPO, RePS with ``reps_reference_scale``, or ``ref_loss_weight > 0``), and cached;
+* AdamW, linear schedule with optional warm-up, gradient clipping, gradient accumulation;
+* checkpoints every ``checkpoint_every`` optimizer steps (update, optimizer, scheduler, RNG states
+  and step, as safetensors with a JSON pointer, written atomically); ``resume=True`` continues from
+  the latest one and ends with exactly the parameters of an uninterrupted run;
+* a NaN/inf loss stops the run with :class:`TrainingError`, leaving the last good checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .._io import atomic_save_safetensors, atomic_write_json
+from ..data.encoding import EncodedPair, encode_pairs
+from ..data.pairs import PolarityPair, train_test_split
+from ..scoring import PairScorer, PreparedPairs
+from ..serialization import save_updates
+from ..sites import Site, resolve_site
+from ..updates import Update, make_update
+from .hparams import TrainHyperParams
+from .objectives import dpo_loss, ref_violation_loss, reps_loss, sft_loss, split_loss
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "TrainResult",
+    "Trainer",
+    "TrainingError",
+    "build_update",
+    "compute_objective",
+    "encode_for",
+    "linear_schedule",
+    "make_minibatches",
+    "sample_rows",
+    "select_pairs",
+]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, inconsistent checkpoint …)."""
+
+
+@dataclass
+class TrainResult:
+    updates: list[Update]
+    loss_history: list[float]  # mean objective of every optimizer step
+    output_path: Path | None
+    method: str
+    objective: str
+    layer: int
+    steps: int
+    seconds: float
+    pairs_seen: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pairs_per_second(self) -> float:
+        return self.pairs_seen / self.seconds if self.seconds > 0 else float("nan")
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def build_update(model: nn.Module, hp: TrainHyperParams, layer: int) -> Update:
+    site = Site(int(layer), hp.component)
+    rs = resolve_site(model, site)
+    update = make_update(hp.form, site, rs.d_in, rs.d_out, rank=hp.low_rank_dimension, scale=hp.lora_scale(),
+                         init_std=getattr(hp, "init_std", 0.0))
+    dtype_device = next(model.parameters()).device
+    return update.to(dtype_device)
+
+
+def select_pairs(hp: Any, pairs: Sequence[PolarityPair]) -> list[PolarityPair]:
+    """The training part: the seeded split's train part when ``test_size`` is set, then ``max_num_of_examples``."""
+    out = list(pairs)
+    if hp.test_size:
+        size: int | float = int(hp.test_size) if hp.test_size >= 1 else float(hp.test_size)
+        out, _ = train_test_split(out, size, seed=hp.seed)
+    if hp.max_num_of_examples:
+        out = out[: int(hp.max_num_of_examples)]
+    if not out:
+        raise ValueError("no training pairs left after test_size / max_num_of_examples")
+    return out
+
+
+def encode_for(hp: Any, pairs: Sequence[PolarityPair], tokenizer: Any) -> list[EncodedPair]:
+    return encode_pairs(pairs, tokenizer, chat_template=hp.use_chat_template, system_prompt=hp.system_prompt)
+
+
+def make_minibatches(encoded: Sequence[EncodedPair], batch_size: int, seed: int) -> list[list[EncodedPair]]:
+    """Shuffle once with ``seed`` and cut into minibatches (the composition stays fixed)."""
+    g = torch.Generator().manual_seed(int(seed))
+    order = torch.randperm(len(encoded), generator=g).tolist()
+    shuffled = [encoded[i] for i in order]
+    return [shuffled[i:i + batch_size] for i in range(0, len(shuffled), batch_size)]
+
+
+def sample_rows(
+    n_pairs: int,
+    preference_pairs: Sequence[str],
+    factors: Sequence[float],
+    generator: torch.Generator,
+    null_it_out: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows of one step: ``(pair_index [R], multipliers [R], positive_wins [R] bool)``.
+
+    One row per pair and direction, in the order of ``preference_pairs``; ``m`` is drawn per row.
+    """
+    fac = torch.tensor([float(f) for f in factors], dtype=torch.float32)
+    idx, ms, wins = [], [], []
+    for direction in preference_pairs:
+        draw = fac[torch.randint(len(fac), (n_pairs,), generator=generator)]
+        if direction == "orig_add":
+            m, pos_wins = draw, True
+        elif direction == "orig_sub":
+            m, pos_wins = (torch.zeros_like(draw) if null_it_out else -draw), False
+        else:
+            raise ValueError(f"unsupported preference pair {direction!r}")
+        idx.append(torch.arange(n_pairs))
+        ms.append(m)
+        wins.append(torch.full((n_pairs,), pos_wins))
+    return torch.cat(idx), torch.cat(ms), torch.cat(wins)
+
+
+def compute_objective(
+    objective: str,
+    hp: TrainHyperParams,
+    L_win: torch.Tensor,
+    L_lose: torch.Tensor,
+    ref_win: torch.Tensor | None = None,
+    ref_lose: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The objective's value for rows of winning/losing losses (plus upstream's optional ref term)."""
+    if objective == "sft":
+        loss = hp.pos_loss_weight * sft_loss(L_win)
+    elif objective == "split":
+        loss = split_loss(L_win, L_lose, hp.pos_loss_weight, hp.neg_loss_weight, hp.margin_penalty_weight,
+                          hp.margin_threshold)
+    elif objective == "reps":
+        use_ref = hp.reps_reference_scale and (hp.loss_type or "scaled_simpo").lower() == "scaled_simpo"
+        loss = reps_loss(L_win, L_lose, ref_win if use_ref else None, ref_lose if use_ref else None,
+                         beta=hp.beta, gamma=hp.gemma, scaler=hp.simpo_scaler)
+    elif objective == "dpo":
+        if ref_win is None or ref_lose is None:
+            raise ValueError("the DPO objective needs reference losses")
+        loss = dpo_loss(L_win, L_lose, ref_win, ref_lose, beta=hp.beta)
+    else:
+        raise ValueError(f"unknown objective {objective!r}")
+    if hp.ref_loss_weight and objective != "dpo":
+        if ref_win is None or ref_lose is None:
+            raise ValueError("ref_loss_weight > 0 needs reference losses")
+        loss = loss + hp.ref_loss_weight * ref_violation_loss(L_win, L_lose, ref_win, ref_lose)
+    return loss
+
+
+def linear_schedule(total_steps: int, warmup_steps: int):
+    """``lr`` factor at optimizer step ``s``: linear warm-up, then linear decay to 0 at ``total_steps``."""
+
+    def factor(step: int) -> float:
+        if warmup_steps > 0 and step < warmup_steps:
+            return float(step + 1) / float(warmup_steps + 1)
+        return max(0.0, float(total_steps - step) / float(max(1, total_steps - warmup_steps)))
+
+    return factor
+
+
+def _needs_reference(objective: str, hp: TrainHyperParams) -> bool:
+    if objective == "dpo" or hp.ref_loss_weight:
+        return True
+    return objective == "reps" and hp.reps_reference_scale and (hp.loss_type or "scaled_simpo") == "scaled_simpo"
+
+
+def _fingerprint(hp: TrainHyperParams, n_pairs: int, layer: int) -> str:
+    keep = {k: v for k, v in hp.to_dict().items()
+            if k not in ("checkpoint_every", "checkpoint_dir", "steer_vector_output_dir", "save_vectors", "device")}
+    blob = json.dumps({"hp": keep, "n_pairs": n_pairs, "layer": layer}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------ trainer
+
+
+@dataclass
+class _Batch:
+    prepared: PreparedPairs
+    ref_p: torch.Tensor | None = None
+    ref_n: torch.Tensor | None = None
+
+
+class Trainer:
+    """Trains one update (``hp.intervention_method`` at ``layer``) of a frozen ``model``."""
+
+    def __init__(self, model: nn.Module, tokenizer: Any, hp: TrainHyperParams, *, layer: int | None = None,
+                 objective: str | None = None, update: Update | None = None) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.hp = hp
+        if layer is None:
+            if len(hp.layers) != 1:
+                raise ValueError(f"hparams list layers {hp.layers}; pass layer= to train one of them")
+            layer = hp.layers[0]
+        self.layer = int(layer)
+        self.objective = objective or hp.objective
+        if hp.dropout:
+            logger.info("dropout=%s is not applied: updates are trained without dropout", hp.dropout)
+        torch.manual_seed(hp.seed)  # LoRA's A is initialised from the global generator
+        self.update = update if update is not None else build_update(model, hp, self.layer)
+        pad = getattr(tokenizer, "pad_token_id", None)
+        if pad is None:
+            pad = getattr(tokenizer, "eos_token_id", None)
+        if pad is None:
+            raise ValueError("the tokenizer has neither a pad nor an eos token id")
+        self.scorer = PairScorer(model, [self.update], pad_token_id=int(pad), use_prefix_cache=hp.use_prefix_cache,
+                                 single_token_sharing=hp.single_token_sharing)
+
+    # -- data ----------------------------------------------------------------------------------
+    def prepare(self, encoded: Sequence[EncodedPair]) -> list[_Batch]:
+        batches = []
+        need_ref = _needs_reference(self.objective, self.hp)
+        with torch.no_grad():
+            for chunk in make_minibatches(encoded, self.hp.batch_size, self.hp.seed):
+                prepared = self.scorer.prepare(chunk)
+                b = _Batch(prepared)
+                if need_ref:
+                    L_p, L_n = self.scorer.score(prepared, 0.0).losses(self.hp.loss_reduction)
+                    b.ref_p, b.ref_n = L_p.detach(), L_n.detach()
+                batches.append(b)
+        return batches
+
+    # -- one minibatch -------------------------------------------------------------------------
+    def minibatch_loss(self, batch: _Batch, generator: torch.Generator) -> torch.Tensor:
+        hp = self.hp
+        idx, ms, pos_wins = sample_rows(batch.prepared.n_pairs, hp.preference_pairs, hp.steering_factors, generator,
+                                        null_it_out=hp.substraction_type == "null_it_out")
+        L_p, L_n = self.scorer.score(batch.prepared, ms, idx).losses(hp.loss_reduction)
+        pw = pos_wins.to(L_p.device)
+        L_win, L_lose = torch.where(pw, L_p, L_n), torch.where(pw, L_n, L_p)
+        ref_win = ref_lose = None
+        if batch.ref_p is not None:
+            rp, rn = batch.ref_p[idx.to(L_p.device)], batch.ref_n[idx.to(L_p.device)]
+            ref_win, ref_lose = torch.where(pw, rp, rn), torch.where(pw, rn, rp)
+        return compute_objective(self.objective, hp, L_win, L_lose, ref_win, ref_lose)
+
+    # -- main loop -----------------------------------------------------------------------------
+    def train(
+        self,
+        pairs: Sequence[PolarityPair] | Sequence[EncodedPair],
+        *,
+        output_path: str | Path | None = None,
+        checkpoint_dir: str | Path | None = None,
+        resume: bool = False,
+        progress: bool = True,
+        max_steps: int | None = None,
+    ) -> TrainResult:
+        """Train on ``pairs`` (already selected; see :func:`select_pairs`).
+
+        ``max_steps`` stops after that many optimizer steps (the schedule still spans the whole
+        run), which is how an interruption is simulated in the tests.
+        """
+        hp = self.hp
+        encoded = list(pairs) if pairs and isinstance(pairs[0], EncodedPair) else encode_for(hp, pairs, self.tokenizer)
+        if not encoded:
+            raise ValueError("no training pairs")
+        frozen_restore = [p for p in self.model.parameters() if p.requires_grad]
+        for p in frozen_restore:
+            p.requires_grad_(False)
+        try:
+            return self._train(encoded, output_path, checkpoint_dir, resume, progress, max_steps)
+        finally:
+            for p in frozen_restore:
+                p.requires_grad_(True)
+
+    def _train(self, encoded, output_path, checkpoint_dir, resume, progress, max_steps) -> TrainResult:
+        hp = self.hp
+        t0 = time.perf_counter()
+        batches = self.prepare(encoded)
+        n_mb = len(batches)
+        accum = hp.gradient_accumulation_steps
+        steps_per_epoch = math.ceil(n_mb / accum)
+        total_steps = steps_per_epoch * hp.n_epochs
+        warmup = math.ceil(hp.warmup_ratio * total_steps)
+
+        params = [p for p in self.update.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+        model_param_ids = {id(p) for p in self.model.parameters()}
+        assert not any(id(p) in model_param_ids for p in params), "update parameters must not be model parameters"
+        assert not any(p.requires_grad for p in self.model.parameters()), "the base model must be frozen"
+        optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(total_steps, warmup))
+        factor_gen = torch.Generator().manual_seed(int(hp.seed) + 1)
+
+        ckpt = _Checkpointer(checkpoint_dir or hp.checkpoint_dir, _fingerprint(hp, len(encoded), self.layer))
+        step, history = 0, []
+        if resume:
+            state = ckpt.load(self.update, optimizer, scheduler, factor_gen)
+            if state is not None:
+                step, history = state["step"], state["loss_history"]
+                logger.info("resumed from %s at step %d/%d", state["file"], step, total_steps)
+        stop_at = total_steps if max_steps is None else min(total_steps, max_steps)
+
+        bar = tqdm(total=total_steps, initial=step, desc=f"{self.objective} {hp.form} L{self.layer}",
+                   disable=not progress, leave=False)
+        pairs_seen = 0
+        checked_frozen = False
+        t_loop = time.perf_counter()
+        try:
+            while step < stop_at:
+                epoch, in_epoch = divmod(step, steps_per_epoch)
+                order = torch.randperm(n_mb, generator=torch.Generator().manual_seed(int(hp.seed) * 1_000_003 + epoch))
+                group = order[in_epoch * accum:(in_epoch + 1) * accum].tolist()
+                optimizer.zero_grad(set_to_none=True)
+                step_loss = 0.0
+                for mb in group:
+                    loss = self.minibatch_loss(batches[mb], factor_gen)
+                    if not torch.isfinite(loss):
+                        raise TrainingError(
+                            f"non-finite loss ({loss.item()}) at step {step + 1} (epoch {epoch + 1}, minibatch {mb}); "
+                            f"last good checkpoint: {ckpt.latest_file() or 'none'} — lower lr or steering_factors")
+                    (loss / len(group)).backward()
+                    step_loss += loss.item() / len(group)
+                    pairs_seen += batches[mb].prepared.n_pairs
+                if not checked_frozen:
+                    leaked = [n for n, p in self.model.named_parameters() if p.grad is not None]
+                    assert not leaked, f"gradients reached base-model parameters: {leaked[:3]}"
+                    assert all(p.grad is not None for p in params), "some update parameters got no gradient"
+                    checked_frozen = True
+                if hp.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(params, hp.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                history.append(step_loss)
+                bar.update(1)
+                bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.3g}")
+                if hp.checkpoint_every and ckpt.enabled and step % hp.checkpoint_every == 0 and step < total_steps:
+                    ckpt.save(step, self.update, optimizer, scheduler, factor_gen, history)
+        finally:
+            bar.close()
+        train_seconds = time.perf_counter() - t_loop
+        for p in params:
+            p.requires_grad_(False)
+            p.grad = None
+
+        out = None
+        if output_path is not None and step >= total_steps:
+            out = save_updates(output_path, [self.update], model=self.model, method=hp.method, hparams=hp.to_dict(),
+                               extra={"layer": self.layer, "objective": self.objective, "steps": step,
+                                      "loss_history": history, "n_train_pairs": len(encoded)})
+            logger.info("saved %s update of layer %d to %s", hp.form, self.layer, out)
+        return TrainResult(updates=[self.update], loss_history=history, output_path=out, method=hp.method,
+                           objective=self.objective, layer=self.layer, steps=step,
+                           seconds=time.perf_counter() - t0, pairs_seen=pairs_seen,
+                           extra={"train_seconds": train_seconds, "total_steps": total_steps,
+                                  "n_minibatches": n_mb})
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+
+
+class _Checkpointer:
+    """``step_NNNNNN.safetensors`` (tensors + JSON header) and ``latest.json`` pointing at the newest."""
+
+    KEEP = 2
+
+    def __init__(self, folder: str | Path | None, fingerprint: str) -> None:
+        self.folder = Path(folder) if folder else None
+        self.fingerprint = fingerprint
+
+    @property
+    def enabled(self) -> bool:
+        return self.folder is not None
+
+    def latest_file(self) -> str | None:
+        if self.folder is None or not (self.folder / "latest.json").exists():
+            return None
+        return str(self.folder / json.loads((self.folder / "latest.json").read_text())["file"])
+
+    def save(self, step, update, optimizer, scheduler, factor_gen, history) -> Path:
+        assert self.folder is not None
+        tensors: dict[str, torch.Tensor] = {f"update.{n}": p.detach() for n, p in update.named_parameters()}
+        opt = optimizer.state_dict()
+        for pid, st in opt["state"].items():
+            for k, v in st.items():
+                tensors[f"optim.{pid}.{k}"] = v if isinstance(v, torch.Tensor) else torch.tensor(v)
+        tensors["rng.factors"] = factor_gen.get_state()
+        tensors["rng.torch"] = torch.get_rng_state()
+        meta = {"trainer_state": json.dumps({
+            "step": step,
+            "fingerprint": self.fingerprint,
+            "param_groups": opt["param_groups"],
+            "scheduler": {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"},
+            "loss_history": history,
+        })}
+        name = f"step_{step:06d}.safetensors"
+        path = atomic_save_safetensors(self.folder / name, tensors, meta)
+        atomic_write_json(self.folder / "latest.json", {"file": name, "step": step, "fingerprint": self.fingerprint})
+        for old in sorted(self.folder.glob("step_*.safetensors"))[:-self.KEEP]:
+            old.unlink(missing_ok=True)
+        logger.info("checkpoint %s", path)
+        return path
+
+    def load(self, update, optimizer, scheduler, factor_gen) -> dict[str, Any] | None:
+        from safetensors import safe_open
+
+        if self.folder is None:
+            raise TrainingError("resume needs a checkpoint folder (checkpoint_dir)")
+        pointer = self.folder / "latest.json"
+        if not pointer.exists():
+            logger.warning("resume: no checkpoint in %s; starting from scratch", self.folder)
+            return None
+        info = json.loads(pointer.read_text())
+        file = self.folder / info["file"]
+        with safe_open(str(file), framework="pt") as fh:
+            raw = fh.metadata()
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open is not iterable)
+        meta = json.loads(raw["trainer_state"])
+        if meta["fingerprint"] != self.fingerprint:
+            raise TrainingError(f"{file} was written by a run with different hparams or data "
+                                f"(fingerprint {meta['fingerprint']} != {self.fingerprint}); not resuming")
+        with torch.no_grad():
+            for n, p in update.named_parameters():
+                p.copy_(tensors[f"update.{n}"])
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, t in tensors.items():
+            if key.startswith("optim."):
+                _, pid, k = key.split(".", 2)
+                state.setdefault(int(pid), {})[k] = t
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        sched = scheduler.state_dict()
+        sched.update(meta["scheduler"])
+        scheduler.load_state_dict(sched)
+        factor_gen.set_state(tensors["rng.factors"])
+        torch.set_rng_state(tensors["rng.torch"])
+        return {"step": int(meta["step"]), "loss_history": list(meta["loss_history"]), "file": str(file)}
