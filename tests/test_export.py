@@ -150,3 +150,21 @@ def test_cli_export_reloads_equal_to_hooked(tmp_path, tiny_tokenizer, capsys):
     with torch.no_grad():
         assert (reloaded(input_ids=ids).logits - hooked).abs().max() < 1e-5
     assert main(argv) == 1  # exists: a clear error, not an overwrite
+
+
+def test_smollm2_export_with_residual_vector_reloads_exactly(tmp_path, smollm2_path):
+    """The real model (tied embeddings, 30 layers): a residual vector becomes a down_proj bias."""
+    from easyedit_split.models import load_model
+
+    torch.set_num_threads(1)
+    model, tok = load_model(smollm2_path)
+    u = random_update(model, "vector", Site(12, "residual"))
+    ids = tok("The weather today is", return_tensors="pt")["input_ids"]
+    with torch.no_grad(), apply_updates(model, u, 2.0):
+        hooked = model(input_ids=ids).logits
+    result = export_merged(model, tok, u, 2.0, tmp_path / "smol")
+    assert result.config_changes == {"mlp_bias": True}
+    reloaded, info = AutoModelForCausalLM.from_pretrained(tmp_path / "smol", output_loading_info=True)
+    assert not any(info.values()), info
+    with torch.no_grad():
+        assert (reloaded(input_ids=ids).logits - hooked).abs().max() < 1e-4
