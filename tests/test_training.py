@@ -230,3 +230,24 @@ def test_easyedit_api_generate_and_apply_roundtrip(tmp_path, tiny_tokenizer):
                            model=(model, tiny_tokenizer))
     assert dm["layer_2"].shape == (32,) and dm["layer_2"].abs().sum() > 0
     assert torch.equal(torch.load(tmp_path / "diffmean_vector" / "layer_2.pt", weights_only=True), dm["layer_2"])
+
+
+def test_train_command_writes_and_prints(tmp_path, tiny_tokenizer, capsys):
+    from easyedit_split.cli import main
+
+    model = tiny_model("llama")
+    folder = tmp_path / "tiny"
+    model.save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    data = tmp_path / "d.jsonl"
+    rows = [{"question": f"is the {w} great ?", "answer_matching_behavior": "yes", "answer_not_matching_behavior": "no"}
+            for w in ("film", "food", "pizza", "place", "review")]
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    rc = main(["train", "--hparams", "hparams/smollm2/split_vector.yaml", "--model", str(folder), "--data", str(data),
+               "--output", str(tmp_path / "out"), "--no-progress", "layers=[1]", "test_size=null",
+               "max_num_of_examples=null"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    target = tmp_path / "out" / "split_vector" / "layer_1.safetensors"
+    assert str(target) in printed and target.exists()
+    assert load_updates(target).method == "split"
