@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,7 +28,7 @@ from .updates import LocalWeightUpdate, LoRAUpdate, Update, VectorUpdate
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["diffmean_vector", "from_peft", "from_easyedit_pt", "from_edited_weights", "AdapterError"]
+__all__ = ["AdapterError", "diffmean_vector", "from_easyedit_pt", "from_edited_weights", "from_peft"]
 
 
 class AdapterError(ValueError):

@@ -18,18 +18,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
 
-from .sites import ResolvedSite, SiteError, resolve_site, residual_writer
+from .sites import ResolvedSite, SiteError, residual_writer, resolve_site
 from .updates import Update
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Steering", "apply_updates", "merged_updates", "merge_updates", "MergeHandle", "MergeError", "steer"]
+__all__ = ["MergeError", "MergeHandle", "Steering", "apply_updates", "merge_updates", "merged_updates", "steer"]
 
 POSITION_MODES = ("all", "prompt", "generated")
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from .sites import decoder_layers, final_norm
 
-__all__ = ["PrefixCache", "capture_prefix", "run_suffix", "final_hidden", "logits_at", "output_head", "site_start_layer", "position_ids_from_mask"]
+__all__ = ["PrefixCache", "capture_prefix", "final_hidden", "logits_at", "output_head", "position_ids_from_mask", "run_suffix", "site_start_layer"]
 
 
 class _StopForward(Exception):
@@ -51,7 +51,7 @@ class PrefixCache:
     hidden: torch.Tensor  # [B, T, D]
     layer_args: list[tuple[tuple, dict]]  # one (args without hidden_states, kwargs) per layer >= start
 
-    def select(self, rows: torch.Tensor | list[int]) -> "PrefixCache":
+    def select(self, rows: torch.Tensor | list[int]) -> PrefixCache:
         """The cache restricted to some batch rows (masks and embeddings with a batch dim follow)."""
         idx = torch.as_tensor(rows, dtype=torch.long, device=self.hidden.device)
         B = self.hidden.shape[0]
@@ -67,7 +67,7 @@ class PrefixCache:
 
         return PrefixCache(self.start, self.hidden.index_select(0, idx), [(pick(a), pick(k)) for a, k in self.layer_args])
 
-    def repeat(self, times: int) -> "PrefixCache":
+    def repeat(self, times: int) -> PrefixCache:
         """The cache tiled ``times`` along the batch (row ``i`` of copy ``k`` is row ``k*B + i``)."""
         B = self.hidden.shape[0]
 
@@ -93,7 +93,7 @@ def site_start_layer(model: nn.Module, sites) -> int:
     """The lowest decoder layer containing any of ``sites`` (everything below is frozen)."""
     from .sites import resolve_site
 
-    layers_path, layers = decoder_layers(model)
+    layers_path, _ = decoder_layers(model)
     lows = []
     for site in sites:
         rs = resolve_site(model, site)
@@ -150,7 +150,6 @@ def capture_prefix(model: nn.Module, input_ids: torch.Tensor, attention_mask: to
             if i == n - 1:
                 raise _StopForward
             # replace this layer's work by a no-op: the suffix is recomputed later anyway
-            return None
         return pre
 
     # layers >= start are skipped cheaply: we stop at the first one after recording every call.

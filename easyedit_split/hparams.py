@@ -13,15 +13,16 @@ import logging
 import os
 import types
 import typing
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import yaml
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HParamsError", "HyperParams", "load_yaml", "coerce_value"]
+__all__ = ["HParamsError", "HyperParams", "coerce_value", "load_yaml"]
 
 
 class HParamsError(ValueError):
@@ -51,7 +52,7 @@ def _strip_optional(tp: Any) -> tuple[Any, bool]:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if len(args) == 1:
             return args[0], True
-        return typing.Union[tuple(args)], True  # type: ignore[return-value]
+        return typing.Union[tuple(args)], True  # type: ignore[return-value]  # noqa: UP007
     return tp, False
 
 
@@ -164,5 +165,3 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
     return out
 
-
-field = field  # re-export for subclasses

@@ -21,9 +21,10 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -32,7 +33,7 @@ from .hparams import load_yaml
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MainJobConfig", "MainJobResult", "run_main_job", "DEFAULT_PROMPTS"]
+__all__ = ["DEFAULT_PROMPTS", "MainJobConfig", "MainJobResult", "run_main_job"]
 
 #: open-ended prompts on which the psychopathy concept shows (or not) in free text
 DEFAULT_PROMPTS = (
@@ -257,8 +258,8 @@ def _summary_markdown(cfg, table, evaluations, samples, timings, out: Path) -> s
     lines = [f"# Main job: SPLIT vs baselines on {cfg.dataset}", ""]
     lines += [f"Model: {cfg.model or 'SmolLM2-135M-Instruct (built in)'}; {cfg.n_train} training pairs; "
               f"{cfg.n_eval} held-out pairs swept over m ∈ {list(cfg.multipliers)}. Total {timings['total']:.0f} s.", ""]
-    lines += ["| form | method | accuracy at m | mean PrefOdds | mean UtilOdds | R² pref fit | R² util fit | calibrated m (acc 0.9) |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += [("| form | method | accuracy at m | mean PrefOdds | mean UtilOdds | R² pref fit | R² util fit "
+               "| calibrated m (acc 0.9) |"), "|---|---|---|---|---|---|---|---|"]
     for r in table:
         lines.append(f"| {r['form']} | {r['method']} | {_fmt(100 * r['accuracy'], '.0f')}% (m={r['m']:g}) | "
                      f"{_fmt(r['pref'])} | {_fmt(r['util'])} | {_fmt(r.get('r2_pref'), '.3f')} | "

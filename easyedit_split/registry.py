@@ -12,22 +12,22 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
-from collections.abc import Mapping
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "METHOD_NAMES",
     "ALIASES",
-    "HYPERPARAMS_CLASS_DICT",
-    "METHOD_FNS",
-    "METHODS_CLASS_DICT",
     "EVALUATORS",
+    "HYPERPARAMS_CLASS_DICT",
+    "METHODS_CLASS_DICT",
+    "METHOD_FNS",
+    "METHOD_NAMES",
     "canonical_method",
-    "get_method",
-    "get_hparams_class",
     "get_evaluator",
+    "get_hparams_class",
+    "get_method",
     "register_with_easyedit",
 ]
 
@@ -140,7 +140,7 @@ def register_with_easyedit(names: tuple[str, ...] | None = None, *, overwrite: b
     for module_name in _EASYEDIT_MODULES:
         try:
             mod = importlib.import_module(module_name)
-        except Exception as exc:  # ImportError, or EasyEdit's own import-time failures
+        except Exception as exc:  # noqa: BLE001 - ImportError, or EasyEdit's own import-time failures
             logger.debug("EasyEdit registry %s not importable: %s", module_name, exc)
             continue
         hp_dict = getattr(mod, "HYPERPARAMS_CLASS_DICT", None)

@@ -16,8 +16,8 @@ Gradients flow to the updates' parameters when called under ``torch.enable_grad(
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -27,7 +27,7 @@ from .data.encoding import EncodedPair, PromptBatch, SequenceBatch, collate_pair
 from .forward import PrefixCache, capture_prefix, final_hidden, output_head, run_suffix, site_start_layer
 from .updates import Update
 
-__all__ = ["PairLosses", "PreparedPairs", "PairScorer"]
+__all__ = ["PairLosses", "PairScorer", "PreparedPairs"]
 
 
 @dataclass

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,7 +26,7 @@ from .updates import LocalWeightUpdate, LoRAUpdate, Update, VectorUpdate
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["UpdateBundle", "save_updates", "load_updates", "UpdateFileError", "model_signature"]
+__all__ = ["UpdateBundle", "UpdateFileError", "load_updates", "model_signature", "save_updates"]
 
 FORMAT_NAME = "easyedit-split/updates"
 FORMAT_VERSION = 1
@@ -134,7 +135,7 @@ def load_updates(path: str | os.PathLike, model: nn.Module | None = None, *, str
     try:
         with safe_open(str(p), framework="pt") as fh:
             raw_meta = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - safe_open is no dict
     except Exception as exc:  # safetensors raises several error types for corrupt files
         raise UpdateFileError(f"{p} is not a readable safetensors file: {exc}") from exc
     if raw_meta.get("format") != FORMAT_NAME:

@@ -21,19 +21,19 @@ from torch import nn
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "ArchSpec",
     "ARCHITECTURES",
     "COMPONENT_ALIASES",
-    "Site",
+    "ArchSpec",
     "ResolvedSite",
+    "Site",
     "SiteError",
     "arch_spec",
+    "canonical_component",
     "decoder_layers",
     "final_norm",
-    "resolve_site",
-    "canonical_component",
-    "site_for_module_path",
     "model_type",
+    "resolve_site",
+    "site_for_module_path",
 ]
 
 
@@ -151,7 +151,7 @@ class Site:
         return {"layer": self.layer, "component": self.component, "module_path": self.module_path}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Site":
+    def from_dict(cls, d: dict[str, Any]) -> Site:
         return cls(layer=int(d["layer"]), component=d.get("component", "residual"), module_path=d.get("module_path"))
 
     def __str__(self) -> str:
@@ -200,9 +200,9 @@ def _find_layers_generic(model: nn.Module) -> tuple[str, nn.ModuleList] | None:
     """Fallback for unknown architectures: the longest ModuleList of identical blocks."""
     best: tuple[str, nn.ModuleList] | None = None
     for name, mod in model.named_modules():
-        if isinstance(mod, nn.ModuleList) and len(mod) > 0:
-            if len({type(m) for m in mod}) == 1 and (best is None or len(mod) > len(best[1])):
-                best = (name, mod)
+        uniform = isinstance(mod, nn.ModuleList) and len(mod) > 0 and len({type(m) for m in mod}) == 1
+        if uniform and (best is None or len(mod) > len(best[1])):
+            best = (name, mod)
     return best
 
 
@@ -305,7 +305,7 @@ def residual_writer(model: nn.Module, layer: int) -> ResolvedSite | None:
 
 def site_for_module_path(model: nn.Module, path: str) -> Site:
     """The most specific :class:`Site` for a module path (used by adapters for peft / edited weights)."""
-    layers_path, layers = decoder_layers(model)
+    layers_path, _ = decoder_layers(model)
     prefix = layers_path + "."
     if not path.startswith(prefix):
         raise SiteError(f"module {path!r} is not inside a decoder layer ({layers_path}.N...); only layer modules can carry updates")

@@ -25,7 +25,7 @@ from torch import nn
 
 from .sites import Site
 
-__all__ = ["Update", "VectorUpdate", "LoRAUpdate", "LocalWeightUpdate", "FORMS", "make_update"]
+__all__ = ["FORMS", "LoRAUpdate", "LocalWeightUpdate", "Update", "VectorUpdate", "make_update"]
 
 
 class Update(nn.Module):

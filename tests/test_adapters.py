@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from easyedit_split.adapters import AdapterError, diffmean_vector, from_easyedit_pt, from_edited_weights, from_peft
+from easyedit_split.adapters import (
+    AdapterError,
+    diffmean_vector,
+    from_easyedit_pt,
+    from_edited_weights,
+    from_peft,
+)
 from easyedit_split.apply import apply_updates, merged_updates
 from easyedit_split.record import record_site_outputs
 from easyedit_split.sites import Site
@@ -22,10 +28,9 @@ def test_diffmean_vector_is_mean_difference_and_equals_manual_residual_addition(
     mask = torch.zeros(3, 6, dtype=torch.bool)
     mask[:, 3:] = True
     u = diffmean_vector(model, site, [(pos, torch.ones_like(pos), mask)], [(neg, torch.ones_like(neg), mask)])
-    with record_site_outputs(model, [site]) as rec:
-        with torch.no_grad():
-            model(input_ids=pos)
-            model(input_ids=neg)
+    with record_site_outputs(model, [site]) as rec, torch.no_grad():
+        model(input_ids=pos)
+        model(input_ids=neg)
     expected = rec[site][0][mask].mean(0) - rec[site][1][mask].mean(0)
     assert torch.allclose(u.vector, expected, atol=1e-5)
     # applying it equals adding it to the residual stream by hand
@@ -90,7 +95,7 @@ def test_easyedit_pt_files_load_as_the_right_form(tmp_path):
     # same outputs as EasyEdit's own arithmetic: x_mid @ (A @ B) and x_mid @ W + b added to down_proj output
     for u, delta in ((u3, lambda x: x @ (A @ B)), (u4, lambda x: x @ W + b)):
         mod = model.model.layers[u.site.layer].mlp.down_proj
-        h = mod.register_forward_hook(lambda m, a, o: o + 1.5 * delta(a[0]))
+        h = mod.register_forward_hook(lambda m, a, o, delta=delta: o + 1.5 * delta(a[0]))
         try:
             manual = logits(model, ids)
         finally:

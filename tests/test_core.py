@@ -59,9 +59,8 @@ def test_gemma2_residual_vector_refuses_to_merge():
     model = tiny_model("gemma2")
     u = random_update(model, "vector", Site(1, "residual"))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(MergeError, match="post-feedforward norm"):
-        with merged_updates(model, u, 1.0):
-            pass
+    with pytest.raises(MergeError, match="post-feedforward norm"), merged_updates(model, u, 1.0):
+        pass
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
 
@@ -150,15 +149,13 @@ def test_hooks_are_removed_after_an_exception():
     ids = tiny_inputs()
     base = logits(model, ids)
     u = random_update(model, "lora", Site(1, "mlp_down"))
-    with pytest.raises(RuntimeError, match="boom"):
-        with apply_updates(model, u, 2.0):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), apply_updates(model, u, 2.0):
+        raise RuntimeError("boom")
     assert torch.equal(logits(model, ids), base)
     assert not any(m._forward_hooks for m in model.modules())
     assert not model._forward_pre_hooks
-    with pytest.raises(RuntimeError, match="boom"):
-        with steer(model, u, 2.0, mode="merged"):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), steer(model, u, 2.0, mode="merged"):
+        raise RuntimeError("boom")
     assert torch.equal(logits(model, ids), base)
 
 
@@ -189,9 +186,9 @@ def test_padding_positions_are_not_steered():
     with torch.no_grad():
         with record_site_outputs(model, [site]) as plain:
             model(input_ids=ids, attention_mask=mask)
-        with apply_updates(model, u, 5.0):
-            with record_site_outputs(model, [site]) as steered:  # registered after: sees the steered output
-                model(input_ids=ids, attention_mask=mask)
+        # registered after the steering hook, the recorder sees the steered output
+        with apply_updates(model, u, 5.0), record_site_outputs(model, [site]) as steered:
+            model(input_ids=ids, attention_mask=mask)
     diff = (steered[site][0] - plain[site][0]).abs().sum(-1)
     assert torch.all(diff[0, :2] == 0)
     assert torch.all(diff[0, 2:] > 0) and torch.all(diff[1] > 0)
@@ -215,6 +212,5 @@ def test_unknown_architecture_error_names_explicit_path():
 def test_dimension_mismatch_is_a_clear_error():
     model = tiny_model("llama")
     u = VectorUpdate(Site(1, "residual"), 16)
-    with pytest.raises(SiteError, match="another model"):
-        with apply_updates(model, u):
-            pass
+    with pytest.raises(SiteError, match="another model"), apply_updates(model, u):
+        pass

@@ -2,7 +2,15 @@ import pytest
 import torch
 
 from easyedit_split.apply import apply_updates
-from easyedit_split.forward import position_ids_from_mask, capture_prefix, final_hidden, logits_at, output_head, run_suffix, site_start_layer
+from easyedit_split.forward import (
+    capture_prefix,
+    final_hidden,
+    logits_at,
+    output_head,
+    position_ids_from_mask,
+    run_suffix,
+    site_start_layer,
+)
 from easyedit_split.sites import Site
 from tests.test_core import random_update
 from tests.tiny_models import tiny_inputs, tiny_model
