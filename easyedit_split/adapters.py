@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .record import record_site_outputs
+from .record import site_output
 from .sites import Site, SiteError, resolve_site, site_for_module_path
 from .updates import LocalWeightUpdate, LoRAUpdate, Update, VectorUpdate
 
@@ -60,9 +60,7 @@ def diffmean_vector(
         total = torch.zeros(rs.d_out, dtype=torch.float64)
         count = 0
         for input_ids, attention_mask, pos_mask in batches:
-            with record_site_outputs(model, [site]) as rec:
-                model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-            acts = rec[site][-1].float()  # [B, T, D]
+            acts = site_output(model, site, input_ids, attention_mask).float()  # [B, T, D]
             m = pos_mask.to(acts.device).bool()
             total += acts[m].sum(0).double().cpu()
             count += int(m.sum())

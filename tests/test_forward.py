@@ -73,3 +73,19 @@ def test_gradients_flow_through_suffix_to_update_only():
     out.sum().backward()
     assert u.vector.grad is not None and u.vector.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_site_output_stops_early_and_equals_full_recording(arch):
+    from easyedit_split.record import record_site_outputs, site_output
+
+    model = tiny_model(arch)
+    ids = tiny_inputs()
+    mask = torch.ones_like(ids)
+    mask[0, :2] = 0
+    for site in (Site(1, "residual"), Site(2, "mlp_down")):
+        with record_site_outputs(model, [site]) as rec, torch.no_grad():
+            model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask))
+        early = site_output(model, site, ids, mask)
+        assert torch.allclose(early, rec[site][0], atol=1e-6)
+    assert not any(m._forward_hooks for m in model.modules())
