@@ -56,7 +56,7 @@ def render(cells: dict, cfg: dict) -> str:
         "# Table 3 (SmolLM2-135M-Instruct, psychopathy, held-out)",
         "",
         (f"Layer {cfg['layer']}, {cfg['n_train']} training pairs, {cfg['n_test']} test pairs (seed {cfg['seed']}), "
-        f"{cfg['epochs']} epoch(s), evaluation at m = 1. Each cell: accuracy % / mean UtilOdds."),
+        f"{cfg['epochs']} epoch(s) (per-form overrides below), evaluation at m = 1. Each cell: accuracy % / mean UtilOdds."),
         "",
         "| form | unsteered | DiffMean | SFT | RePS | SPLIT |",
         "|---|---|---|---|---|---|",
@@ -92,7 +92,19 @@ def main(argv=None) -> int:
     ap.add_argument("--lr-lora", type=float, default=0.05)
     ap.add_argument("--lr-local-weight", type=float, default=0.01)
     ap.add_argument("--forms", default=",".join(FORMS))
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default="diffmean," + ",".join(METHODS))
+    ap.add_argument("--factors", default="0.5,1.0,1.5", help="steering factors, comma-separated")
+    ap.add_argument("--gamma", type=float, default=4.0, help="SPLIT margin weight")
+    ap.add_argument("--theta", type=float, default=0.5, help="SPLIT margin threshold")
+    ap.add_argument("--lambda-n", type=float, default=0.5, help="SPLIT weight of the losing answer's NLL")
+    ap.add_argument("--lora-rank", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--epochs-vector", type=int, default=None, help="per-form override of --epochs")
+    ap.add_argument("--epochs-lora", type=int, default=None)
+    ap.add_argument("--epochs-local-weight", type=int, default=None)
+    ap.add_argument("--layer-vector", type=int, default=None, help="per-form override of --layer")
+    ap.add_argument("--layer-lora", type=int, default=None)
+    ap.add_argument("--layer-local-weight", type=int, default=None)
     ap.add_argument("--out", default=str(ROOT / "notes" / "table3.md"))
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
@@ -103,12 +115,21 @@ def main(argv=None) -> int:
     pairs = load_builtin("psychopathy")
     train, test = train_test_split(pairs, args.n_test, seed=args.seed)
     train = train[: args.n_train]
-    shared = {"layers": [args.layer], "n_epochs": args.epochs, "batch_size": 4, "gradient_accumulation_steps": 1,
-                  "seed": args.seed, "system_prompt": "", "use_chat_template": True, "steering_factors": [0.5, 1.0, 1.5],
+    factors = [float(f) for f in args.factors.split(",") if f]
+    shared = {"layers": [args.layer], "n_epochs": args.epochs, "batch_size": args.batch_size,
+              "gradient_accumulation_steps": 1,
+              "seed": args.seed, "system_prompt": "", "use_chat_template": True, "steering_factors": factors,
                   "preference_pairs": ["orig_add", "orig_sub"], "warmup_ratio": 0.0, "max_grad_norm": 1.0}
-    split_w = {"pos_loss_weight": 1.0, "neg_loss_weight": 0.5, "margin_penalty_weight": 4.0, "margin_threshold": 0.5}
-    forms_cfg = {"vector": {"lr": args.lr_vector}, "lora": {"lr": args.lr_lora, "low_rank_dimension": 4},
+    split_w = {"pos_loss_weight": 1.0, "neg_loss_weight": args.lambda_n, "margin_penalty_weight": args.gamma,
+               "margin_threshold": args.theta}
+    forms_cfg = {"vector": {"lr": args.lr_vector}, "lora": {"lr": args.lr_lora, "low_rank_dimension": args.lora_rank},
                  "local_weight": {"lr": args.lr_local_weight}}
+    for form, flag in (("vector", "vector"), ("lora", "lora"), ("local_weight", "local_weight")):
+        ep, ly = getattr(args, f"epochs_{flag}"), getattr(args, f"layer_{flag}")
+        if ep is not None:
+            forms_cfg[form]["n_epochs"] = ep
+        if ly is not None:
+            forms_cfg[form]["layers"] = [ly]
     cfg = {"layer": args.layer, "n_train": len(train), "n_test": len(test), "seed": args.seed, "epochs": args.epochs,
            "shared": {**shared, "split": split_w}, "forms": forms_cfg}
     out_md = Path(args.out)
@@ -129,9 +150,10 @@ def main(argv=None) -> int:
         publish()
     forms = [f for f in args.forms.split(",") if f]
     methods = [m for m in args.methods.split(",") if m]
-    if "vector" in forms and "vector/diffmean" not in cells:
+    if "vector" in forms and "diffmean" in methods and "vector/diffmean" not in cells:
         t = time.perf_counter()
-        dm = diffmean_update(model, tok, train, args.layer, hp=probe_hp)
+        dm_layer = forms_cfg["vector"].get("layers", [args.layer])[0]
+        dm = diffmean_update(model, tok, train, dm_layer, hp=probe_hp)
         cells["vector/diffmean"] = {**evaluate(model, tok, [dm], enc_test), "seconds": time.perf_counter() - t}
         publish()
     # SPLIT first in every form, so that a partial run still compares SPLIT with something
