@@ -1,11 +1,10 @@
 """Forward and generate() throughput of SmolLM2-135M under each update form, hook vs merged mode.
 
-Every figure is a ratio to the unsteered model measured in the same run: one torch thread,
-repetitions interleaved with the order rotated each time, medians of the process's CPU time (on a
-shared machine wall time also counts time the process spent waiting for a core; both are printed).
+Every figure is a ratio to the unsteered model measured in the same run: one torch thread, each
+measurement paired with an unsteered one right before it, process CPU time, median of the ratios.
 Targets: merged >= 0.97 of unsteered, hook mode >= 0.90.
 
-    python benchmarks/bench_core.py [--reps 5] [--batch 8] [--seq 64] [--new-tokens 32]
+    python benchmarks/bench_core.py [--reps 9] [--batch 4] [--seq 64] [--gen-batch 8] [--new-tokens 16]
 """
 
 from __future__ import annotations
@@ -21,11 +20,11 @@ import torch
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--reps", type=int, default=9)
+    ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=64)
-    ap.add_argument("--new-tokens", type=int, default=32)
-    ap.add_argument("--gen-batch", type=int, default=16)
+    ap.add_argument("--new-tokens", type=int, default=16)
+    ap.add_argument("--gen-batch", type=int, default=8)
     ap.add_argument("--layer", type=int, default=15)
     ap.add_argument("--model", default=None)
     args = ap.parse_args()
@@ -68,36 +67,38 @@ def main() -> None:
         return timed(lambda: model.generate(**enc, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
                                             do_sample=False, pad_token_id=tok.pad_token_id))
 
-    names = list(configs)
-    results: dict[str, dict[str, list[tuple[float, float]]]] = {k: {"forward": [], "generate": []} for k in configs}
-    for name, ctx in configs.items():  # warm-up
+    # Paired design: every measurement of a configuration is bracketed by a measurement of the
+    # unsteered model right before it, and the ratio of the two is kept. Slow drifts of the machine
+    # (frequency, the other core's load) cancel in each ratio; the median over repetitions is reported.
+    ratios: dict[str, dict[str, list[float]]] = {k: {"forward": [], "generate": []} for k in configs}
+    speed: dict[str, dict[str, list[float]]] = {k: {"forward": [], "generate": []} for k in configs}
+    for ctx in configs.values():  # warm-up
         with ctx():
             forward_once()
-    for rep in range(args.reps):
-        order = names[rep % len(names):] + names[:rep % len(names)]  # rotate so no config is always first
-        for name in order:
-            with configs[name]():
-                results[name]["forward"].append(forward_once())
-                if rep < max(1, args.reps // 2 + 1):
-                    results[name]["generate"].append(generate_once())
+    for kind, once, reps, tokens in (("forward", forward_once, args.reps, args.batch * args.seq),
+                                     ("generate", generate_once, max(1, args.reps // 2), args.gen_batch * args.new_tokens)):
+        for _ in range(reps):
+            for name, ctx in configs.items():
+                if name == "unsteered":
+                    continue
+                base_cpu, _ = once()
+                with ctx():
+                    cpu, _ = once()
+                ratios[name][kind].append(base_cpu / cpu)
+                speed[name][kind].append(tokens / cpu)
+                speed["unsteered"][kind].append(tokens / base_cpu)
 
-    fwd_tokens = args.batch * args.seq
-    gen_tokens = args.gen_batch * args.new_tokens
-    def med(xs, i):
-        return statistics.median(x[i] for x in xs)
-
-    base_f = med(results["unsteered"]["forward"], 0)
-    base_g = med(results["unsteered"]["generate"], 0)
     print(f"machine: {platform.processor() or platform.machine()}, torch threads: {torch.get_num_threads()}, torch {torch.__version__}")
     print(f"model: {type(model).__name__} {model.config._name_or_path}; site layer {args.layer}; "
           f"forward {args.batch}x{args.seq} tokens, generate {args.gen_batch} prompts x {args.new_tokens} new tokens")
-    print("tok/s per CPU second (ratio to unsteered) and per wall second")
-    print(f"{'config':<20} {'fwd tok/s':>10} {'ratio':>7} {'wall':>8} {'gen tok/s':>10} {'ratio':>7} {'wall':>8}")
-    for name, r in results.items():
-        f, g = med(r["forward"], 0), med(r["generate"], 0)
-        fw, gw = med(r["forward"], 1), med(r["generate"], 1)
-        print(f"{name:<20} {fwd_tokens / f:>10.1f} {base_f / f:>7.3f} {fwd_tokens / fw:>8.1f} "
-              f"{gen_tokens / g:>10.1f} {base_g / g:>7.3f} {gen_tokens / gw:>8.1f}")
+    print("median tokens per CPU second, and median of paired ratios to the unsteered run just before")
+    print(f"{'config':<20} {'fwd tok/s':>10} {'ratio':>7} {'gen tok/s':>10} {'ratio':>7}")
+    for name in configs:
+        f = statistics.median(speed[name]["forward"])
+        g = statistics.median(speed[name]["generate"])
+        rf = statistics.median(ratios[name]["forward"]) if ratios[name]["forward"] else 1.0
+        rg = statistics.median(ratios[name]["generate"]) if ratios[name]["generate"] else 1.0
+        print(f"{name:<20} {f:>10.1f} {rf:>7.3f} {g:>10.1f} {rg:>7.3f}")
 
 
 if __name__ == "__main__":
