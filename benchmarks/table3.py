@@ -105,6 +105,9 @@ def main(argv=None) -> int:
     ap.add_argument("--layer-vector", type=int, default=None, help="per-form override of --layer")
     ap.add_argument("--layer-lora", type=int, default=None)
     ap.add_argument("--layer-local-weight", type=int, default=None)
+    ap.add_argument("--set", dest="form_sets", action="append", default=[], metavar="FORM.KEY=JSON",
+                    help="per-form hparam override, e.g. local_weight.steering_factors=[0.5,1,1.5] or "
+                         "local_weight.margin_penalty_weight=4 (SPLIT weights reach only the SPLIT cell)")
     ap.add_argument("--out", default=str(ROOT / "notes" / "table3.md"))
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
@@ -130,6 +133,12 @@ def main(argv=None) -> int:
             forms_cfg[form]["n_epochs"] = ep
         if ly is not None:
             forms_cfg[form]["layers"] = [ly]
+    for item in args.form_sets:
+        target, _, value = item.partition("=")
+        form, _, key = target.partition(".")
+        if form not in forms_cfg or not key or not value:
+            ap.error(f"--set {item!r}: expected FORM.KEY=JSON with FORM in {', '.join(FORMS)}")
+        forms_cfg[form][key] = json.loads(value)
     cfg = {"layer": args.layer, "n_train": len(train), "n_test": len(test), "seed": args.seed, "epochs": args.epochs,
            "shared": {**shared, "split": split_w}, "forms": forms_cfg}
     out_md = Path(args.out)
@@ -162,8 +171,9 @@ def main(argv=None) -> int:
         key = f"{form}/{method}"
         if key in cells:
             continue
-        extra = split_w if method == "split" else {}
-        hp = TRAIN_HPARAMS[method].from_dict({**shared, **forms_cfg[form], **extra, "alg_name": method,
+        own = {k: v for k, v in forms_cfg[form].items() if k not in split_w}
+        extra = {**split_w, **{k: v for k, v in forms_cfg[form].items() if k in split_w}} if method == "split" else {}
+        hp = TRAIN_HPARAMS[method].from_dict({**shared, **own, **extra, "alg_name": method,
                                               "intervention_method": form})
         t = time.perf_counter()
         res = Trainer(model, tok, hp).train(train, progress=False)
