@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .formats import DataError, DatasetFormat, detect_format, get_format
+from .formats import _SUFFIX_TYPES, DataError, DatasetFormat, detect_format, get_format
 
 logger = logging.getLogger(__name__)
 
@@ -57,16 +57,7 @@ class PolarityPair:
 
 
 def _infer_file_type(path: Path) -> str:
-    suffix = path.suffix.lower()
-    return {
-        ".jsonl": "jsonl",
-        ".ndjson": "jsonl",
-        ".json": "json",
-        ".csv": "csv",
-        ".tsv": "csv",
-        ".parquet": "parquet",
-        ".pq": "parquet",
-    }.get(suffix, "jsonl")
+    return _SUFFIX_TYPES.get(path.suffix.lower(), "jsonl")
 
 
 def iter_records(path: str | os.PathLike, file_type: str | None = None) -> Iterator[tuple[int, Any]]:
