@@ -106,3 +106,18 @@ def test_calibration_on_synthetic_curves():
     assert ca.multiplier == pytest.approx(2.0, abs=0.05)
     with pytest.raises(ValueError, match="exactly one"):
         calibrate(m, pref=pref, util=util)
+
+
+def test_util_fit_recovers_a_peak_on_each_side_of_zero():
+    """An update trained at ±m can raise utility on both sides (SmolLM2's trained vectors do)."""
+    import numpy as np
+
+    from easyedit_split.evaluation.fitting import fit_util_odds
+
+    m = np.linspace(-6, 6, 25)
+    centre = np.where(m >= 0, 1.5, -1.2)
+    width = np.where(m >= 0, 1.0, 0.8)
+    y = 9.0 * (1 + (m - centre) ** 2 / width) ** -1.5 - 8.0
+    y = y + np.random.default_rng(0).normal(0, 0.05, m.size)
+    fit = fit_util_odds(m, y)
+    assert fit.r2 > 0.99
