@@ -12,13 +12,14 @@ HELP = "print a model's architecture and the resolved intervention sites of ever
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="HF folder, hub id (cached), .gguf file, or a built-in name (default: smollm2)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..models import load_model
     from ..sites import arch_spec, describe_sites, hidden_size, model_type
 
-    model, _ = load_model(args.model)
+    model, _ = load_model(args.model, dtype=args.dtype)
     rows = describe_sites(model)
     summary = {
         "class": type(model).__name__,

@@ -63,6 +63,9 @@ def with_zero(grid: list[float]) -> list[float]:
 
 def add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model folder / hub id / .gguf / built-in name (default: smollm2)")
+    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 (fp32/bf16/fp16)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | mps")
+    p.add_argument("--device-map", dest="device_map", default=None, help="e.g. auto: spread a large model over GPUs")
     p.add_argument("--data", default="psychopathy", help="built-in dataset (psychopathy, power-seeking, sentiment) or a file")
     p.add_argument("--multipliers", default="-5:5:21", help="start:stop:num or a comma list; 0 is added if missing (write --multipliers=-5:5:21 when it starts with -)")
     p.add_argument("--n-pairs", type=int, default=100, help="evaluation pairs (held-out part of the split)")
@@ -141,7 +144,7 @@ def evaluate(args: argparse.Namespace, specs: dict[str, str]) -> int:
     grid = with_zero(parse_grid(args.multipliers))
     need_train = any(_DIFFMEAN.match(s.strip()) for s in specs.values())
     train, test = load_data(args, need_train)
-    model, tokenizer = load_model(args.model)
+    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device, device_map=args.device_map)
     sweep_train = train if args.train_sweep_pairs is None else train[: args.train_sweep_pairs]
     resolved = {name: resolve_update(spec, model, tokenizer, train, args.layer) for name, spec in specs.items()}
     for name, (spec, loaded) in zip(specs, zip(specs.values(), resolved.values())):
