@@ -65,15 +65,10 @@ def canonical_form(name: str, source: str = "<hparams>") -> str:
 
 
 @dataclass
-class TrainHyperParams(HyperParams):
-    """Keys shared by every trained method (and DiffMean's data keys)."""
-
-    IGNORED_KEYS: ClassVar[tuple[str, ...]] = _UPSTREAM_IGNORED
-    #: objective trained by this class ("split", "sft", "reps", "dpo"; "diffmean" is train-free)
-    OBJECTIVE: ClassVar[str] = "split"
+class _ModelDataKeys(HyperParams):
+    """Model, prompt and data keys shared by the trained methods and DiffMean."""
 
     # === Basic Config ===
-    alg_name: str = "split"
     layers: list[int] = field(default_factory=lambda: [15])
     model_name_or_path: str | None = None
     device: str = "cpu"
@@ -88,9 +83,20 @@ class TrainHyperParams(HyperParams):
     steer_train_dataset: str | None = None
     exclude_bos: bool = True
     max_num_of_examples: int | None = None
-    preference_pairs: list[str] = field(default_factory=lambda: ["orig_add", "orig_sub"])
     test_size: float | None = None  # ours: hold out pairs (count if >= 1, fraction if < 1)
     train_split: str | None = None  # ours: "train" keeps the seeded train part when test_size is set
+
+
+@dataclass
+class TrainHyperParams(_ModelDataKeys):
+    """Keys shared by every trained method."""
+
+    IGNORED_KEYS: ClassVar[tuple[str, ...]] = _UPSTREAM_IGNORED
+    #: objective trained by this class ("split", "sft", "reps", "dpo"; "diffmean" is train-free)
+    OBJECTIVE: ClassVar[str] = "split"
+
+    alg_name: str = "split"
+    preference_pairs: list[str] = field(default_factory=lambda: ["orig_add", "orig_sub"])
 
     # === Training Config ===
     batch_size: int = 2
@@ -254,7 +260,7 @@ class DPOHyperParams(TrainHyperParams):
 
 
 @dataclass
-class DiffMeanHyperParams(HyperParams):
+class DiffMeanHyperParams(_ModelDataKeys):
     """DiffMean / CAA: train-free mean difference of site activations over answer tokens."""
 
     ALG_NAMES: ClassVar[tuple[str, ...]] = ("diffmean", "caa", "diff_mean", "mean_diff")
@@ -263,20 +269,6 @@ class DiffMeanHyperParams(HyperParams):
     OBJECTIVE: ClassVar[str] = "diffmean"
 
     alg_name: str = "diffmean"
-    layers: list[int] = field(default_factory=lambda: [15])
-    model_name_or_path: str | None = None
-    device: str = "cpu"
-    torch_dtype: str = "float32"
-    seed: int = 42
-    save_vectors: bool = True
-    steer_vector_output_dir: str = "steer_vectors"
-    use_chat_template: bool = True
-    system_prompt: str | None = None
-    steer_train_dataset: str | None = None
-    max_num_of_examples: int | None = None
-    test_size: float | None = None
-    train_split: str | None = None
-    exclude_bos: bool = True
     intervention_method: str = "vector"
     intervention_components: str | None = None
     batch_size: int = 16
