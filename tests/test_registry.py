@@ -27,7 +27,9 @@ def test_register_with_easyedit_inserts_into_a_steer_checkout(monkeypatch):
     alg.METHODS_CLASS_DICT = {}
     for name, mod in (("steer", steer), ("steer.utils", utils), ("steer.utils.alg_dict", alg)):
         monkeypatch.setitem(sys.modules, name, mod)
-    done = registry.register_with_easyedit(("split", "caa"))
+    import easyedit_split
+
+    done = easyedit_split.register_with_easyedit(("split", "caa"))
     assert "steer.utils.alg_dict" in done
     assert alg.METHOD_FNS["split"] == {"train": "easyedit_split.easyedit_api:generate_split",
                                        "apply": "easyedit_split.easyedit_api:apply_split"}
