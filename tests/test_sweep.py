@@ -131,3 +131,27 @@ def test_load_any_update_dispatches_by_path(tmp_path):
     with pytest.raises(ValueError, match="unknown update file type"):
         (tmp_path / "x.bin").write_bytes(b"0")
         load_any_update(tmp_path / "x.bin", model)
+
+
+def test_evaluation_renders_prompts_as_the_update_was_trained(tmp_path):
+    """A saved update's hparams (system prompt, chat template) decide how held-out prompts are rendered."""
+    from easyedit_split.data import PolarityPair
+    from easyedit_split.evaluation import evaluate_preference_utility
+    from easyedit_split.evaluation.sweep import sweep
+    from easyedit_split.serialization import save_updates
+    from easyedit_split.sites import Site
+    from tests.conftest import build_tiny_tokenizer
+    from tests.test_core import random_update
+    from tests.tiny_models import tiny_model
+
+    model, tok = tiny_model("llama"), build_tiny_tokenizer()
+    pairs = [PolarityPair(f"p{i}", q, "yes", "no", "t") for i, q in enumerate(["is the sky blue ?", "i like it"])]
+    u = random_update(model, "vector", Site(1, "residual"))
+    path = save_updates(tmp_path / "u.safetensors", [u], model=model, method="split",
+                        hparams={"use_chat_template": True, "system_prompt": "answer : yes or no"})
+    res = evaluate_preference_utility(model, tok, path, pairs, [-1.0, 0.0, 1.0], n_boot=10, progress=False)
+    got = res.only.table.sort_values(["m", "example_id"])["L_p"].to_numpy()
+    for sp, same in (("answer : yes or no", True), (None, False)):
+        ref = sweep(model, tok, pairs, [u], [-1.0, 0.0, 1.0], encode_kwargs={"system_prompt": sp}, progress=False)
+        ref_lp = ref.sort_values(["m", "example_id"])["L_p"].to_numpy()
+        assert (abs(got - ref_lp).max() < 1e-5) == same

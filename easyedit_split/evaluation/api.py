@@ -23,7 +23,7 @@ from .fitting import CurveFit, fit_pref_odds, fit_util_odds, transfer_r2
 from .loading import LoadedUpdates, load_any_update
 from .logodds import summarize
 from .manifold import ManifoldResult, manifold_distance
-from .sweep import sweep, write_table
+from .sweep import encode_for_sweep, sweep, write_table
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +102,17 @@ def _fits(summary: pd.DataFrame, name: str) -> dict[str, CurveFit | None]:
             "util": _safe_fit(fit_util_odds, m, summary["util"].to_numpy(), f"{name} UtilOdds")}
 
 
+def prompt_settings(loaded: LoadedUpdates) -> dict[str, Any]:
+    """``chat_template`` / ``system_prompt`` recorded in an update's saved hparams (empty if none)."""
+    hp = loaded.info.get("hparams") or {}
+    out: dict[str, Any] = {}
+    if "use_chat_template" in hp:
+        out["chat_template"] = hp["use_chat_template"]
+    if "system_prompt" in hp:
+        out["system_prompt"] = hp["system_prompt"]
+    return out
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "update"
 
@@ -131,6 +142,7 @@ def evaluate_preference_utility(
     progress: bool = True,
     title: str | None = None,
     table_format: str = "csv",
+    encode_kwargs: Mapping[str, Any] | None = None,
 ) -> EvaluationResult:
     """Preference–utility evaluation of one update (or several: pass ``{name: spec}``).
 
@@ -155,9 +167,12 @@ def evaluate_preference_utility(
     files: dict[str, str] = {}
     for given_name, spec in specs.items():
         loaded: LoadedUpdates = load_any_update(spec, model)
+        # render prompts as the update was trained (chat template, system prompt) unless told otherwise
+        kw = dict(encode_kwargs) if encode_kwargs is not None else prompt_settings(loaded)
+        eval_enc = encode_for_sweep(tokenizer, pairs, **kw)
         name = given_name or (loaded.method if loaded.method != "unknown" else "update")
         ups = loaded.updates
-        table = sweep(model, tokenizer, pairs, ups, grid, batch_rows=batch_rows, method=name,
+        table = sweep(model, tokenizer, eval_enc, ups, grid, batch_rows=batch_rows, method=name,
                       use_prefix_cache=use_prefix_cache, progress=progress)
         summary = summarize(table, reduction=reduction, n_boot=n_boot, seed=seed)
         util_col = "util_odds" if reduction == "sum" else "util_odds_mean"
@@ -167,7 +182,8 @@ def evaluate_preference_utility(
             logger.warning("%s: %d (pair, m) rows have UtilOdds = +inf (valid mass >= 1); left out of the means",
                            name, ev.util_infinite)
         if train_pairs is not None:
-            ttable = sweep(model, tokenizer, train_pairs, ups, grid, batch_rows=batch_rows, method=name,
+            ttable = sweep(model, tokenizer, encode_for_sweep(tokenizer, train_pairs, **kw), ups, grid,
+                           batch_rows=batch_rows, method=name,
                            use_prefix_cache=use_prefix_cache, progress=progress)
             ev.train_summary = summarize(ttable, reduction=reduction, n_boot=n_boot, seed=seed)
             ev.train_fits = _fits(ev.train_summary, f"{name} (train)")
@@ -191,7 +207,7 @@ def evaluate_preference_utility(
         except ValueError as exc:
             logger.warning("%s: derived quantities unavailable: %s", name, exc)
         if manifold:
-            sub = list(pairs)[:manifold_pairs]
+            sub = eval_enc[:manifold_pairs]
             ev.manifold = manifold_distance(model, tokenizer, sub, ups, grid, variance=manifold_variance,
                                             positions=manifold_positions, util_by_m=summary.set_index("m")["util"])
         methods[name] = ev
