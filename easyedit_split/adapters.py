@@ -145,8 +145,7 @@ def _lora_for_module(model: nn.Module, mod_path: str, A: torch.Tensor, B: torch.
         rs = resolve_site(model, site)
     except SiteError as exc:
         raise AdapterError(f"LoRA on {mod_path}: {exc}") from exc
-    if rs.kind == "conv1d":
-        pass  # peft stores A [r, in], B [out, r] for Conv1D too (fan_in_fan_out only transposes the base weight)
+    # peft stores A [r, in], B [out, r] for Conv1D too (fan_in_fan_out only transposes the base weight)
     return LoRAUpdate(site, rs.d_in, rs.d_out, rank=A.shape[0], scale=scale, A=A, B=B)
 
 

@@ -309,7 +309,7 @@ def merge_updates(
         with torch.no_grad():
             w_new = w_cur
             dw = u.delta_weight()
-            if dw is not None and u.site.component != "residual":
+            if dw is not None:  # _merge_target refused a ΔW on the residual stream
                 dw = dw.detach().float().to(module.weight.device)
                 if rs.kind == "conv1d":
                     dw = dw.t()

@@ -148,28 +148,23 @@ def capture_prefix(model: nn.Module, input_ids: torch.Tensor, attention_mask: to
                 hidden["h"] = h.detach()
             records[i] = (_detach(rest), _detach({k: v for k, v in kwargs.items() if k != "hidden_states"}))
             if i == n - 1:
-                raise _StopForward
-            # replace this layer's work by a no-op: the suffix is recomputed later anyway
+                raise _StopForward  # every call recorded; the final norm and head are not needed
         return pre
 
-    # layers >= start are skipped cheaply: we stop at the first one after recording every call.
-    # Recording needs each layer's own arguments, which the model computes before the loop, so
-    # one pass with layers >= start replaced by identity is enough.
-    originals = {}
+    # Each layer's arguments (masks, rotary embeddings) are computed by the model before its layer
+    # loop, so one pass with layers >= start made identities records them all at no layer cost;
+    # the suffix itself is recomputed by run_suffix.
     try:
         for i in range(start, n):
             handles.append(layers[i].register_forward_pre_hook(make_pre(i), with_kwargs=True))
-            originals[i] = layers[i].forward
             layers[i].forward = _identity_forward  # type: ignore[method-assign]
         with contextlib.suppress(_StopForward):
             _decoder(model)(**_base_forward_kwargs(input_ids, attention_mask))
     finally:
         for h in handles:
             h.remove()
-        for i, fwd in originals.items():
-            layers[i].forward = fwd  # type: ignore[method-assign]
-            if "forward" in layers[i].__dict__:
-                del layers[i].__dict__["forward"]
+        for i in range(start, n):
+            layers[i].__dict__.pop("forward", None)  # back to the class's forward
     if "h" not in hidden or len(records) != n - start:
         raise RuntimeError("capture_prefix: the model did not call every decoder layer; cannot cache its prefix")
     return PrefixCache(start, hidden["h"], [records[i] for i in range(start, n)])

@@ -129,10 +129,8 @@ class PairScorer:
         return self._score_sequences(prepared, idx, m_rows)
 
     def _steering(self, m_rows: torch.Tensor):
-        if not self.updates:
-            return contextlib.nullcontext()
-        if bool((m_rows == 0).all()):
-            return apply_updates(self.model, self.updates, 0.0)
+        if not self.updates or bool((m_rows == 0).all()):
+            return contextlib.nullcontext()  # m = 0 everywhere is the base model: no hooks needed
         return apply_updates(self.model, self.updates, m_rows.to(self.device))
 
     def _hidden(self, prepared: PreparedPairs, rows: torch.Tensor, m_rows: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,10 @@ def test_suffix_from_cached_prefix_equals_full_forward(arch, start):
         ours = output_head(model)(h)
     keep = mask.bool()
     assert (full[keep] - ours[keep]).abs().max() < 1e-5
+    from easyedit_split.sites import decoder_layers
+
+    assert not any("forward" in layer.__dict__ for layer in decoder_layers(model)[1])  # layers restored
+    assert not any(layer._forward_pre_hooks for layer in decoder_layers(model)[1])
     assert torch.allclose(final_hidden(model, ids, mask)[keep], h[keep], atol=1e-5)
 
 
