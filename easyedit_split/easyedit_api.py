@@ -30,6 +30,8 @@ from ._io import atomic_path
 from .adapters import from_easyedit_pt
 from .apply import steer
 from .data.pairs import PolarityPair, load_builtin, read_pairs
+from .easyedit.hparams import is_easyedit_hparams
+from .easyedit.host import attach_steering, detach_steering, easyedit_loaded, load_wrapper
 from .hparams import HyperParams
 from .serialization import load_updates, save_updates
 from .sites import Site, resolve_site
@@ -112,17 +114,32 @@ def dataset_to_pairs(dataset: Any, dataset_name: str | None = None) -> list[Pola
 # ------------------------------------------------------------------------------------------ formats
 
 
-def to_easyedit_state(update: Update) -> torch.Tensor | dict[str, torch.Tensor]:
-    """EasyEdit's ``layer_{L}.pt`` content for an update (tensors only)."""
+def to_easyedit_state(update: Update) -> torch.Tensor | dict[str, Any]:
+    """EasyEdit's ``layer_{L}.pt`` content for an update (tensors, ints and strings only)."""
     if isinstance(update, VectorUpdate):
         return update.vector.detach().float().cpu().clone()
     if isinstance(update, LoRAUpdate):
-        return {"lora_A": update.A.detach().float().t().contiguous().cpu(),
-                "lora_B": (update.B.detach().float() * update.scale).t().contiguous().cpu()}
-    if isinstance(update, LocalWeightUpdate):
-        return {"weight": update.weight.detach().float().t().contiguous().cpu(),
-                "bias": update.bias.detach().float().cpu().clone()}
-    raise TypeError(f"no EasyEdit layout for {type(update).__name__}")
+        state: dict[str, Any] = {"lora_A": update.A.detach().float().t().contiguous().cpu(),
+                                 "lora_B": (update.B.detach().float() * update.scale).t().contiguous().cpu()}
+    elif isinstance(update, LocalWeightUpdate):
+        state = {"weight": update.weight.detach().float().t().contiguous().cpu(),
+                 "bias": update.bias.detach().float().cpu().clone()}
+    else:
+        raise TypeError(f"no EasyEdit layout for {type(update).__name__}")
+    state.update(_upstream_applier_keys(update))
+    return state
+
+
+def _upstream_applier_keys(update: Update) -> dict[str, Any]:
+    """The keys EasyEdit's own spilt applier reads besides the tensors (``r``, ``alpha``,
+    ``intervention_components``). The LoRA scale is already folded into ``lora_B`` and upstream's
+    LoRA forward is ``x·(A·B)``, so ``alpha = r``. The plugin's ``mlp_down`` site (input: the MLP
+    intermediate activation) is upstream's ``mlp_mid``."""
+    keys: dict[str, Any] = {"intervention_components": "mlp_mid" if update.site.component == "mlp_down"
+                            else update.site.component}
+    if isinstance(update, LoRAUpdate):
+        keys["r"] = keys["alpha"] = int(update.rank)
+    return keys
 
 
 def from_easyedit_state(state: Any, model: nn.Module, layer: int, form: str | None = None,
@@ -151,9 +168,17 @@ def from_easyedit_state(state: Any, model: nn.Module, layer: int, form: str | No
     raise ValueError(f"layer_{layer}: keys {sorted(state)} match no EasyEdit layout")
 
 
+#: ``alg_name`` spellings EasyEdit's own configs use for their output folders (``spilt_vector``, ``caa_vector``)
+_UPSTREAM_FOLDER_NAMES = ("spilt", "caa")
+
+
 def output_folder(hp: Any) -> Path:
-    """``steer_vector_output_dir/<method>_<form>`` (upstream: ``spilt_<method>``)."""
-    return Path(hp.steer_vector_output_dir) / f"{hp.method}_{hp.form}"
+    """``steer_vector_output_dir/<name>_<form>``: ``<name>`` is the method, or upstream's spelling
+    where the config uses it (``alg_name: spilt`` → ``spilt_<form>``, ``caa`` → ``caa_vector``),
+    which is where EasyEdit's apply configs and ``examples/run_SPILT.py`` look."""
+    alg = str(getattr(hp, "alg_name", "")).strip().lower()
+    name = alg if alg in _UPSTREAM_FOLDER_NAMES else hp.method
+    return Path(hp.steer_vector_output_dir) / f"{name}_{hp.form}"
 
 
 def _save_pt(path: Path, state: Any) -> Path:
@@ -267,47 +292,71 @@ def _updates_for(hp: ApplyHyperParams, model: nn.Module, vector: Any) -> list[tu
 
 
 def apply(method: str, hparams: Any, pipline: Any = None, vector: Any = None) -> Any:
-    """Steer ``pipline`` (EasyEdit wrapper, or a bare HF model) with the updates of ``method``."""
+    """Steer ``pipline`` (EasyEdit's model wrapper, or a bare HF model) with the updates of ``method``.
+
+    With no ``pipline``, the model is loaded as EasyEdit's own appliers load it (its ``get_model``:
+    wrapper, ``dtype``, ``device``) when running inside EasyEdit, else with the plugin's loader.
+    The hooks stay on the wrapper under ``hparams.alg_name``; the wrapper's ``reset_all()`` /
+    ``reset(alg_name)`` and :func:`remove_steering` take them off.
+    """
     hp = _coerce_hparams(hparams, APPLY_HPARAMS, method)
     if pipline is None:
-        from .models import load_model
-
-        model, tokenizer = load_model(hp.model_name_or_path, dtype=hp.torch_dtype, device=hp.device)
-        pipline = _Wrapper(model, tokenizer)
+        pipline = _load_pipline(hp)
     model = pipline.model if isinstance(getattr(pipline, "model", None), nn.Module) else pipline
-    remove_steering(pipline)
+    key = str(hp.alg_name or method).lower()
     stack = contextlib.ExitStack()
+    stack.easyedit_split_states = []  # type: ignore[attr-defined]  # hook-mode handles, see suspended_steering
     try:
         for i, (layer, update) in enumerate(_updates_for(hp, model, vector)):
             update.to(next(model.parameters()).device)
-            stack.enter_context(steer(model, [update], hp.multiplier_for(i), mode=hp.mode,
-                                      positions=hp.intervention_positions))
-            logger.info("%s: steering layer %d (%s) with m=%s", method, layer, update.form, hp.multiplier_for(i))
+            state = stack.enter_context(steer(model, [update], hp.multiplier_for(i), mode=hp.mode,
+                                              positions=hp.intervention_positions))
+            if hasattr(state, "set_multiplier"):
+                stack.easyedit_split_states.append(state)  # type: ignore[attr-defined]
+            logger.info("%s: steering layer %d (%s) with m=%s", key, layer, update.form, hp.multiplier_for(i))
     except BaseException:
         stack.close()
         raise
-    pipline.easyedit_split_steering = stack
+    attach_steering(pipline, key, stack)
     return pipline
 
 
-def remove_steering(pipline: Any) -> bool:
-    """Take off the steering an ``apply_*`` call put on ``pipline``; True when there was some."""
-    stack = getattr(pipline, "easyedit_split_steering", None)
-    if stack is None:
-        return False
-    stack.close()
-    pipline.easyedit_split_steering = None
-    return True
+def _load_pipline(hp: Any) -> Any:
+    if is_easyedit_hparams(hp) and easyedit_loaded():
+        return load_wrapper(hp)
+    from .models import load_model
+
+    model, tokenizer = load_model(hp.model_name_or_path, dtype=hp.torch_dtype, device=hp.device)
+    return _Wrapper(model, tokenizer)
+
+
+def remove_steering(pipline: Any, method: str | None = None) -> bool:
+    """Take off the steering ``apply_*`` put on ``pipline`` (of one ``alg_name``, or all); True when there was some."""
+    return detach_steering(pipline, None if method is None else str(method).lower())
 
 
 class _Wrapper:
+    """The attributes of EasyEdit's model wrapper that its applier and generation loop use, for a
+    model loaded outside EasyEdit."""
+
+    VLLM_model = None
+
     def __init__(self, model: nn.Module, tokenizer: Any) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.device = next(model.parameters()).device
 
+    def reset_all(self) -> None:
+        remove_steering(self)
+
 
 def _pair(method: str):
     def gen(hparams, dataset=None, model=None, dataset_name=None):
+        if dataset is None and is_easyedit_hparams(hparams):
+            raise ValueError(
+                f"EasyEdit called generate_{method} without a dataset: its BaseVectorGenerator passes data only to "
+                f"methods in REQUIRED_DATASET_METHODS, and {getattr(hparams, 'alg_name', method)!r} is not there. "
+                "Register with easyedit_split.register_with_easyedit() (or `easyedit-split easyedit enable`), "
+                "which adds the plugin's names; the plugin does not train on a dataset of its own choosing.")
         return generate(method, hparams, dataset, model, dataset_name)
 
     def app(hparams, pipline=None, vector=None):

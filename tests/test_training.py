@@ -208,8 +208,8 @@ def test_easyedit_api_generate_and_apply_roundtrip(tmp_path, tiny_tokenizer):
                           "lr": 0.05, "steer_vector_output_dir": str(tmp_path), "gradient_accumulation_steps": 1},
                          data, model=(model, tiny_tokenizer))
     state = out["layer_1"]
-    assert set(state) == {"lora_A", "lora_B"}
-    folder = tmp_path / "split_lora"
+    assert set(state) == {"lora_A", "lora_B", "r", "alpha", "intervention_components"}  # upstream applier's keys
+    folder = tmp_path / "spilt_lora"  # upstream's spelling, where EasyEdit's apply configs look
     u_pt = from_easyedit_pt(folder / "layer_1.pt", model)
     u_ours = load_updates(folder / "layer_1.safetensors", model).updates[0]
     assert torch.allclose(u_pt.delta_weight(), u_ours.delta_weight(), atol=1e-6)
@@ -229,7 +229,7 @@ def test_easyedit_api_generate_and_apply_roundtrip(tmp_path, tiny_tokenizer):
     dm = generate_diffmean({"alg_name": "caa", "layers": [2], "steer_vector_output_dir": str(tmp_path)}, data,
                            model=(model, tiny_tokenizer))
     assert dm["layer_2"].shape == (32,) and dm["layer_2"].abs().sum() > 0
-    assert torch.equal(torch.load(tmp_path / "diffmean_vector" / "layer_2.pt", weights_only=True), dm["layer_2"])
+    assert torch.equal(torch.load(tmp_path / "caa_vector" / "layer_2.pt", weights_only=True), dm["layer_2"])
 
 
 def test_train_command_writes_and_prints(tmp_path, tiny_tokenizer, capsys):
