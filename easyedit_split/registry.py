@@ -13,17 +13,22 @@ import importlib
 import logging
 import sys
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "ALIASES",
+    "EDITING_REGISTRARS",
     "EVALUATORS",
     "HYPERPARAMS_CLASS_DICT",
     "METHODS_CLASS_DICT",
     "METHOD_FNS",
     "METHOD_NAMES",
+    "REGISTRATIONS",
+    "TAKE_OVER",
+    "Registration",
     "canonical_method",
     "get_evaluator",
     "get_hparams_class",
@@ -121,52 +126,164 @@ def get_evaluator(name: str = "preference_utility") -> Callable:
     return EVALUATORS[name]
 
 
-_EASYEDIT_MODULES = ("steer.utils.alg_dict", "easyeditor.util.alg_dict")
+_STEER_REGISTRY = "steer.utils.alg_dict"
+_STEER_GENERATORS = "steer.vector_generators.vector_generators"
+_EDIT_REGISTRY = "easyeditor.util.alg_dict"
+_EASYEDIT_MODULES = (_STEER_REGISTRY, _EDIT_REGISTRY)
+_EE_HP = "easyedit_split.easyedit.hparams"
+
+#: EasyEdit's built-in steering methods the plugin takes over by default: upstream's own code for
+#: these cannot run on transformers 5 (``apply_chat_template(tokenize=True)`` returns a
+#: ``BatchEncoding`` that their ``utils.py`` treats as a list). ``caa`` runs and is kept.
+TAKE_OVER = ("spilt", "sft", "reps")
+
+#: Callables ``fn(module) -> list[str]`` run on EasyEdit's knowledge-editing registry
+#: (``easyeditor.util.alg_dict``, with its ``ALG_DICT``) by :func:`register_with_easyedit`; each returns
+#: the names it registered. Empty here: an editor registration appends itself.
+EDITING_REGISTRARS: list[Callable[[Any], list[str]]] = []
 
 
-def register_with_easyedit(names: tuple[str, ...] | None = None, *, overwrite: bool = False) -> list[str]:
-    """Insert the plugin's methods into EasyEdit's registries when EasyEdit is importable.
+@dataclass
+class Registration:
+    """What :func:`register_with_easyedit` did in one EasyEdit registry module."""
 
-    Tries ``steer.utils.alg_dict`` (an EasyEdit checkout on ``sys.path``) and
-    ``easyeditor.util.alg_dict``. Steering registries get ``{'train', 'apply'}`` pairs in
-    ``HYPERPARAMS_CLASS_DICT`` and ``METHODS_CLASS_DICT`` (or lazy targets in ``METHOD_FNS`` where
-    that table exists); a knowledge-editing ``ALG_DICT`` gets nothing (SPLIT is not an editor).
-    Names EasyEdit already defines (e.g. its own ``caa``) are kept unless ``overwrite``. Both
-    ``split`` and the upstream spelling ``spilt`` are registered. Returns the module names it
-    registered into; logs when it finds none.
+    module: str
+    added: list[str] = field(default_factory=list)  # names EasyEdit did not have
+    taken_over: list[str] = field(default_factory=list)  # upstream names now served by the plugin
+    kept: list[str] = field(default_factory=list)  # upstream names left to upstream's code
+
+    def summary(self) -> str:
+        parts = [f"added {', '.join(self.added) or 'nothing'}"]
+        if self.taken_over:
+            parts.append(f"took over upstream's {', '.join(self.taken_over)} (the plugin now trains and applies them)")
+        if self.kept:
+            parts.append(f"kept upstream's {', '.join(self.kept)}")
+        return f"easyedit-split registered into {self.module}: " + "; ".join(parts)
+
+
+#: the registrations done in this process, by module name (the latest per module)
+REGISTRATIONS: dict[str, Registration] = {}
+
+
+#: upstream's names for the plugin's methods (registered under them too, subject to the take-over rules)
+_UPSTREAM_NAMES = ("spilt", "caa")
+
+
+def _steering_entries(names: list[str]) -> dict[str, str]:
+    """EasyEdit name → plugin method: each method under its own name and upstream's (``spilt``, ``caa``)."""
+    entries = {}
+    for name in names:
+        entries[name] = name
+        entries.update({alias: name for alias, target in ALIASES.items() if target == name and alias in _UPSTREAM_NAMES})
+    return entries
+
+
+def _import_easyedit(module_name: str) -> tuple[Any | None, bool]:
+    """``(module, failed)``: the module, or None with ``failed`` False when EasyEdit is not on
+    ``sys.path`` and True when EasyEdit is there but its own import raised (logged at WARNING with
+    the real exception)."""
+    try:
+        return importlib.import_module(module_name), False
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            logger.debug("EasyEdit registry %s not on sys.path: %s", module_name, exc)
+            return None, False
+        error: Exception = exc
+    except Exception as exc:  # noqa: BLE001 - EasyEdit's own import-time failures, reported as they are
+        error = exc
+    logger.warning("EasyEdit's %s failed to import (%s: %s); nothing registered there", module_name,
+                   type(error).__name__, error)
+    return None, True
+
+
+def _register_steering(mod: Any, names: list[str], *, keep_upstream: bool, overwrite: bool) -> Registration:
+    reg = Registration(mod.__name__)
+    hp_dict = getattr(mod, "HYPERPARAMS_CLASS_DICT", None)
+    fn_table = getattr(mod, "METHOD_FNS", None)
+    methods = getattr(mod, "METHODS_CLASS_DICT", None)
+    upstream = set(hp_dict or {}) | set(fn_table or {})
+    taken: list[str] = []
+    for key, name in _steering_entries(names).items():
+        if key in upstream:
+            ours = isinstance(fn_table, dict) and fn_table.get(key, {}).get("train", "").startswith("easyedit_split.")
+            replace = ours or overwrite or (key in TAKE_OVER and not keep_upstream)
+            if not replace:
+                reg.kept.append(key)
+                continue
+            if not ours:
+                reg.taken_over.append(key)
+        else:
+            reg.added.append(key)
+        taken.append(key)
+        pair = {"train": _resolve(f"{_EE_HP}:EasyEdit{_hp_class_name(name, 'train')}"),
+                "apply": _resolve(f"{_EE_HP}:EasyEdit{_hp_class_name(name, 'apply')}")}
+        if isinstance(hp_dict, dict):
+            hp_dict[key] = pair
+        if isinstance(fn_table, dict):
+            fn_table[key] = dict(METHOD_FNS[name])
+        if isinstance(methods, dict):  # older commits hold the functions themselves
+            methods[key] = METHODS_CLASS_DICT[name]
+    _require_datasets(taken)
+    return reg
+
+
+def _hp_class_name(name: str, kind: str) -> str:
+    return HYPERPARAMS_CLASS_DICT_TARGETS[name][kind].rpartition(":")[2]
+
+
+def _require_datasets(keys: list[str]) -> None:
+    """Add the plugin's names to EasyEdit's ``REQUIRED_DATASET_METHODS`` (in memory): its
+    ``BaseVectorGenerator`` hands the training data only to methods listed there."""
+    try:
+        gen = importlib.import_module(_STEER_GENERATORS)
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("EasyEdit's %s failed to import (%s: %s): its generator will not pass datasets to %s",
+                       _STEER_GENERATORS, type(exc).__name__, exc, ", ".join(keys))
+        return
+    required = getattr(gen, "REQUIRED_DATASET_METHODS", None)
+    if isinstance(required, list):
+        required.extend(k for k in keys if k not in required)
+
+
+def register_with_easyedit(names: tuple[str, ...] | None = None, *, keep_upstream: bool = False,
+                           overwrite: bool = False) -> list[str]:
+    """Insert the plugin's methods into EasyEdit's registries (in memory; no EasyEdit file is touched).
+
+    Steering (``steer.utils.alg_dict``): ``HYPERPARAMS_CLASS_DICT`` gets the plugin's classes with
+    EasyEdit's base keys (:mod:`easyedit_split.easyedit.hparams`), ``METHOD_FNS`` the lazy
+    ``"easyedit_split.easyedit_api:generate_<m>"`` / ``apply_<m>`` targets (older commits: the
+    functions in ``METHODS_CLASS_DICT``), and ``REQUIRED_DATASET_METHODS`` the registered names, so
+    that EasyEdit's generator passes them its dataset. SPLIT is registered as ``split`` and upstream's
+    ``spilt``. Upstream's ``spilt``/``sft``/``reps`` (:data:`TAKE_OVER`, which cannot run on
+    transformers 5) are taken over unless ``keep_upstream``; other upstream names (``caa``) are kept
+    unless ``overwrite``. The result is logged at WARNING: which names were added, taken over and kept.
+
+    Knowledge editing (``easyeditor.util.alg_dict``, imported only when a registrar is in
+    :data:`EDITING_REGISTRARS` or it is already imported): each registrar is called with the module.
+
+    Returns the module names registered into. EasyEdit missing is logged at INFO; EasyEdit present but
+    failing to import is logged at WARNING with its real exception.
     """
     wanted = [canonical_method(n) for n in (names or METHOD_NAMES)]
     done = []
-    for module_name in _EASYEDIT_MODULES:
-        try:
-            mod = importlib.import_module(module_name)
-        except Exception as exc:  # noqa: BLE001 - ImportError, or EasyEdit's own import-time failures
-            logger.debug("EasyEdit registry %s not importable: %s", module_name, exc)
-            continue
-        hp_dict = getattr(mod, "HYPERPARAMS_CLASS_DICT", None)
-        fn_table = getattr(mod, "METHOD_FNS", None)
-        methods = getattr(mod, "METHODS_CLASS_DICT", None)
-        if hp_dict is None and fn_table is None and methods is None:
-            logger.info("%s has no steering registries (a knowledge-editing ALG_DICT only); nothing registered", module_name)
-            continue
-        for name in wanted:
-            keys = [name] + [alias for alias, target in ALIASES.items() if target == name and alias == "spilt"]
-            for key in keys:
-                if not overwrite and isinstance(hp_dict, dict) and key in hp_dict:
-                    logger.info("EasyEdit already defines %r; keeping its entry", key)
-                    continue
-                if isinstance(hp_dict, dict):
-                    hp_dict[key] = HYPERPARAMS_CLASS_DICT[name]
-                if isinstance(fn_table, dict):
-                    fn_table[key] = dict(METHOD_FNS[name])
-                if isinstance(methods, dict):
-                    methods[key] = METHODS_CLASS_DICT[name]
-        done.append(module_name)
-        logger.info("registered %s into %s", ", ".join(wanted), module_name)
-    if not done:
-        logger.info("EasyEdit not found on sys.path (tried %s); the plugin runs standalone", ", ".join(_EASYEDIT_MODULES))
+    steer_mod, steer_failed = _import_easyedit(_STEER_REGISTRY)
+    if steer_mod is not None:
+        if any(hasattr(steer_mod, t) for t in ("HYPERPARAMS_CLASS_DICT", "METHOD_FNS", "METHODS_CLASS_DICT")):
+            reg = _register_steering(steer_mod, wanted, keep_upstream=keep_upstream, overwrite=overwrite)
+            REGISTRATIONS[_STEER_REGISTRY] = reg
+            logger.warning("%s", reg.summary())
+            done.append(_STEER_REGISTRY)
+        else:
+            logger.warning("%s has none of HYPERPARAMS_CLASS_DICT/METHOD_FNS/METHODS_CLASS_DICT; nothing registered",
+                           _STEER_REGISTRY)
+    if EDITING_REGISTRARS or _EDIT_REGISTRY in sys.modules:
+        edit_mod, _ = _import_easyedit(_EDIT_REGISTRY)
+        if edit_mod is not None:
+            added = [n for registrar in EDITING_REGISTRARS for n in registrar(edit_mod)]
+            if added:
+                REGISTRATIONS[_EDIT_REGISTRY] = Registration(_EDIT_REGISTRY, added=added)
+                logger.warning("%s", REGISTRATIONS[_EDIT_REGISTRY].summary())
+                done.append(_EDIT_REGISTRY)
+    if steer_mod is None and not steer_failed and not done:
+        logger.info("EasyEdit not found on sys.path (tried %s); the plugin runs standalone", _STEER_REGISTRY)
     return done
-
-
-def _loaded_easyedit_modules() -> list[str]:
-    return [m for m in _EASYEDIT_MODULES if m in sys.modules]

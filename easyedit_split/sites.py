@@ -190,10 +190,28 @@ def arch_spec(model: nn.Module) -> ArchSpec | None:
 
 
 def _get(root: nn.Module, path: str) -> nn.Module | None:
+    """``root.get_submodule(path)``, seeing through transparent wrapper modules.
+
+    A host framework may wrap a model's modules in place (EasyEdit wraps each decoder layer as
+    ``BlockOutputWrapper(block=...)`` and its MLP as ``MLPWrapper(mlp=...)``, so ``layers.3.mlp.down_proj``
+    lives at ``layers.3.block.mlp.mlp.down_proj``). Where a path segment is not an attribute of the
+    current module, the one child module that has it is stepped into.
+    """
     try:
         return root.get_submodule(path)
     except AttributeError:
-        return None
+        pass
+    mod: nn.Module = root
+    for name in path.split(".") if path else []:
+        child = getattr(mod, name, None)
+        while not isinstance(child, nn.Module):
+            holders = [c for c in mod.children() if isinstance(getattr(c, name, None), nn.Module)]
+            if len(holders) != 1:
+                return None
+            mod = holders[0]
+            child = getattr(mod, name)
+        mod = child
+    return mod
 
 
 def _find_layers_generic(model: nn.Module) -> tuple[str, nn.ModuleList] | None:

@@ -1,0 +1,306 @@
+"""Integration with a real EasyEdit checkout: EasyEdit's own code drives the plugin.
+
+The checkout is ``$EASYEDIT_PATH`` or ``../shared/easyedit-553fd05`` next to the repository root; the
+module is skipped (one line saying why) where neither exists or EasyEdit's steering dependencies
+(the ``easyedit`` extra) are missing. Models are tiny random Llamas saved under a folder whose name
+contains "llama" (EasyEdit's ``get_model`` picks its wrapper class from the path string).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from tiny_models import tiny_model
+
+REPO = Path(__file__).resolve().parents[1]
+EASYEDIT = Path(os.environ.get("EASYEDIT_PATH") or REPO.parent / "shared" / "easyedit-553fd05")
+
+if not (EASYEDIT / "steer" / "utils" / "alg_dict.py").exists():
+    pytest.skip(f"no EasyEdit checkout at {EASYEDIT} (set EASYEDIT_PATH)", allow_module_level=True)
+for _dep in ("omegaconf", "hydra", "datasets", "einops", "dotenv"):
+    pytest.importorskip(_dep, reason=f"EasyEdit's steering needs {_dep}: pip install -e '.[easyedit]'")
+
+from omegaconf import OmegaConf  # noqa: E402
+
+FORMS = ("vector", "lora", "local_weight")
+PAIRS = [{"question": f"is the {w} great ?", "matching": "yes", "not_matching": "no"}
+         for w in ("film", "food", "pizza", "place")]
+IDS = torch.tensor([[2, 9, 10, 11, 12, 13]])
+
+
+@pytest.fixture(scope="module")
+def host():
+    """EasyEdit's steering package imported from the checkout, with the plugin registered; removed
+    from ``sys.modules`` afterwards so other test modules see no EasyEdit."""
+    sys.path.insert(0, str(EASYEDIT))
+    import steer.utils.alg_dict as alg_dict
+    import steer.vector_generators.vector_generators as generators
+
+    saved = (dict(alg_dict.HYPERPARAMS_CLASS_DICT), dict(alg_dict.METHOD_FNS), list(generators.REQUIRED_DATASET_METHODS))
+    yield alg_dict
+    alg_dict.HYPERPARAMS_CLASS_DICT.clear()
+    alg_dict.HYPERPARAMS_CLASS_DICT.update(saved[0])
+    alg_dict.METHOD_FNS.clear()
+    alg_dict.METHOD_FNS.update(saved[1])
+    generators.REQUIRED_DATASET_METHODS[:] = saved[2]
+    sys.path.remove(str(EASYEDIT))
+    for name in [m for m in sys.modules if m == "steer" or m.startswith("steer.")]:
+        del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def registered(host):
+    from easyedit_split import register_with_easyedit
+
+    assert register_with_easyedit() == ["steer.utils.alg_dict"]
+    return host
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory, tiny_tokenizer):
+    folder = tmp_path_factory.mktemp("models") / "tiny-llama"
+    tiny_model("llama").save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _yaml(path: Path, data: dict) -> str:
+    path.write_text(json.dumps(data))  # JSON is YAML
+    return str(path)
+
+
+def _top_cfg(tmp_path: Path, llama_dir: Path, **extra):
+    cfg = {"model_name_or_path": str(llama_dir), "dtype": "float32", "device": "cpu", "seed": 0,
+           "use_chat_template": True, "system_prompt": "", "save_vectors": True,
+           "steer_vector_output_dirs": [str(tmp_path / "vectors")], "steer_train_dataset": ["my_pairs"],
+           "generation_output_dir": str(tmp_path / "generation"), "generation_data_size": None,
+           "generate_orig_output": False, "num_responses": 1, "steer_from_end_position": False,
+           "save_activations": True, "vllm_enable": False, "generation_params": {"max_new_tokens": 3, "do_sample": False}}
+    cfg.update(extra)
+    return OmegaConf.create(cfg)
+
+
+def _train_hparams(tmp_path: Path, form: str, alg_name: str = "split", **extra) -> str:
+    hp = {"alg_name": alg_name, "layers": [1], "intervention_method": form, "n_epochs": 1, "lr": 0.05,
+          "batch_size": 2, "gradient_accumulation_steps": 1, "low_rank_dimension": 2}
+    hp.update(extra)
+    return _yaml(tmp_path / f"generate_{alg_name}_{form}.yaml", hp)
+
+
+def _apply_hparams(tmp_path: Path, form: str, alg_name: str = "split", **extra) -> str:
+    hp = {"alg_name": alg_name, "layers": [1], "multipliers": [3.0], "intervention_method": form}
+    hp.update(extra)
+    return _yaml(tmp_path / f"apply_{alg_name}_{form}.yaml", hp)
+
+
+def _logits(wrapper) -> torch.Tensor:
+    with torch.no_grad():
+        return wrapper.model(input_ids=IDS).logits
+
+
+# ------------------------------------------------------------------------------------------ registration
+
+
+def test_registration_states_what_it_took_over_and_kept(host, caplog):
+    from easyedit_split import register_with_easyedit
+    from easyedit_split.easyedit.hparams import EasyEditSplitHyperParams
+    from steer.vector_generators.spilt.generate_spilt_hparams import SpiltHyperParams
+    from steer.vector_generators.vector_generators import REQUIRED_DATASET_METHODS
+
+    with caplog.at_level(logging.WARNING, logger="easyedit_split.registry"):
+        assert register_with_easyedit(keep_upstream=True) == ["steer.utils.alg_dict"]
+    assert "kept upstream's spilt, sft, reps, caa" in caplog.text
+    assert "added split, dpo, diffmean" in caplog.text and "took over" not in caplog.text
+    assert host.HYPERPARAMS_CLASS_DICT["spilt"]["train"] is SpiltHyperParams
+    assert host.HYPERPARAMS_CLASS_DICT["split"]["train"] is EasyEditSplitHyperParams
+    assert "split" in REQUIRED_DATASET_METHODS and "diffmean" in REQUIRED_DATASET_METHODS
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="easyedit_split.registry"):
+        register_with_easyedit()
+    assert "took over upstream's spilt, sft, reps" in caplog.text and "kept upstream's caa" in caplog.text
+    assert host.HYPERPARAMS_CLASS_DICT["spilt"]["train"] is EasyEditSplitHyperParams
+    assert host.METHOD_FNS["spilt"]["train"] == "easyedit_split.easyedit_api:generate_split"
+    assert host.get_method_fn("split", "apply").__name__ == "apply_split"
+    assert host.METHOD_FNS["caa"]["train"].startswith("steer.")
+
+
+def test_registration_reports_easyedit_own_import_error(tmp_path):
+    """A checkout whose registry fails inside EasyEdit itself (as at upstream HEAD 14cea82)."""
+    (tmp_path / "steer" / "utils").mkdir(parents=True)
+    (tmp_path / "steer" / "vector_generators").mkdir()
+    for init in ("steer", "steer/utils", "steer/vector_generators"):
+        (tmp_path / init / "__init__.py").write_text("")
+    (tmp_path / "steer" / "utils" / "alg_dict.py").write_text(
+        "from ..vector_generators import SaeFeatureHyperParams\n")
+    code = textwrap.dedent(f"""
+        import logging, sys
+        sys.path[:0] = [{str(tmp_path)!r}, {str(REPO)!r}]
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+        from easyedit_split import register_with_easyedit
+        print("RESULT", register_with_easyedit())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    log = out.stdout + out.stderr
+    assert "RESULT []" in log
+    assert "WARNING EasyEdit's steer.utils.alg_dict failed to import (ImportError: cannot import name " \
+           "'SaeFeatureHyperParams'" in log
+    assert "not found" not in log
+
+
+def test_easyedit_builds_plugin_hparams_with_its_keys_and_validation(registered, tmp_path, llama_dir):
+    from easyedit_split.hparams import HParamsError
+    from steer.utils import load_apply_vector_hparams, load_generate_vector_hparams
+
+    cfg = _top_cfg(tmp_path, llama_dir, dtype="bfloat16", steer_train_hparam_paths=[_train_hparams(tmp_path, "vector")],
+                   apply_steer_hparam_paths=[_apply_hparams(tmp_path, "vector")], steer_vector_load_dir=["somewhere"])
+    hp = load_generate_vector_hparams(cfg)["split"]
+    assert hp.torch_dtype == "bfloat16" and hp.seed == 0 and hp.n_epochs == 1
+    ap = load_apply_vector_hparams(cfg)["split"]
+    assert ap.seed == 0 and ap.steer_vector_load_dir == "somewhere" and ap.multipliers == [3.0]
+    bad = _top_cfg(tmp_path, llama_dir, steer_train_hparam_paths=[_train_hparams(tmp_path, "vector", n_epochs=0)])
+    with pytest.raises(HParamsError, match="key 'n_epochs' must be >= 1"):
+        load_generate_vector_hparams(bad)
+
+
+# ------------------------------------------------------------------------------------------ EasyEdit's flow
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_split_end_to_end_in_easyedit_flow(registered, tmp_path, llama_dir, form):
+    """BaseVectorGenerator → BaseVectorApplier → generate → reset_all, as EasyEdit's steering.py runs it,
+    on a dataset name the plugin does not ship."""
+    from easyedit_split.apply import steer
+    from easyedit_split.serialization import load_updates
+    from steer.vector_appliers.vector_applier import BaseVectorApplier
+    from steer.vector_generators.vector_generators import BaseVectorGenerator
+
+    cfg = _top_cfg(tmp_path, llama_dir, steer_train_hparam_paths=[_train_hparams(tmp_path, form)],
+                   apply_steer_hparam_paths=[_apply_hparams(tmp_path, form)])
+    vectors = BaseVectorGenerator(cfg).generate_vectors({"my_pairs": PAIRS})
+    folder = tmp_path / "vectors" / "my_pairs" / f"split_{form}"
+    assert (folder / "layer_1.pt").exists() and (folder / "layer_1.safetensors").exists()
+    meta = json.loads((folder / "layer_1.safetensors.json").read_text()) if (folder / "layer_1.safetensors.json").exists() else None
+    if meta is not None:
+        assert meta.get("n_train_pairs", len(PAIRS)) == len(PAIRS)
+
+    applier = BaseVectorApplier(cfg)
+    applier._load_model()  # EasyEdit loads its wrapper; the plugin must steer that model, not a copy
+    wrapper = applier.model
+    base = _logits(wrapper)
+    applier.apply_vectors(vectors["my_pairs"])
+    assert applier.model is wrapper
+    from_memory = _logits(wrapper)
+    assert not torch.allclose(from_memory, base)
+
+    # the same update through the plugin's own hooks on a plain copy of the model gives the same logits
+    plain = tiny_model("llama")
+    update = load_updates(folder / "layer_1.safetensors", plain).updates[0]
+    with steer(plain, [update], 3.0), torch.no_grad():
+        assert torch.allclose(plain(input_ids=IDS).logits, from_memory, atol=1e-5)
+
+    results = applier.generate({"gen": [{"input": "is the sky blue ?"}]}, save_results=False,
+                               max_new_tokens=3, do_sample=False)
+    assert len(results) == 1 and isinstance(results[0]["pred"][0], str)
+
+    wrapper.reset_all()
+    assert torch.equal(_logits(wrapper), base)
+
+    # apply from EasyEdit's steer_vector_load_dir (the path EasyEdit's apply configs name)
+    cfg_dir = _top_cfg(tmp_path, llama_dir, apply_steer_hparam_paths=[_apply_hparams(tmp_path, form)],
+                       steer_vector_load_dir=[str(folder)])
+    applier_dir = BaseVectorApplier(cfg_dir)
+    applier_dir.model = wrapper
+    applier_dir.apply_vectors()
+    assert torch.allclose(_logits(wrapper), from_memory, atol=1e-6)
+    wrapper.reset("split")
+    assert torch.equal(_logits(wrapper), base)
+
+
+def test_apply_with_no_model_loads_easyedit_wrapper(registered, tmp_path, llama_dir):
+    """EasyEdit's applier with no model yet: the plugin loads EasyEdit's own wrapper (dtype honoured)."""
+    from easyedit_split.easyedit_api import generate_split
+    from steer.models.model_wrapper import BaseModelWrapper
+    from steer.vector_appliers.vector_applier import BaseVectorApplier
+
+    cfg = _top_cfg(tmp_path, llama_dir, dtype="bfloat16", apply_steer_hparam_paths=[_apply_hparams(tmp_path, "vector")])
+    vectors = {"split": {"layer_1": torch.randn(32)}}
+    applier = BaseVectorApplier(cfg)
+    applier.apply_vectors(vectors)
+    assert isinstance(applier.model, BaseModelWrapper) and applier.model.VLLM_model is None
+    assert next(applier.model.model.parameters()).dtype == torch.bfloat16
+    results = applier.generate({"gen": [{"input": "is the sky blue ?"}]}, save_results=False,
+                               max_new_tokens=2, do_sample=False)
+    assert len(results) == 1
+
+    from easyedit_split.easyedit.hparams import EasyEditSplitHyperParams
+
+    with pytest.raises(ValueError, match="REQUIRED_DATASET_METHODS"):
+        generate_split(EasyEditSplitHyperParams(layers=[1], model_name_or_path=str(llama_dir)))
+
+
+def test_merged_mode_inside_easyedit_wrapper(registered, tmp_path, llama_dir):
+    from easyedit_split.easyedit_api import apply_split
+    from easyedit_split.easyedit.hparams import EasyEditApplySplitHyperParams
+    from easyedit_split.easyedit.host import load_wrapper
+
+    hp = EasyEditApplySplitHyperParams(layers=[1], multipliers=[2.0], model_name_or_path=str(llama_dir))
+    wrapper = load_wrapper(hp)
+    base = _logits(wrapper)
+    vec = {"layer_1": torch.randn(32)}
+    apply_split(hp, wrapper, vec)
+    hooked = _logits(wrapper)
+    wrapper.reset_all()
+    hp.mode = "merged"
+    apply_split(hp, wrapper, vec)
+    assert torch.allclose(_logits(wrapper), hooked, atol=1e-5)
+    wrapper.reset_all()
+    assert torch.equal(_logits(wrapper), base)
+
+
+# ------------------------------------------------------------------------------------------ upstream spelling
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_upstream_spilt_yaml_trains_through_plugin_and_upstream_applier_reads_it(registered, tmp_path, llama_dir, form):
+    """EasyEdit's own spilt experiment YAML trains through the plugin into ``spilt_<form>/``, and EasyEdit's
+    own spilt applier, reading the plugin's ``.pt``, gives the plugin's logits."""
+    from easyedit_split.easyedit_api import apply_split
+    from easyedit_split.easyedit.hparams import EasyEditApplySplitHyperParams
+    from steer.vector_appliers.spilt.apply_spilt import apply_spilt
+    from steer.vector_appliers.spilt.apply_spilt_hparam import ApplySpiltHyperParams
+    from steer.vector_generators.vector_generators import BaseVectorGenerator
+
+    upstream_yaml = (EASYEDIT / "hparams/Steer/experiment_hparams/spilt_experiment/psychopathy/qwen2.5-7b-it/spilt"
+                     / f"generate_spilt_{form}.yaml")
+    cfg = _top_cfg(tmp_path, llama_dir, steer_train_hparam_paths=[str(upstream_yaml)], layers=[1], batch_size=2,
+                   low_rank_dimension=2, max_num_of_examples=4)
+    BaseVectorGenerator(cfg).generate_vectors({"psychopathy": PAIRS})
+    folder = tmp_path / "vectors" / "psychopathy" / f"spilt_{form}"
+    assert (folder / "layer_1.pt").exists()
+
+    from easyedit_split.easyedit.host import load_wrapper
+
+    ours = EasyEditApplySplitHyperParams(alg_name="spilt", layers=[1], multipliers=[2.0], intervention_method=form,
+                                         steer_vector_load_dir=str(folder), model_name_or_path=str(llama_dir))
+    wrapper = load_wrapper(ours)
+    base = _logits(wrapper)
+    apply_split(ours, wrapper)
+    plugin_logits = _logits(wrapper)
+    wrapper.reset_all()
+    assert torch.equal(_logits(wrapper), base)
+
+    theirs = ApplySpiltHyperParams(layers=[1], multipliers=[2.0], intervention_method=form,
+                                   steer_vector_load_dir=str(folder), model_name_or_path=str(llama_dir))
+    apply_spilt(theirs, wrapper)
+    assert torch.allclose(_logits(wrapper), plugin_logits, atol=1e-5)
+    assert not torch.allclose(plugin_logits, base)
