@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "generate": "easyedit_split.commands.generate",
     "export": "easyedit_split.commands.export",
     "run": "easyedit_split.commands.run",
+    "easyedit": "easyedit_split.commands.easyedit",
 }
 
 

@@ -304,3 +304,58 @@ def test_upstream_spilt_yaml_trains_through_plugin_and_upstream_applier_reads_it
     apply_spilt(theirs, wrapper)
     assert torch.allclose(_logits(wrapper), plugin_logits, atol=1e-5)
     assert not torch.allclose(plugin_logits, base)
+
+
+# ------------------------------------------------------------------------------------------ opt-in auto-registration
+
+
+def _run_easyedit_script(script: Path, overrides: list[str], cwd: Path, site_dir: Path) -> subprocess.CompletedProcess:
+    """Run one of EasyEdit's unmodified scripts in a fresh interpreter whose site-packages is ``site_dir``
+    (where ``easyedit-split easyedit enable --site-dir`` wrote the .pth), as a subprocess would see it."""
+    code = textwrap.dedent(f"""
+        import runpy, site, sys
+        sys.path[:0] = [{str(REPO)!r}]
+        site.addsitedir({str(site_dir)!r})
+        sys.path.insert(1, {str(EASYEDIT)!r})
+        sys.argv = [{str(script)!r}] + {overrides!r}
+        runpy.run_path({str(script)!r}, run_name="__main__")
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EASYEDIT_SPLIT_")}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
+
+
+def test_enable_makes_easyedit_scripts_use_the_plugin(tmp_path, llama_dir):
+    """`easyedit-split easyedit enable`, then EasyEdit's own vectors_generate.py and vectors_apply.py
+    (as run_SPILT.py launches them) train and apply alg_name: split; `disable` removes the hook."""
+    from easyedit_split.cli import main
+
+    site_dir = tmp_path / "site"
+    assert main(["easyedit", "enable", "--site-dir", str(site_dir)]) == 0
+    run = tmp_path / "run"
+    (run / "data" / "psychopathy").mkdir(parents=True)
+    (run / "hparams").symlink_to(EASYEDIT / "hparams")
+    rows = [{"question": p["question"], "answer_matching_behavior": p["matching"],
+             "answer_not_matching_behavior": p["not_matching"]} for p in PAIRS]
+    for split in ("train", "test"):
+        (run / "data" / "psychopathy" / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    train_yaml = _train_hparams(tmp_path, "lora")
+    apply_yaml = _apply_hparams(tmp_path, "lora")
+    gen = _run_easyedit_script(EASYEDIT / "vectors_generate.py", [
+        f"model_name_or_path={llama_dir}", "device=cpu", "dtype=float32", "steer_train_dataset=[psychopathy]",
+        f"steer_train_hparam_paths=[{train_yaml}]", f"steer_vector_output_dirs=[{tmp_path / 'vectors'}]"], run, site_dir)
+    assert gen.returncode == 0, gen.stdout[-3000:] + gen.stderr[-3000:]
+    assert "registered into steer.utils.alg_dict" in gen.stderr
+    folder = tmp_path / "vectors" / "psychopathy" / "split_lora"
+    assert (folder / "layer_1.pt").exists()
+    out_dir = tmp_path / "generation"
+    app = _run_easyedit_script(EASYEDIT / "vectors_apply.py", [
+        f"model_name_or_path={llama_dir}", "device=cpu", "dtype=float32", f"apply_steer_hparam_paths=[{apply_yaml}]",
+        f"steer_vector_load_dir=[{folder}]", "generation_data=[psychopathy]", f"generation_output_dir={out_dir}",
+        "generation_params.max_new_tokens=2", "generation_params.do_sample=false", "+vllm_enable=false"], run, site_dir)
+    assert app.returncode == 0, app.stdout[-3000:] + app.stderr[-3000:]
+    results = json.loads((out_dir / "psychopathy_results.json").read_text())
+    assert len(results) == len(PAIRS)
+
+    assert main(["easyedit", "status", "--site-dir", str(site_dir)]) == 0
+    assert main(["easyedit", "disable", "--site-dir", str(site_dir)]) == 0
+    assert not (site_dir / "easyedit_split_autoregister.pth").exists()
