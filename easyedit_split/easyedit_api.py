@@ -30,8 +30,8 @@ from ._io import atomic_path
 from .adapters import from_easyedit_pt
 from .apply import steer
 from .data.pairs import PolarityPair, load_builtin, read_pairs
-from .easyedit.hparams import is_easyedit_hparams
 from .easyedit.host import attach_steering, detach_steering, easyedit_loaded, load_wrapper
+from .easyedit.hparams import is_easyedit_hparams
 from .hparams import HyperParams
 from .serialization import load_updates, save_updates
 from .sites import Site, resolve_site

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from tiny_models import tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,7 +28,7 @@ if not (EASYEDIT / "steer" / "utils" / "alg_dict.py").exists():
 for _dep in ("omegaconf", "hydra", "datasets", "einops", "dotenv"):
     pytest.importorskip(_dep, reason=f"EasyEdit's steering needs {_dep}: pip install -e '.[easyedit]'")
 
-from omegaconf import OmegaConf  # noqa: E402
+from omegaconf import OmegaConf
 
 FORMS = ("vector", "lora", "local_weight")
 PAIRS = [{"question": f"is the {w} great ?", "matching": "yes", "not_matching": "no"}
@@ -41,9 +40,11 @@ IDS = torch.tensor([[2, 9, 10, 11, 12, 13]])
 def host():
     """EasyEdit's steering package imported from the checkout, with the plugin registered; removed
     from ``sys.modules`` afterwards so other test modules see no EasyEdit."""
+    previous = os.environ.get("EASYEDIT_SPLIT_AUTOREGISTER")
+    os.environ["EASYEDIT_SPLIT_AUTOREGISTER"] = "0"  # an enabled .pth must not register before the snapshot
     sys.path.insert(0, str(EASYEDIT))
-    import steer.utils.alg_dict as alg_dict
     import steer.vector_generators.vector_generators as generators
+    from steer.utils import alg_dict
 
     saved = (dict(alg_dict.HYPERPARAMS_CLASS_DICT), dict(alg_dict.METHOD_FNS), list(generators.REQUIRED_DATASET_METHODS))
     yield alg_dict
@@ -55,6 +56,10 @@ def host():
     sys.path.remove(str(EASYEDIT))
     for name in [m for m in sys.modules if m == "steer" or m.startswith("steer.")]:
         del sys.modules[name]
+    if previous is None:
+        os.environ.pop("EASYEDIT_SPLIT_AUTOREGISTER", None)
+    else:
+        os.environ["EASYEDIT_SPLIT_AUTOREGISTER"] = previous
 
 
 @pytest.fixture(scope="module")
@@ -111,10 +116,11 @@ def _logits(wrapper) -> torch.Tensor:
 
 
 def test_registration_states_what_it_took_over_and_kept(host, caplog):
-    from easyedit_split import register_with_easyedit
-    from easyedit_split.easyedit.hparams import EasyEditSplitHyperParams
     from steer.vector_generators.spilt.generate_spilt_hparams import SpiltHyperParams
     from steer.vector_generators.vector_generators import REQUIRED_DATASET_METHODS
+
+    from easyedit_split import register_with_easyedit
+    from easyedit_split.easyedit.hparams import EasyEditSplitHyperParams
 
     with caplog.at_level(logging.WARNING, logger="easyedit_split.registry"):
         assert register_with_easyedit(keep_upstream=True) == ["steer.utils.alg_dict"]
@@ -149,7 +155,7 @@ def test_registration_reports_easyedit_own_import_error(tmp_path):
         from easyedit_split import register_with_easyedit
         print("RESULT", register_with_easyedit())
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     log = out.stdout + out.stderr
     assert "RESULT []" in log
     assert "WARNING EasyEdit's steer.utils.alg_dict failed to import (ImportError: cannot import name " \
@@ -158,8 +164,9 @@ def test_registration_reports_easyedit_own_import_error(tmp_path):
 
 
 def test_easyedit_builds_plugin_hparams_with_its_keys_and_validation(registered, tmp_path, llama_dir):
-    from easyedit_split.hparams import HParamsError
     from steer.utils import load_apply_vector_hparams, load_generate_vector_hparams
+
+    from easyedit_split.hparams import HParamsError
 
     cfg = _top_cfg(tmp_path, llama_dir, dtype="bfloat16", steer_train_hparam_paths=[_train_hparams(tmp_path, "vector")],
                    apply_steer_hparam_paths=[_apply_hparams(tmp_path, "vector")], steer_vector_load_dir=["somewhere"])
@@ -179,10 +186,11 @@ def test_easyedit_builds_plugin_hparams_with_its_keys_and_validation(registered,
 def test_split_end_to_end_in_easyedit_flow(registered, tmp_path, llama_dir, form):
     """BaseVectorGenerator → BaseVectorApplier → generate → reset_all, as EasyEdit's steering.py runs it,
     on a dataset name the plugin does not ship."""
-    from easyedit_split.apply import steer
-    from easyedit_split.serialization import load_updates
     from steer.vector_appliers.vector_applier import BaseVectorApplier
     from steer.vector_generators.vector_generators import BaseVectorGenerator
+
+    from easyedit_split.apply import steer
+    from easyedit_split.serialization import load_updates
 
     cfg = _top_cfg(tmp_path, llama_dir, steer_train_hparam_paths=[_train_hparams(tmp_path, form)],
                    apply_steer_hparam_paths=[_apply_hparams(tmp_path, form)])
@@ -228,9 +236,10 @@ def test_split_end_to_end_in_easyedit_flow(registered, tmp_path, llama_dir, form
 
 def test_apply_with_no_model_loads_easyedit_wrapper(registered, tmp_path, llama_dir):
     """EasyEdit's applier with no model yet: the plugin loads EasyEdit's own wrapper (dtype honoured)."""
-    from easyedit_split.easyedit_api import generate_split
     from steer.models.model_wrapper import BaseModelWrapper
     from steer.vector_appliers.vector_applier import BaseVectorApplier
+
+    from easyedit_split.easyedit_api import generate_split
 
     cfg = _top_cfg(tmp_path, llama_dir, dtype="bfloat16", apply_steer_hparam_paths=[_apply_hparams(tmp_path, "vector")])
     vectors = {"split": {"layer_1": torch.randn(32)}}
@@ -249,9 +258,9 @@ def test_apply_with_no_model_loads_easyedit_wrapper(registered, tmp_path, llama_
 
 
 def test_merged_mode_inside_easyedit_wrapper(registered, tmp_path, llama_dir):
-    from easyedit_split.easyedit_api import apply_split
-    from easyedit_split.easyedit.hparams import EasyEditApplySplitHyperParams
     from easyedit_split.easyedit.host import load_wrapper
+    from easyedit_split.easyedit.hparams import EasyEditApplySplitHyperParams
+    from easyedit_split.easyedit_api import apply_split
 
     hp = EasyEditApplySplitHyperParams(layers=[1], multipliers=[2.0], model_name_or_path=str(llama_dir))
     wrapper = load_wrapper(hp)
@@ -274,11 +283,12 @@ def test_merged_mode_inside_easyedit_wrapper(registered, tmp_path, llama_dir):
 def test_upstream_spilt_yaml_trains_through_plugin_and_upstream_applier_reads_it(registered, tmp_path, llama_dir, form):
     """EasyEdit's own spilt experiment YAML trains through the plugin into ``spilt_<form>/``, and EasyEdit's
     own spilt applier, reading the plugin's ``.pt``, gives the plugin's logits."""
-    from easyedit_split.easyedit_api import apply_split
-    from easyedit_split.easyedit.hparams import EasyEditApplySplitHyperParams
     from steer.vector_appliers.spilt.apply_spilt import apply_spilt
     from steer.vector_appliers.spilt.apply_spilt_hparam import ApplySpiltHyperParams
     from steer.vector_generators.vector_generators import BaseVectorGenerator
+
+    from easyedit_split.easyedit.hparams import EasyEditApplySplitHyperParams
+    from easyedit_split.easyedit_api import apply_split
 
     upstream_yaml = (EASYEDIT / "hparams/Steer/experiment_hparams/spilt_experiment/psychopathy/qwen2.5-7b-it/spilt"
                      / f"generate_spilt_{form}.yaml")
@@ -321,7 +331,8 @@ def _run_easyedit_script(script: Path, overrides: list[str], cwd: Path, site_dir
         runpy.run_path({str(script)!r}, run_name="__main__")
     """)
     env = {k: v for k, v in os.environ.items() if not k.startswith("EASYEDIT_SPLIT_")}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=cwd, env=env,
+                          check=False)
 
 
 def test_enable_makes_easyedit_scripts_use_the_plugin(tmp_path, llama_dir):
