@@ -9,7 +9,8 @@ restricted to prompt or generated positions.
 Merged mode (:func:`merged_updates`) folds ``m·ΔW`` and ``m·Δb`` into the module weights,
 accumulating in fp32, and restores the exact original tensors on exit. A residual-stream vector
 folds into the bias of the module that writes the residual stream; where no such module exists
-(Gemma-2/3 put a norm after the MLP) it raises instead of merging approximately.
+(a norm after the MLP as in OLMo-2 and Gemma-2/3, a mixture-of-experts MLP, a scaled residual
+branch) it raises, naming that reason, instead of merging approximately.
 
 Both restore the model on exit, exceptions included.
 """
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .sites import ResolvedSite, SiteError, residual_writer, resolve_site
+from .sites import ResolvedSite, SiteError, layer_sites, model_type, residual_writer, resolve_site
 from .updates import Update
 
 logger = logging.getLogger(__name__)
@@ -270,13 +271,21 @@ def _merge_target(model: nn.Module, update: Update) -> ResolvedSite:
             f"{update.form} update at {update.site} has a ΔW on the residual stream; no linear module computes the "
             "residual stream, so it cannot be merged. Use hook mode, or place it on a linear site (mlp_down, attn_out)."
         )
-    writer = residual_writer(model, rs.site.layer) if update.site.component == "residual" else None
-    if writer is None:
+    if update.site.component != "residual":
         raise MergeError(
-            f"cannot merge a residual-stream vector at {update.site} exactly into a "
-            f"{getattr(model.config, 'model_type', type(model).__name__)} model: a norm sits between the MLP "
-            "output and the residual add (e.g. Gemma-2/3's post-feedforward norm). Use hook mode (apply_updates), "
-            "or train the vector on the mlp_down site, which merges exactly."
+            f"{rs.module_path} ({type(rs.module).__name__}) is not a Linear/Conv1D, so an update on its output cannot be "
+            "folded into weights. Use hook mode (apply_updates), or name a linear module."
+        )
+    writer = residual_writer(model, rs.site.layer)
+    if writer is None:
+        parts = layer_sites(model, rs.site.layer)
+        reason = parts.missing.get("residual_writer", "no linear module writes the residual stream")
+        alternative = ("train the vector on the mlp_down site, which merges exactly" if parts.mlp_down is not None
+                       else "place the update on a linear site (e.g. with module_path)")
+        raise MergeError(
+            f"cannot merge a residual-stream vector at {update.site} exactly into this {model_type(model)} model "
+            f"({parts.path}): "
+            f"{reason}. Use hook mode (apply_updates), or {alternative}."
         )
     return writer
 

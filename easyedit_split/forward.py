@@ -5,7 +5,9 @@
   masks, rotary embeddings — per layer, so sliding-window layers keep their own mask). The layers
   below ``start`` do not depend on any update placed at or above it.
 * :func:`run_suffix` replays only layers ``start..N-1`` from that cache (hooks fire as usual, so an
-  update in hook mode applies), then the final norm.
+  update in hook mode applies), then the final norm. The capture checks that this norm (from the
+  site table, or found by structure) is what the model itself applies after its layers, so a
+  frozen-prefix loss can never silently differ from the full forward's.
 * :func:`logits_at` applies the output head only at the positions whose logits are needed — the
   vocabulary projection is the most expensive matmul of a small model.
 
@@ -15,20 +17,25 @@ between the two without other changes.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from .sites import decoder_layers, final_norm
+from .sites import SiteError, decoder_layers, final_norm, resolve_site
 
-__all__ = ["PrefixCache", "capture_prefix", "final_hidden", "logits_at", "output_head", "position_ids_from_mask", "run_suffix", "site_start_layer"]
-
-
-class _StopForward(Exception):
-    pass
+__all__ = [
+    "PrefixCache",
+    "base_forward",
+    "capture_prefix",
+    "final_hidden",
+    "logits_at",
+    "output_head",
+    "position_ids_from_mask",
+    "run_suffix",
+    "site_start_layer",
+]
 
 
 def _detach(obj: Any) -> Any:
@@ -45,11 +52,13 @@ def _detach(obj: Any) -> Any:
 
 @dataclass
 class PrefixCache:
-    """Hidden state entering layer ``start`` and the recorded call arguments of layers ``start..``."""
+    """Hidden state entering layer ``start``, the recorded call arguments of layers ``start..``,
+    and the final norm the model applies after its last layer (None: it applies none)."""
 
     start: int
     hidden: torch.Tensor  # [B, T, D]
     layer_args: list[tuple[tuple, dict]]  # one (args without hidden_states, kwargs) per layer >= start
+    norm: nn.Module | None = None
 
     def select(self, rows: torch.Tensor | list[int]) -> PrefixCache:
         """The cache restricted to some batch rows (masks and embeddings with a batch dim follow)."""
@@ -65,7 +74,8 @@ class PrefixCache:
                 return {k: pick(v) for k, v in o.items()}
             return o
 
-        return PrefixCache(self.start, self.hidden.index_select(0, idx), [(pick(a), pick(k)) for a, k in self.layer_args])
+        return PrefixCache(self.start, self.hidden.index_select(0, idx), [(pick(a), pick(k)) for a, k in self.layer_args],
+                           self.norm)
 
     def repeat(self, times: int) -> PrefixCache:
         """The cache tiled ``times`` along the batch (row ``i`` of copy ``k`` is row ``k*B + i``)."""
@@ -86,13 +96,12 @@ class PrefixCache:
             self.start,
             self.hidden.repeat(times, *([1] * (self.hidden.dim() - 1))),
             [(tile(a), tile(k)) for a, k in self.layer_args],
+            self.norm,
         )
 
 
 def site_start_layer(model: nn.Module, sites) -> int:
     """The lowest decoder layer containing any of ``sites`` (everything below is frozen)."""
-    from .sites import resolve_site
-
     layers_path, _ = decoder_layers(model)
     lows = []
     for site in sites:
@@ -110,24 +119,32 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
 
 
-def _base_forward_kwargs(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> dict:
+def _forward_kwargs(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> dict[str, Any]:
     kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
     if attention_mask is not None and not bool(attention_mask[:, 0].all()):
         kwargs["position_ids"] = position_ids_from_mask(attention_mask)  # left padding present
     return kwargs
 
 
-def _decoder(model: nn.Module) -> nn.Module:
-    """The transformer stack without the output head (``model.model``, ``model.transformer``…)."""
+def base_forward(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> Any:
+    """Run the transformer stack without the output head (``model.model``, ``model.transformer``…),
+    without a KV cache, with positions counted over real tokens when there is left padding."""
     base = getattr(model, "base_model", None)
-    if base is None or base is model:
-        return model
-    return base
+    stack = model if base is None else base
+    return stack(**_forward_kwargs(input_ids, attention_mask))
+
+
+def _last_hidden(out: Any) -> torch.Tensor:
+    return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
 
 
 @torch.no_grad()
 def capture_prefix(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, start: int) -> PrefixCache:
-    """Run layers ``0..start-1`` once and record what layers ``start..`` are called with."""
+    """Run layers ``0..start-1`` once and record what layers ``start..`` are called with.
+
+    Raises :class:`~easyedit_split.sites.SiteError` when what the model does after its layers is
+    not the final norm that :func:`run_suffix` would apply.
+    """
     _, layers = decoder_layers(model)
     n = len(layers)
     if not 0 <= start < n:
@@ -147,19 +164,18 @@ def capture_prefix(model: nn.Module, input_ids: torch.Tensor, attention_mask: to
             if i == start:
                 hidden["h"] = h.detach()
             records[i] = (_detach(rest), _detach({k: v for k, v in kwargs.items() if k != "hidden_states"}))
-            if i == n - 1:
-                raise _StopForward  # every call recorded; the final norm and head are not needed
         return pre
 
     # Each layer's arguments (masks, rotary embeddings) are computed by the model before its layer
     # loop, so one pass with layers >= start made identities records them all at no layer cost;
-    # the suffix itself is recomputed by run_suffix.
+    # the suffix itself is recomputed by run_suffix. The pass runs to the end: its logits at the
+    # last position are the model's own top (final norm, head, logit scaling) applied to the hidden
+    # state entering layer ``start``, which checks the norm and head that run_suffix / output_head use.
     try:
         for i in range(start, n):
             handles.append(layers[i].register_forward_pre_hook(make_pre(i), with_kwargs=True))
             layers[i].forward = _identity_forward  # type: ignore[method-assign]
-        with contextlib.suppress(_StopForward):
-            _decoder(model)(**_base_forward_kwargs(input_ids, attention_mask))
+        top = model(**_forward_kwargs(input_ids, attention_mask), logits_to_keep=1).logits[:, -1]
     finally:
         for h in handles:
             h.remove()
@@ -167,7 +183,26 @@ def capture_prefix(model: nn.Module, input_ids: torch.Tensor, attention_mask: to
             layers[i].__dict__.pop("forward", None)  # back to the class's forward
     if "h" not in hidden or len(records) != n - start:
         raise RuntimeError("capture_prefix: the model did not call every decoder layer; cannot cache its prefix")
-    return PrefixCache(start, hidden["h"], [records[i] for i in range(start, n)])
+    norm = final_norm(model)
+    _check_top(model, norm, hidden["h"], top)
+    return PrefixCache(start, hidden["h"], [records[i] for i in range(start, n)], norm)
+
+
+def _check_top(model: nn.Module, norm: nn.Module | None, h: torch.Tensor, top_logits: torch.Tensor) -> None:
+    """``top_logits`` (the model's own logits at the last position) must be what the frozen-prefix
+    path computes from the same hidden state: final norm, then :func:`output_head`."""
+    last = h[:, -1]
+    expected = output_head(model)(norm(last) if norm is not None else last).float()
+    got = top_logits.float()
+    scale = float(got.abs().max().clamp_min(1.0))
+    if expected.shape != got.shape or not torch.allclose(expected, got, rtol=1e-4, atol=1e-5 * scale):
+        what = f"final norm {type(norm).__name__}" if norm is not None else "no final norm"
+        raise SiteError(
+            f"the frozen-prefix path cannot reproduce this {type(model).__name__}: with {what} after the decoder layers "
+            "and output_head's logit scaling its logits differ from the model's own; add an ArchSpec row with the final "
+            "norm's path to easyedit_split.sites.ARCHITECTURES, or turn the prefix cache off (use_prefix_cache=False, "
+            "hparams use_prefix_cache: false)"
+        )
 
 
 def _identity_forward(hidden_states, *args, **kwargs):
@@ -181,24 +216,35 @@ def run_suffix(model: nn.Module, cache: PrefixCache, hidden: torch.Tensor | None
     for offset, (args, kwargs) in enumerate(cache.layer_args):
         out = layers[cache.start + offset](h, *args, **kwargs)
         h = out[0] if isinstance(out, (tuple, list)) else out
-    norm = final_norm(model)
-    return norm(h) if norm is not None else h
+    return cache.norm(h) if cache.norm is not None else h
 
 
 def final_hidden(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Full forward to the last hidden state after the final norm (no output head)."""
-    out = _decoder(model)(**_base_forward_kwargs(input_ids, attention_mask))
-    return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+    return _last_hidden(base_forward(model, input_ids, attention_mask))
 
 
 def output_head(model: nn.Module):
-    """``hidden [.., D] -> logits [.., V]`` including a final logit soft-cap where the config has one."""
+    """``hidden [.., D] -> logits [.., V]``, with the logit scaling the config declares: a
+    multiplier (``logit_scale``), a divisor (``logits_scaling``) and a final soft-cap
+    (``final_logit_softcapping``). :func:`capture_prefix` checks the result against the model."""
     head = model.get_output_embeddings()
     config = getattr(model, "config", None)
-    cap = getattr(config, "final_logit_softcapping", None) or getattr(getattr(config, "text_config", None), "final_logit_softcapping", None)
+    text_config = getattr(config, "text_config", None)
+
+    def setting(key: str) -> float | None:
+        value = getattr(config, key, None)
+        value = getattr(text_config, key, None) if value is None else value
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    scale, divisor, cap = setting("logit_scale"), setting("logits_scaling"), setting("final_logit_softcapping")
 
     def apply(h: torch.Tensor) -> torch.Tensor:
         logits = head(h)
+        if scale is not None and scale != 1.0:
+            logits = logits * scale
+        if divisor is not None and divisor != 1.0:
+            logits = logits / divisor
         if cap:
             logits = torch.tanh(logits / cap) * cap
         return logits

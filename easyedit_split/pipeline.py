@@ -57,6 +57,7 @@ class MainJobConfig:
     forms: tuple[str, ...] = ("vector",)
     methods: tuple[str, ...] = ("split", "sft", "diffmean")
     layer: int | None = None  # None: the hparams files' layer
+    module_path: str | None = None  # None: the hparams files' site; else the module ('{layer}' = the layer)
     hparams_dir: str | None = None  # None: the repository's hparams/smollm2
     n_train: int = 160
     n_test: int = 100  # held out by the seeded split
@@ -96,6 +97,8 @@ def _hparams_for(cfg: MainJobConfig, method: str, form: str):
     overrides: dict[str, Any] = {"seed": cfg.seed}
     if cfg.layer is not None:
         overrides["layers"] = [cfg.layer]
+    if cfg.module_path is not None:
+        overrides["intervention_module_path"] = cfg.module_path
     if cfg.n_epochs is not None and method != "diffmean":
         overrides["n_epochs"] = cfg.n_epochs
     cls = get_hparams_class(method, "train")

@@ -1,22 +1,27 @@
-"""Where an update can sit: a declarative table from architecture to module paths.
+"""Where an update can sit: a declarative table from architecture to module paths, and structure
+for the rest.
 
 A *site* is an abstract location — the residual stream at a decoder layer's output, the MLP
 down-projection, or the attention output projection — that :func:`resolve_site` turns into a
-concrete module of a concrete model. Architectures differ only in the rows of
-:data:`ARCHITECTURES`; no code path checks a model name.
+concrete module of a concrete model. Known architectures differ only in the rows of
+:data:`ARCHITECTURES`; an architecture without a row (or a row whose path is missing) is read by
+conventional module names and shapes (:mod:`easyedit_split.structure`), and :func:`describe_model`
+says which parts were found that way. No code path checks a model name.
 
-Any model, known or not, can be addressed by an explicit module path
-(``Site(layer=..., component="module", module_path="model.layers.3.mlp.down_proj")``).
+Any module of any model can be addressed by an explicit path
+(``Site(layer=..., component="module", module_path="model.layers.3.mlp.down_proj")``; a
+``{layer}`` in the path is replaced by the layer, so one template serves several layers).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import nn
+
+from .structure import find_final_norm, find_layer_lists, find_layer_parts, linear_shape
 
 logger = logging.getLogger(__name__)
 
@@ -24,17 +29,29 @@ __all__ = [
     "ARCHITECTURES",
     "COMPONENT_ALIASES",
     "ArchSpec",
+    "LayerSites",
     "ResolvedSite",
     "Site",
     "SiteError",
     "arch_spec",
     "canonical_component",
     "decoder_layers",
+    "describe_model",
+    "describe_sites",
     "final_norm",
+    "hidden_size",
+    "layer_sites",
     "model_type",
+    "residual_writer",
     "resolve_site",
     "site_for_module_path",
 ]
+
+MODULE_PATH_HINT = (
+    "name the module explicitly: Site(layer, component='module', module_path=...) in Python, the hparams key "
+    "intervention_module_path, or --module-path on the command line ('{layer}' in the path stands for the layer; "
+    "`easyedit-split info --model ...` lists the resolved sites)"
+)
 
 
 class SiteError(ValueError):
@@ -45,11 +62,11 @@ class SiteError(ValueError):
 class ArchSpec:
     """Module paths of one architecture family.
 
-    ``layers`` candidates are tried in order (multimodal wrappers nest the language model);
-    ``mlp_down`` / ``attn_out`` / ``residual_writer`` are relative to one decoder layer.
-    ``residual_writer`` is the module whose output is added *directly* to the residual stream at
-    the layer output — a residual-stream vector folds exactly into its bias. ``None`` means a norm
-    sits in between (Gemma-2/3's post-feed-forward norm), so no exact fold exists.
+    ``layers`` / ``final_norm`` candidates are tried in order (multimodal wrappers nest the
+    language model); ``mlp_down`` / ``attn_out`` / ``residual_writer`` are relative to one decoder
+    layer. ``residual_writer`` is the module whose output is added *directly* to the residual
+    stream at the layer output — a residual-stream vector folds exactly into its bias. ``None``
+    means a norm (``post_mlp_norm``) sits in between, so no exact fold exists.
     """
 
     layers: tuple[str, ...]
@@ -57,6 +74,7 @@ class ArchSpec:
     mlp_down: str
     attn_out: str
     residual_writer: str | None
+    post_mlp_norm: str | None = None
 
 
 _LLAMA_LIKE = ArchSpec(
@@ -72,6 +90,7 @@ _GEMMA_POSTNORM = ArchSpec(
     mlp_down="mlp.down_proj",
     attn_out="self_attn.o_proj",
     residual_writer=None,
+    post_mlp_norm="post_feedforward_layernorm",
 )
 
 #: model_type (``config.model_type``) → module paths.
@@ -119,6 +138,9 @@ COMPONENT_ALIASES: dict[str, str] = {
     "module": "module",
 }
 
+#: the parts of one decoder layer a site or a merge can name.
+LAYER_PARTS = ("mlp_down", "attn_out", "residual_writer")
+
 
 def canonical_component(name: str) -> str:
     key = str(name).strip().lower()
@@ -135,7 +157,9 @@ class Site:
     """An abstract intervention point: ``component`` of decoder layer ``layer``.
 
     ``component="module"`` with ``module_path`` names any ``nn.Linear``/``Conv1D`` (or, for a
-    residual-style vector, any module whose first output is the hidden state) of any model.
+    residual-style vector, any module whose first output is the hidden state) of any model;
+    ``{layer}`` in ``module_path`` is replaced by ``layer``. A ``module_path`` given with another
+    component makes the site a module site.
     """
 
     layer: int
@@ -143,6 +167,12 @@ class Site:
     module_path: str | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "layer", int(self.layer))
+        if self.module_path:
+            object.__setattr__(self, "module_path", str(self.module_path).replace("{layer}", str(self.layer)))
+            object.__setattr__(self, "component", "module")
+        else:
+            object.__setattr__(self, "module_path", None)
         object.__setattr__(self, "component", canonical_component(self.component))
         if self.component == "module" and not self.module_path:
             raise SiteError("Site(component='module') needs module_path, e.g. 'model.layers.3.mlp.down_proj'")
@@ -174,6 +204,33 @@ class ResolvedSite:
     @property
     def weight_param(self) -> nn.Parameter | None:
         return getattr(self.module, "weight", None) if self.kind in ("linear", "conv1d") else None
+
+
+@dataclass(frozen=True)
+class LayerSites:
+    """The parts of one decoder layer: absolute module paths, why a part is absent, and which
+    parts were found by structure rather than by the table."""
+
+    layer: int
+    path: str
+    mlp_down: str | None
+    attn_out: str | None
+    residual_writer: str | None
+    missing: dict[str, str] = field(default_factory=dict)
+    inferred: tuple[str, ...] = ()
+
+    def get(self, part: str) -> str | None:
+        return getattr(self, part)
+
+
+def _config_value(model: nn.Module, *keys: str) -> Any:
+    config = getattr(model, "config", None)
+    for cfg in (config, getattr(config, "text_config", None)):
+        for key in keys:
+            value = getattr(cfg, key, None)
+            if value is not None:
+                return value
+    return None
 
 
 def model_type(model: nn.Module) -> str:
@@ -214,89 +271,96 @@ def _get(root: nn.Module, path: str) -> nn.Module | None:
     return mod
 
 
-def _find_layers_generic(model: nn.Module) -> tuple[str, nn.ModuleList] | None:
-    """Fallback for unknown architectures: the longest ModuleList of identical blocks."""
-    best: tuple[str, nn.ModuleList] | None = None
-    for name, mod in model.named_modules():
-        uniform = isinstance(mod, nn.ModuleList) and len(mod) > 0 and len({type(m) for m in mod}) == 1
-        if uniform and (best is None or len(mod) > len(best[1])):
-            best = (name, mod)
-    return best
+def hidden_size(model: nn.Module) -> int:
+    value = _config_value(model, "hidden_size", "n_embd", "d_model")
+    if not isinstance(value, int):
+        raise SiteError(f"cannot read the hidden size from the config of {type(model).__name__}")
+    return value
+
+
+def _layers_with_origin(model: nn.Module) -> tuple[str, nn.ModuleList, bool]:
+    """``(path, layers, inferred)``: the table's path where it exists, else found by structure."""
+    spec = arch_spec(model)
+    for path in spec.layers if spec is not None else ():
+        mod = _get(model, path)
+        if isinstance(mod, nn.ModuleList):
+            return path, mod, False
+    n_layers = _config_value(model, "num_hidden_layers", "n_layer", "num_layers")
+    found = find_layer_lists(model, n_layers if isinstance(n_layers, int) else None)
+    if not found:
+        raise SiteError(
+            f"cannot find the decoder layers of a {type(model).__name__} (model_type {model_type(model)!r}): "
+            f"no nn.ModuleList of identical blocks; {MODULE_PATH_HINT}"
+        )
+    return found[0][0], found[0][1], True
 
 
 def decoder_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
     """The path and ModuleList of the decoder layers."""
+    path, layers, _ = _layers_with_origin(model)
+    return path, layers
+
+
+def _final_norm_with_origin(model: nn.Module) -> tuple[str | None, bool]:
     spec = arch_spec(model)
-    if spec is not None:
-        for path in spec.layers:
-            mod = _get(model, path)
-            if isinstance(mod, nn.ModuleList):
-                return path, mod
-    found = _find_layers_generic(model)
-    if found is None:
-        raise SiteError(f"cannot find the decoder layers of a {type(model).__name__} (model_type {model_type(model)!r})")
-    return found
+    for path in spec.final_norm if spec is not None else ():
+        if _get(model, path) is not None:
+            return path, False
+    layers_path, _ = decoder_layers(model)
+    return find_final_norm(model, layers_path), True
 
 
 def final_norm(model: nn.Module) -> nn.Module | None:
-    spec = arch_spec(model)
-    if spec is None:
-        return None
-    for path in spec.final_norm:
-        mod = _get(model, path)
-        if mod is not None:
-            return mod
-    return None
+    """The norm applied after the last decoder layer (None when the model has none)."""
+    path, _ = _final_norm_with_origin(model)
+    return None if path is None else model.get_submodule(path)
 
 
-def _linear_shape(module: nn.Module) -> tuple[str, int, int] | None:
-    if isinstance(module, nn.Linear):
-        return "linear", module.in_features, module.out_features
-    if type(module).__name__ == "Conv1D" and hasattr(module, "weight") and module.weight.dim() == 2:
-        d_in, d_out = module.weight.shape  # transformers' Conv1D stores [in, out]
-        return "conv1d", int(d_in), int(d_out)
-    return None
+def _layer_index(layers: nn.ModuleList, layer: int) -> int:
+    if not -len(layers) <= layer < len(layers):
+        raise SiteError(f"layer {layer} is out of range: this model has {len(layers)} layers (0..{len(layers) - 1})")
+    return layer % len(layers)
 
 
-def hidden_size(model: nn.Module) -> int:
-    config = getattr(model, "config", None)
-    for cfg in (config, getattr(config, "text_config", None)):
-        for key in ("hidden_size", "n_embd", "d_model"):
-            value = getattr(cfg, key, None)
-            if isinstance(value, int):
-                return value
-    raise SiteError(f"cannot read the hidden size from the config of {type(model).__name__}")
+def _post_norm_reason(norm: str) -> str:
+    return f"a norm ('{norm}') sits between the MLP output and the residual add"
 
 
-def resolve_site(model: nn.Module, site: Site) -> ResolvedSite:
-    """Bind ``site`` to a module of ``model``."""
+def layer_sites(model: nn.Module, layer: int) -> LayerSites:
+    """The MLP down-projection, attention output projection and residual writer of ``layer``."""
     layers_path, layers = decoder_layers(model)
-    if site.component != "module" and not (-len(layers) <= site.layer < len(layers)):
-        raise SiteError(f"layer {site.layer} is out of range: this model has {len(layers)} layers (0..{len(layers) - 1})")
-    layer_idx = site.layer % len(layers) if site.component != "module" else site.layer
-    if site.component == "residual":
-        d = hidden_size(model)
-        return ResolvedSite(site, layers[layer_idx], f"{layers_path}.{layer_idx}", "block", d, d)
-    if site.component == "module":
-        path = site.module_path or ""
-        module = _get(model, path)
-        if module is None:
-            raise SiteError(f"module path {path!r} does not exist in this {type(model).__name__}")
-    else:
-        spec = arch_spec(model)
-        if spec is None:
-            raise SiteError(
-                f"architecture {model_type(model)!r} is not in easyedit_split.sites.ARCHITECTURES, so component "
-                f"{site.component!r} cannot be resolved. Name the module explicitly: "
-                f"Site(layer={site.layer}, component='module', module_path='{layers_path}.{layer_idx}.<path to the linear>') "
-                "(see `easyedit-split info --model ...` for module names), or add an ArchSpec row."
-            )
-        rel = spec.mlp_down if site.component == "mlp_down" else spec.attn_out
-        path = f"{layers_path}.{layer_idx}.{rel}"
-        module = _get(model, path)
-        if module is None:
-            raise SiteError(f"expected module {path!r} for {site} in a {model_type(model)} model, but it does not exist")
-    shape = _linear_shape(module)
+    idx = _layer_index(layers, layer)
+    block = layers[idx]
+    spec = arch_spec(model)
+    structural = None
+    paths: dict[str, str | None] = {}
+    missing: dict[str, str] = {}
+    inferred: list[str] = []
+    for part in LAYER_PARTS:
+        rel = getattr(spec, part) if spec is not None else None
+        if rel is not None and _get(block, rel) is not None:
+            paths[part] = rel
+            continue
+        if spec is not None and part == "residual_writer" and rel is None and spec.post_mlp_norm is not None:
+            paths[part] = None
+            missing[part] = _post_norm_reason(spec.post_mlp_norm)
+            continue
+        if structural is None:
+            structural = find_layer_parts(block, hidden_size(model), _config_value(model, "residual_multiplier"))
+        paths[part] = getattr(structural, part)
+        if paths[part] is None:
+            missing[part] = structural.missing[part]
+        else:
+            inferred.append(part)
+    prefix = f"{layers_path}.{idx}"
+    return LayerSites(
+        layer=idx, path=prefix, missing=missing, inferred=tuple(inferred),
+        **{part: None if rel is None else f"{prefix}.{rel}" for part, rel in paths.items()},
+    )
+
+
+def _bind(site: Site, module: nn.Module, path: str, model: nn.Module) -> ResolvedSite:
+    shape = linear_shape(module)
     if shape is None:
         d = hidden_size(model)
         return ResolvedSite(site, module, path, "block", d, d)
@@ -304,21 +368,53 @@ def resolve_site(model: nn.Module, site: Site) -> ResolvedSite:
     return ResolvedSite(site, module, path, kind, d_in, d_out)
 
 
+def _check_module_layer(model: nn.Module, site: Site, path: str) -> None:
+    """A module path inside decoder layer k must belong to a site of layer k."""
+    try:
+        layers_path, layers = decoder_layers(model)
+    except SiteError:
+        return
+    head, sep, rest = path.partition(layers_path + ".")
+    idx = rest.split(".")[0]
+    if head == "" and sep and idx.isdigit() and int(idx) != site.layer % len(layers):
+        raise SiteError(
+            f"module_path {path!r} is in decoder layer {idx} but the site is for layer {site.layer}; "
+            "write '{layer}' in the path where the layer number goes (e.g. 'model.layers.{layer}.mlp.up_proj')"
+        )
+
+
+def resolve_site(model: nn.Module, site: Site) -> ResolvedSite:
+    """Bind ``site`` to a module of ``model``."""
+    if site.component == "module":
+        path = site.module_path or ""
+        module = _get(model, path)
+        if module is None:
+            raise SiteError(f"module path {path!r} does not exist in this {type(model).__name__}")
+        _check_module_layer(model, site, path)
+        return _bind(site, module, path, model)
+    layers_path, layers = decoder_layers(model)
+    idx = _layer_index(layers, site.layer)
+    if site.component == "residual":
+        d = hidden_size(model)
+        return ResolvedSite(site, layers[idx], f"{layers_path}.{idx}", "block", d, d)
+    parts = layer_sites(model, idx)
+    path = parts.get(site.component)
+    if path is None:
+        raise SiteError(
+            f"{site} cannot be resolved in this {model_type(model)} model ({parts.path}): "
+            f"{parts.missing[site.component]}; {MODULE_PATH_HINT}"
+        )
+    return _bind(site, model.get_submodule(path), path, model)
+
+
 def residual_writer(model: nn.Module, layer: int) -> ResolvedSite | None:
     """The linear module whose output is added straight into the residual stream at ``layer``'s
-    output, or None where a norm sits in between (no exact fold of a residual vector exists)."""
-    spec = arch_spec(model)
-    if spec is None or spec.residual_writer is None:
+    output, or None (``layer_sites(model, layer).missing['residual_writer']`` says why)."""
+    path = layer_sites(model, layer).residual_writer
+    if path is None:
         return None
-    layers_path, layers = decoder_layers(model)
-    idx = layer % len(layers)
-    path = f"{layers_path}.{idx}.{spec.residual_writer}"
-    module = _get(model, path)
-    shape = _linear_shape(module) if module is not None else None
-    if shape is None:
-        return None
-    kind, d_in, d_out = shape
-    return ResolvedSite(Site(layer=idx, component="module", module_path=path), module, path, kind, d_in, d_out)
+    rs = _bind(Site(layer, "module", module_path=path), model.get_submodule(path), path, model)
+    return rs if rs.kind != "block" else None
 
 
 def site_for_module_path(model: nn.Module, path: str) -> Site:
@@ -327,15 +423,28 @@ def site_for_module_path(model: nn.Module, path: str) -> Site:
     prefix = layers_path + "."
     if not path.startswith(prefix):
         raise SiteError(f"module {path!r} is not inside a decoder layer ({layers_path}.N...); only layer modules can carry updates")
-    rest = path[len(prefix):]
-    idx_str, _, rel = rest.partition(".")
-    layer = int(idx_str)
-    spec = arch_spec(model)
-    if spec is not None and rel == spec.mlp_down:
-        return Site(layer, "mlp_down")
-    if spec is not None and rel == spec.attn_out:
-        return Site(layer, "attn_out")
+    layer = int(path[len(prefix):].partition(".")[0])
+    parts = layer_sites(model, layer)
+    for component in ("mlp_down", "attn_out"):
+        if path == parts.get(component):
+            return Site(layer, component)
     return Site(layer, "module", module_path=path)
+
+
+def describe_model(model: nn.Module) -> dict[str, Any]:
+    """Where the decoder layers and final norm are, and which parts were found by structure."""
+    layers_path, layers, layers_inferred = _layers_with_origin(model)
+    norm_path, norm_inferred = _final_norm_with_origin(model)
+    inferred_parts = sorted({p for i in range(len(layers)) for p in layer_sites(model, i).inferred})
+    inferred = (["layers"] if layers_inferred else []) + (["final_norm"] if norm_inferred else []) + inferred_parts
+    return {
+        "model_type": model_type(model),
+        "table_row": arch_spec(model) is not None,
+        "layers": layers_path,
+        "num_layers": len(layers),
+        "final_norm": norm_path,
+        "inferred": inferred,
+    }
 
 
 def describe_sites(model: nn.Module) -> list[dict[str, Any]]:
@@ -343,20 +452,16 @@ def describe_sites(model: nn.Module) -> list[dict[str, Any]]:
     _, layers = decoder_layers(model)
     rows = []
     for i in range(len(layers)):
+        parts = layer_sites(model, i)
         row: dict[str, Any] = {"layer": i}
         for comp in ("residual", "mlp_down", "attn_out"):
             try:
                 rs = resolve_site(model, Site(i, comp))
                 row[comp] = f"{rs.module_path} [{rs.kind} {rs.d_in}->{rs.d_out}]"
-            except SiteError as exc:
-                row[comp] = f"unresolved: {exc}"
-        rw = residual_writer(model, i)
-        row["residual_merge_target"] = rw.module_path if rw else None
+            except SiteError:
+                row[comp] = f"not applicable: {parts.missing[comp]}"
+        row["residual_merge_target"] = parts.residual_writer
+        row["residual_merge_blocked_by"] = parts.missing.get("residual_writer")
+        row["inferred"] = list(parts.inferred)
         rows.append(row)
     return rows
-
-
-def module_dtype_device(module: nn.Module) -> tuple[torch.dtype, torch.device]:
-    for p in module.parameters():
-        return p.dtype, p.device
-    return torch.float32, torch.device("cpu")

@@ -59,7 +59,7 @@ def test_gemma2_residual_vector_refuses_to_merge():
     model = tiny_model("gemma2")
     u = random_update(model, "vector", Site(1, "residual"))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(MergeError, match="post-feedforward norm"), merged_updates(model, u, 1.0):
+    with pytest.raises(MergeError, match=r"\(model.layers.1\): a norm \('post_feedforward_layernorm'\) sits between the MLP output and the residual add"), merged_updates(model, u, 1.0):
         pass
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -194,19 +194,31 @@ def test_padding_positions_are_not_steered():
     assert torch.all(diff[0, 2:] > 0) and torch.all(diff[1] > 0)
 
 
-def test_unknown_architecture_error_names_explicit_path():
+def test_unknown_architecture_is_read_by_structure_and_explicit_path_still_works():
     model = tiny_model("llama")
     model.config.model_type = "mystery"
-    with pytest.raises(SiteError, match="module_path"):
-        resolve_site(model, Site(1, "mlp_down"))
-    rs = resolve_site(model, Site(1, "module", module_path="model.layers.1.mlp.down_proj"))
-    assert rs.kind == "linear" and rs.d_in == 48
-    u = random_update(model, "lora", Site(1, "module", module_path="model.layers.1.mlp.down_proj"))
+    rs = resolve_site(model, Site(1, "mlp_down"))
+    assert rs.module_path == "model.layers.1.mlp.down_proj" and rs.d_in == 48
+    u = random_update(model, "lora", Site(1, "module", module_path="model.layers.{layer}.mlp.down_proj"))
+    assert u.site.module_path == "model.layers.1.mlp.down_proj"
     ids = tiny_inputs()
     with apply_updates(model, u, 1.0):
         a = logits(model, ids)
     with merged_updates(model, u, 1.0):
         assert (logits(model, ids) - a).abs().max() < 1e-4
+
+
+def test_unresolvable_site_error_names_what_is_missing_and_module_path():
+    model = tiny_model("llama")
+    model.config.model_type = "mystery"
+    for layer in model.model.layers:  # an MLP child nobody could recognise by name
+        layer.add_module("transform", layer.mlp)
+        del layer.mlp
+    with pytest.raises(SiteError, match=r"no MLP-like child.*module_path"):
+        resolve_site(model, Site(1, "mlp_down"))
+    assert resolve_site(model, Site(1, "attn_out")).module_path == "model.layers.1.self_attn.o_proj"
+    with pytest.raises(SiteError, match="is in decoder layer 1 but the site is for layer 2"):
+        resolve_site(model, Site(2, "module", module_path="model.layers.1.transform.down_proj"))
 
 
 def test_dimension_mismatch_is_a_clear_error():

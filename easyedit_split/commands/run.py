@@ -23,6 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--forms", default=None, help="'all' or a comma list of vector,lora,local_weight (default: vector)")
     p.add_argument("--methods", default=None, help="comma list of split,sft,reps,dpo,diffmean (default: split,sft,diffmean)")
     p.add_argument("--layer", type=int, default=None, help="steered layer (default: the hparams files')")
+    p.add_argument("--module-path", dest="module_path", default=None,
+                   help="module the update sits on instead of the component, e.g. 'model.layers.{layer}.mlp.down_proj' ('{layer}' = the layer)")
     p.add_argument("--hparams-dir", dest="hparams_dir", default=None, help="folder of <method>_<form>.yaml files")
     p.add_argument("--n-train", dest="n_train", type=int, default=None)
     p.add_argument("--n-test", dest="n_test", type=int, default=None)

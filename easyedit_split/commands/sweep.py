@@ -75,6 +75,8 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
                    help="sweep only this many training pairs for the transfer R² (default: all; 0: no training sweep)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--layer", type=int, default=None, help="layer for an EasyEdit .pt file not named layer_N.pt")
+    p.add_argument("--module-path", dest="module_path", default=None,
+                   help="module a diffmean@LAYER vector is read from and sits on, e.g. 'model.layers.{layer}.mlp.down_proj'")
     p.add_argument("--reduction", choices=("sum", "mean"), default="sum", help="sequence-sum or per-token-mean losses")
     p.add_argument("--delta", type=float, default=1.0, help="utility drop defining the valid region")
     p.add_argument("--target-accuracy", type=float, default=None, help="calibration target (default 0.9)")
@@ -120,14 +122,16 @@ def load_data(args: argparse.Namespace, need_train: bool) -> tuple[list, list]:
     return train, test
 
 
-def resolve_update(spec: str, model: Any, tokenizer: Any, train: list, layer: int | None) -> Any:
+def resolve_update(spec: str, model: Any, tokenizer: Any, train: list, layer: int | None,
+                   module_path: str | None = None) -> Any:
     from ..evaluation.loading import LoadedUpdates, diffmean_from_pairs, load_any_update
 
     m = _DIFFMEAN.match(spec.strip())
     if m:
         if not train:
             raise ValueError(f"{spec}: building a DiffMean vector needs training pairs (--n-train)")
-        u = diffmean_from_pairs(model, tokenizer, train, int(m.group(1)), component=m.group(2) or "residual")
+        u = diffmean_from_pairs(model, tokenizer, train, int(m.group(1)), component=m.group(2) or "residual",
+                                module_path=module_path)
         logger.info("DiffMean vector at %s from %d pairs, |v|=%.3f", u.site, len(train), float(u.delta_bias().detach().norm()))
         return LoadedUpdates([u], "diffmean", "diffmean", spec)
     return load_any_update(spec, model, layer=layer)
@@ -146,7 +150,8 @@ def evaluate(args: argparse.Namespace, specs: dict[str, str]) -> int:
     train, test = load_data(args, need_train)
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device, device_map=args.device_map)
     sweep_train = train if args.train_sweep_pairs is None else train[: args.train_sweep_pairs]
-    resolved = {name: resolve_update(spec, model, tokenizer, train, args.layer) for name, spec in specs.items()}
+    resolved = {name: resolve_update(spec, model, tokenizer, train, args.layer, getattr(args, "module_path", None))
+                for name, spec in specs.items()}
     for name, (spec, loaded) in zip(specs, zip(specs.values(), resolved.values())):
         if _DIFFMEAN.match(spec.strip()):  # keep the train-free vector that was evaluated
             from pathlib import Path

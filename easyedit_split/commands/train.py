@@ -13,6 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="override hparams keys (values parsed as YAML)")
     p.add_argument("--model", default=None, help="model folder / built-in name (default: hparams model_name_or_path)")
     p.add_argument("--data", default=None, help="data file or built-in dataset (default: hparams steer_train_dataset)")
+    p.add_argument("--module-path", dest="module_path", default=None,
+                   help="module the update sits on instead of the component, e.g. 'model.layers.{layer}.mlp.down_proj' ('{layer}' = the layer) (hparams key intervention_module_path)")
     p.add_argument("--output", default=None, help="output folder (default: hparams steer_vector_output_dir)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -30,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
         overrides["steer_train_dataset"] = args.data
     if args.output:
         overrides["steer_vector_output_dir"] = args.output
+    if args.module_path:
+        overrides["intervention_module_path"] = args.module_path
     raw = load_yaml(args.hparams)
     alg = overrides.get("alg_name", raw.get("alg_name", "split"))
     cls = hparams_class_for(alg)

@@ -108,7 +108,7 @@ def _to(updates: Sequence[Update], device: torch.device) -> list[Update]:
 
 
 def diffmean_from_pairs(model: nn.Module, tokenizer: Any, pairs: Sequence, layer: int, *,
-                        component: str = "residual", batch_size: int = 16) -> Update:
+                        component: str = "residual", module_path: str | None = None, batch_size: int = 16) -> Update:
     """A DiffMean (CAA) vector at ``Site(layer, component)`` from polarity pairs: mean site output over
     the answer tokens of positive sequences minus negative sequences."""
     from ..data.encoding import collate_sequences
@@ -126,4 +126,4 @@ def diffmean_from_pairs(model: nn.Module, tokenizer: Any, pairs: Sequence, layer
             out.append((b.input_ids.to(dev), b.attention_mask.to(dev), b.answer_mask.to(dev)))
         return out
 
-    return adapters.diffmean_vector(model, Site(layer, component), batches(True), batches(False))
+    return adapters.diffmean_vector(model, Site(layer, component, module_path), batches(True), batches(False))

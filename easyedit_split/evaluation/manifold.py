@@ -33,8 +33,8 @@ from ..apply import apply_updates
 from ..data.encoding import EncodedPair, collate_pairs
 from ..data.pairs import PolarityPair
 from ..forward import capture_prefix, final_hidden, run_suffix, site_start_layer
-from ..record import record_site_outputs
-from ..sites import Site, resolve_site
+from ..record import record_site_outputs, stop_after
+from ..sites import Site
 from ..updates import Update
 from .sweep import encode_for_sweep, pad_id_of
 
@@ -43,10 +43,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["ManifoldResult", "correlate_with_utility", "manifold_distance"]
 
 POSITIONS = ("answer", "prompt", "all")
-
-
-class _Stop(Exception):
-    pass
 
 
 @dataclass
@@ -68,22 +64,11 @@ class ManifoldResult:
 
 
 def _site_states(model: nn.Module, updates: Sequence[Update], site: Site, batch, cache, m: float) -> torch.Tensor:
-    rs = resolve_site(model, site)
-
-    def stop(module, args, output):
-        raise _Stop
-
-    with apply_updates(model, updates, m), record_site_outputs(model, [site]) as rec:
-        handle = rs.module.register_forward_hook(stop)
-        try:
-            if cache is not None:
-                run_suffix(model, cache)
-            else:
-                final_hidden(model, batch.input_ids, batch.attention_mask)
-        except _Stop:
-            pass
-        finally:
-            handle.remove()
+    with apply_updates(model, updates, m), record_site_outputs(model, [site]) as rec, stop_after(model, site):
+        if cache is not None:
+            run_suffix(model, cache)
+        else:
+            final_hidden(model, batch.input_ids, batch.attention_mask)
     if not rec[site]:
         raise RuntimeError(f"the site {site} was not reached in the forward pass")
     return rec[site][-1].float()

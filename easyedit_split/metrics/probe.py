@@ -12,7 +12,6 @@ the prompt), the probe's probability of class 1 is the concept score.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,32 +25,12 @@ from tqdm.auto import tqdm
 from ..data.encoding import collate_sequences, encode_pairs
 from ..data.pairs import PolarityPair, train_test_split
 from ..generation import Generation
-from ..record import record_site_outputs
-from ..sites import Site, decoder_layers
+from ..record import record_site_outputs, stop_after
+from ..sites import Site
 
 __all__ = ["ConceptProbe", "fit_concept_probe", "pooled_hidden_states"]
 
 POOLINGS = ("answer", "all")
-
-
-class _StopForward(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def _stop_after(model: nn.Module, layer: int):
-    """Skip the layers after ``layer`` (their output is not needed): raise once it has run, then catch."""
-    _, layers = decoder_layers(model)
-
-    def hook(module, args, output):
-        raise _StopForward
-
-    handle = layers[layer].register_forward_hook(hook)
-    try:
-        with contextlib.suppress(_StopForward):
-            yield
-    finally:
-        handle.remove()
 
 
 def pooled_hidden_states(
@@ -77,7 +56,7 @@ def pooled_hidden_states(
     with torch.no_grad():
         for rows in tqdm(batches, desc="probe features", unit="batch", disable=not progress):
             batch = collate_sequences([items[i] for i in rows], pad_token_id, "right").to(device)
-            with record_site_outputs(model, [site]) as rec, _stop_after(model, layer):
+            with record_site_outputs(model, [site]) as rec, stop_after(model, site):  # later layers not needed
                 model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
             h = rec[site][0].float()  # [B, T, D]
             mask = batch.answer_mask if pooling == "answer" else batch.attention_mask.bool()

@@ -56,7 +56,8 @@ def diffmean_update(
             yield ids.to(device), am.to(device), pm.to(device)
 
     with torch.no_grad():
-        update = diffmean_vector(model, Site(int(layer), component), moved("pos"), moved("neg"), normalize=normalize)
-    logger.info("DiffMean vector at layer %d (%s): norm %.4g from %d pairs", layer, component,
+        site = Site(int(layer), component, getattr(hp, "intervention_module_path", None))
+        update = diffmean_vector(model, site, moved("pos"), moved("neg"), normalize=normalize)
+    logger.info("DiffMean vector at %s: norm %.4g from %d pairs", site,
                 float(update.vector.detach().norm()), len(encoded))
     return update

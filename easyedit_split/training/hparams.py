@@ -78,6 +78,8 @@ class _ModelDataKeys(HyperParams):
     steer_vector_output_dir: str = "steer_vectors"
     use_chat_template: bool = True
     system_prompt: str | None = None
+    # ours: the module the update sits on, overriding intervention_components ('{layer}' = the layer)
+    intervention_module_path: str | None = None
 
     # === Dataset Config ===
     steer_train_dataset: str | None = None

@@ -89,7 +89,7 @@ class TrainResult:
 
 
 def build_update(model: nn.Module, hp: TrainHyperParams, layer: int) -> Update:
-    site = Site(int(layer), hp.component)
+    site = Site(int(layer), hp.component, hp.intervention_module_path)
     rs = resolve_site(model, site)
     update = make_update(hp.form, site, rs.d_in, rs.d_out, rank=hp.low_rank_dimension, scale=hp.lora_scale(),
                          init_std=getattr(hp, "init_std", 0.0))
