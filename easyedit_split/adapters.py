@@ -3,11 +3,14 @@
 * :func:`diffmean_vector` — DiffMean / CAA: mean site activation on positive answers minus
   negative answers (train-free).
 * :func:`from_peft` — a peft LoRA adapter (a saved folder, or a live ``PeftModel``).
-* :func:`from_easyedit_pt` — EasyEdit's trained-intervention file ``layer_{L}.pt`` (vector
-  ``proj.weight`` or a bare tensor, LoRA ``lora_A``/``lora_B``, local weight ``weight``/``bias``),
-  read with ``torch.load(weights_only=True)``.
+* :func:`from_easyedit_pt` — an EasyEdit steering artefact: the per-layer files of caa,
+  vector_prompt, merge_vector, sae_feature, sta, reps, sft and spilt (layouts in
+  :mod:`~easyedit_split.easyedit_layout`, layer from the file name) and lm_steer's checkpoint
+  (:mod:`~easyedit_split.lm_steer`), read with ``torch.load(weights_only=True)``. SAE-built
+  vectors from a local SAE are in :mod:`~easyedit_split.sae`; EasyEdit's ``prompt`` is the
+  weight-free :class:`~easyedit_split.prompt_baseline.PromptBaseline`.
 * :func:`from_edited_weights` — any knowledge edit given as edited weights (FT, ROME, MEMIT…):
-  ``ΔW = W_edited − W_base`` for every changed module.
+  ``ΔW = W_edited − W_base`` and ``Δb`` (a bias the edit adds included) for every changed module.
 """
 
 from __future__ import annotations
