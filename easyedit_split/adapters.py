@@ -3,11 +3,14 @@
 * :func:`diffmean_vector` — DiffMean / CAA: mean site activation on positive answers minus
   negative answers (train-free).
 * :func:`from_peft` — a peft LoRA adapter (a saved folder, or a live ``PeftModel``).
-* :func:`from_easyedit_pt` — EasyEdit's trained-intervention file ``layer_{L}.pt`` (vector
-  ``proj.weight`` or a bare tensor, LoRA ``lora_A``/``lora_B``, local weight ``weight``/``bias``),
-  read with ``torch.load(weights_only=True)``.
+* :func:`from_easyedit_pt` — an EasyEdit steering artefact: the per-layer files of caa,
+  vector_prompt, merge_vector, sae_feature, sta, reps, sft and spilt (layouts in
+  :mod:`~easyedit_split.easyedit_layout`, layer from the file name) and lm_steer's checkpoint
+  (:mod:`~easyedit_split.lm_steer`), read with ``torch.load(weights_only=True)``. SAE-built
+  vectors from a local SAE are in :mod:`~easyedit_split.sae`; EasyEdit's ``prompt`` is the
+  weight-free :class:`~easyedit_split.prompt_baseline.PromptBaseline`.
 * :func:`from_edited_weights` — any knowledge edit given as edited weights (FT, ROME, MEMIT…):
-  ``ΔW = W_edited − W_base`` for every changed module.
+  ``ΔW = W_edited − W_base`` and ``Δb`` (a bias the edit adds included) for every changed module.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .easyedit_layout import AdapterError, read_easyedit_pt
+from .lm_steer import LM_STEER_FILE, from_lm_steer
 from .record import site_output
 from .sites import Site, SiteError, resolve_site, site_for_module_path
 from .updates import LocalWeightUpdate, LoRAUpdate, Update, VectorUpdate
@@ -29,10 +34,6 @@ from .updates import LocalWeightUpdate, LoRAUpdate, Update, VectorUpdate
 logger = logging.getLogger(__name__)
 
 __all__ = ["AdapterError", "diffmean_vector", "from_easyedit_pt", "from_edited_weights", "from_peft"]
-
-
-class AdapterError(ValueError):
-    """An external artefact cannot be expressed as an update."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,77 +166,29 @@ def _from_live_peft(peft_model: nn.Module, model: nn.Module, adapter_name: str) 
 
 
 # ---------------------------------------------------------------------------------------------
-# EasyEdit layer_{L}.pt
+# EasyEdit artefacts
 # ---------------------------------------------------------------------------------------------
 
 
 def from_easyedit_pt(
-    path: str | os.PathLike, model: nn.Module, *, layer: int | None = None, component: str | None = None
+    path: str | os.PathLike, model: nn.Module, *, layer: int | None = None, component: str | None = None,
+    concept_id: int | None = None, steer_values: Sequence[float] | None = None, epsilon: float | None = None,
 ) -> Update:
-    """An EasyEdit trained-intervention file as an update.
+    """An EasyEdit steering artefact as an update.
 
-    EasyEdit's layouts: a vector is a bare tensor ``[d]`` / ``[1, d]`` or ``{"proj.weight": [1, d]}``
-    on the residual stream at the layer output; LoRA is ``{"lora_A": [d_in, r], "lora_B": [r, d_out]}``
-    with ``Δh = x (A B)``; local weight is ``{"weight": [d_in, d_out], "bias": [d_out]}`` with
-    ``Δh = x W + b``. LoRA and local weight read the MLP intermediate activation
-    (``intervention_components: mlp_mid``), which is the down-projection's input, so they become
-    updates of the ``mlp_down`` site (exact for every architecture). ``layer`` defaults to the
-    ``N`` of ``layer_N.pt``.
+    Per-layer files (``layer_{L}.pt`` of caa, vector_prompt, sae_feature, reps, sft and spilt;
+    ``layer_{L}_merged_vector.pt`` of merge_vector; ``layer_{L}_{mode}_trim{t}.pt`` of sta) are
+    parsed by :mod:`easyedit_split.easyedit_layout` (the layer comes from the name unless given);
+    lm_steer's ``lm_steer_vector.pt`` by :func:`easyedit_split.lm_steer.from_lm_steer`, which needs
+    the apply-time ``steer_values`` (and optionally ``epsilon``).
     """
     p = Path(path)
-    if not p.exists():
-        raise AdapterError(f"EasyEdit intervention file {p} does not exist")
-    if layer is None:
-        stem = p.stem
-        if stem.startswith("layer_") and stem[6:].lstrip("-").isdigit():
-            layer = int(stem[6:])
-        else:
-            raise AdapterError(f"cannot infer the layer from {p.name}; pass layer=")
-    try:
-        obj = torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise AdapterError(f"{p} could not be read with torch.load(weights_only=True): {exc}") from exc
-
-    def vector_update(t: torch.Tensor) -> VectorUpdate:
-        t = t.float()
-        if t.dim() == 2 and t.shape[0] == 1:
-            t = t[0]
-        if t.dim() != 1:
-            raise AdapterError(f"{p}: a steering vector must be [d] or [1, d], got {tuple(t.shape)}")
-        site = Site(layer, component or "residual")
-        rs = resolve_site(model, site)
-        if t.numel() != rs.d_out:
-            raise AdapterError(f"{p}: vector has {t.numel()} elements but {rs.module_path} outputs {rs.d_out}")
-        return VectorUpdate(site, rs.d_out, vector=t)
-
-    if isinstance(obj, torch.Tensor):
-        return vector_update(obj)
-    if not isinstance(obj, dict):
-        raise AdapterError(f"{p}: unexpected content of type {type(obj).__name__}")
-    comp = component or obj.get("intervention_components") or "mlp_mid"
-    if "proj.weight" in obj:
-        bias = obj.get("proj.bias")
-        if isinstance(bias, torch.Tensor) and bias.abs().max() > 0:
-            logger.warning("%s: proj.bias=%s is a constant offset upstream adds unscaled; it is not part of m·Δb and is ignored",
-                           p, bias.tolist())
-        return vector_update(obj["proj.weight"])
-    if "lora_A" in obj and "lora_B" in obj:
-        A_ee, B_ee = obj["lora_A"].float(), obj["lora_B"].float()  # [d_in, r], [r, d_out]
-        site = Site(layer, comp)
-        rs = resolve_site(model, site)
-        if A_ee.shape[0] != rs.d_in or B_ee.shape[1] != rs.d_out:
-            raise AdapterError(f"{p}: LoRA is [{A_ee.shape[0]} -> {B_ee.shape[1]}] but {rs.module_path} is [{rs.d_in} -> {rs.d_out}]")
-        return LoRAUpdate(site, rs.d_in, rs.d_out, rank=A_ee.shape[1], scale=1.0, A=A_ee.t().contiguous(), B=B_ee.t().contiguous())
-    if "weight" in obj:
-        W_ee = obj["weight"].float()  # [d_in, d_out]
-        b = obj.get("bias")
-        site = Site(layer, comp)
-        rs = resolve_site(model, site)
-        if tuple(W_ee.shape) != (rs.d_in, rs.d_out):
-            raise AdapterError(f"{p}: weight is {tuple(W_ee.shape)} but {rs.module_path} needs [d_in, d_out] = [{rs.d_in}, {rs.d_out}]")
-        return LocalWeightUpdate(site, rs.d_in, rs.d_out, weight=W_ee.t().contiguous(),
-                                 bias=None if b is None else b.float())
-    raise AdapterError(f"{p}: keys {sorted(obj)} match no EasyEdit intervention layout (proj.weight | lora_A/lora_B | weight/bias)")
+    if p.name == LM_STEER_FILE:
+        if steer_values is None:
+            raise AdapterError(f"{p} is an lm_steer checkpoint: pass steer_values= (EasyEdit's apply hparam "
+                               "steer_values, one per steer)")
+        return from_lm_steer(p, model, steer_values, epsilon=epsilon)
+    return read_easyedit_pt(p, model, layer=layer, component=component, concept_id=concept_id)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,30 +201,38 @@ def from_edited_weights(
     edited: nn.Module | Mapping[str, torch.Tensor] | str | os.PathLike,
     *,
     atol: float = 0.0,
-) -> list[LocalWeightUpdate]:
-    """``ΔW = W_edited − W_base`` (and ``Δb``) for every linear module of a decoder layer that changed.
+) -> list[Update]:
+    """``ΔW = W_edited − W_base`` and ``Δb = b_edited − b_base`` for every linear module of a decoder
+    layer that changed.
 
     ``edited`` is an edited model, a state dict, or a Hugging Face checkpoint folder (its
-    ``*.safetensors`` files are read; ``.bin`` pickles are refused). A change outside the decoder
+    ``*.safetensors`` files are read; ``.bin`` pickles are refused). A bias the edit adds to a
+    module that has none in the base model (a merged export folds ``Δb`` that way) counts as
+    ``Δb = b_edited``. A module whose only change is its bias becomes a :class:`VectorUpdate` on
+    that module; any other change a :class:`LocalWeightUpdate`. A change outside the decoder
     layers' linear modules (embeddings, norms) cannot be expressed and raises.
     """
     edited_sd = _edited_state_dict(edited)
     base_sd = model.state_dict()
     by_module: dict[str, dict[str, torch.Tensor]] = {}
     for key, new in edited_sd.items():
-        if key not in base_sd:
+        mod_path, _, param = key.rpartition(".")
+        if key in base_sd:
+            old = base_sd[key]
+        elif param == "bias" and _bias_free_linear(model, mod_path):
+            old = torch.zeros_like(new)
+        else:
+            logger.debug("edit: %s has no counterpart in the base model; ignored", key)
             continue
-        old = base_sd[key]
         if old.shape != new.shape:
             raise AdapterError(f"edited weight {key} has shape {tuple(new.shape)}, base has {tuple(old.shape)}")
-        diff = new.float().cpu() - old.float().cpu()
+        diff = new.double().cpu() - old.double().cpu()  # exact for fp32 and lower precisions
         if diff.abs().max() <= atol:
             continue
-        mod_path, _, param = key.rpartition(".")
-        by_module.setdefault(mod_path, {})[param] = diff
+        by_module.setdefault(mod_path, {})[param] = diff.float()
     if not by_module:
         raise AdapterError("the edited weights equal the base model's: nothing to express")
-    updates = []
+    updates: list[Update] = []
     for mod_path, diffs in sorted(by_module.items()):
         if set(diffs) - {"weight", "bias"}:
             raise AdapterError(f"edit changes {mod_path}.{sorted(diffs)} which is not a linear weight/bias")
@@ -282,12 +243,24 @@ def from_edited_weights(
             raise AdapterError(f"edit changes {mod_path}: {exc}") from exc
         if rs.kind not in ("linear", "conv1d"):
             raise AdapterError(f"edit changes {mod_path}, which is not a linear module ({type(rs.module).__name__})")
-        dW = diffs.get("weight")
-        if dW is not None and rs.kind == "conv1d":
-            dW = dW.t()
-        updates.append(LocalWeightUpdate(site, rs.d_in, rs.d_out, weight=dW, bias=diffs.get("bias")))
-        logger.info("edit: %s changed (|ΔW|=%.4g)", mod_path, 0.0 if dW is None else float(dW.norm()))
+        dW, db = diffs.get("weight"), diffs.get("bias")
+        if dW is None:
+            updates.append(VectorUpdate(site, rs.d_out, vector=db))
+        else:
+            if rs.kind == "conv1d":
+                dW = dW.t()
+            updates.append(LocalWeightUpdate(site, rs.d_in, rs.d_out, weight=dW, bias=db))
+        logger.info("edit: %s changed (|ΔW|=%.4g, |Δb|=%.4g)", mod_path, 0.0 if dW is None else float(dW.norm()),
+                    0.0 if db is None else float(db.norm()))
     return updates
+
+
+def _bias_free_linear(model: nn.Module, mod_path: str) -> bool:
+    try:
+        module = model.get_submodule(mod_path)
+    except AttributeError:
+        return False
+    return getattr(module, "bias", False) is None and hasattr(module, "weight")
 
 
 def _edited_state_dict(edited) -> Mapping[str, torch.Tensor]:

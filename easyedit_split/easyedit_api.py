@@ -23,22 +23,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
-from ._io import atomic_path
 from .adapters import from_easyedit_pt
 from .apply import steer
 from .data.pairs import PolarityPair, load_builtin, read_pairs
 from .easyedit.host import attach_steering, detach_steering, easyedit_loaded, load_wrapper
 from .easyedit.hparams import is_easyedit_hparams
+from .easyedit_layout import from_easyedit_state, to_easyedit_state, write_easyedit_pt
 from .hparams import HyperParams
 from .serialization import load_updates, save_updates
-from .sites import Site, resolve_site
 from .training.diffmean import diffmean_update
 from .training.hparams import APPLY_HPARAMS, TRAIN_HPARAMS, ApplyHyperParams, canonical_form
 from .training.trainer import Trainer, select_pairs
-from .updates import LocalWeightUpdate, LoRAUpdate, Update, VectorUpdate
+from .updates import Update
 
 logger = logging.getLogger(__name__)
 
@@ -114,60 +112,6 @@ def dataset_to_pairs(dataset: Any, dataset_name: str | None = None) -> list[Pola
 # ------------------------------------------------------------------------------------------ formats
 
 
-def to_easyedit_state(update: Update) -> torch.Tensor | dict[str, Any]:
-    """EasyEdit's ``layer_{L}.pt`` content for an update (tensors, ints and strings only)."""
-    if isinstance(update, VectorUpdate):
-        return update.vector.detach().float().cpu().clone()
-    if isinstance(update, LoRAUpdate):
-        state: dict[str, Any] = {"lora_A": update.A.detach().float().t().contiguous().cpu(),
-                                 "lora_B": (update.B.detach().float() * update.scale).t().contiguous().cpu()}
-    elif isinstance(update, LocalWeightUpdate):
-        state = {"weight": update.weight.detach().float().t().contiguous().cpu(),
-                 "bias": update.bias.detach().float().cpu().clone()}
-    else:
-        raise TypeError(f"no EasyEdit layout for {type(update).__name__}")
-    state.update(_upstream_applier_keys(update))
-    return state
-
-
-def _upstream_applier_keys(update: Update) -> dict[str, Any]:
-    """The keys EasyEdit's own spilt applier reads besides the tensors (``r``, ``alpha``,
-    ``intervention_components``). The LoRA scale is already folded into ``lora_B`` and upstream's
-    LoRA forward is ``x·(A·B)``, so ``alpha = r``. The plugin's ``mlp_down`` site (input: the MLP
-    intermediate activation) is upstream's ``mlp_mid``."""
-    keys: dict[str, Any] = {"intervention_components": "mlp_mid" if update.site.component == "mlp_down"
-                            else update.site.component}
-    if isinstance(update, LoRAUpdate):
-        keys["r"] = keys["alpha"] = int(update.rank)
-    return keys
-
-
-def from_easyedit_state(state: Any, model: nn.Module, layer: int, form: str | None = None,
-                        component: str | None = None) -> Update:
-    """An :class:`Update` from an in-memory EasyEdit state (the value of ``generate_*``'s dict)."""
-    if isinstance(state, Update):
-        return state
-    if isinstance(state, torch.Tensor):
-        t = state.float().reshape(-1)
-        site = Site(layer, component or "residual")
-        return VectorUpdate(site, resolve_site(model, site).d_out, vector=t)
-    if not isinstance(state, Mapping):
-        raise TypeError(f"layer_{layer}: unexpected state of type {type(state).__name__}")
-    comp = component or "mlp_down"
-    if "proj.weight" in state:
-        return from_easyedit_state(state["proj.weight"], model, layer, component=component)
-    site = Site(layer, "mlp_down" if comp == "mlp_mid" else comp)
-    rs = resolve_site(model, site)
-    if "lora_A" in state:
-        A, B = state["lora_A"].float(), state["lora_B"].float()
-        return LoRAUpdate(site, rs.d_in, rs.d_out, rank=A.shape[1], A=A.t().contiguous(), B=B.t().contiguous())
-    if "weight" in state:
-        b = state.get("bias")
-        return LocalWeightUpdate(site, rs.d_in, rs.d_out, weight=state["weight"].float().t().contiguous(),
-                                 bias=None if b is None else b.float())
-    raise ValueError(f"layer_{layer}: keys {sorted(state)} match no EasyEdit layout")
-
-
 #: ``alg_name`` spellings EasyEdit's own configs use for their output folders (``spilt_vector``, ``caa_vector``)
 _UPSTREAM_FOLDER_NAMES = ("spilt", "caa")
 
@@ -179,12 +123,6 @@ def output_folder(hp: Any) -> Path:
     alg = str(getattr(hp, "alg_name", "")).strip().lower()
     name = alg if alg in _UPSTREAM_FOLDER_NAMES else hp.method
     return Path(hp.steer_vector_output_dir) / f"{name}_{hp.form}"
-
-
-def _save_pt(path: Path, state: Any) -> Path:
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(state, str(tmp))
-    return path
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -252,7 +190,7 @@ def generate(method: str, hparams: Any, dataset: Any, model: Any = None, dataset
             update = result.updates[0]
         state = to_easyedit_state(update)
         if hp.save_vectors:
-            _save_pt(folder / f"layer_{layer}.pt", state)
+            write_easyedit_pt(folder / f"layer_{layer}.pt", update)
         out[f"layer_{layer}"] = state
         if results is not None:
             results.append(result if result is not None else update)

@@ -45,8 +45,8 @@ def test_upstream_yaml_trains_unchanged_apart_from_model_and_layer(tmp_path, tin
                                        overrides={"layers": [2], "steer_vector_output_dir": str(tmp_path)})
     out = generate_split(hp, data, model=(model, tiny_tokenizer))
     state = out["layer_2"]
-    assert set(state) == {"weight", "bias", "intervention_components"} and state["weight"].shape == (48, 32)
-    assert state["intervention_components"] == "mlp_mid"  # read by EasyEdit's own spilt applier
+    assert {"weight", "bias"} <= set(state) and state["intervention_components"] == "mlp_mid"
+    assert state["weight"].shape == (48, 32)
     assert state["weight"].abs().sum() > 0
     pt = tmp_path / "split_local_weight" / "layer_2.pt"
     loaded = torch.load(pt, weights_only=True)

@@ -208,7 +208,7 @@ def test_easyedit_api_generate_and_apply_roundtrip(tmp_path, tiny_tokenizer):
                           "lr": 0.05, "steer_vector_output_dir": str(tmp_path), "gradient_accumulation_steps": 1},
                          data, model=(model, tiny_tokenizer))
     state = out["layer_1"]
-    assert set(state) == {"lora_A", "lora_B", "r", "alpha", "intervention_components"}  # upstream applier's keys
+    assert {"lora_A", "lora_B", "r", "alpha", "intervention_components"} <= set(state)
     folder = tmp_path / "spilt_lora"  # upstream's spelling, where EasyEdit's apply configs look
     u_pt = from_easyedit_pt(folder / "layer_1.pt", model)
     u_ours = load_updates(folder / "layer_1.safetensors", model).updates[0]
