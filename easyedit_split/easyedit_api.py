@@ -222,8 +222,9 @@ def _updates_for(hp: ApplyHyperParams, model: nn.Module, vector: Any) -> list[tu
         if ours.exists():
             out.extend((layer, u) for u in load_updates(ours, model).updates)
         elif pt.exists():
+            # the file says where a LoRA/local weight acts; only an explicit apply-YAML component overrides it
             out.append((layer, from_easyedit_pt(pt, model, layer=layer,
-                                                component=None if form == "vector" else (comp or "mlp_mid"))))
+                                                component=None if form == "vector" else comp)))
         else:
             raise FileNotFoundError(f"neither {ours} nor {pt} exists")
     return out

@@ -313,7 +313,7 @@ def _final_norm_with_origin(model: nn.Module) -> tuple[str | None, bool]:
 def final_norm(model: nn.Module) -> nn.Module | None:
     """The norm applied after the last decoder layer (None when the model has none)."""
     path, _ = _final_norm_with_origin(model)
-    return None if path is None else model.get_submodule(path)
+    return None if path is None else _get(model, path)
 
 
 def _layer_index(layers: nn.ModuleList, layer: int) -> int:
@@ -404,7 +404,7 @@ def resolve_site(model: nn.Module, site: Site) -> ResolvedSite:
             f"{site} cannot be resolved in this {model_type(model)} model ({parts.path}): "
             f"{parts.missing[site.component]}; {MODULE_PATH_HINT}"
         )
-    return _bind(site, model.get_submodule(path), path, model)
+    return _bind(site, _get(model, path), path, model)
 
 
 def residual_writer(model: nn.Module, layer: int) -> ResolvedSite | None:
@@ -413,7 +413,7 @@ def residual_writer(model: nn.Module, layer: int) -> ResolvedSite | None:
     path = layer_sites(model, layer).residual_writer
     if path is None:
         return None
-    rs = _bind(Site(layer, "module", module_path=path), model.get_submodule(path), path, model)
+    rs = _bind(Site(layer, "module", module_path=path), _get(model, path), path, model)
     return rs if rs.kind != "block" else None
 
 
