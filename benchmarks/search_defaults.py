@@ -280,7 +280,7 @@ def main(argv=None) -> int:
         return rec
 
     # stage 1: the sampled search, with the first training instruction
-    reserve_runs = n_groups * (len(train_instr) - 1 + (1 if args.verify_test else 0))
+    reserve_runs = n_groups * (2 * (len(train_instr) - 1) + (1 if args.verify_test else 0))
     for i, run in enumerate(runs):
         done = out["results"]
         mean_s = sum(r["seconds"] for r in done) / len(done) if done else 0.0
@@ -288,14 +288,21 @@ def main(argv=None) -> int:
             logger.warning("time budget: stopping the search after %d of %d configurations", i, len(runs))
             out["settings"]["stopped_after"] = i
             break
-        record(run, {"answer_instruction": train_instr[0]}, run["name"])
+        try:
+            record(run, {"answer_instruction": train_instr[0]}, run["name"])
+        except Exception as exc:  # one broken configuration must not end the search; it is recorded
+            logger.exception("%s/%s %s failed", run["objective"], run["form"], run["name"])
+            out.setdefault("failed", []).append({**run, "error": repr(exc)})
+            atomic_write_json(args.output, out)
 
-    # stage 2: each group's best point with the other training instructions (a paired comparison)
+    # stage 2: each group's best point with the other training instructions (a paired comparison),
+    # (and the old defaults, as the before/after reference)
     stage1_best = dict(out["best"])
     for key, best in stage1_best.items():
-        run = next(r for r in runs if f"{r['objective']}/{r['form']}" == key and r["name"] == best["name"])
-        for instr in train_instr[1:]:
-            record(run, {"answer_instruction": instr}, f"{best['name']}+instruction={instr or '(none)'}")
+        for name in dict.fromkeys((best["name"], "defaults")):
+            run = next(r for r in runs if f"{r['objective']}/{r['form']}" == key and r["name"] == name)
+            for instr in train_instr[1:]:
+                record(run, {"answer_instruction": instr}, f"{name}+instruction={instr or '(none)'}")
 
     # verification on the test split, once, for each group's final choice (trained as the yaml would)
     if args.verify_test:
