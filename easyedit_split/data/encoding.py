@@ -13,6 +13,11 @@ single token (9230) but with log-prob ≈ -12 after the template, while ``"Yes"`
 So by default (``strip_answer_space=None``) leading whitespace is stripped when the template is used
 and kept otherwise.
 
+``answer_instruction`` (e.g. ``"Answer with Yes or No."``) is appended to every question, after one
+space, before the prompt is rendered; training (hparams key ``answer_instruction``) and evaluation (read
+from the update's saved hparams) apply it the same way. It makes the unsteered model answer within the
+valid pair, so that UtilOdds at m = 0 measures utility rather than format.
+
 All masks are built from lengths, never by comparing token ids with the pad id (SmolLM2's pad token is
 its end-of-turn token, which also appears inside prompts).
 """
@@ -39,6 +44,7 @@ __all__ = [
     "collate_sequences",
     "encode_pairs",
     "render_prompt",
+    "with_instruction",
 ]
 
 
@@ -84,6 +90,13 @@ def render_prompt(
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
+def with_instruction(question: str, answer_instruction: str | None) -> str:
+    """``question`` followed by the answer-format instruction (none when it is None or blank)."""
+    if answer_instruction is None or not str(answer_instruction).strip():
+        return question
+    return f"{question.rstrip()} {str(answer_instruction).strip()}"
+
+
 def _ids(tokenizer: Any, texts: list[str], add_special_tokens: bool) -> list[list[int]]:
     if not texts:
         return []
@@ -113,6 +126,7 @@ def encode_pairs(
     chat_template: bool | None = None,
     system_prompt: str | None = None,
     strip_answer_space: bool | None = None,
+    answer_instruction: str | None = None,
 ) -> list[EncodedPair]:
     """Tokenise ``pairs`` into prompt ids and continuation ids of both answers.
 
@@ -120,13 +134,15 @@ def encode_pairs(
     None strips the answers' leading whitespace exactly when the template is used (see module doc).
     Special tokens: the templated prompt carries its own; a plain prompt gets the tokenizer's usual ones
     (e.g. BOS); an empty plain prompt becomes the BOS (or EOS) token so the first answer token is scored.
+    ``answer_instruction`` is appended to every question (see :func:`with_instruction`).
     """
     use_template = _has_chat_template(tokenizer) if chat_template is None else bool(chat_template)
     strip = use_template if strip_answer_space is None else bool(strip_answer_space)
     add_special = not use_template
 
     prompts = [
-        render_prompt(tokenizer, p.question, chat_template=use_template, system_prompt=system_prompt)
+        render_prompt(tokenizer, with_instruction(p.question, answer_instruction), chat_template=use_template,
+                      system_prompt=system_prompt)
         for p in pairs
     ]
     answers_pos = [p.positive.lstrip() if strip else p.positive for p in pairs]

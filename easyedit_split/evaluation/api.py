@@ -103,13 +103,15 @@ def _fits(summary: pd.DataFrame, name: str) -> dict[str, CurveFit | None]:
 
 
 def prompt_settings(loaded: LoadedUpdates) -> dict[str, Any]:
-    """``chat_template`` / ``system_prompt`` recorded in an update's saved hparams (empty if none)."""
+    """``chat_template`` / ``system_prompt`` / ``answer_instruction`` in an update's saved hparams (empty if none)."""
     hp = loaded.info.get("hparams") or {}
     out: dict[str, Any] = {}
     if "use_chat_template" in hp:
         out["chat_template"] = hp["use_chat_template"]
     if "system_prompt" in hp:
         out["system_prompt"] = hp["system_prompt"]
+    if hp.get("answer_instruction"):
+        out["answer_instruction"] = hp["answer_instruction"]
     return out
 
 

@@ -80,6 +80,7 @@ class _ModelDataKeys(HyperParams):
     system_prompt: str | None = None
     # ours: the module the update sits on, overriding intervention_components ('{layer}' = the layer)
     intervention_module_path: str | None = None
+    answer_instruction: str | None = None  # ours: appended to every question (e.g. "Answer with Yes or No.")
 
     # === Dataset Config ===
     steer_train_dataset: str | None = None
@@ -112,6 +113,7 @@ class TrainHyperParams(_ModelDataKeys):
     margin_penalty_weight: float = 0.0
     ref_loss_weight: float = 0.0
     margin_threshold: float = 0.5
+    margin_scaling: str = "constant"  # ours: constant (θ) | factor (θ·|m| per row: the margin grows with m)
 
     # === Intervention Config ===
     intervention_components: str | None = None  # None: residual for vector, mlp_mid (= mlp_down) otherwise
@@ -175,6 +177,8 @@ class TrainHyperParams(_ModelDataKeys):
             raise HParamsError(f"{source}: key 'gradient_accumulation_steps' must be >= 1")
         if self.n_epochs < 1:
             raise HParamsError(f"{source}: key 'n_epochs' must be >= 1, got {self.n_epochs}")
+        if self.margin_scaling not in ("constant", "factor"):
+            raise HParamsError(f"{source}: key 'margin_scaling' must be constant or factor, got {self.margin_scaling!r}")
         if self.loss_reduction not in ("mean", "sum"):
             raise HParamsError(f"{source}: key 'loss_reduction' must be mean or sum, got {self.loss_reduction!r}")
         if not 0.0 <= self.warmup_ratio < 1.0:

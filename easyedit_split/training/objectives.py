@@ -6,7 +6,9 @@ over rows. A row is one ``(pair, direction, m)``: in the ``orig_add`` direction 
 wins under ``+m``, in ``orig_sub`` the negative answer wins under ``-m``.
 
 * :func:`sft_loss` — likelihood of the winner only.
-* :func:`split_loss` — SPLIT: ``λ_p·L_win + λ_n·L_lose + γ·ReLU(θ − (L_lose − L_win))``.
+* :func:`split_loss` — SPLIT: ``λ_p·L_win + λ_n·L_lose + γ·ReLU(θ − (L_lose − L_win))``; ``θ`` may be
+  a per-row tensor (the trainer's ``margin_scaling: factor`` passes ``θ·|m|``, a margin that grows
+  with the steering factor, so that ``m`` acts as a dial rather than an on/off switch).
 * :func:`reps_loss` — RePS, the scaled SimPO objective of EasyEdit's ``scaled_simpo`` loss type:
   ``−log σ(β·(L_lose − s·L_win) − γ)`` on length-normalised losses, with the winner's scale
   ``s = max(k·(L_win^ref − L_lose^ref), 1)`` when reference losses are given and ``s = 1``
@@ -34,9 +36,12 @@ def split_loss(
     lambda_p: float = 1.0,
     lambda_n: float = 0.5,
     gamma: float = 4.0,
-    theta: float = 0.5,
+    theta: float | torch.Tensor = 0.5,
 ) -> torch.Tensor:
-    """SPLIT: utility on both answers plus a hinge on the preference log-odds ``L_lose − L_win``."""
+    """SPLIT: utility on both answers plus a hinge on the preference log-odds ``L_lose − L_win``.
+
+    ``theta``: one margin, or one per row (``[R]``).
+    """
     utility = lambda_p * L_win + lambda_n * L_lose
     preference = gamma * F.relu(theta - (L_lose - L_win))
     return (utility + preference).mean()

@@ -111,7 +111,8 @@ def select_pairs(hp: Any, pairs: Sequence[PolarityPair]) -> list[PolarityPair]:
 
 
 def encode_for(hp: Any, pairs: Sequence[PolarityPair], tokenizer: Any) -> list[EncodedPair]:
-    return encode_pairs(pairs, tokenizer, chat_template=hp.use_chat_template, system_prompt=hp.system_prompt)
+    return encode_pairs(pairs, tokenizer, chat_template=hp.use_chat_template, system_prompt=hp.system_prompt,
+                        answer_instruction=getattr(hp, "answer_instruction", None))
 
 
 def make_minibatches(encoded: Sequence[EncodedPair], batch_size: int, seed: int) -> list[list[EncodedPair]]:
@@ -156,13 +157,22 @@ def compute_objective(
     L_lose: torch.Tensor,
     ref_win: torch.Tensor | None = None,
     ref_lose: torch.Tensor | None = None,
+    factors: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The objective's value for rows of winning/losing losses (plus upstream's optional ref term)."""
+    """The objective's value for rows of winning/losing losses (plus upstream's optional ref term).
+
+    ``factors``: each row's steering factor ``m``; SPLIT's margin is ``θ·|m|`` when
+    ``hp.margin_scaling == "factor"`` (then they are required).
+    """
     if objective == "sft":
         loss = hp.pos_loss_weight * sft_loss(L_win)
     elif objective == "split":
-        loss = split_loss(L_win, L_lose, hp.pos_loss_weight, hp.neg_loss_weight, hp.margin_penalty_weight,
-                          hp.margin_threshold)
+        theta: float | torch.Tensor = hp.margin_threshold
+        if getattr(hp, "margin_scaling", "constant") == "factor":
+            if factors is None:
+                raise ValueError("margin_scaling: factor needs the rows' steering factors")
+            theta = hp.margin_threshold * factors.abs().to(L_win)
+        loss = split_loss(L_win, L_lose, hp.pos_loss_weight, hp.neg_loss_weight, hp.margin_penalty_weight, theta)
     elif objective == "reps":
         use_ref = hp.reps_reference_scale and (hp.loss_type or "scaled_simpo").lower() == "scaled_simpo"
         loss = reps_loss(L_win, L_lose, ref_win if use_ref else None, ref_lose if use_ref else None,
@@ -266,7 +276,7 @@ class Trainer:
         if batch.ref_p is not None:
             rp, rn = batch.ref_p[idx.to(L_p.device)], batch.ref_n[idx.to(L_p.device)]
             ref_win, ref_lose = torch.where(pw, rp, rn), torch.where(pw, rn, rp)
-        return compute_objective(self.objective, hp, L_win, L_lose, ref_win, ref_lose)
+        return compute_objective(self.objective, hp, L_win, L_lose, ref_win, ref_lose, factors=ms)
 
     # -- main loop -----------------------------------------------------------------------------
     def train(
