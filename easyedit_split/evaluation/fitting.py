@@ -30,9 +30,8 @@ parameters::
   projection), so the search runs over the decay parameters only (5 or 6);
 * a fixed grid of decay starts (several hundred) is screened by the projected squared error, the best
   few are polished by :func:`scipy.optimize.least_squares` (trust-region reflective with bounds), and
-  the winner is the lowest squared error after rounding it to a relative tolerance
-  (:data:`LOSS_RTOL`), ties going to the earliest start in the grid — float noise cannot pick
-  between two equally good optima;
+  the winner is the earliest start (in grid order) among those whose squared error is within
+  :data:`LOSS_RTOL` of the lowest — float noise cannot pick between two equally good optima;
 * products ``Φ·c`` are explicit column sums and squared errors :func:`math.fsum`, so the objective has
   no BLAS-order-dependent reduction.
 
@@ -86,6 +85,7 @@ KINDS = ("pref", "util")
 MIN_EXTRA_POINTS = 3  # a fit needs n_points >= n_free + MIN_EXTRA_POINTS
 LOSS_RTOL = 1e-7  # squared errors within this relative tolerance count as a tie
 N_POLISH = 6  # screened starts polished by least squares
+_STOP_FLOOR = 1e-2  # see _polish
 
 DECAY_PARAMS = ("m_pos", "L_pos", "p_pos", "m_neg", "L_neg", "p_neg")
 PREF_PARAMS = ("alpha", "beta", "b") + DECAY_PARAMS
@@ -427,10 +427,21 @@ def _polish(model: _Scaled, z: np.ndarray, th0: np.ndarray, sign: int, index: in
             max_nfev: int = 300) -> _Solution:
     """Least squares over the decay parameters (amplitudes projected out, analytic Jacobian)."""
     lo, hi = model.bounds()
+    # a constant extra residual (zero Jacobian row) makes the relative stopping rule absolute: the polish
+    # stops once a step improves the squared error by less than ~1e-12 of the total sum of squares, instead
+    # of chasing a zero-residual optimum that only a limit of the parameters reaches
+    floor = np.array([math.sqrt(_STOP_FLOOR * math.fsum((z * z).tolist()))])
+    zero_row = np.zeros((1, model.n_theta))
+
+    def fun(th):
+        return np.concatenate([model.projected(th, sign, z)[1], floor])
+
+    def jac(th):
+        return np.concatenate([model.projected(th, sign, z, grad=True)[2], zero_row])
+
     with np.errstate(all="ignore"):
-        res = least_squares(lambda th: model.projected(th, sign, z)[1], np.clip(th0, lo, hi),
-                            jac=lambda th: model.projected(th, sign, z, grad=True)[2], bounds=(lo, hi),
-                            method="trf", ftol=1e-10, xtol=1e-10, gtol=1e-10, max_nfev=max_nfev)
+        res = least_squares(fun, np.clip(th0, lo, hi), jac=jac, bounds=(lo, hi), method="trf", ftol=1e-8,
+                            xtol=1e-10, gtol=1e-10, max_nfev=max_nfev)
     th = np.clip(res.x, lo, hi)
     c, r = model.projected(th, sign, z)
     loss = math.fsum((r * r).tolist())
@@ -545,7 +556,11 @@ def _at_bound_warnings(model: _Scaled, sol: _Solution) -> list[str]:
              else ("m_pos", "L_pos", "p_pos", "m_neg", "L_neg", "p_neg"))
     hit = [n for n, v, a, b in zip(names, sol.th, lo, hi) if abs(v - a) < 1e-9 * max(1.0, abs(a))
            or abs(v - b) < 1e-9 * max(1.0, abs(b))]
-    return [f"parameter(s) at a search bound: {', '.join(hit)}"] if hit else []
+    out = [f"parameter(s) at a search bound: {', '.join(hit)}"] if hit else []
+    if np.max(np.abs(sol.c)) > 100:  # amplitudes in units of the data's standard deviation
+        out.append("amplitudes over 100× the spread of the data: the curve is near a limit of the form, "
+                   "its parameters are poorly identified (the fitted values are still valid)")
+    return out
 
 
 def _skipped(kind: str, form: str, data: _Data, reason: str, t0: float) -> CurveFit:
