@@ -699,8 +699,8 @@ def bootstrap_fit(fit: CurveFit, m: Sequence[float], samples, *, n_boot: int = 1
             continue
         p = _to_params(model, sol, data)
         r2s.append(r2_score(data.y, _CURVES[(fit.kind, fit.form)](data.m, **p)))
-        for k in params:
-            params[k].append(p[k])
+        for k, values in params.items():
+            values.append(p[k])
     out = replace(fit, warnings=list(fit.warnings), extra=dict(fit.extra))
     out.n_boot, out.ci_level = n_boot, level
     out.extra["boot_failed"] = failed
