@@ -84,7 +84,7 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-util-drop", type=float, default=1.0, help="utility budget of the calibration")
     p.add_argument("--derived-from", dest="derived_from", choices=("means", "fit"), default="means",
                    help="valid region and calibration from the measured means (default) or from converged fits")
-    p.add_argument("--fit-boot", dest="fit_boot", type=int, default=100,
+    p.add_argument("--fit-boot", dest="fit_boot", type=int, default=30,
                    help="bootstrap resamples of the pairs for intervals on the fits' R² and parameters (0: none)")
     p.add_argument("--manifold", action="store_true", help="also measure the activation-manifold distance")
     p.add_argument("--manifold-positions", choices=("answer", "prompt", "all"), default="all",

@@ -199,7 +199,7 @@ def evaluate_preference_utility(
     batch_rows: int = 128,
     use_prefix_cache: bool = True,
     n_boot: int = 1000,
-    fit_boot: int = 100,
+    fit_boot: int = 30,
     derived_from: str = "means",
     seed: int = 0,
     progress: bool = True,

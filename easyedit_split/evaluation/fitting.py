@@ -657,16 +657,19 @@ def _finite_column_means(samples: np.ndarray) -> np.ndarray:
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-def bootstrap_fit(fit: CurveFit, m: Sequence[float], samples, *, n_boot: int = 100, seed: int = 0,
-                  level: float = 0.95) -> CurveFit:
+def bootstrap_fit(fit: CurveFit, m: Sequence[float], samples, *, n_boot: int = 30, seed: int = 0,
+                  level: float = 0.95, max_nfev: int = 100) -> CurveFit:
     """``fit`` with percentile-bootstrap intervals on R² and every parameter.
 
     ``samples``: per-example values, shape ``[n_examples, len(m)]`` (``±inf`` entries are left out of
     the means, as in :func:`~.logodds.summarize`; NaN is an error). Each of ``n_boot`` resamples
     (``numpy.random.default_rng(seed)``) draws examples with replacement, takes the per-m means and
-    refits them by least squares from ``fit``'s optimum (a warm start: the interval describes the
-    optimum's basin, not a new multi-start search). Refits that do not converge are counted in
-    ``extra["boot_failed"]`` and left out. A skipped fit, or ``n_boot <= 0``, is returned unchanged.
+    refits them by least squares from ``fit``'s optimum (a warm start of at most ``max_nfev``
+    evaluations: the interval describes the optimum's basin, not a new multi-start search). A refit
+    that stops at that limit (typically creeping along a flat valley of the form) is kept — its R² is
+    then a slight underestimate — and counted in ``extra["boot_unconverged"]`` and ``warnings``;
+    resamples that cannot be fitted at all (a multiplier without finite values) are left out and
+    counted in ``extra["boot_failed"]``. A skipped fit, or ``n_boot <= 0``, is returned unchanged.
     """
     if fit.status == "skipped" or n_boot <= 0:
         return fit
@@ -685,7 +688,7 @@ def bootstrap_fit(fit: CurveFit, m: Sequence[float], samples, *, n_boot: int = 1
     sign = int(fit.extra["sign"])
     r2s: list[float] = []
     params: dict[str, list[float]] = {k: [] for k in fit.params}
-    failed = 0
+    failed = unconverged = 0
     for _ in range(n_boot):
         idx = rng.integers(0, s.shape[0], size=s.shape[0])
         data = _prepare(mm, _finite_column_means(s[idx]), "bootstrap")
@@ -693,10 +696,8 @@ def bootstrap_fit(fit: CurveFit, m: Sequence[float], samples, *, n_boot: int = 1
             failed += 1
             continue
         model = _Scaled(fit.kind, fit.form, data.x)
-        sol = _polish(model, data.z, th0, sign, 0)
-        if not sol.converged:
-            failed += 1
-            continue
+        sol = _polish(model, data.z, th0, sign, 0, max_nfev=max_nfev)
+        unconverged += not sol.converged
         p = _to_params(model, sol, data)
         r2s.append(r2_score(data.y, _CURVES[(fit.kind, fit.form)](data.m, **p)))
         for k, values in params.items():
@@ -704,10 +705,14 @@ def bootstrap_fit(fit: CurveFit, m: Sequence[float], samples, *, n_boot: int = 1
     out = replace(fit, warnings=list(fit.warnings), extra=dict(fit.extra))
     out.n_boot, out.ci_level = n_boot, level
     out.extra["boot_failed"] = failed
+    out.extra["boot_unconverged"] = unconverged
     a = (1.0 - level) / 2
     if len(r2s) >= 2:
         out.r2_ci = tuple(float(v) for v in np.quantile(np.array(r2s), [a, 1 - a]))
         out.param_ci = {k: tuple(float(v) for v in np.quantile(np.array(vs), [a, 1 - a])) for k, vs in params.items()}
     if failed:
-        out.warnings.append(f"{failed} of {n_boot} bootstrap refits did not converge (left out of the intervals)")
+        out.warnings.append(f"{failed} of {n_boot} bootstrap resamples could not be fitted (left out of the intervals)")
+    if unconverged:
+        out.warnings.append(f"{unconverged} of {n_boot} bootstrap refits stopped at {max_nfev} evaluations "
+                            "(kept in the intervals)")
     return out
