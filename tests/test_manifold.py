@@ -45,4 +45,4 @@ def test_evaluate_writes_report(tmp_path):
     ev = res["vec"]
     assert set(ev.summary["m"]) == set(grid)
     assert ev.calibration is not None and ev.valid_region_means is not None
-    assert set(ev.transfer_r2) == {"pref", "util"}
+    assert set(ev.transfer_r2) == {"pref", "util", "pref_per_side", "util_per_side"}

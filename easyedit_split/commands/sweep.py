@@ -82,6 +82,10 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-accuracy", type=float, default=None, help="calibration target (default 0.9)")
     p.add_argument("--target-pref", type=float, default=None, help="calibration target PrefOdds instead of accuracy")
     p.add_argument("--max-util-drop", type=float, default=1.0, help="utility budget of the calibration")
+    p.add_argument("--derived-from", dest="derived_from", choices=("means", "fit"), default="means",
+                   help="valid region and calibration from the measured means (default) or from converged fits")
+    p.add_argument("--fit-boot", dest="fit_boot", type=int, default=30,
+                   help="bootstrap resamples of the pairs for intervals on the fits' R² and parameters (0: none)")
     p.add_argument("--manifold", action="store_true", help="also measure the activation-manifold distance")
     p.add_argument("--manifold-positions", choices=("answer", "prompt", "all"), default="all",
                    help="tokens whose site outputs the manifold measure uses")
@@ -166,14 +170,16 @@ def evaluate(args: argparse.Namespace, specs: dict[str, str]) -> int:
         model, tokenizer, resolved, test, grid, train_pairs=sweep_train or None, output_dir=args.output,
         manifold_positions=args.manifold_positions,
         reduction=args.reduction, delta=args.delta, target_pref=args.target_pref, target_accuracy=args.target_accuracy,
-        max_util_drop=args.max_util_drop, manifold=args.manifold, batch_rows=args.batch_rows, seed=args.seed,
+        max_util_drop=args.max_util_drop, derived_from=args.derived_from, fit_boot=args.fit_boot,
+        manifold=args.manifold, batch_rows=args.batch_rows, seed=args.seed,
         title=args.title, table_format=args.format)
     out = sys.stdout
     for name, ev in result.methods.items():
-        fp, fu = ev.fits.get("pref"), ev.fits.get("util")
-        out.write(f"{name}: R²(PrefOdds)={fp.r2:.4f} R²(UtilOdds)={fu.r2:.4f}\n" if fp and fu else f"{name}: a fit failed\n")
+        for fit in ev.fits.values():
+            out.write(f"{name or 'update'}: {fit.label} R²={fit.r2:.4f}\n" if fit.success
+                      else f"{name or 'update'}: {fit.label} {fit.status}: {fit.message}\n")
         if ev.valid_region:
-            out.write(f"  valid region [{ev.valid_region.lo:.3g}, {ev.valid_region.hi:.3g}]\n")
+            out.write(f"  valid region [{ev.valid_region.lo:.3g}, {ev.valid_region.hi:.3g}] (from the {ev.valid_region.source})\n")
         if ev.calibration:
             c = ev.calibration
             out.write(f"  calibrated multiplier: {c.multiplier if c.multiplier is not None else 'none'} ({c.reason})\n")

@@ -1,11 +1,21 @@
 """Preference–utility evaluation: log-odds, multiplier sweeps, fitted curves, derived quantities,
-the activation-manifold measure, plots and reports (DESIGN.md §2–3)."""
+the activation-manifold measure, plots and reports (docs/design.md §2–3)."""
 
 from __future__ import annotations
 
 from .api import EvaluationResult, MethodEvaluation, evaluate_preference_utility
 from .derived import Calibration, ValidRegion, calibrate, valid_region
-from .fitting import CurveFit, fit_pref_odds, fit_util_odds, pref_curve, rq_decay, transfer_r2, util_curve
+from .fitting import (
+    CurveFit,
+    bootstrap_fit,
+    fit_curve,
+    fit_pref_odds,
+    fit_util_odds,
+    pref_curve,
+    rq_decay,
+    transfer_r2,
+    util_curve,
+)
 from .loading import LoadedUpdates, diffmean_from_pairs, load_any_update
 from .logodds import MeanCI, accuracy, bootstrap_mean_ci, pref_odds, summarize, util_odds
 from .manifold import ManifoldResult, correlate_with_utility, manifold_distance
@@ -13,8 +23,8 @@ from .sweep import read_table, sweep, write_table
 
 __all__ = [
     "Calibration", "CurveFit", "EvaluationResult", "LoadedUpdates", "ManifoldResult", "MeanCI", "MethodEvaluation",
-    "ValidRegion", "accuracy", "bootstrap_mean_ci", "calibrate", "correlate_with_utility", "diffmean_from_pairs",
-    "evaluate_preference_utility", "fit_pref_odds", "fit_util_odds", "load_any_update", "manifold_distance",
+    "ValidRegion", "accuracy", "bootstrap_fit", "bootstrap_mean_ci", "calibrate", "correlate_with_utility", "diffmean_from_pairs",
+    "evaluate_preference_utility", "fit_curve", "fit_pref_odds", "fit_util_odds", "load_any_update", "manifold_distance",
     "pref_curve", "pref_odds", "read_table", "rq_decay", "summarize", "sweep", "transfer_r2", "util_curve",
     "util_odds", "valid_region", "write_table",
 ]

@@ -19,7 +19,7 @@ from torch import nn
 
 from .._io import atomic_write_json
 from .derived import Calibration, ValidRegion, calibrate, valid_region
-from .fitting import CurveFit, fit_pref_odds, fit_util_odds, transfer_r2
+from .fitting import FORMS, CurveFit, bootstrap_fit, fit_curve, transfer_r2
 from .loading import LoadedUpdates, load_any_update
 from .logodds import summarize
 from .manifold import ManifoldResult, manifold_distance
@@ -39,7 +39,7 @@ class MethodEvaluation:
     kind: str
     table: pd.DataFrame  # per (example, m) on the evaluation pairs
     summary: pd.DataFrame  # per m means with CIs
-    fits: dict[str, CurveFit | None]  # fitted on the evaluation pairs' means
+    fits: dict[str, CurveFit | None]  # fitted on the evaluation pairs' means, keys in fit_key()
     train_summary: pd.DataFrame | None = None
     train_fits: dict[str, CurveFit | None] = field(default_factory=dict)
     transfer_r2: dict[str, float | None] = field(default_factory=dict)
@@ -48,6 +48,7 @@ class MethodEvaluation:
     calibration: Calibration | None = None
     manifold: ManifoldResult | None = None
     util_infinite: int = 0
+    notes: list[str] = field(default_factory=list)  # flags for the report: failed/skipped fits, NaN means, …
 
     def to_dict(self) -> dict[str, Any]:
         def fd(fs):
@@ -61,7 +62,7 @@ class MethodEvaluation:
             "valid_region_means": self.valid_region_means.to_dict() if self.valid_region_means else None,
             "calibration": self.calibration.to_dict() if self.calibration else None,
             "manifold": self.manifold.to_dict() if self.manifold else None,
-            "util_infinite": self.util_infinite,
+            "util_infinite": self.util_infinite, "notes": self.notes,
         }
 
 
@@ -88,18 +89,78 @@ class EvaluationResult:
                 "files": self.files, "methods": {k: v.to_dict() for k, v in self.methods.items()}}
 
 
-def _safe_fit(fn, m, y, what: str) -> CurveFit | None:
-    try:
-        return fn(m, y)
-    except (ValueError, RuntimeError) as exc:
-        logger.warning("%s fit failed: %s", what, exc)
-        return None
+def fit_key(kind: str, form: str) -> str:
+    """Key of a fit in :attr:`MethodEvaluation.fits`: ``"pref"`` / ``"util"`` for the design form,
+    ``"pref_per_side"`` / ``"util_per_side"`` for the per-side form."""
+    return kind if form == "design" else f"{kind}_{form}"
 
 
-def _fits(summary: pd.DataFrame, name: str) -> dict[str, CurveFit | None]:
+def _per_example(table: pd.DataFrame, column: str, grid: Sequence[float]) -> np.ndarray:
+    """``[n_examples, len(grid)]`` values of ``column`` (rows: examples, columns: multipliers)."""
+    wide = table.pivot(index="example_id", columns="m", values=column)
+    return wide.reindex(columns=list(grid)).to_numpy(dtype=np.float64)
+
+
+def _fits(summary: pd.DataFrame, name: str, table: pd.DataFrame | None = None, reduction: str = "sum",
+          n_boot: int = 0, seed: int = 0) -> dict[str, CurveFit]:
+    """Both forms of both curves on the per-m means; with ``table`` and ``n_boot``, bootstrap intervals."""
     m = summary["m"].to_numpy()
-    return {"pref": _safe_fit(fit_pref_odds, m, summary["pref"].to_numpy(), f"{name} PrefOdds"),
-            "util": _safe_fit(fit_util_odds, m, summary["util"].to_numpy(), f"{name} UtilOdds")}
+    sfx = "" if reduction == "sum" else "_mean"
+    out: dict[str, CurveFit] = {}
+    for kind in ("pref", "util"):
+        samples = None
+        if table is not None and n_boot > 0:
+            samples = _per_example(table, f"{kind}_odds{sfx}", m)
+            if np.isnan(samples).any():
+                logger.warning("%s: missing (example, m) rows; no bootstrap intervals for %s", name, kind)
+                samples = None
+        for form in FORMS:
+            fit = fit_curve(kind, m, summary[kind].to_numpy(), form=form)
+            if samples is not None:
+                fit = bootstrap_fit(fit, m, samples, n_boot=n_boot, seed=seed)
+            out[fit_key(kind, form)] = fit
+    return out
+
+
+def _fit_notes(fits: dict[str, CurveFit | None], where: str) -> list[str]:
+    notes = []
+    for fit in fits.values():
+        if fit is not None and fit.status != "ok":
+            notes.append(f"{where} {fit.label} fit {fit.status}: {fit.message}")
+    return notes
+
+
+def _derived(ev: MethodEvaluation, ref_summary: pd.DataFrame, ref_fits: dict[str, CurveFit | None], *,
+             derived_from: str, delta: float, target_pref: float | None, target_accuracy: float | None,
+             max_util_drop: float) -> None:
+    """Valid region and calibration from the measured means (or converged fits when asked); flags in ``ev.notes``."""
+    m_ref = ref_summary["m"].to_numpy()
+    util = ref_summary["util"].to_numpy()
+    use: dict[str, CurveFit | None] = {"pref": None, "util": None}
+    if derived_from == "fit":
+        for key in use:
+            f = ref_fits.get(key)
+            if f is not None and f.success:
+                use[key] = f
+            else:
+                why = "missing" if f is None else f"{f.status}: {f.message}"
+                ev.notes.append(f"derived quantities use the measured {key} means: the {key} fit is {why}")
+    try:
+        ev.valid_region_means = valid_region(m_ref, util, delta=delta, skip_nan=True)
+        ev.valid_region = (valid_region(m_ref, util, fit=use["util"], delta=delta, skip_nan=True)
+                           if use["util"] is not None else ev.valid_region_means)
+        ev.calibration = calibrate(
+            m_ref, pref=ref_summary["pref"].to_numpy(), util=util, accuracy=ref_summary["accuracy"].to_numpy(),
+            pref_fit=use["pref"], util_fit=use["util"], target_pref=target_pref, target_accuracy=target_accuracy,
+            max_util_drop=max_util_drop, skip_nan=True)
+    except ValueError as exc:
+        logger.warning("%s: derived quantities unavailable: %s", ev.name, exc)
+        ev.notes.append(f"derived quantities unavailable: {exc}")
+        return
+    skipped = sorted(set(ev.valid_region.skipped_m) | set(ev.calibration.skipped_m))
+    if skipped:
+        ev.notes.append("derived quantities interpolate across multipliers whose mean is NaN: m = "
+                        + ", ".join(f"{v:g}" for v in skipped))
 
 
 def prompt_settings(loaded: LoadedUpdates) -> dict[str, Any]:
@@ -140,6 +201,8 @@ def evaluate_preference_utility(
     batch_rows: int = 128,
     use_prefix_cache: bool = True,
     n_boot: int = 1000,
+    fit_boot: int = 30,
+    derived_from: str = "means",
     seed: int = 0,
     progress: bool = True,
     title: str | None = None,
@@ -149,15 +212,21 @@ def evaluate_preference_utility(
     """Preference–utility evaluation of one update (or several: pass ``{name: spec}``).
 
     ``updates``: anything :func:`~.loading.load_any_update` accepts, or a mapping name → such a spec.
-    Sweeps ``pairs`` over ``multipliers``; fits PrefOdds/UtilOdds curves on the per-m means; with
-    ``train_pairs``, also sweeps and fits those and reports the transfer R² of the training fits on
-    ``pairs``. Derived quantities (valid region for ``delta``, calibration to ``target_pref`` or
-    ``target_accuracy`` — default accuracy 0.9 — within ``max_util_drop``) use the training fits
-    when available. ``manifold=True`` adds the manifold distance on the first ``manifold_pairs`` pairs.
+    Sweeps ``pairs`` over ``multipliers``; fits PrefOdds/UtilOdds curves on the per-m means in both
+    forms of docs/design.md §3 (``fits["pref"]``, ``fits["util"]``: design form;
+    ``fits["pref_per_side"]``, ``fits["util_per_side"]``: per-side form), with bootstrap intervals on
+    R² and parameters from ``fit_boot`` resamples of the pairs (0: none); with ``train_pairs``, also
+    sweeps and fits those and reports the transfer R² of the training fits on ``pairs``. Derived
+    quantities (valid region for ``delta``, calibration to ``target_pref`` or ``target_accuracy`` —
+    default accuracy 0.9 — within ``max_util_drop``) come from the measured means (of the training
+    pairs when given) unless ``derived_from="fit"``, which uses the design-form fits where they
+    converged; failed or skipped fits and NaN means are listed in ``notes`` and the report. ``manifold=True`` adds the manifold distance on the first ``manifold_pairs`` pairs.
     With ``output_dir``: tables, ``results.json``, PNG plots and ``report.md``, each written atomically.
     """
     if reduction not in ("sum", "mean"):
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    if derived_from not in ("means", "fit"):
+        raise ValueError(f"derived_from must be 'means' or 'fit', got {derived_from!r}")
     if target_pref is None and target_accuracy is None:
         target_accuracy = 0.9
     specs: Mapping[str, Any] = updates if isinstance(updates, Mapping) else {"": updates}
@@ -178,8 +247,10 @@ def evaluate_preference_utility(
                       use_prefix_cache=use_prefix_cache, progress=progress)
         summary = summarize(table, reduction=reduction, n_boot=n_boot, seed=seed)
         util_col = "util_odds" if reduction == "sum" else "util_odds_mean"
-        ev = MethodEvaluation(name, loaded.source, loaded.kind, table, summary, _fits(summary, name),
+        ev = MethodEvaluation(name, loaded.source, loaded.kind, table, summary,
+                              _fits(summary, name, table, reduction, n_boot=fit_boot, seed=seed),
                               util_infinite=int(np.isinf(table[util_col]).sum()))
+        ev.notes += _fit_notes(ev.fits, "evaluation pairs:")
         if ev.util_infinite:
             logger.warning("%s: %d (pair, m) rows have UtilOdds = +inf (valid mass >= 1); left out of the means",
                            name, ev.util_infinite)
@@ -189,25 +260,19 @@ def evaluate_preference_utility(
                            use_prefix_cache=use_prefix_cache, progress=progress)
             ev.train_summary = summarize(ttable, reduction=reduction, n_boot=n_boot, seed=seed)
             ev.train_fits = _fits(ev.train_summary, f"{name} (train)")
-            for key in ("pref", "util"):
-                f = ev.train_fits.get(key)
-                ev.transfer_r2[key] = None if f is None else transfer_r2(f, summary["m"], summary[key])
+            ev.notes += _fit_notes(ev.train_fits, "training pairs:")
+            for key, f in ev.train_fits.items():
+                kind = f.kind
+                ev.transfer_r2[key] = transfer_r2(f, summary["m"], summary[kind]) if f.success else None
             if out_dir is not None:
                 files[f"train_table:{name}"] = str(write_table(ttable, out_dir / f"sweep_train_{_slug(name)}.{table_format}"))
         ref_fits = ev.train_fits if ev.train_fits else ev.fits
         ref_summary = ev.train_summary if ev.train_summary is not None else summary
-        m_ref = ref_summary["m"].to_numpy()
-        try:
-            ev.valid_region_means = valid_region(m_ref, ref_summary["util"].to_numpy(), delta=delta)
-            if ref_fits.get("util") is not None:
-                ev.valid_region = valid_region(m_ref, fit=ref_fits["util"], delta=delta)
-            ev.calibration = calibrate(
-                m_ref, pref=ref_summary["pref"].to_numpy(), util=ref_summary["util"].to_numpy(),
-                accuracy=ref_summary["accuracy"].to_numpy(), pref_fit=ref_fits.get("pref"),
-                util_fit=ref_fits.get("util"), target_pref=target_pref, target_accuracy=target_accuracy,
-                max_util_drop=max_util_drop)
-        except ValueError as exc:
-            logger.warning("%s: derived quantities unavailable: %s", name, exc)
+        _derived(ev, ref_summary, ref_fits, derived_from=derived_from, delta=delta, target_pref=target_pref,
+                 target_accuracy=target_accuracy, max_util_drop=max_util_drop)
+        if summary[["pref", "util"]].isna().any().any():
+            bad = summary.loc[summary[["pref", "util"]].isna().any(axis=1), "m"].tolist()
+            ev.notes.append("NaN means (no finite value) at m = " + ", ".join(f"{v:g}" for v in bad))
         if manifold:
             sub = eval_enc[:manifold_pairs]
             ev.manifold = manifold_distance(model, tokenizer, sub, ups, grid, variance=manifold_variance,
@@ -218,7 +283,7 @@ def evaluate_preference_utility(
     result = EvaluationResult(methods, grid, reduction, {
         "delta": delta, "target_pref": target_pref, "target_accuracy": target_accuracy,
         "max_util_drop": max_util_drop, "n_pairs": len(pairs), "n_train_pairs": len(train_pairs) if train_pairs else 0,
-        "n_boot": n_boot, "seed": seed, "manifold": manifold, "manifold_pairs": manifold_pairs,
+        "n_boot": n_boot, "fit_boot": fit_boot, "derived_from": derived_from, "seed": seed, "manifold": manifold, "manifold_pairs": manifold_pairs,
         "manifold_variance": manifold_variance, "manifold_positions": manifold_positions,
     }, out_dir, files)
     if out_dir is not None:

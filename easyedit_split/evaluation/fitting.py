@@ -1,85 +1,199 @@
-"""Fitted preference and utility curves (DESIGN.md §3).
+"""Fitted preference and utility curves (docs/design.md §3).
 
 Piecewise rational-quadratic decay, one piece per sign of ``m``::
 
     D(m) = (1 + (m - m₊)² / L₊)^(-p₊)   for m >= 0
     D(m) = (1 + (m - m₋)² / L₋)^(-p₋)   for m < 0          (L± > 0, p± > 0)
 
-    PrefOdds(m) ≈ (α·m + β)·D_p(m) + b_p
-    UtilOdds(m) ≈ β_u·D_u(m) + b_u
+Two fitted forms, each named in results and reports:
 
-Fitted by least squares with scipy's SLSQP: ``L±`` and ``p±`` are bounded away from zero, the two
-pieces are continuous at ``m = 0`` (``D₊(0) = D₋(0)``, an equality constraint), and several
-deterministic starting points are tried in a fixed order; the best feasible one wins (the loop
-stops early once three starts reach the same optimum, within 0.1% of its squared error). The problem is solved in
-scaled units (``m / max|m|``, standardised ``y``) and the parameters converted back.
+``"design"`` — the form of docs/design.md §3, nothing shared beyond what it states: the decay has its
+own ``m±, L±, p±`` per side, continuous at ``m = 0`` (``D₊(0) = D₋(0)``), and one set of amplitude
+parameters::
+
+    PrefOdds(m) ≈ (α·m + β)·D(m) + b          9 parameters, 8 free (continuity fixes one)
+    UtilOdds(m) ≈ β_u·D(m) + b_u              8 parameters, 7 free
+
+``"per_side"`` — every parameter per side, the curve (not only the decay) continuous at ``m = 0``::
+
+    PrefOdds(m) ≈ (α± ·m + β±)·D±(m) + b±     12 parameters, 11 free (b₋ follows from continuity)
+    UtilOdds(m) ≈ β±·D±(m) + b±               10 parameters, 9 free
+
+**How it is fitted** (deterministic for any thread count; no random numbers):
+
+* scaled units: ``x = m / max|m|``, ``z = (y − mean y) / std y`` (sums by :func:`math.fsum`);
+* positivity by reparametrisation (``L = e^λ``, ``p = e^π``, bounded so nothing overflows) and
+  continuity by construction: in the design form both pieces are written through their common value
+  ``D(0) = e^(−r²)``, so ``m± = ±r·√(L±/p±)·√(expm1(r²/p±)/(r²/p±))`` — exact for any parameters;
+  in the per-side form ``b₋ = β₊·D₊(0) + b₊ − β₋·D₋(0)``;
+* the amplitude parameters enter linearly and are solved exactly for every decay (variable
+  projection), so the search runs over the decay parameters only (5 or 6);
+* a fixed grid of decay starts (several hundred) is screened by the projected squared error, the best
+  few are polished by :func:`scipy.optimize.least_squares` (trust-region reflective with bounds), and
+  the winner is the earliest start (in grid order) among those whose squared error is within
+  :data:`LOSS_RTOL` of the lowest — float noise cannot pick between two equally good optima;
+* products ``Φ·c`` are explicit column sums and squared errors :func:`math.fsum`, so the objective has
+  no BLAS-order-dependent reduction.
+
+**Too few points**: a fit needs ``n_points >= n_free + MIN_EXTRA_POINTS`` (3) finite points, and at
+least two on each side of 0; otherwise the result has ``status == "skipped"`` and a ``message`` saying
+why, and a warning is logged. A 7-point grid therefore fits none of the four curves.
+
+**Uncertainty**: :func:`bootstrap_fit` resamples examples (seeded), refits the per-m means from the
+fitted optimum and gives percentile intervals on R² and every parameter.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
+from scipy.optimize import least_squares
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "FORMS",
+    "LOSS_RTOL",
+    "MIN_EXTRA_POINTS",
     "PREF_PARAMS",
     "UTIL_PARAMS",
     "CurveFit",
+    "bootstrap_fit",
+    "curve_params",
     "fit_curve",
     "fit_pref_odds",
     "fit_util_odds",
+    "n_free_params",
     "pref_curve",
+    "pref_curve_per_side",
     "r2_score",
     "rq_decay",
     "transfer_r2",
     "util_curve",
+    "util_curve_per_side",
 ]
+
+FORMS = ("design", "per_side")
+KINDS = ("pref", "util")
+MIN_EXTRA_POINTS = 3  # a fit needs n_points >= n_free + MIN_EXTRA_POINTS
+LOSS_RTOL = 1e-7  # squared errors within this relative tolerance count as a tie
+N_POLISH = 6  # screened starts polished by least squares
+_STOP_FLOOR = 1e-2  # see _polish
 
 DECAY_PARAMS = ("m_pos", "L_pos", "p_pos", "m_neg", "L_neg", "p_neg")
 PREF_PARAMS = ("alpha", "beta", "b") + DECAY_PARAMS
 UTIL_PARAMS = ("beta", "b") + DECAY_PARAMS
+PREF_PARAMS_PER_SIDE = ("alpha_pos", "beta_pos", "b_pos", "alpha_neg", "beta_neg", "b_neg") + DECAY_PARAMS
+UTIL_PARAMS_PER_SIDE = ("beta_pos", "b_pos", "beta_neg", "b_neg") + DECAY_PARAMS
 
-_L_BOUNDS = (1e-4, 1e4)  # scaled units (m / max|m|)²
-_P_BOUNDS = (1e-3, 50.0)
-_M0_BOUNDS = (-3.0, 3.0)  # scaled units
+_PARAMS = {("pref", "design"): PREF_PARAMS, ("util", "design"): UTIL_PARAMS,
+           ("pref", "per_side"): PREF_PARAMS_PER_SIDE, ("util", "per_side"): UTIL_PARAMS_PER_SIDE}
+# one continuity equation per form: free = all parameters − 1
+_N_FREE = {key: len(names) - 1 for key, names in _PARAMS.items()}
+
+# bounds in scaled units (x = m / max|m|)
+_LOG_L = (math.log(1e-4), math.log(1e4))
+_LOG_P = (math.log(1e-2), math.log(1e2))
+_R = (-2.5, 2.5)  # design form: D(0) = exp(−r²) >= 0.002
+_MU = (-3.0, 3.0)  # per-side form: peak positions
+
+
+def _check_kind_form(kind: str, form: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be 'pref' or 'util', got {kind!r}")
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+
+
+def n_free_params(kind: str, form: str = "design") -> int:
+    """Free parameters of a fitted form (its parameters minus the continuity equation)."""
+    _check_kind_form(kind, form)
+    return _N_FREE[(kind, form)]
+
+
+def curve_params(kind: str, form: str = "design") -> tuple[str, ...]:
+    """Names of the reported parameters of a fitted form (original units)."""
+    _check_kind_form(kind, form)
+    return _PARAMS[(kind, form)]
+
+
+# ---------------------------------------------------------------------------------------------
+# the curves (original units)
+
+
+def _piece(m: np.ndarray, centre: float, L: float, p: float) -> np.ndarray:
+    return np.exp(-p * np.log1p((m - centre) ** 2 / L))
 
 
 def rq_decay(m, m_pos: float, L_pos: float, p_pos: float, m_neg: float, L_neg: float, p_neg: float) -> np.ndarray:
     """``D(m)``: the piecewise rational-quadratic decay."""
     m = np.asarray(m, dtype=np.float64)
-    pos = np.exp(-p_pos * np.log1p((m - m_pos) ** 2 / L_pos))
-    neg = np.exp(-p_neg * np.log1p((m - m_neg) ** 2 / L_neg))
-    return np.where(m >= 0, pos, neg)
+    return np.where(m >= 0, _piece(m, m_pos, L_pos, p_pos), _piece(m, m_neg, L_neg, p_neg))
 
 
 def pref_curve(m, alpha: float, beta: float, b: float, **decay: float) -> np.ndarray:
+    """Design form: ``(α·m + β)·D(m) + b``."""
     m = np.asarray(m, dtype=np.float64)
     return (alpha * m + beta) * rq_decay(m, **decay) + b
 
 
 def util_curve(m, beta: float, b: float, **decay: float) -> np.ndarray:
+    """Design form: ``β_u·D(m) + b_u``."""
     return beta * rq_decay(m, **decay) + b
 
 
+def pref_curve_per_side(m, alpha_pos: float, beta_pos: float, b_pos: float, alpha_neg: float, beta_neg: float,
+                        b_neg: float, **decay: float) -> np.ndarray:
+    """Per-side form: ``(α±·m + β±)·D±(m) + b±``."""
+    m = np.asarray(m, dtype=np.float64)
+    d = rq_decay(m, **decay)
+    return np.where(m >= 0, (alpha_pos * m + beta_pos) * d + b_pos, (alpha_neg * m + beta_neg) * d + b_neg)
+
+
+def util_curve_per_side(m, beta_pos: float, b_pos: float, beta_neg: float, b_neg: float, **decay: float) -> np.ndarray:
+    """Per-side form: ``β±·D±(m) + b±``."""
+    m = np.asarray(m, dtype=np.float64)
+    d = rq_decay(m, **decay)
+    return np.where(m >= 0, beta_pos * d + b_pos, beta_neg * d + b_neg)
+
+
+_CURVES = {("pref", "design"): pref_curve, ("util", "design"): util_curve,
+           ("pref", "per_side"): pref_curve_per_side, ("util", "per_side"): util_curve_per_side}
+
+
 def r2_score(y, y_hat) -> float:
-    y, y_hat = np.asarray(y, dtype=np.float64), np.asarray(y_hat, dtype=np.float64)
-    ss_tot = float(np.sum((y - y.mean()) ** 2))
-    ss_res = float(np.sum((y - y_hat) ** 2))
+    """``1 − SS_res / SS_tot`` with :func:`math.fsum` sums (order-independent)."""
+    y, y_hat = np.asarray(y, dtype=np.float64).reshape(-1), np.asarray(y_hat, dtype=np.float64).reshape(-1)
+    mean = math.fsum(y.tolist()) / y.size
+    ss_tot = math.fsum(((y - mean) ** 2).tolist())
+    ss_res = math.fsum(((y - y_hat) ** 2).tolist())
     if ss_tot == 0:
         return 1.0 if ss_res == 0 else float("-inf")
     return 1.0 - ss_res / ss_tot
 
 
+# ---------------------------------------------------------------------------------------------
+# the result
+
+
 @dataclass
 class CurveFit:
-    """A fitted curve: ``kind`` is ``"pref"`` or ``"util"``; ``params`` in original units."""
+    """A fitted curve.
+
+    ``kind``: ``"pref"`` or ``"util"``; ``form``: ``"design"`` or ``"per_side"`` (module docstring);
+    ``params`` in original units (empty when skipped); ``n_params``: free parameters; ``n``: points
+    used. ``status``: ``"ok"`` (converged), ``"failed"`` (the optimiser did not converge: do not use
+    the curve) or ``"skipped"`` (not fitted: too few points; ``message`` says why). ``warnings``:
+    everything a reader should know (points left out, parameters at a bound). ``r2_ci`` /
+    ``param_ci``: bootstrap percentile intervals (:func:`bootstrap_fit`), ``None`` until computed.
+    """
 
     kind: str
     params: dict[str, float]
@@ -88,211 +202,517 @@ class CurveFit:
     n: int
     m_min: float
     m_max: float
-    success: bool
+    status: str
     message: str
     n_starts: int
     seconds: float
-    continuity_gap: float = 0.0  # |D₊(0) − D₋(0)| at the solution
+    form: str = "design"
+    n_params: int = 0
+    r2_adj: float = float("nan")
+    continuity_gap: float = 0.0  # |f₊(0) − f₋(0)| of the fitted curve at m = 0
+    warnings: list[str] = field(default_factory=list)
+    r2_ci: tuple[float, float] | None = None
+    param_ci: dict[str, tuple[float, float]] | None = None
+    n_boot: int = 0
+    ci_level: float = 0.95
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def success(self) -> bool:
+        """Converged (``status == "ok"``): only then may a curve stand in for the measurements."""
+        return self.status == "ok"
+
+    @property
+    def label(self) -> str:
+        """``"PrefOdds (design form)"`` etc."""
+        return f"{'PrefOdds' if self.kind == 'pref' else 'UtilOdds'} ({self.form.replace('_', '-')} form)"
+
     def predict(self, m) -> np.ndarray:
-        if self.kind == "pref":
-            return pref_curve(m, **self.params)
-        return util_curve(m, **self.params)
+        if self.status == "skipped":
+            raise ValueError(f"{self.label} was not fitted: {self.message}")
+        return _CURVES[(self.kind, self.form)](m, **self.params)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["success"] = self.success
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CurveFit:
+        names = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in names}
+        for key in ("r2_ci",):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
+        if d.get("param_ci") is not None:
+            d["param_ci"] = {k: tuple(v) for k, v in d["param_ci"].items()}
         return cls(**d)
 
 
-def _decay_and_grad(x: np.ndarray, th: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``D(x)`` and ``dD/dθ`` ``[n, 6]`` for θ = (m₊, L₊, p₊, m₋, L₋, p₋)."""
-    D = np.empty_like(x)
-    G = np.zeros((x.size, 6))
-    for piece, sel in ((0, x >= 0), (1, x < 0)):
-        m0, L, p = th[3 * piece: 3 * piece + 3]
-        dx = x[sel] - m0
-        u = dx * dx / L
-        lu = np.log1p(u)
-        d = np.exp(-p * lu)
-        D[sel] = d
-        k = d * p / (1.0 + u)
-        G[sel, 3 * piece] = k * 2.0 * dx / L
-        G[sel, 3 * piece + 1] = k * u / L
-        G[sel, 3 * piece + 2] = -lu * d
-    return D, G
+# ---------------------------------------------------------------------------------------------
+# the model in scaled units: decay parameters θ (searched), amplitudes c (linear)
 
 
-def _continuity_grad(th_decay: np.ndarray) -> np.ndarray:
-    mp, Lp, pp, mn, Ln, pn = th_decay
-    up, un = mp * mp / Lp, mn * mn / Ln
-    return np.array([pp * 2 * mp / Lp / (1 + up), -pp * up / Lp / (1 + up), np.log1p(up),
-                     -pn * 2 * mn / Ln / (1 + un), pn * un / Ln / (1 + un), -np.log1p(un)])
+def _design_centre(r, L, p):
+    """``μ = r·√(L/p)·√(expm1(t)/t)`` with ``t = r²/p`` (so that ``D(0) = e^(−r²)``) and its
+    derivatives with respect to ``r``, ``ln L`` and ``ln p``; smooth through ``r = 0``."""
+    t = r * r / p
+    small = t < 1e-8
+    ts = np.where(small, 1.0, t)
+    q = np.where(small, 1.0 + t / 4, np.sqrt(np.expm1(ts) / ts))
+    w = np.where(small, 0.5 + t / 12, 1.0 / -np.expm1(-ts) - 1.0 / ts)  # 2·d ln q / dt
+    s = np.sqrt(L / p)
+    mu = r * s * q
+    return mu, s * q * (1.0 + t * w), mu / 2, mu * (-0.5 - 0.5 * t * w)
 
 
-def _continuity(th_decay: np.ndarray) -> float:
-    mp, Lp, pp, mn, Ln, pn = th_decay
-    return float(pp * np.log1p(mp * mp / Lp) - pn * np.log1p(mn * mn / Ln))
+def _piece_grad(x, mu, L, p):
+    """A decay piece and its derivatives with respect to its centre, ``ln L`` and ``ln p``."""
+    dx = x - mu
+    u = dx * dx / L
+    lg = np.log1p(u)
+    d = np.exp(-p * lg)
+    k = d * p / (1.0 + u)
+    return d, k * 2.0 * dx / L, k * u, -lg * d * p
 
 
-def _prepare(m, y) -> tuple[np.ndarray, np.ndarray, float, float, float]:
+class _Scaled:
+    """One (kind, form) model on scaled multipliers ``x = m / max|m|``.
+
+    Decay parameters θ: design form ``(r, ln L₊, ln p₊, ln L₋, ln p₋)`` plus a fixed ``sign`` (+1: both
+    centres on the same side of 0, −1: on opposite sides); per-side form
+    ``(m₊, ln L₊, ln p₊, m₋, ln L₋, ln p₋)``. Amplitudes ``c`` multiply the basis columns ``Φ(θ)``.
+    """
+
+    def __init__(self, kind: str, form: str, x: np.ndarray):
+        self.kind, self.form, self.x = kind, form, x
+        self.pos = x >= 0
+        self.n_theta = 5 if form == "design" else 6
+
+    def sides(self, th, sign):
+        """Per-side ``(centre, L, p)`` (arrays broadcast over a batch of θ rows ``[..., n_theta]``)."""
+        th = np.asarray(th, dtype=np.float64)
+        if self.form == "design":
+            r = th[..., 0]
+            Lp, pp, Ln, pn = (np.exp(th[..., j]) for j in (1, 2, 3, 4))
+            return ((_design_centre(r, Lp, pp)[0], Lp, pp),
+                    (np.asarray(sign) * _design_centre(r, Ln, pn)[0], Ln, pn))
+        return ((th[..., 0], np.exp(th[..., 1]), np.exp(th[..., 2])),
+                (th[..., 3], np.exp(th[..., 4]), np.exp(th[..., 5])))
+
+    def basis(self, th, sign, grad: bool = False):
+        """``Φ`` ``[S, n, k]`` for θ rows ``[S, n_theta]`` (and ``dΦ/dθ`` ``[S, n, k, n_theta]``)."""
+        th = np.atleast_2d(np.asarray(th, dtype=np.float64))
+        sign = np.broadcast_to(np.asarray(sign, dtype=np.float64), (th.shape[0],))[:, None]
+        x, pos = self.x[None, :], self.pos[None, :]
+        one, zero = np.ones((th.shape[0], x.shape[1])), np.zeros((th.shape[0], x.shape[1]))
+        col = [th[:, j:j + 1] for j in range(self.n_theta)]
+        if self.form == "design":
+            r = col[0]
+            Lp, pp, Ln, pn = (np.exp(c) for c in col[1:])
+            mp, mp_r, mp_l, mp_p = _design_centre(r, Lp, pp)
+            mn, mn_r, mn_l, mn_p = (sign * v for v in _design_centre(r, Ln, pn))
+            dp, dp_mu, dp_l, dp_p = _piece_grad(x, mp, Lp, pp)
+            dn, dn_mu, dn_l, dn_p = _piece_grad(x, mn, Ln, pn)
+            d = np.where(pos, dp, dn)
+            dd = [np.where(pos, dp_mu * mp_r, dn_mu * mn_r), np.where(pos, dp_l + dp_mu * mp_l, 0.0),
+                  np.where(pos, dp_p + dp_mu * mp_p, 0.0), np.where(pos, 0.0, dn_l + dn_mu * mn_l),
+                  np.where(pos, 0.0, dn_p + dn_mu * mn_p)]
+            if self.kind == "pref":
+                cols = [x * d, d, one]
+                dcols = [[x * g for g in dd], dd, [zero] * 5]
+            else:
+                cols = [d, one]
+                dcols = [dd, [zero] * 5]
+        else:
+            mp, Lp, pp, mn, Ln, pn = col[0], np.exp(col[1]), np.exp(col[2]), col[3], np.exp(col[4]), np.exp(col[5])
+            dp, *gp = _piece_grad(x, mp, Lp, pp)
+            dn, *gn = _piece_grad(x, mn, Ln, pn)
+            d0p, *g0p = _piece_grad(0.0, mp, Lp, pp)
+            d0n, *g0n = _piece_grad(0.0, mn, Ln, pn)
+            # b₋ = β₊·D₊(0) + b₊ − β₋·D₋(0) is eliminated: β₊ also acts on m < 0, β₋ through D₋ − D₋(0)
+            beta_p = np.where(pos, dp, d0p)
+            beta_n = np.where(pos, 0.0, dn - d0n)
+            d_beta_p = [np.where(pos, g, g0) for g, g0 in zip(gp, g0p)] + [zero] * 3
+            d_beta_n = [zero] * 3 + [np.where(pos, 0.0, g - g0) for g, g0 in zip(gn, g0n)]
+            if self.kind == "util":
+                cols = [beta_p, one, beta_n]
+                dcols = [d_beta_p, [zero] * 6, d_beta_n]
+            else:
+                alpha_p = np.where(pos, x * dp, 0.0)
+                alpha_n = np.where(pos, 0.0, x * dn)
+                d_alpha_p = [np.where(pos, x * g, 0.0) for g in gp] + [zero] * 3
+                d_alpha_n = [zero] * 3 + [np.where(pos, 0.0, x * g) for g in gn]
+                cols = [alpha_p, beta_p, one, alpha_n, beta_n]
+                dcols = [d_alpha_p, d_beta_p, [zero] * 6, d_alpha_n, d_beta_n]
+        phi = np.stack(np.broadcast_arrays(*cols), axis=-1)
+        if not grad:
+            return phi
+        return phi, np.stack([np.stack(np.broadcast_arrays(*dc), axis=-1) for dc in dcols], axis=-2)
+
+    def project(self, th, sign, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each θ row the best amplitudes ``c`` ``[S, k]`` and the squared error ``[S]``."""
+        phi = self.basis(th, sign)
+        finite = np.isfinite(phi).all(axis=(1, 2))
+        phi = np.where(finite[:, None, None], phi, 0.0)
+        c = np.einsum("skn,n->sk", np.linalg.pinv(phi), z)
+        res = np.einsum("snk,sk->sn", phi, c) - z
+        loss = np.where(finite, np.sum(res * res, axis=1), np.inf)
+        return c, loss
+
+    def projected(self, th: np.ndarray, sign: int, z: np.ndarray, grad: bool = False):
+        """Variable projection at one θ: ``(c, residual)`` and, with ``grad``, the Jacobian of the
+        residual with respect to θ (Kaufman's form ``(I − ΦΦ⁺)·Σ_k c_k ∂Φ_k/∂θ``)."""
+        if grad:
+            phi, dphi = self.basis(th, sign, grad=True)
+            phi, dphi = phi[0], dphi[0]
+        else:
+            phi = self.basis(th, sign)[0]
+        if not np.isfinite(phi).all():
+            bad = np.full(z.shape, 1e6)
+            return (np.zeros(phi.shape[1]), bad, np.zeros((z.size, self.n_theta))) if grad else (np.zeros(phi.shape[1]), bad)
+        pinv = np.linalg.pinv(phi)
+        c = np.einsum("kn,n->k", pinv, z)
+        fitted = np.zeros_like(z)
+        for k in range(phi.shape[1]):  # explicit column sum: no BLAS reduction
+            fitted = fitted + c[k] * phi[:, k]
+        res = fitted - z
+        if not grad:
+            return c, res
+        j = np.zeros((z.size, self.n_theta))
+        for k in range(phi.shape[1]):
+            j = j + c[k] * dphi[:, k, :]
+        j = j - np.einsum("nk,kt->nt", phi, np.einsum("kn,nt->kt", pinv, j))
+        return c, res, j
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.form == "design":
+            lo, hi = zip(_R, _LOG_L, _LOG_P, _LOG_L, _LOG_P)
+        else:
+            lo, hi = zip(_MU, _LOG_L, _LOG_P, _MU, _LOG_L, _LOG_P)
+        return np.array(lo, dtype=np.float64), np.array(hi, dtype=np.float64)
+
+    def starts(self) -> tuple[np.ndarray, np.ndarray]:
+        """The fixed start grid: θ rows ``[S, n_theta]`` and their signs ``[S]``, in a fixed order."""
+        p_grid = [math.log(v) for v in (0.5, 2.0)]
+        rows, signs = [], []
+        if self.form == "design":
+            L_grid = [math.log(v) for v in (0.02, 0.1, 0.5, 2.5)]
+            for r in (0.0, 0.6, -0.6, 1.2, -1.2, 1.8, -1.8):
+                for sign in ((1,) if r == 0.0 else (1, -1)):
+                    for lLp, lpp, lLn, lpn in itertools.product(L_grid, p_grid, L_grid, p_grid):
+                        rows.append([r, lLp, lpp, lLn, lpn])
+                        signs.append(sign)
+        else:
+            L_grid = [math.log(v) for v in (0.03, 0.2, 1.5)]
+            side = list(itertools.product((0.0, 0.3, 0.6, 1.0, -0.5), L_grid, p_grid))
+            for (mp, lLp, lpp), (mn, lLn, lpn) in itertools.product(side, side):
+                rows.append([mp, lLp, lpp, -mn, lLn, lpn])
+                signs.append(1)
+        return np.array(rows, dtype=np.float64), np.array(signs, dtype=np.int64)
+
+
+@dataclass
+class _Solution:
+    th: np.ndarray
+    c: np.ndarray
+    sign: int
+    loss: float
+    converged: bool
+    message: str
+    start_index: int
+
+
+def _polish(model: _Scaled, z: np.ndarray, th0: np.ndarray, sign: int, index: int,
+            max_nfev: int = 300) -> _Solution:
+    """Least squares over the decay parameters (amplitudes projected out, analytic Jacobian)."""
+    lo, hi = model.bounds()
+    # a constant extra residual (zero Jacobian row) makes the relative stopping rule absolute: the polish
+    # stops once a step improves the squared error by less than ~1e-12 of the total sum of squares, instead
+    # of chasing a zero-residual optimum that only a limit of the parameters reaches
+    floor = np.array([math.sqrt(_STOP_FLOOR * math.fsum((z * z).tolist()))])
+    zero_row = np.zeros((1, model.n_theta))
+
+    def fun(th):
+        return np.concatenate([model.projected(th, sign, z)[1], floor])
+
+    def jac(th):
+        return np.concatenate([model.projected(th, sign, z, grad=True)[2], zero_row])
+
+    with np.errstate(all="ignore"):
+        res = least_squares(fun, np.clip(th0, lo, hi), jac=jac, bounds=(lo, hi), method="trf", ftol=1e-8,
+                            xtol=1e-10, gtol=1e-10, max_nfev=max_nfev)
+    th = np.clip(res.x, lo, hi)
+    c, r = model.projected(th, sign, z)
+    loss = math.fsum((r * r).tolist())
+    ok = bool(res.status > 0) and math.isfinite(loss)
+    return _Solution(th, c, sign, loss, ok, str(res.message), index)
+
+
+def _best(solutions: list[_Solution], scale: float) -> _Solution:
+    """The earliest start among those within :data:`LOSS_RTOL` (of ``scale``) of the lowest loss."""
+    finite = [s for s in solutions if math.isfinite(s.loss)]
+    if not finite:
+        return min(solutions, key=lambda s: s.start_index)
+    lowest = min(s.loss for s in finite)
+    return min((s for s in finite if s.loss <= lowest + LOSS_RTOL * scale), key=lambda s: s.start_index)
+
+
+def _search(model: _Scaled, z: np.ndarray) -> tuple[_Solution, int]:
+    """Screen the start grid (amplitudes solved exactly), polish the best :data:`N_POLISH`."""
+    starts, signs = model.starts()
+    loss = model.project(starts, signs, z)[1]
+    scale = math.fsum((z * z).tolist())
+    q = LOSS_RTOL * scale
+    rounded = np.where(np.isfinite(loss), np.floor(loss / q + 0.5), np.inf)
+    order = np.lexsort((np.arange(loss.size), rounded))  # by rounded loss, then by start index
+    polished = [_polish(model, z, starts[i], int(signs[i]), int(i)) for i in order[:N_POLISH]]
+    best = _best(polished, scale)
+    if not best.converged:  # continue from where it stopped
+        more = _polish(model, z, best.th, best.sign, best.start_index, max_nfev=2000)
+        if more.converged or more.loss <= best.loss:
+            best = more
+    return best, len(starts)
+
+# ---------------------------------------------------------------------------------------------
+# public fitting functions
+
+
+@dataclass
+class _Data:
+    m: np.ndarray
+    y: np.ndarray
+    x: np.ndarray
+    z: np.ndarray
+    s_m: float
+    y_c: float
+    s_y: float
+    warnings: list[str]
+
+
+def _prepare(m, y, what: str) -> _Data:
     m = np.asarray(m, dtype=np.float64).reshape(-1)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     if m.shape != y.shape:
-        raise ValueError(f"fit: {m.size} multipliers but {y.size} values")
+        raise ValueError(f"{what}: {m.size} multipliers but {y.size} values")
+    warnings = []
     ok = np.isfinite(m) & np.isfinite(y)
     if (~ok).any():
-        logger.info("fit: ignoring %d non-finite points", int((~ok).sum()))
+        bad = ", ".join(f"{v:g}" for v in m[~ok])
+        warnings.append(f"{int((~ok).sum())} non-finite point(s) left out (m = {bad})")
     m, y = m[ok], y[ok]
-    if m.size < 4:
-        raise ValueError(f"fit needs at least 4 finite points, got {m.size}")
-    s_m = float(np.max(np.abs(m))) or 1.0
-    y_c = float(y.mean())
-    s_y = float(y.std()) or 1.0
-    return m, y, s_m, y_c, s_y
+    order = np.argsort(m, kind="stable")
+    m, y = m[order], y[order]
+    s_m = float(np.max(np.abs(m))) if m.size else 1.0
+    s_m = s_m or 1.0
+    y_c = math.fsum(y.tolist()) / y.size if y.size else 0.0
+    s_y = math.sqrt(math.fsum(((y - y_c) ** 2).tolist()) / y.size) if y.size else 1.0
+    s_y = s_y or 1.0
+    return _Data(m, y, m / s_m, (y - y_c) / s_y, s_m, y_c, s_y, warnings)
 
 
-def _starts_decay(x_peak: float) -> list[np.ndarray]:
-    # the continuity constraint has a zero gradient when m₊ = m₋ = 0: start just off it
-    if abs(x_peak) < 0.05:
-        x_peak = 0.05 if x_peak >= 0 else -0.05
-    out = []
-    for p, L in ((1.0, 1.0), (0.5, 0.25), (2.0, 4.0), (0.5, 4.0), (1.0, 0.1)):
-        out.append(np.array([x_peak, L, p, x_peak, L, p]))
+def _skip_reason(kind: str, form: str, data: _Data, min_extra_points: int) -> str | None:
+    k = n_free_params(kind, form)
+    need = k + min_extra_points
+    if data.m.size < need:
+        return (f"{data.m.size} finite points for {k} free parameters; the {form.replace('_', '-')} form needs "
+                f"n_points >= n_params + {min_extra_points} = {need}")
+    n_neg, n_pos = int((data.m < 0).sum()), int((data.m > 0).sum())
+    if n_neg < 2 or n_pos < 2:
+        return f"needs at least 2 points on each side of m = 0 (has {n_neg} below, {n_pos} above)"
+    return None
+
+
+def _to_params(model: _Scaled, sol: _Solution, data: _Data) -> dict[str, float]:
+    (mp, Lp, pp), (mn, Ln, pn) = ((float(v) for v in side) for side in model.sides(sol.th, sol.sign))
+    s_m, s_y, y_c = data.s_m, data.s_y, data.y_c
+    decay = {"m_pos": mp * s_m, "L_pos": Lp * s_m ** 2, "p_pos": pp,
+             "m_neg": mn * s_m, "L_neg": Ln * s_m ** 2, "p_neg": pn}
+    c = [float(v) for v in sol.c]
+    if model.form == "design":
+        if model.kind == "pref":
+            lin = {"alpha": c[0] * s_y / s_m, "beta": c[1] * s_y, "b": y_c + c[2] * s_y}
+        else:
+            lin = {"beta": c[0] * s_y, "b": y_c + c[1] * s_y}
+        return {**lin, **decay}
+    d0p = float(_piece(np.zeros(1), mp, Lp, pp)[0])
+    d0n = float(_piece(np.zeros(1), mn, Ln, pn)[0])
+    if model.kind == "pref":
+        a_p, b_p, c_p, a_n, b_n = c
+        lin = {"alpha_pos": a_p * s_y / s_m, "beta_pos": b_p * s_y, "b_pos": y_c + c_p * s_y,
+               "alpha_neg": a_n * s_y / s_m, "beta_neg": b_n * s_y}
+    else:
+        b_p, c_p, b_n = c
+        lin = {"beta_pos": b_p * s_y, "b_pos": y_c + c_p * s_y, "beta_neg": b_n * s_y}
+    lin["b_neg"] = lin["beta_pos"] * d0p + lin["b_pos"] - lin["beta_neg"] * d0n
+    names = _PARAMS[(model.kind, model.form)]
+    out = {**lin, **decay}
+    return {k: out[k] for k in names}
+
+
+def _at_bound_warnings(model: _Scaled, sol: _Solution) -> list[str]:
+    lo, hi = model.bounds()
+    names = (("r", "L_pos", "p_pos", "L_neg", "p_neg") if model.form == "design"
+             else ("m_pos", "L_pos", "p_pos", "m_neg", "L_neg", "p_neg"))
+    hit = [n for n, v, a, b in zip(names, sol.th, lo, hi) if abs(v - a) < 1e-9 * max(1.0, abs(a))
+           or abs(v - b) < 1e-9 * max(1.0, abs(b))]
+    out = [f"parameter(s) at a search bound: {', '.join(hit)}"] if hit else []
+    if np.max(np.abs(sol.c)) > 100:  # amplitudes in units of the data's standard deviation
+        out.append("amplitudes over 100× the spread of the data: the curve is near a limit of the form, "
+                   "its parameters are poorly identified (the fitted values are still valid)")
     return out
 
 
-def _solve(objective, starts: list[np.ndarray], bounds: list[tuple], n_lin: int) -> tuple[np.ndarray, Any, int]:
-    """``objective(th) -> (value, gradient)``."""
-
-    def cons_jac(th):
-        g = np.zeros(th.size)
-        g[n_lin:] = _continuity_grad(th[n_lin:])
-        return g
-
-    cons = [{"type": "eq", "fun": lambda th: _continuity(th[n_lin:]), "jac": cons_jac}]
-    best_th, best_res, best_val = None, None, np.inf
-    agree, tried = 0, 0
-    for th0 in starts:
-        with np.errstate(all="ignore"):
-            res = minimize(objective, th0, jac=True, method="SLSQP", bounds=bounds, constraints=cons,
-                           options={"maxiter": 150, "ftol": 1e-12})
-        th = np.clip(res.x, [b[0] if b[0] is not None else -np.inf for b in bounds],
-                     [b[1] if b[1] is not None else np.inf for b in bounds])
-        val = float(objective(th)[0])
-        feasible = abs(_continuity(th[n_lin:])) < 1e-6
-        tried += 1
-        if not (np.isfinite(val) and feasible):
-            continue
-        if best_th is not None and abs(val - best_val) <= 1e-3 * abs(best_val) + 1e-12:
-            agree += 1  # another start reached the same optimum
-        elif val < best_val:
-            agree = 0
-        if val < best_val:
-            best_th, best_res, best_val = th, res, val
-        if agree >= 2:  # three starts agree: stop early (deterministic: same order every time)
-            break
-    if best_th is None:  # no feasible solution: take the lowest objective and say so
-        raise RuntimeError("no start converged to a feasible (continuous) solution")
-    return best_th, best_res, tried
+def _skipped(kind: str, form: str, data: _Data, reason: str, t0: float) -> CurveFit:
+    what = f"{'PrefOdds' if kind == 'pref' else 'UtilOdds'} ({form.replace('_', '-')} form)"
+    logger.warning("%s fit skipped: %s", what, reason)
+    return CurveFit(kind=kind, params={}, r2=float("nan"), rmse=float("nan"), n=int(data.m.size),
+                    m_min=float(data.m.min()) if data.m.size else float("nan"),
+                    m_max=float(data.m.max()) if data.m.size else float("nan"), status="skipped", message=reason,
+                    n_starts=0, seconds=time.perf_counter() - t0, form=form, n_params=n_free_params(kind, form),
+                    warnings=[*data.warnings, f"not fitted: {reason}"])
 
 
-def _decay_to_original(th_d: np.ndarray, s_m: float) -> dict[str, float]:
-    mp, Lp, pp, mn, Ln, pn = (float(v) for v in th_d)
-    return {"m_pos": mp * s_m, "L_pos": Lp * s_m ** 2, "p_pos": pp, "m_neg": mn * s_m, "L_neg": Ln * s_m ** 2, "p_neg": pn}
-
-
-def _finish(kind: str, params: dict[str, float], m, y, res, n_starts: int, t0: float) -> CurveFit:
-    fit = CurveFit(kind=kind, params=params, r2=0.0, rmse=0.0, n=int(m.size), m_min=float(m.min()),
-                   m_max=float(m.max()), success=bool(res.success), message=str(res.message),
-                   n_starts=n_starts, seconds=0.0)
-    y_hat = fit.predict(m)
-    fit.r2 = r2_score(y, y_hat)
-    fit.rmse = float(np.sqrt(np.mean((y - y_hat) ** 2)))
-    d = params
-    fit.continuity_gap = float(abs(rq_decay(0.0, **{k: d[k] for k in DECAY_PARAMS})
-                                   - (1 + d["m_neg"] ** 2 / d["L_neg"]) ** (-d["p_neg"])))
+def _make_fit(model: _Scaled, sol: _Solution, data: _Data, n_starts: int, t0: float) -> CurveFit:
+    kind, form = model.kind, model.form
+    params = _to_params(model, sol, data)
+    k = n_free_params(kind, form)
+    fit = CurveFit(kind=kind, params=params, r2=0.0, rmse=0.0, n=int(data.m.size), m_min=float(data.m.min()),
+                   m_max=float(data.m.max()), status="ok" if sol.converged else "failed", message=sol.message,
+                   n_starts=n_starts, seconds=0.0, form=form, n_params=k,
+                   warnings=[*data.warnings, *_at_bound_warnings(model, sol)],
+                   extra={"theta": [float(v) for v in sol.th], "sign": sol.sign, "start_index": sol.start_index})
+    y_hat = fit.predict(data.m)
+    fit.r2 = r2_score(data.y, y_hat)
+    fit.rmse = math.sqrt(math.fsum(((data.y - y_hat) ** 2).tolist()) / data.m.size)
+    n = data.m.size
+    fit.r2_adj = 1.0 - (1.0 - fit.r2) * (n - 1) / (n - k)
+    f0 = _CURVES[(kind, form)]
+    p = params
+    pos0 = float(f0(np.array([0.0]), **p)[0])
+    neg_p = {**p, "m_pos": p["m_neg"], "L_pos": p["L_neg"], "p_pos": p["p_neg"]}  # evaluate the negative piece at 0
+    if form == "per_side":
+        neg_p.update({k2.replace("_neg", "_pos"): v for k2, v in p.items() if k2.endswith("_neg")})
+    fit.continuity_gap = abs(pos0 - float(f0(np.array([0.0]), **neg_p)[0]))
+    if not sol.converged:
+        fit.warnings.append(f"optimiser did not converge: {sol.message}")
+        logger.warning("%s fit did not converge: %s", fit.label, sol.message)
     fit.seconds = time.perf_counter() - t0
     return fit
 
 
-def fit_pref_odds(m: Sequence[float], y: Sequence[float]) -> CurveFit:
-    """Fit ``PrefOdds(m) ≈ (α·m + β)·D(m) + b``."""
+def fit_curve(kind: str, m: Sequence[float], y: Sequence[float], *, form: str = "design",
+              min_extra_points: int = MIN_EXTRA_POINTS) -> CurveFit:
+    """Fit one curve (``kind`` ``"pref"`` / ``"util"``, ``form`` ``"design"`` / ``"per_side"``) to
+    per-multiplier means; non-finite points are left out (and listed in ``warnings``).
+
+    Returns a :class:`CurveFit` with ``status`` ``"ok"``, ``"failed"`` or ``"skipped"`` (fewer than
+    ``n_free + min_extra_points`` points, or fewer than 2 on either side of 0).
+    """
+    _check_kind_form(kind, form)
+    if min_extra_points < 1:
+        raise ValueError(f"min_extra_points must be >= 1, got {min_extra_points}")
     t0 = time.perf_counter()
-    m, y, s_m, y_c, s_y = _prepare(m, y)
-    x, z = m / s_m, (y - y_c) / s_y
-
-    n = x.size
-
-    def objective(th):
-        a, bb, c = th[:3]
-        D, G = _decay_and_grad(x, th[3:])
-        lin = a * x + bb
-        r = lin * D + c - z
-        w = 2.0 * r / n
-        grad = np.concatenate([[np.dot(w, x * D), np.dot(w, D), w.sum()], (w * lin) @ G])
-        return float(np.dot(r, r) / n), grad
-
-    # linear start from the points nearest m = 0
-    near = np.argsort(np.abs(x))[: max(3, x.size // 3)]
-    slope, icpt = np.polyfit(x[near], z[near], 1) if np.ptp(x[near]) > 0 else (0.0, float(z.mean()))
-    starts = []
-    for d0 in _starts_decay(0.0):
-        for c0 in (0.0, float(z[np.argmin(x)] + z[np.argmax(x)]) / 2):
-            starts.append(np.concatenate([[slope, icpt - c0, c0], d0]))
-    bounds = [(None, None)] * 3 + [_M0_BOUNDS, _L_BOUNDS, _P_BOUNDS] * 2
-    th, res, n_starts = _solve(objective, starts, bounds, 3)
-    a, bb, c = th[:3]
-    params = {"alpha": float(a * s_y / s_m), "beta": float(bb * s_y), "b": float(y_c + c * s_y)}
-    params.update(_decay_to_original(th[3:], s_m))
-    return _finish("pref", params, m, y, res, n_starts, t0)
+    data = _prepare(m, y, f"fit {kind}")
+    reason = _skip_reason(kind, form, data, min_extra_points)
+    if reason is not None:
+        return _skipped(kind, form, data, reason, t0)
+    model = _Scaled(kind, form, data.x)
+    sol, n_starts = _search(model, data.z)
+    return _make_fit(model, sol, data, n_starts, t0)
 
 
-def fit_util_odds(m: Sequence[float], y: Sequence[float]) -> CurveFit:
-    """Fit ``UtilOdds(m) ≈ β_u·D(m) + b_u``."""
-    t0 = time.perf_counter()
-    m, y, s_m, y_c, s_y = _prepare(m, y)
-    x, z = m / s_m, (y - y_c) / s_y
-
-    n = x.size
-
-    def objective(th):
-        bb, c = th[:2]
-        D, G = _decay_and_grad(x, th[2:])
-        r = bb * D + c - z
-        w = 2.0 * r / n
-        grad = np.concatenate([[np.dot(w, D), w.sum()], (w * bb) @ G])
-        return float(np.dot(r, r) / n), grad
-
-    i_peak = int(np.argmax(z))
-    x_peak = float(np.clip(x[i_peak], *_M0_BOUNDS))
-    starts = []
-    for d0 in _starts_decay(x_peak) + _starts_decay(0.0)[:2]:
-        starts.append(np.concatenate([[float(z.max() - z.min()), float(z.min())], d0]))
-    bounds = [(None, None)] * 2 + [_M0_BOUNDS, _L_BOUNDS, _P_BOUNDS] * 2
-    th, res, n_starts = _solve(objective, starts, bounds, 2)
-    bb, c = th[:2]
-    params = {"beta": float(bb * s_y), "b": float(y_c + c * s_y)}
-    params.update(_decay_to_original(th[2:], s_m))
-    return _finish("util", params, m, y, res, n_starts, t0)
+def fit_pref_odds(m: Sequence[float], y: Sequence[float], *, form: str = "design", **kw: Any) -> CurveFit:
+    """Fit ``PrefOdds(m)`` (see :func:`fit_curve`)."""
+    return fit_curve("pref", m, y, form=form, **kw)
 
 
-def fit_curve(kind: str, m: Sequence[float], y: Sequence[float]) -> CurveFit:
-    if kind == "pref":
-        return fit_pref_odds(m, y)
-    if kind == "util":
-        return fit_util_odds(m, y)
-    raise ValueError(f"kind must be 'pref' or 'util', got {kind!r}")
+def fit_util_odds(m: Sequence[float], y: Sequence[float], *, form: str = "design", **kw: Any) -> CurveFit:
+    """Fit ``UtilOdds(m)`` (see :func:`fit_curve`)."""
+    return fit_curve("util", m, y, form=form, **kw)
 
 
 def transfer_r2(fit: CurveFit, m: Sequence[float], y_heldout: Sequence[float]) -> float:
     """R² of ``fit`` (made on training data) on held-out values at multipliers ``m``."""
+    if fit.status == "skipped":
+        raise ValueError(f"transfer_r2: {fit.label} was not fitted: {fit.message}")
     m = np.asarray(m, dtype=np.float64).reshape(-1)
     y = np.asarray(y_heldout, dtype=np.float64).reshape(-1)
     if m.shape != y.shape:
         raise ValueError(f"transfer_r2: {m.size} multipliers but {y.size} values")
     ok = np.isfinite(y)
     return r2_score(y[ok], fit.predict(m[ok]))
+
+
+# ---------------------------------------------------------------------------------------------
+# bootstrap
+
+
+def _finite_column_means(samples: np.ndarray) -> np.ndarray:
+    """Mean of the finite entries of each column (NaN where a column has none)."""
+    finite = np.isfinite(samples)
+    counts = finite.sum(axis=0)
+    sums = np.array([math.fsum(col[ok].tolist()) for col, ok in zip(samples.T, finite.T)])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def bootstrap_fit(fit: CurveFit, m: Sequence[float], samples, *, n_boot: int = 30, seed: int = 0,
+                  level: float = 0.95, max_nfev: int = 100) -> CurveFit:
+    """``fit`` with percentile-bootstrap intervals on R² and every parameter.
+
+    ``samples``: per-example values, shape ``[n_examples, len(m)]`` (``±inf`` entries are left out of
+    the means, as in :func:`~.logodds.summarize`; NaN is an error). Each of ``n_boot`` resamples
+    (``numpy.random.default_rng(seed)``) draws examples with replacement, takes the per-m means and
+    refits them by least squares from ``fit``'s optimum (a warm start of at most ``max_nfev``
+    evaluations: the interval describes the optimum's basin, not a new multi-start search). A refit
+    that stops at that limit (typically creeping along a flat valley of the form) is kept — its R² is
+    then a slight underestimate — and counted in ``extra["boot_unconverged"]`` and ``warnings``;
+    resamples that cannot be fitted at all (a multiplier without finite values) are left out and
+    counted in ``extra["boot_failed"]``. A skipped fit, or ``n_boot <= 0``, is returned unchanged.
+    """
+    if fit.status == "skipped" or n_boot <= 0:
+        return fit
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    s = np.asarray(samples, dtype=np.float64)
+    mm = np.asarray(m, dtype=np.float64).reshape(-1)
+    if s.ndim != 2 or s.shape[1] != mm.size:
+        raise ValueError(f"bootstrap_fit: samples must have shape [n_examples, {mm.size}], got {list(s.shape)}")
+    if np.isnan(s).any():
+        raise ValueError("bootstrap_fit: samples contain NaN")
+    if s.shape[0] < 2:
+        raise ValueError("bootstrap_fit: needs at least 2 examples")
+    rng = np.random.default_rng(seed)
+    th0 = np.asarray(fit.extra["theta"], dtype=np.float64)
+    sign = int(fit.extra["sign"])
+    r2s: list[float] = []
+    params: dict[str, list[float]] = {k: [] for k in fit.params}
+    failed = unconverged = 0
+    for _ in range(n_boot):
+        idx = rng.integers(0, s.shape[0], size=s.shape[0])
+        data = _prepare(mm, _finite_column_means(s[idx]), "bootstrap")
+        if _skip_reason(fit.kind, fit.form, data, 1) is not None:
+            failed += 1
+            continue
+        model = _Scaled(fit.kind, fit.form, data.x)
+        sol = _polish(model, data.z, th0, sign, 0, max_nfev=max_nfev)
+        unconverged += not sol.converged
+        p = _to_params(model, sol, data)
+        r2s.append(r2_score(data.y, _CURVES[(fit.kind, fit.form)](data.m, **p)))
+        for k, values in params.items():
+            values.append(p[k])
+    out = replace(fit, warnings=list(fit.warnings), extra=dict(fit.extra))
+    out.n_boot, out.ci_level = n_boot, level
+    out.extra["boot_failed"] = failed
+    out.extra["boot_unconverged"] = unconverged
+    a = (1.0 - level) / 2
+    if len(r2s) >= 2:
+        out.r2_ci = tuple(float(v) for v in np.quantile(np.array(r2s), [a, 1 - a]))
+        out.param_ci = {k: tuple(float(v) for v in np.quantile(np.array(vs), [a, 1 - a])) for k, vs in params.items()}
+    if failed:
+        out.warnings.append(f"{failed} of {n_boot} bootstrap resamples could not be fitted (left out of the intervals)")
+    if unconverged:
+        out.warnings.append(f"{unconverged} of {n_boot} bootstrap refits stopped at {max_nfev} evaluations "
+                            "(kept in the intervals)")
+    return out

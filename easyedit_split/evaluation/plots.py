@@ -42,7 +42,8 @@ def _save(fig, path: str | os.PathLike) -> Path:
 def plot_curves(summaries: Mapping[str, pd.DataFrame], fits: Mapping[str, Mapping[str, CurveFit]] | None,
                 path: str | os.PathLike, *, title: str | None = None) -> Path:
     """``summaries[name]``: per-m means (columns m, pref, pref_lo, pref_hi, util, util_lo, util_hi);
-    ``fits[name]``: ``{"pref": CurveFit, "util": CurveFit}`` (optional)."""
+    ``fits[name]``: ``{"pref": CurveFit, "util": CurveFit, "pref_per_side": …, "util_per_side": …}``
+    (optional; design form solid, per-side form dotted, converged fits only)."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for i, (name, s) in enumerate(summaries.items()):
@@ -53,9 +54,11 @@ def plot_curves(summaries: Mapping[str, pd.DataFrame], fits: Mapping[str, Mappin
             y = s[key].to_numpy()
             err = np.vstack([y - s[f"{key}_lo"].to_numpy(), s[f"{key}_hi"].to_numpy() - y])
             ax.errorbar(m, y, yerr=err, fmt="o", ms=3.5, color=color, capsize=2, label=f"{name} (mean ± CI)")
-            fit = (fits or {}).get(name, {}).get(key)
-            if fit is not None:
-                ax.plot(dense, fit.predict(dense), "-", color=color, lw=1.5, label=f"{name} fit (R²={fit.r2:.3f})")
+            for fkey, style in ((key, "-"), (f"{key}_per_side", ":")):
+                fit = (fits or {}).get(name, {}).get(fkey)
+                if fit is not None and fit.success:  # only converged fits are drawn
+                    ax.plot(dense, fit.predict(dense), style, color=color, lw=1.5,
+                            label=f"{name} {fit.form.replace('_', '-')} fit (R²={fit.r2:.3f})")
             ax.set_xlabel("multiplier m")
             ax.set_ylabel(label)
             ax.axvline(0, color="0.8", lw=0.8, zorder=0)

@@ -1,4 +1,5 @@
-"""Markdown report of an evaluation: plots, a table of fits and the derived quantities."""
+"""Markdown report of an evaluation: plots, the fits of both forms (docs/design.md §3), the derived
+quantities, and a list of everything flagged (failed or skipped fits, NaN means)."""
 
 from __future__ import annotations
 
@@ -25,14 +26,35 @@ def _f(x, fmt: str = ".3g") -> str:
         return str(x)
 
 
+_SYMBOLS = {"alpha": "α", "beta": "β", "b": "b", "m": "m", "L": "L", "p": "p"}
+
+
+def _param_label(name: str) -> str:
+    base, _, side = name.partition("_")
+    return _SYMBOLS.get(base, base) + {"pos": "₊", "neg": "₋"}.get(side, "")
+
+
+def fit_params(fit: CurveFit) -> str:
+    """``α=1.2 [1.0, 1.4], …`` (bootstrap intervals when computed)."""
+    ci = fit.param_ci or {}
+    parts = []
+    for k, v in fit.params.items():
+        iv = f" [{_f(ci[k][0])}, {_f(ci[k][1])}]" if k in ci else ""
+        parts.append(f"{_param_label(k)}={_f(v)}{iv}")
+    return ", ".join(parts)
+
+
 def fit_row(fit: CurveFit | None) -> str:
+    """Cells: form | status | points / free parameters | parameters | R² [CI] | adjusted R² | fit time."""
     if fit is None:
-        return "fit failed | – | –"
-    p = fit.params
-    lin = f"α={_f(p['alpha'])}, β={_f(p['beta'])}, b={_f(p['b'])}" if fit.kind == "pref" else f"β={_f(p['beta'])}, b={_f(p['b'])}"
-    dec = (f"m₊={_f(p['m_pos'])}, L₊={_f(p['L_pos'])}, p₊={_f(p['p_pos'])}; "
-           f"m₋={_f(p['m_neg'])}, L₋={_f(p['L_neg'])}, p₋={_f(p['p_neg'])}")
-    return f"{lin}; {dec} | {_f(fit.r2, '.4f')} | {_f(fit.seconds * 1000, '.0f')} ms"
+        return "– | missing | – | – | – | – | –"
+    form = fit.form.replace("_", "-")
+    if fit.status == "skipped":
+        return f"{form} | skipped: {fit.message} | {fit.n} / {fit.n_params} | – | – | – | –"
+    status = "ok" if fit.status == "ok" else f"**{fit.status}**: {fit.message}"
+    r2 = _f(fit.r2, ".4f") + (f" [{_f(fit.r2_ci[0], '.3f')}, {_f(fit.r2_ci[1], '.3f')}]" if fit.r2_ci else "")
+    return (f"{form} | {status} | {fit.n} / {fit.n_params} | {fit_params(fit)} | {r2} | {_f(fit.r2_adj, '.4f')} | "
+            f"{_f(fit.seconds * 1000, '.0f')} ms")
 
 
 def write_report(result: EvaluationResult, output_dir: str | os.PathLike, *, title: str | None = None) -> Path:
@@ -64,25 +86,41 @@ def write_report(result: EvaluationResult, output_dir: str | os.PathLike, *, tit
         lines += ["![manifold distance against m](manifold.png)", ""]
 
     lines += ["## Curve fits", "",
-              "D(m) = (1 + (m − m±)²/L±)^(−p±) per sign of m; PrefOdds ≈ (α·m + β)·D + b; UtilOdds ≈ β·D + b. "
-              "Fitted on the evaluation pairs' means"
+              "D(m) = (1 + (m − m±)²/L±)^(−p±) per sign of m (docs/design.md §3). **design** form: PrefOdds ≈ "
+              "(α·m + β)·D + b, UtilOdds ≈ β·D + b, decay per side and continuous at 0 (8 / 7 free parameters). "
+              "**per-side** form: every parameter per side, the curve continuous at 0 (11 / 9 free parameters). "
+              "Fitted on the evaluation pairs' means by a fixed multi-start with a least-squares polish; a form is "
+              "skipped when the grid has fewer than n_params + 3 points. R² interval: "
+              + (f"{s.get('fit_boot')} bootstrap resamples of the pairs (seed {s['seed']}), 95% percentile"
+                 if s.get("fit_boot") else "not computed")
+              + "; adjusted R² = 1 − (1 − R²)(n − 1)/(n − n_params)"
               + ("; transfer R²: the training-pair fit scored on the evaluation means." if any(
                   ev.train_fits for ev in result.methods.values()) else "."), "",
-              "| method | curve | parameters | R² | fit time | train R² | transfer R² |",
-              "|---|---|---|---|---|---|---|"]
+              ("| method | curve | form | status | points / params | parameters | R² | adj. R² | fit time | train R² | "
+               "transfer R² |"),
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, ev in result.methods.items():
-        for key, label in (("pref", "PrefOdds"), ("util", "UtilOdds")):
+        for key, fit in ev.fits.items():
+            if fit is None:
+                continue
             tf = ev.train_fits.get(key) if ev.train_fits else None
-            lines.append(f"| {name} | {label} | {fit_row(ev.fits.get(key))} | {_f(tf.r2, '.4f') if tf else '–'} | "
+            label = "PrefOdds" if fit.kind == "pref" else "UtilOdds"
+            lines.append(f"| {name} | {label} | {fit_row(fit)} | "
+                         f"{_f(tf.r2, '.4f') if tf is not None and tf.status != 'skipped' else '–'} | "
                          f"{_f(ev.transfer_r2.get(key), '.4f') if ev.transfer_r2 else '–'} |")
     lines += ["", "## Derived quantities", "",
-              f"Valid steering region: UtilOdds(m) ≥ UtilOdds(0) − {s['delta']:g}. Calibration: the smallest |m| "
+              f"Valid steering region: UtilOdds(m) ≥ UtilOdds(0) − {s['delta']:g}, UtilOdds(0) the measured mean. "
+              "Calibration: the smallest |m| "
               + (f"reaching PrefOdds {s['target_pref']:g}" if s.get("target_pref") is not None
                  else f"reaching accuracy {s['target_accuracy']:g}")
-              + f" with a utility drop ≤ {s['max_util_drop']:g}. '(edge)': the bound is the end of the swept range.", "",
-              ("| method | PrefOdds(0) | UtilOdds(0) | acc(0) | valid region (fit) | valid region (means) | "
-              "calibrated m | UtilOdds=+inf rows |"),
-              "|---|---|---|---|---|---|---|---|"]
+              + f" with UtilOdds never more than {s['max_util_drop']:g} below UtilOdds(0) on the way. Computed from "
+              + ("converged design-form fits where available (source column)" if s.get("derived_from") == "fit"
+                 else "the measured means, interpolated between grid points")
+              + (" of the training pairs" if s.get("n_train_pairs") else "")
+              + ". '(edge)': the bound is the end of the swept range.", "",
+              ("| method | PrefOdds(0) | UtilOdds(0) | acc(0) | valid region | source | calibrated m | UtilOdds change "
+               "at calibrated m | UtilOdds=+inf rows |"),
+              "|---|---|---|---|---|---|---|---|---|"]
 
     def region(r):
         if r is None:
@@ -93,8 +131,15 @@ def write_report(result: EvaluationResult, output_dir: str | os.PathLike, *, tit
         z = ev.summary.loc[ev.summary["m"] == 0.0].iloc[0]
         cal = ev.calibration
         cal_s = "–" if cal is None else (_f(cal.multiplier, ".4g") if cal.multiplier is not None else f"none: {cal.reason}")
+        change = "–" if cal is None or cal.util_drop is None else f"{-cal.util_drop:+.3g}"
+        src = ev.valid_region.source if ev.valid_region is not None else "–"
         lines.append(f"| {name} | {_f(z['pref'])} | {_f(z['util'])} | {_f(z['accuracy'])} | {region(ev.valid_region)} | "
-                     f"{region(ev.valid_region_means)} | {cal_s} | {ev.util_infinite} |")
+                     f"{src} | {cal_s} | {change} | {ev.util_infinite} |")
+    flagged = [(name, note) for name, ev in result.methods.items() for note in ev.notes]
+    flagged += [(name, f"{f.label}: {w}") for name, ev in result.methods.items() for f in ev.fits.values()
+                if f is not None and f.status == "ok" for w in f.warnings]
+    lines += ["", "## Flags", ""]
+    lines += [f"- {name or 'update'}: {note}" for name, note in flagged] if flagged else ["Nothing flagged: every fit converged."]
     if manifolds:
         lines += ["", "## Activation manifold", "",
                   ("Distance of steered site outputs from the principal subspace of unsteered ones (PCA, k components "
