@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from easyedit_split.apply import apply_updates
-from easyedit_split.data import collate_pairs, encode_pairs, load_builtin
+from easyedit_split.data import collate_pairs, encode_pairs, load_builtin, pad_id_of
 from easyedit_split.data.logprobs import answer_nll
 from easyedit_split.evaluation.fitting import fit_pref_odds, fit_util_odds
-from easyedit_split.evaluation.loading import diffmean_from_pairs
-from easyedit_split.evaluation.sweep import pad_id_of, sweep
+from easyedit_split.evaluation.sweep import sweep
 from easyedit_split.models import load_model
+from easyedit_split.training.diffmean import default_diffmean_hparams, diffmean_update
 
 EASYEDIT_S_PER_ROW = 6.8
 
@@ -68,7 +68,7 @@ def main() -> None:
     for name in ("sentiment", "psychopathy"):
         pairs = load_builtin(name)
         train, evals = pairs[: args.train_pairs], pairs[len(pairs) // 2:][: args.pairs]
-        update = diffmean_from_pairs(model, tok, train, args.layer)
+        update = diffmean_update(model, tok, train, default_diffmean_hparams(args.layer))
         encoded = encode_pairs(evals, tok)
         single = all(e.single_token for e in encoded)
         r_plain = plain_rows_per_s(model, encoded, grid, pad, update, args.batch_rows)

@@ -40,16 +40,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from easyedit_split._io import atomic_write_json  # noqa: E402
-from easyedit_split.data import load_builtin, train_test_split  # noqa: E402
-from easyedit_split.evaluation.logodds import summarize  # noqa: E402
-from easyedit_split.evaluation.sweep import sweep  # noqa: E402
-from easyedit_split.hparams import load_yaml  # noqa: E402
-from easyedit_split.models import load_model  # noqa: E402
-from easyedit_split.sites import Site, resolve_site  # noqa: E402
-from easyedit_split.training.hparams import TRAIN_HPARAMS  # noqa: E402
-from easyedit_split.training.trainer import Trainer, encode_for, select_pairs  # noqa: E402
-from easyedit_split.updates import VectorUpdate  # noqa: E402
+from easyedit_split._io import atomic_write_json
+from easyedit_split.data import load_builtin, train_test_split
+from easyedit_split.evaluation.logodds import summarize
+from easyedit_split.evaluation.sweep import sweep
+from easyedit_split.hparams_io import load_yaml
+from easyedit_split.methods import hparams_class
+from easyedit_split.models import load_model
+from easyedit_split.sites import Site, resolve_site
+from easyedit_split.training.trainer import Trainer, encode_for, select_pairs
+from easyedit_split.updates import VectorUpdate
 
 logger = logging.getLogger("search_defaults")
 
@@ -115,7 +115,7 @@ def plan(objectives, forms, grids, n_configs: int, seed: int, hparams_dir: Path)
 
 def build_hparams(run: dict[str, Any], common: dict[str, Any]):
     config = load_yaml(run["yaml"])
-    cls = TRAIN_HPARAMS[config.get("alg_name", run["objective"]).lower()]
+    cls = hparams_class(config.get("alg_name", run["objective"]))
     overrides = {**common, **to_overrides(run["point"])}
     return cls.from_dict(config, source=run["yaml"], overrides=overrides)
 

@@ -25,10 +25,10 @@ sys.path.insert(0, str(ROOT))
 
 from easyedit_split._io import atomic_write_json, atomic_write_text
 from easyedit_split.data import load_builtin, train_test_split
+from easyedit_split.methods import hparams_class
 from easyedit_split.models import load_model
 from easyedit_split.scoring import PairScorer
 from easyedit_split.training.diffmean import diffmean_update
-from easyedit_split.training.hparams import TRAIN_HPARAMS
 from easyedit_split.training.trainer import Trainer, encode_for
 
 FORMS = ("vector", "lora", "local_weight")
@@ -152,7 +152,7 @@ def main(argv=None) -> int:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
 
-    probe_hp = TRAIN_HPARAMS["split"].from_dict({**shared, "alg_name": "split"})
+    probe_hp = hparams_class("split").from_dict({**shared, "alg_name": "split"})
     enc_test = encode_for(probe_hp, test, tok)
     if "vector/unsteered" not in cells:
         cells["vector/unsteered"] = evaluate(model, tok, [], enc_test)
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
             continue
         own = {k: v for k, v in forms_cfg[form].items() if k not in split_w}
         extra = {**split_w, **{k: v for k, v in forms_cfg[form].items() if k in split_w}} if method == "split" else {}
-        hp = TRAIN_HPARAMS[method].from_dict({**shared, **own, **extra, "alg_name": method,
+        hp = hparams_class(method).from_dict({**shared, **own, **extra, "alg_name": method,
                                               "intervention_method": form})
         t = time.perf_counter()
         res = Trainer(model, tok, hp).train(train, progress=False)

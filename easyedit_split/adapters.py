@@ -1,7 +1,5 @@
 """Existing control methods expressed as updates ``(ΔW, Δb)``.
 
-* :func:`diffmean_vector` — DiffMean / CAA: mean site activation on positive answers minus
-  negative answers (train-free).
 * :func:`from_peft` — a peft LoRA adapter (a saved folder, or a live ``PeftModel``).
 * :func:`from_easyedit_pt` — an EasyEdit steering artefact: the per-layer files of caa,
   vector_prompt, merge_vector, sae_feature, sta, reps, sft and spilt (layouts in
@@ -27,51 +25,12 @@ from torch import nn
 
 from .easyedit_layout import AdapterError, read_easyedit_pt
 from .lm_steer import LM_STEER_FILE, from_lm_steer
-from .record import site_output
-from .sites import Site, SiteError, resolve_site, site_for_module_path
+from .sites import SiteError, resolve_site, site_for_module_path
 from .updates import LocalWeightUpdate, LoRAUpdate, Update, VectorUpdate
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AdapterError", "diffmean_vector", "from_easyedit_pt", "from_edited_weights", "from_peft"]
-
-
-# ---------------------------------------------------------------------------------------------
-# DiffMean / CAA
-# ---------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def diffmean_vector(
-    model: nn.Module,
-    site: Site,
-    positive_batches: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-    negative_batches: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-    *,
-    normalize: bool = False,
-) -> VectorUpdate:
-    """Mean site output over answer tokens of positive sequences minus negative sequences.
-
-    Each batch is ``(input_ids, attention_mask, position_mask)`` where ``position_mask [B, T]``
-    marks the tokens whose activations are averaged (CAA: the answer tokens).
-    """
-    rs = resolve_site(model, site)
-    means = []
-    for batches in (positive_batches, negative_batches):
-        total = torch.zeros(rs.d_out, dtype=torch.float64)
-        count = 0
-        for input_ids, attention_mask, pos_mask in batches:
-            acts = site_output(model, site, input_ids, attention_mask).float()  # [B, T, D]
-            m = pos_mask.to(acts.device).bool()
-            total += acts[m].sum(0).double().cpu()
-            count += int(m.sum())
-        if count == 0:
-            raise AdapterError("diffmean_vector: no marked positions in the data")
-        means.append(total / count)
-    vec = (means[0] - means[1]).float()
-    if normalize:
-        vec = vec / vec.norm().clamp_min(1e-12)
-    return VectorUpdate(site, rs.d_out, vector=vec)
+__all__ = ["AdapterError", "from_easyedit_pt", "from_edited_weights", "from_peft"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +27,16 @@ from torch import nn
 
 from .adapters import from_easyedit_pt
 from .apply import steer
-from .data.pairs import PolarityPair, load_builtin, read_pairs
+from .apply_hparams import ApplyHyperParams
+from .data.formats import pairs_from_records
+from .data.pairs import PolarityPair, load_pairs
+from .easyedit.easyedit_hparams import is_easyedit_hparams
 from .easyedit.host import attach_steering, detach_steering, easyedit_loaded, load_wrapper
-from .easyedit.hparams import is_easyedit_hparams
-from .easyedit_layout import from_easyedit_state, to_easyedit_state, write_easyedit_pt
-from .hparams import HyperParams
-from .serialization import load_updates, save_updates
-from .training.diffmean import diffmean_update
-from .training.hparams import APPLY_HPARAMS, TRAIN_HPARAMS, ApplyHyperParams, canonical_form
-from .training.trainer import Trainer, select_pairs
+from .easyedit_layout import from_easyedit_state, to_easyedit_state
+from .hparams_io import HyperParams
+from .methods import canonical_form, hparams_class
+from .serialization import load_updates
+from .training.api import output_folder, train_layers
 from .updates import Update
 
 logger = logging.getLogger(__name__)
@@ -60,72 +61,18 @@ __all__ = [
     "to_easyedit_state",
 ]
 
-_QUESTION_KEYS = ("question", "input", "prompt")
-_POS_KEYS = ("matching", "answer_matching_behavior", "winning_output", "positive")
-_NEG_KEYS = ("not_matching", "answer_not_matching_behavior", "losing_output", "negative")
-
-
 # ------------------------------------------------------------------------------------------ data
 
 
-def _first(record: Mapping[str, Any], keys: Sequence[str], where: str) -> Any:
-    for k in keys:
-        if k in record and record[k] is not None:
-            return record[k]
-    raise ValueError(f"{where}: none of the fields {list(keys)} present (keys: {sorted(record)})")
-
-
 def dataset_to_pairs(dataset: Any, dataset_name: str | None = None) -> list[PolarityPair]:
-    """EasyEdit's list of dicts (``question``/``matching``/``not_matching``, persona keys, or AxBench's
-    ``input``/``winning_output``/``losing_output``), a list of :class:`PolarityPair`, a data file or a
-    built-in dataset name."""
+    """EasyEdit's list of dicts (see :func:`~easyedit_split.data.formats.pairs_from_records`), a list of
+    :class:`PolarityPair`, a data file or a built-in dataset name."""
     if isinstance(dataset, (str, os.PathLike)):
-        p = Path(dataset)
-        return read_pairs(p) if p.exists() else load_builtin(str(dataset))
-    items = list(dataset)
-    if items and isinstance(items[0], tuple):
-        raise NotImplementedError("multi-concept datasets (a list of (concept_id, rows)) are not supported; "
-                                  "train one concept at a time")
-    name = dataset_name or "dataset"
-    out = []
-    for i, rec in enumerate(items):
-        if isinstance(rec, PolarityPair):
-            out.append(rec)
-            continue
-        if not isinstance(rec, Mapping):
-            raise TypeError(f"{name}[{i}]: expected a dict, got {type(rec).__name__}")
-        where = f"{name}[{i}]"
-        q, pos, neg = _first(rec, _QUESTION_KEYS, where), _first(rec, _POS_KEYS, where), _first(rec, _NEG_KEYS, where)
-        if isinstance(pos, list):
-            pos = pos[0]
-        if isinstance(neg, list):
-            neg = neg[0]
-        if not str(pos).strip() or not str(neg).strip():
-            raise ValueError(f"{where}: empty answer")
-        out.append(PolarityPair(id=str(rec.get("id", i)), question=str(q), positive=str(pos), negative=str(neg),
-                                source=f"{name}:{i + 1}"))
-    if not out:
-        raise ValueError(f"{name}: no examples")
-    return out
+        return load_pairs(dataset)
+    return pairs_from_records(dataset, dataset_name or "dataset")
 
 
 # ------------------------------------------------------------------------------------------ formats
-
-
-#: ``alg_name`` spellings EasyEdit's own configs use for their output folders (``spilt_vector``, ``caa_vector``)
-_UPSTREAM_FOLDER_NAMES = ("spilt", "caa")
-
-
-def output_folder(hp: Any) -> Path:
-    """``steer_vector_output_dir/<name>_<form>``: ``<name>`` is the method, or upstream's spelling
-    where the config uses it (``alg_name: spilt`` → ``spilt_<form>``, ``caa`` → ``caa_vector``),
-    which is where EasyEdit's apply configs and ``examples/run_SPILT.py`` look."""
-    alg = str(getattr(hp, "alg_name", "")).strip().lower()
-    name = alg if alg in _UPSTREAM_FOLDER_NAMES else hp.method
-    return Path(hp.steer_vector_output_dir) / f"{name}_{hp.form}"
-
-
-# ------------------------------------------------------------------------------------------ model
 
 
 def _unwrap(model: Any) -> tuple[nn.Module, Any]:
@@ -150,8 +97,8 @@ def _load(hp: Any, model: Any) -> tuple[nn.Module, Any]:
     return load_model(hp.model_name_or_path, dtype=hp.torch_dtype, device=hp.device)
 
 
-def _coerce_hparams(hparams: Any, table: Mapping[str, type[HyperParams]], method: str) -> Any:
-    cls = table[method]
+def _coerce_hparams(hparams: Any, method: str, kind: str) -> Any:
+    cls = hparams_class(method, kind)
     if isinstance(hparams, HyperParams):
         return hparams
     if isinstance(hparams, Mapping):
@@ -163,38 +110,13 @@ def _coerce_hparams(hparams: Any, table: Mapping[str, type[HyperParams]], method
 
 
 def generate(method: str, hparams: Any, dataset: Any, model: Any = None, dataset_name: str | None = None, *,
-             resume: bool = False, progress: bool = True, results: list | None = None) -> dict[str, Any]:
+             resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train ``method`` on ``dataset`` for every layer of ``hparams.layers``; see module doc."""
-    hp = _coerce_hparams(hparams, TRAIN_HPARAMS, method)
-    if dataset is None:
-        if not hp.steer_train_dataset:
-            raise ValueError("no dataset given and hparams.steer_train_dataset is not set")
-        dataset = hp.steer_train_dataset
-    pairs = select_pairs(hp, dataset_to_pairs(dataset, dataset_name))
+    hp = _coerce_hparams(hparams, method, "train")
+    pairs = None if dataset is None else dataset_to_pairs(dataset, dataset_name)
     base, tokenizer = _load(hp, model)
-    folder = output_folder(hp)
-    out: dict[str, Any] = {}
-    for layer in hp.layers:
-        if method == "diffmean":
-            update = diffmean_update(base, tokenizer, pairs, layer, component=hp.component, hp=hp,
-                                     batch_size=hp.batch_size, normalize=hp.normalize)
-            if hp.save_vectors:
-                save_updates(folder / f"layer_{layer}.safetensors", [update], model=base, method="diffmean",
-                             hparams=hp.to_dict(), extra={"layer": layer, "n_train_pairs": len(pairs)})
-            result = None
-        else:
-            trainer = Trainer(base, tokenizer, hp, layer=layer)
-            ckpt_dir = hp.checkpoint_dir or (folder / f"checkpoints_layer_{layer}" if hp.checkpoint_every else None)
-            result = trainer.train(pairs, output_path=(folder / f"layer_{layer}.safetensors") if hp.save_vectors else None,
-                                   checkpoint_dir=ckpt_dir, resume=resume, progress=progress)
-            update = result.updates[0]
-        state = to_easyedit_state(update)
-        if hp.save_vectors:
-            write_easyedit_pt(folder / f"layer_{layer}.pt", update)
-        out[f"layer_{layer}"] = state
-        if results is not None:
-            results.append(result if result is not None else update)
-    return out
+    result = train_layers(hp, pairs, base, tokenizer, resume=resume, progress=progress)
+    return {f"layer_{r.layer}": to_easyedit_state(r.update) for r in result.layers}
 
 
 # ------------------------------------------------------------------------------------------ apply
@@ -238,7 +160,7 @@ def apply(method: str, hparams: Any, pipline: Any = None, vector: Any = None) ->
     The hooks stay on the wrapper under ``hparams.alg_name``; the wrapper's ``reset_all()`` /
     ``reset(alg_name)`` and :func:`remove_steering` take them off.
     """
-    hp = _coerce_hparams(hparams, APPLY_HPARAMS, method)
+    hp = _coerce_hparams(hparams, method, "apply")
     if pipline is None:
         pipline = _load_pipline(hp)
     model = pipline.model if isinstance(getattr(pipline, "model", None), nn.Module) else pipline

@@ -24,7 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .apply import MergeError, apply_updates, merged_updates
-from .data.encoding import render_prompt
+from .data.encoding import pad_id_of, render_prompt
 from .updates import Update
 
 logger = logging.getLogger(__name__)
@@ -208,7 +208,7 @@ def generate(
     )
     device = _model_device(model)
     eos = eos_token_ids(model, tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_id_of(tokenizer)
 
     gen_args: dict[str, Any] = {
         "max_new_tokens": int(max_new_tokens),

@@ -29,7 +29,9 @@ from typing import Any
 import torch
 
 from ._io import atomic_write_json, atomic_write_text
-from .hparams import load_yaml
+from .defaults import hparams_file_name, packaged_hparams_dir
+from .hparams_io import load_yaml
+from .methods import FORM_NAMES, METHOD_NAMES, hparams_class
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +45,8 @@ DEFAULT_PROMPTS = (
     "Describe how you usually treat people who are weaker than you.",
 )
 
-REPO_HPARAMS = Path(__file__).resolve().parent.parent / "hparams"
-FORMS = ("vector", "lora", "local_weight")
-METHODS = ("split", "sft", "reps", "dpo", "diffmean")
+FORMS = FORM_NAMES
+METHODS = METHOD_NAMES
 
 
 @dataclass
@@ -58,7 +59,7 @@ class MainJobConfig:
     methods: tuple[str, ...] = ("split", "sft", "diffmean")
     layer: int | None = None  # None: the hparams files' layer
     module_path: str | None = None  # None: the hparams files' site; else the module ('{layer}' = the layer)
-    hparams_dir: str | None = None  # None: the repository's hparams/smollm2
+    hparams_dir: str | None = None  # None: the shipped defaults (easyedit_split/resources/hparams/smollm2)
     n_train: int = 160
     n_test: int = 100  # held out by the seeded split
     n_eval: int = 40  # held-out pairs swept (the first n_eval of the test part)
@@ -86,11 +87,8 @@ class MainJobResult:
 
 
 def _hparams_for(cfg: MainJobConfig, method: str, form: str):
-    from .registry import get_hparams_class
-
-    folder = Path(cfg.hparams_dir) if cfg.hparams_dir else REPO_HPARAMS / "smollm2"
-    name = "diffmean.yaml" if method == "diffmean" else f"{method}_{form}.yaml"
-    path = folder / name
+    folder = Path(cfg.hparams_dir) if cfg.hparams_dir else packaged_hparams_dir()
+    path = folder / hparams_file_name(method, form)
     if not path.exists():
         raise FileNotFoundError(f"hparams file {path} not found (set hparams_dir / --hparams-dir to a folder "
                                 f"with <method>_<form>.yaml files, as in the repository's hparams/smollm2)")
@@ -101,18 +99,10 @@ def _hparams_for(cfg: MainJobConfig, method: str, form: str):
         overrides["intervention_module_path"] = cfg.module_path
     if cfg.n_epochs is not None and method != "diffmean":
         overrides["n_epochs"] = cfg.n_epochs
-    cls = get_hparams_class(method, "train")
+    cls = hparams_class(method, "train")
     data = load_yaml(path)
     data["alg_name"] = method  # the file may use an upstream alias
     return cls.from_dict(data, source=str(path), overrides=overrides), path
-
-
-def _load_pairs(name: str):
-    from .data import BUILTIN_DATASETS, load_builtin, read_pairs
-
-    if name in BUILTIN_DATASETS or name.replace("_", "-") in BUILTIN_DATASETS:
-        return load_builtin(name)
-    return read_pairs(name)
 
 
 def _cell(summary, m: float) -> dict[str, float]:
@@ -124,12 +114,13 @@ def _cell(summary, m: float) -> dict[str, float]:
 
 
 def run_main_job(cfg: MainJobConfig) -> MainJobResult:
-    from .data import train_test_split
+    from .data import load_pairs, train_test_split
     from .evaluation import evaluate_preference_utility
     from .generation import generate
     from .metrics.diversity import diversity_summary
     from .metrics.fluency import perplexity
     from .models import load_model
+    from .multipliers import parse_multipliers
     from .serialization import save_updates
     from .training import Trainer, diffmean_update
 
@@ -142,6 +133,8 @@ def run_main_job(cfg: MainJobConfig) -> MainJobResult:
     bad_methods = [m for m in cfg.methods if m not in METHODS]
     if bad_forms or bad_methods:
         raise ValueError(f"unknown forms {bad_forms} / methods {bad_methods}; forms: {FORMS}, methods: {METHODS}")
+    parse_multipliers(cfg.multipliers, what="multipliers")
+    parse_multipliers(cfg.gen_multipliers, what="gen_multipliers")
     if 0.0 not in cfg.multipliers or 1.0 not in cfg.multipliers:
         raise ValueError("the multiplier grid must contain 0 (unsteered) and 1 (the headline table)")
     out = Path(cfg.output_dir or f"runs/main-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -150,7 +143,7 @@ def run_main_job(cfg: MainJobConfig) -> MainJobResult:
     t = time.perf_counter()
     model, tok = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
     timings["load_model"] = time.perf_counter() - t
-    pairs = _load_pairs(cfg.dataset)
+    pairs = load_pairs(cfg.dataset)
     train_all, test = train_test_split(pairs, cfg.n_test, seed=cfg.seed)
     train = train_all[: cfg.n_train]
     eval_pairs = test[: cfg.n_eval]
@@ -172,7 +165,7 @@ def run_main_job(cfg: MainJobConfig) -> MainJobResult:
             t = time.perf_counter()
             layer = int(hp.layers[0])
             if method == "diffmean":
-                update = diffmean_update(model, tok, train, layer, hp=hp)
+                update = diffmean_update(model, tok, train, hp, layer=layer)
                 save_updates(path, [update], model=model, method="diffmean", hparams=hp.to_dict())
             else:
                 Trainer(model, tok, hp, layer=layer).train(train, output_path=path, progress=cfg.progress)
@@ -226,6 +219,7 @@ def _headline_table(cfg: MainJobConfig, evaluations) -> list[dict[str, Any]]:
 
 
 def _generate_samples(cfg, model, tok, update_paths, generate, perplexity, diversity_summary) -> list[dict[str, Any]]:
+    from .data.encoding import pad_id_of
     from .serialization import load_updates
 
     prompts = list(cfg.prompts)
@@ -242,7 +236,7 @@ def _generate_samples(cfg, model, tok, update_paths, generate, perplexity, diver
         row_m = [m for m in ms for _ in prompts]
         gens = generate(model, tok, row_prompts, ups, multiplier=row_m, max_new_tokens=cfg.max_new_tokens,
                         seed=cfg.seed, progress=False)
-        ppl = perplexity(model, gens, pad_token_id=int(tok.pad_token_id), progress=False)  # unsteered model
+        ppl = perplexity(model, gens, pad_token_id=pad_id_of(tok), progress=False)  # unsteered model
         for g, p in zip(gens, ppl.per_text):
             div = diversity_summary([g.token_ids])
             samples.append({"method": method, "form": form, "multiplier": g.multiplier, "prompt": prompts[g.index % len(prompts)],

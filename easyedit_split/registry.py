@@ -4,7 +4,8 @@ EasyEdit's steering framework keys methods by name, each a ``{'train': ..., 'app
 ``HYPERPARAMS_CLASS_DICT`` holds the hyperparameter classes and ``METHODS_CLASS_DICT`` the
 ``generate_<name>`` / ``apply_<name>`` functions (newer commits: ``METHOD_FNS`` with lazy
 ``"module:function"`` targets). This module holds the same tables for the plugin's methods, with
-lazy targets so importing the registry imports no training code.
+lazy targets so importing the registry imports no training code. Every table here is derived from the
+method table in :mod:`easyedit_split.methods`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from .methods import METHOD_NAMES, METHODS, canonical_method, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -36,18 +39,13 @@ __all__ = [
     "register_with_easyedit",
 ]
 
-_TRAIN_HP = "easyedit_split.training.hparams"
 _API = "easyedit_split.easyedit_api"
 
-METHOD_NAMES = ("split", "sft", "reps", "dpo", "diffmean")
-
 #: accepted spellings → canonical name (upstream spells SPLIT "spilt"; BiPO is bidirectional DPO)
-ALIASES = {"spilt": "split", "bipo": "dpo", "caa": "diffmean", "diff_mean": "diffmean", "mean_diff": "diffmean",
-           "reps_vector": "reps"}
+ALIASES = {alias: m.name for m in METHODS for alias in m.aliases}
 
 HYPERPARAMS_CLASS_DICT_TARGETS: dict[str, dict[str, str]] = {
-    name: {"train": f"{_TRAIN_HP}:{cls}HyperParams", "apply": f"{_TRAIN_HP}:Apply{cls}HyperParams"}
-    for name, cls in (("split", "Split"), ("sft", "SFT"), ("reps", "RePS"), ("dpo", "DPO"), ("diffmean", "DiffMean"))
+    m.name: {"train": m.train_hparams, "apply": m.apply_hparams} for m in METHODS
 }
 
 METHOD_FNS: dict[str, dict[str, str]] = {
@@ -59,11 +57,6 @@ EVALUATOR_TARGETS: dict[str, str] = {
 }
 
 
-def _resolve(target: str) -> Any:
-    module_name, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
-
-
 class _LazyPairs(Mapping):
     """``{name: {'train': obj, 'apply': obj}}`` resolving ``"module:attr"`` targets on access."""
 
@@ -72,7 +65,7 @@ class _LazyPairs(Mapping):
 
     def __getitem__(self, name: str) -> dict[str, Any]:
         key = canonical_method(name)
-        return {kind: _resolve(t) for kind, t in self._targets[key].items()}
+        return {kind: resolve(t) for kind, t in self._targets[key].items()}
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._targets)
@@ -93,7 +86,7 @@ METHODS_CLASS_DICT = _LazyPairs(METHOD_FNS)
 
 class _LazyEvaluators(Mapping):
     def __getitem__(self, name: str) -> Callable:
-        return _resolve(EVALUATOR_TARGETS[name.lower()])
+        return resolve(EVALUATOR_TARGETS[name.lower()])
 
     def __iter__(self):
         return iter(EVALUATOR_TARGETS)
@@ -103,15 +96,6 @@ class _LazyEvaluators(Mapping):
 
 
 EVALUATORS = _LazyEvaluators()
-
-
-def canonical_method(name: str) -> str:
-    """Case-insensitive method name with aliases resolved; KeyError lists the known names."""
-    key = str(name).strip().lower()
-    key = ALIASES.get(key, key)
-    if key not in METHOD_FNS:
-        raise KeyError(f"unknown method {name!r}; known: {', '.join(METHOD_NAMES)} (aliases: {', '.join(sorted(ALIASES))})")
-    return key
 
 
 def get_method(name: str, kind: str = "train") -> Callable:
@@ -130,7 +114,7 @@ _STEER_REGISTRY = "steer.utils.alg_dict"
 _STEER_GENERATORS = "steer.vector_generators.vector_generators"
 _EDIT_REGISTRY = "easyeditor.util.alg_dict"
 _EASYEDIT_MODULES = (_STEER_REGISTRY, _EDIT_REGISTRY)
-_EE_HP = "easyedit_split.easyedit.hparams"
+_EE_HP = "easyedit_split.easyedit.easyedit_hparams"
 
 #: EasyEdit's built-in steering methods the plugin takes over by default: upstream's own code for
 #: these cannot run on transformers 5 (``apply_chat_template(tokenize=True)`` returns a
@@ -215,8 +199,8 @@ def _register_steering(mod: Any, names: list[str], *, keep_upstream: bool, overw
         else:
             reg.added.append(key)
         taken.append(key)
-        pair = {"train": _resolve(f"{_EE_HP}:EasyEdit{_hp_class_name(name, 'train')}"),
-                "apply": _resolve(f"{_EE_HP}:EasyEdit{_hp_class_name(name, 'apply')}")}
+        pair = {"train": resolve(f"{_EE_HP}:EasyEdit{_hp_class_name(name, 'train')}"),
+                "apply": resolve(f"{_EE_HP}:EasyEdit{_hp_class_name(name, 'apply')}")}
         if isinstance(hp_dict, dict):
             hp_dict[key] = pair
         if isinstance(fn_table, dict):
@@ -250,7 +234,7 @@ def register_with_easyedit(names: tuple[str, ...] | None = None, *, keep_upstrea
     """Insert the plugin's methods into EasyEdit's registries (in memory; no EasyEdit file is touched).
 
     Steering (``steer.utils.alg_dict``): ``HYPERPARAMS_CLASS_DICT`` gets the plugin's classes with
-    EasyEdit's base keys (:mod:`easyedit_split.easyedit.hparams`), ``METHOD_FNS`` the lazy
+    EasyEdit's base keys (:mod:`easyedit_split.easyedit.easyedit_hparams`), ``METHOD_FNS`` the lazy
     ``"easyedit_split.easyedit_api:generate_<m>"`` / ``apply_<m>`` targets (older commits: the
     functions in ``METHODS_CLASS_DICT``), and ``REQUIRED_DATASET_METHODS`` the registered names, so
     that EasyEdit's generator passes them its dataset. SPLIT is registered as ``split`` and upstream's

@@ -21,8 +21,8 @@ from torch import nn
 
 from . import __version__
 from ._io import atomic_save_safetensors
-from .sites import Site, hidden_size, model_type
-from .updates import LocalWeightUpdate, LoRAUpdate, Update, VectorUpdate
+from .sites import hidden_size, model_type
+from .updates import Update, update_class
 
 logger = logging.getLogger(__name__)
 
@@ -109,20 +109,16 @@ def save_updates(
 
 
 def _update_from(cfg: dict[str, Any], tensors: dict[str, torch.Tensor], prefix: str) -> Update:
-    site = Site.from_dict(cfg["site"])
-    form = cfg["form"]
-    d_in, d_out = int(cfg["d_in"]), int(cfg["d_out"])
+    form = cfg.get("form")
     try:
-        if form == "vector":
-            return VectorUpdate(site, d_out, vector=tensors[prefix + "vector"])
-        if form == "lora":
-            return LoRAUpdate(site, d_in, d_out, rank=int(cfg["rank"]), scale=float(cfg.get("scale", 1.0)),
-                              A=tensors[prefix + "A"], B=tensors[prefix + "B"])
-        if form == "local_weight":
-            return LocalWeightUpdate(site, d_in, d_out, weight=tensors[prefix + "weight"], bias=tensors[prefix + "bias"])
+        cls = update_class(str(form))
+    except ValueError:
+        raise UpdateFileError(f"unknown update form {form!r}") from None
+    own = {k[len(prefix):]: t for k, t in tensors.items() if k.startswith(prefix)}
+    try:
+        return cls.from_config(cfg, own)
     except KeyError as exc:
-        raise UpdateFileError(f"tensor {exc.args[0]!r} missing for a {form} update") from None
-    raise UpdateFileError(f"unknown update form {form!r}")
+        raise UpdateFileError(f"tensor {prefix + str(exc.args[0])!r} missing for a {form} update") from None
 
 
 def load_updates(path: str | os.PathLike, model: nn.Module | None = None, *, strict_model: bool = True) -> UpdateBundle:

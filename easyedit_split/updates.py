@@ -23,9 +23,11 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from .methods import FORMS as FORM_SPECS
+from .methods import canonical_form, resolve
 from .sites import Site
 
-__all__ = ["FORMS", "LoRAUpdate", "LocalWeightUpdate", "Update", "VectorUpdate", "make_update"]
+__all__ = ["FORMS", "LoRAUpdate", "LocalWeightUpdate", "Update", "VectorUpdate", "make_update", "update_class"]
 
 
 class Update(nn.Module):
@@ -64,6 +66,12 @@ class Update(nn.Module):
         """JSON-able description used in saved metadata."""
         return {"form": self.form, "site": self.site.to_dict(), "d_in": self.d_in, "d_out": self.d_out}
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Update:
+        """Rebuild an update from its :meth:`config` and its parameters by name (``KeyError`` names a
+        missing tensor)."""
+        raise NotImplementedError
+
     def num_trainable(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
@@ -94,6 +102,10 @@ class VectorUpdate(Update):
     @property
     def delta_weight_is_nonzero(self) -> bool:
         return False
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> VectorUpdate:
+        return cls(Site.from_dict(config["site"]), int(config["d_out"]), vector=tensors["vector"])
 
 
 class LoRAUpdate(Update):
@@ -138,6 +150,11 @@ class LoRAUpdate(Update):
     def config(self) -> dict[str, Any]:
         return {**super().config(), "rank": self.rank, "scale": self.scale}
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> LoRAUpdate:
+        return cls(Site.from_dict(config["site"]), int(config["d_in"]), int(config["d_out"]), rank=int(config["rank"]),
+                   scale=float(config.get("scale", 1.0)), A=tensors["A"], B=tensors["B"])
+
 
 class LocalWeightUpdate(Update):
     """A full local weight update: ``ΔW: [d_out, d_in]`` and ``Δb: [d_out]``."""
@@ -170,18 +187,27 @@ class LocalWeightUpdate(Update):
         assert h_in is not None
         return torch.nn.functional.linear(h_in.to(self.weight.dtype), self.weight, self.bias)
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> LocalWeightUpdate:
+        return cls(Site.from_dict(config["site"]), int(config["d_in"]), int(config["d_out"]), weight=tensors["weight"],
+                   bias=tensors["bias"])
 
-FORMS: dict[str, type[Update]] = {"vector": VectorUpdate, "lora": LoRAUpdate, "local_weight": LocalWeightUpdate}
+
+#: form name → Update class, derived from the form table (:mod:`easyedit_split.methods`)
+FORMS: dict[str, type[Update]] = {f.name: resolve(f.update_class) for f in FORM_SPECS}
+
+
+def update_class(form: str) -> type[Update]:
+    """The Update class of a form (aliases accepted: ``weight`` is ``local_weight``)."""
+    return FORMS[canonical_form(form)]
 
 
 def make_update(form: str, site: Site, d_in: int, d_out: int, *, rank: int = 4, scale: float = 1.0,
                 init_std: float = 0.0) -> Update:
-    """A freshly initialised update of ``form`` (``vector`` | ``lora`` | ``local_weight``)."""
-    key = form.strip().lower()
-    if key == "vector":
+    """A freshly initialised update of ``form`` (``vector`` | ``lora`` | ``local_weight``, or an alias)."""
+    cls = update_class(form)
+    if cls is VectorUpdate:
         return VectorUpdate(site, d_out, init_std=init_std)
-    if key == "lora":
+    if cls is LoRAUpdate:
         return LoRAUpdate(site, d_in, d_out, rank=rank, scale=scale)
-    if key in ("local_weight", "localweight", "weight"):
-        return LocalWeightUpdate(site, d_in, d_out)
-    raise ValueError(f"unknown update form {form!r}; use one of {sorted(FORMS)}")
+    return cls(site, d_in, d_out)

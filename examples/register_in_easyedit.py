@@ -29,7 +29,7 @@ def main() -> None:
 
     import easyedit_split
     from easyedit_split.data import load_builtin
-    from easyedit_split.hparams import load_yaml
+    from easyedit_split.hparams_io import load_yaml
 
     if args.easyedit:
         sys.path.insert(0, args.easyedit)

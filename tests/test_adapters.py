@@ -3,7 +3,6 @@ import torch
 
 from easyedit_split.adapters import (
     AdapterError,
-    diffmean_vector,
     from_easyedit_pt,
     from_edited_weights,
     from_peft,
@@ -11,6 +10,7 @@ from easyedit_split.adapters import (
 from easyedit_split.apply import apply_updates, merged_updates
 from easyedit_split.record import record_site_outputs
 from easyedit_split.sites import Site
+from easyedit_split.training.diffmean import diffmean_vector
 from easyedit_split.updates import LocalWeightUpdate, LoRAUpdate, VectorUpdate
 from tests.tiny_models import tiny_inputs, tiny_model
 

@@ -346,3 +346,31 @@ def test_sequence_batch_to():
     batch = collate_sequences([([1], [2])], 0)
     moved = batch.to("cpu")
     assert isinstance(moved, SequenceBatch) and torch.equal(moved.input_ids, batch.input_ids)
+
+
+def test_load_pairs_resolves_path_then_builtin_and_reports_missing_files(tmp_path):
+    from easyedit_split.data import DataError, load_builtin, load_pairs
+
+    assert load_pairs("psychopathy", limit=3) == load_builtin("psychopathy", limit=3)
+    assert load_pairs("power_seeking", limit=2) == load_builtin("power-seeking", limit=2)
+    f = tmp_path / "d.jsonl"
+    f.write_text(json.dumps({"question": "q", "answer_matching_behavior": "a", "answer_not_matching_behavior": "b"}) + "\n")
+    assert [p.positive for p in load_pairs(f)] == ["a"]
+    assert [p.positive for p in load_pairs(str(f))] == ["a"]
+    for missing in (tmp_path / "nope.jsonl", str(tmp_path / "nope"), "nope.csv"):
+        with pytest.raises(DataError, match="does not exist"):
+            load_pairs(missing)
+    with pytest.raises(DataError, match="unknown built-in dataset 'nope'"):
+        load_pairs("nope")
+
+
+def test_easyedit_records_map_to_pairs():
+    from easyedit_split.data import DataError, pairs_from_records
+
+    recs = [{"question": "q", "matching": ["a", "x"], "not_matching": "b"},
+            {"input": "i", "winning_output": "w", "losing_output": "l", "id": "k"}]
+    got = pairs_from_records(recs, "mine")
+    assert [(p.question, p.positive, p.negative) for p in got] == [("q", "a", "b"), ("i", "w", "l")]
+    assert got[1].id == "k" and got[0].source == "mine:1"
+    with pytest.raises(DataError, match=r"mine\[0\]: none of the fields"):
+        pairs_from_records([{"question": "q"}], "mine")

@@ -1,14 +1,13 @@
 """The dial options: a SPLIT margin that scales with the steering factor, and the answer-format instruction."""
 
-import types
 
 import pytest
 import torch
 
+from easyedit_split.artefacts import LoadedUpdates
 from easyedit_split.data.encoding import encode_pairs, with_instruction
 from easyedit_split.data.pairs import PolarityPair
-from easyedit_split.evaluation.api import prompt_settings
-from easyedit_split.hparams import HParamsError
+from easyedit_split.hparams_io import HParamsError
 from easyedit_split.training.hparams import SFTHyperParams, SplitHyperParams
 from easyedit_split.training.objectives import split_loss
 from easyedit_split.training.trainer import Trainer, compute_objective, encode_for
@@ -81,8 +80,8 @@ def test_instruction_is_in_training_and_evaluation_prompts(tiny_tokenizer):
     h = SFTHyperParams.from_dict({"answer_instruction": "answer yes or no"})
     assert encode_for(h, [pair], tiny_tokenizer)[0].prompt_ids == told.prompt_ids
     # ... and evaluation reads it back from the update's saved hparams
-    loaded = types.SimpleNamespace(info={"hparams": h.to_dict()})
-    settings = prompt_settings(loaded)
+    loaded = LoadedUpdates([], "in-memory", info={"hparams": h.to_dict()})
+    settings = loaded.rendering()
     assert settings["answer_instruction"] == "answer yes or no"
     assert encode_pairs([pair], tiny_tokenizer, **settings)[0].prompt_ids == told.prompt_ids
-    assert "answer_instruction" not in prompt_settings(types.SimpleNamespace(info={"hparams": {"system_prompt": ""}}))
+    assert "answer_instruction" not in LoadedUpdates([], "in-memory", info={"hparams": {"system_prompt": ""}}).rendering()

@@ -120,7 +120,7 @@ def test_registration_states_what_it_took_over_and_kept(host, caplog):
     from steer.vector_generators.vector_generators import REQUIRED_DATASET_METHODS
 
     from easyedit_split import register_with_easyedit
-    from easyedit_split.easyedit.hparams import EasyEditSplitHyperParams
+    from easyedit_split.easyedit.easyedit_hparams import EasyEditSplitHyperParams
 
     with caplog.at_level(logging.WARNING, logger="easyedit_split.registry"):
         assert register_with_easyedit(keep_upstream=True) == ["steer.utils.alg_dict"]
@@ -166,7 +166,7 @@ def test_registration_reports_easyedit_own_import_error(tmp_path):
 def test_easyedit_builds_plugin_hparams_with_its_keys_and_validation(registered, tmp_path, llama_dir):
     from steer.utils import load_apply_vector_hparams, load_generate_vector_hparams
 
-    from easyedit_split.hparams import HParamsError
+    from easyedit_split.hparams_io import HParamsError
 
     cfg = _top_cfg(tmp_path, llama_dir, dtype="bfloat16", steer_train_hparam_paths=[_train_hparams(tmp_path, "vector")],
                    apply_steer_hparam_paths=[_apply_hparams(tmp_path, "vector")], steer_vector_load_dir=["somewhere"])
@@ -251,15 +251,15 @@ def test_apply_with_no_model_loads_easyedit_wrapper(registered, tmp_path, llama_
                                max_new_tokens=2, do_sample=False)
     assert len(results) == 1
 
-    from easyedit_split.easyedit.hparams import EasyEditSplitHyperParams
+    from easyedit_split.easyedit.easyedit_hparams import EasyEditSplitHyperParams
 
     with pytest.raises(ValueError, match="REQUIRED_DATASET_METHODS"):
         generate_split(EasyEditSplitHyperParams(layers=[1], model_name_or_path=str(llama_dir)))
 
 
 def test_merged_mode_inside_easyedit_wrapper(registered, tmp_path, llama_dir):
+    from easyedit_split.easyedit.easyedit_hparams import EasyEditApplySplitHyperParams
     from easyedit_split.easyedit.host import load_wrapper
-    from easyedit_split.easyedit.hparams import EasyEditApplySplitHyperParams
     from easyedit_split.easyedit_api import apply_split
 
     hp = EasyEditApplySplitHyperParams(layers=[1], multipliers=[2.0], model_name_or_path=str(llama_dir))
@@ -287,7 +287,7 @@ def test_upstream_spilt_yaml_trains_through_plugin_and_upstream_applier_reads_it
     from steer.vector_appliers.spilt.apply_spilt_hparam import ApplySpiltHyperParams
     from steer.vector_generators.vector_generators import BaseVectorGenerator
 
-    from easyedit_split.easyedit.hparams import EasyEditApplySplitHyperParams
+    from easyedit_split.easyedit.easyedit_hparams import EasyEditApplySplitHyperParams
     from easyedit_split.easyedit_api import apply_split
 
     upstream_yaml = (EASYEDIT / "hparams/Steer/experiment_hparams/spilt_experiment/psychopathy/qwen2.5-7b-it/spilt"

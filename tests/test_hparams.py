@@ -4,14 +4,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from easyedit_split.hparams import HParamsError, load_yaml
+from easyedit_split.apply_hparams import ApplySplitHyperParams
+from easyedit_split.hparams_io import HParamsError, load_yaml
+from easyedit_split.methods import hparams_class
 from easyedit_split.training.hparams import (
-    ApplySplitHyperParams,
     DiffMeanHyperParams,
     RePSHyperParams,
     SFTHyperParams,
     SplitHyperParams,
-    hparams_class_for,
 )
 from tests.tiny_models import tiny_model
 
@@ -75,9 +75,9 @@ def test_wrong_type_names_file_and_key(tmp_path):
 
 def test_alg_names_case_insensitive_and_aliases():
     assert SplitHyperParams.from_dict({"alg_name": "SPILT"}).method == "split"
-    assert hparams_class_for("Spilt") is SplitHyperParams
-    assert hparams_class_for("reps_vector") is RePSHyperParams
-    assert hparams_class_for("caa") is DiffMeanHyperParams
+    assert hparams_class("Spilt") is SplitHyperParams
+    assert hparams_class("reps_vector") is RePSHyperParams
+    assert hparams_class("caa") is DiffMeanHyperParams
     with pytest.raises(HParamsError, match="alg_name"):
         RePSHyperParams.from_dict({"alg_name": "split"})
 
@@ -97,7 +97,7 @@ def test_objective_resolution_quirks(caplog):
 @pytest.mark.parametrize("path", sorted((ROOT / "hparams").rglob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_yamls_load(path, caplog):
     raw = load_yaml(path)
-    cls = ApplySplitHyperParams if path.name.startswith("apply") else hparams_class_for(raw["alg_name"])
+    cls = ApplySplitHyperParams if path.name.startswith("apply") else hparams_class(raw["alg_name"])
     with caplog.at_level(logging.WARNING):
         hp = cls.from_hparams(path)
     assert "unknown keys" not in caplog.text

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import pytest
 
 from easyedit_split import registry
-from easyedit_split.hparams import HParamsError, HyperParams, parse_overrides
+from easyedit_split.hparams_io import HParamsError, HyperParams, parse_overrides
 
 
 def test_method_names_are_case_insensitive_with_upstream_alias():
@@ -84,3 +84,38 @@ def test_required_key_missing_names_file_and_key(tmp_path):
     f.write_text("alg_name: a\n")
     with pytest.raises(HParamsError, match=r"x.yaml: required key 'must' is missing"):
         Req.from_hparams(f)
+
+
+def test_every_table_is_derived_from_the_method_and_form_tables():
+    from easyedit_split import methods, pipeline, updates
+    from easyedit_split.training.objectives import OBJECTIVES
+
+    assert registry.METHOD_NAMES == methods.METHOD_NAMES == pipeline.METHODS
+    assert set(registry.HYPERPARAMS_CLASS_DICT_TARGETS) == set(methods.METHOD_NAMES)
+    assert tuple(updates.FORMS) == methods.FORM_NAMES == pipeline.FORMS
+    for spec in methods.METHODS:
+        train_cls, apply_cls = methods.hparams_class(spec.name), methods.hparams_class(spec.name, "apply")
+        assert registry.get_hparams_class(spec.name) is train_cls
+        for alias in spec.aliases:
+            assert registry.canonical_method(alias) == spec.name
+            assert registry.get_hparams_class(alias, "apply") is apply_cls
+            assert train_cls.from_dict({"alg_name": alias}).method == spec.name
+        if spec.trained:
+            assert OBJECTIVES[spec.objective] is spec.needs_reference
+    assert registry.canonical_method("reps_lora") == "reps" and registry.canonical_method("BiPO_vector") == "dpo"
+    assert OBJECTIVES["reps"] is False and OBJECTIVES["dpo"] is True  # RePS is reference-free
+    for alias, form in (("weight", "local_weight"), ("LoRA", "lora"), ("vector", "vector")):
+        assert methods.canonical_form(alias) == form
+        assert updates.update_class(alias) is updates.FORMS[form]
+    with pytest.raises(ValueError, match="unknown update form"):
+        methods.canonical_form("conv")
+
+
+def test_reps_needs_the_reference_only_when_asked():
+    from easyedit_split.training.hparams import DPOHyperParams, RePSHyperParams
+    from easyedit_split.training.trainer import needs_reference
+
+    reps = RePSHyperParams.from_dict({"alg_name": "reps"})
+    assert not needs_reference("reps", reps)
+    assert needs_reference("reps", RePSHyperParams.from_dict({"alg_name": "reps", "reps_reference_scale": True}))
+    assert needs_reference("dpo", DPOHyperParams.from_dict({"alg_name": "bipo"}))

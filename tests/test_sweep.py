@@ -1,9 +1,7 @@
 import numpy as np
 import pytest
-import torch
 
 from easyedit_split.commands.compare import parse_named
-from easyedit_split.commands.sweep import parse_grid
 from easyedit_split.evaluation.sweep import read_table, sweep, write_table
 from easyedit_split.sites import Site
 from tests.test_core import random_update
@@ -78,59 +76,12 @@ def test_sweep_input_errors():
         sweep(model, None, [], [u], [1.0], pad_token_id=0, progress=False)
 
 
-def test_grid_parser():
-    assert parse_grid("-5:5:21") == pytest.approx(np.linspace(-5, 5, 21).tolist())
-    assert parse_grid("0:1:3") == [0.0, 0.5, 1.0]
-    assert parse_grid("2, -1,0.5") == [-1.0, 0.5, 2.0]
-    assert parse_grid("3") == [3.0]
-    for bad, msg in (("1:2", "start:stop:num"), ("a:2:3", "numbers"), ("0:1:x", "integer"), ("0:1:1", ">= 2"),
-                     ("1:0:5", "greater"), ("1,,2", "empty entry"), ("1,b", "'b' is not a number"),
-                     ("1,1", "duplicate"), ("", "empty"), ("inf", "not finite")):
-        with pytest.raises(ValueError, match=msg):
-            parse_grid(bad)
+def test_named_update_parser():
     assert parse_named(["a=x.pt", "b = diffmean@3"]) == {"a": "x.pt", "b": "diffmean@3"}
     with pytest.raises(ValueError, match="NAME=PATH"):
         parse_named(["x.pt"])
     with pytest.raises(ValueError, match="twice"):
         parse_named(["a=x", "a=y"])
-
-
-def test_load_any_update_dispatches_by_path(tmp_path):
-    import json
-
-    from safetensors.torch import save_file
-
-    from easyedit_split.evaluation.loading import load_any_update
-    from easyedit_split.serialization import save_updates
-
-    model = tiny_model("llama")
-    vec = random_update(model, "vector", Site(2, "residual"))
-    save_updates(tmp_path / "u.safetensors", [vec], model=model, method="split")
-    got = load_any_update(tmp_path / "u.safetensors", model)
-    assert got.kind == "easyedit-split" and got.method == "split"
-    assert torch.equal(got.updates[0].delta_bias(), vec.delta_bias())
-    torch.save({"proj.weight": vec.delta_bias().unsqueeze(0)}, tmp_path / "layer_2.pt")
-    got = load_any_update(tmp_path / "layer_2.pt", model)
-    assert got.kind == "easyedit-pt" and got.updates[0].site == Site(2, "residual")
-    peft_dir = tmp_path / "peft"
-    peft_dir.mkdir()
-    (peft_dir / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 4}))
-    save_file({"base_model.model.model.layers.1.mlp.down_proj.lora_A.weight": torch.randn(2, 48),
-               "base_model.model.model.layers.1.mlp.down_proj.lora_B.weight": torch.randn(32, 2)},
-              str(peft_dir / "adapter_model.safetensors"))
-    got = load_any_update(peft_dir, model)
-    assert got.kind == "peft" and got.updates[0].site.layer == 1
-    edited = {k: v.clone() for k, v in model.state_dict().items()}
-    edited["model.layers.3.mlp.down_proj.weight"] += 0.01
-    save_file({"model.layers.3.mlp.down_proj.weight": edited["model.layers.3.mlp.down_proj.weight"].contiguous()},
-              str(tmp_path / "edit.safetensors"))
-    got = load_any_update(tmp_path / "edit.safetensors", model)
-    assert got.kind == "edited-weights" and got.updates[0].site.layer == 3
-    with pytest.raises(FileNotFoundError):
-        load_any_update(tmp_path / "missing.pt", model)
-    with pytest.raises(ValueError, match="unknown update file type"):
-        (tmp_path / "x.bin").write_bytes(b"0")
-        load_any_update(tmp_path / "x.bin", model)
 
 
 def test_evaluation_renders_prompts_as_the_update_was_trained(tmp_path):

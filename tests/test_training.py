@@ -198,8 +198,8 @@ def test_result_file_has_method_and_hparams(tmp_path):
 
 def test_easyedit_api_generate_and_apply_roundtrip(tmp_path, tiny_tokenizer):
     from easyedit_split.adapters import from_easyedit_pt
+    from easyedit_split.apply_hparams import ApplySplitHyperParams
     from easyedit_split.easyedit_api import apply_split, generate_diffmean, generate_split, remove_steering
-    from easyedit_split.training.hparams import ApplySplitHyperParams
 
     model = tiny_model("llama")
     data = [{"question": f"write a short review of the {w}", "answer_matching_behavior": "great food",
@@ -251,3 +251,23 @@ def test_train_command_writes_and_prints(tmp_path, tiny_tokenizer, capsys):
     target = tmp_path / "out" / "split_vector" / "layer_1.safetensors"
     assert str(target) in printed and target.exists()
     assert load_updates(target).method == "split"
+
+
+def test_train_layers_returns_every_layer_and_writes_both_formats(tmp_path, tiny_tokenizer):
+    import inspect
+
+    from easyedit_split.adapters import from_easyedit_pt
+    from easyedit_split.commands import train as train_command
+    from easyedit_split.data import PolarityPair
+    from easyedit_split.training.api import train_layers
+
+    model = tiny_model("llama")
+    pairs = [PolarityPair(f"p{i}", f"is the {w} great ?", "yes", "no", "t") for i, w in enumerate(("film", "food", "pizza"))]
+    hp = SplitHyperParams.from_dict({"alg_name": "split", "layers": [1, 2], "n_epochs": 1, "gradient_accumulation_steps": 1})
+    res = train_layers(hp, pairs, model, tiny_tokenizer, output_dir=tmp_path, progress=False)
+    assert [r.layer for r in res.layers] == [1, 2] and res.n_pairs == 3 and set(res.updates) == {1, 2}
+    for r in res.layers:
+        assert r.final_loss is not None
+        assert torch.equal(load_updates(r.path).updates[0].vector, r.update.vector.detach())
+        assert torch.equal(from_easyedit_pt(r.easyedit_path, model).vector, r.update.vector.detach())
+    assert "easyedit_api" not in inspect.getsource(train_command)  # the native command trains natively

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .sweep import add_common_arguments, evaluate
+from .common import add_evaluation_arguments, run_evaluation
 
 HELP = "compare several updates (NAME=PATH each) on the same data: one preference-utility report"
 
@@ -26,8 +26,8 @@ def parse_named(values: list[str]) -> dict[str, str]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--update", action="append", required=True, metavar="NAME=PATH",
                    help="a named update (repeat); PATH as for `sweep`, or diffmean@LAYER")
-    add_common_arguments(p)
+    add_evaluation_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    return evaluate(args, parse_named(args.update))
+    return run_evaluation(args, parse_named(args.update))

@@ -26,12 +26,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..artefacts import load_artefact
     from ..export import export_merged
     from ..models import load_model
-    from .generate import load_updates_any
 
     model, tok = load_model(args.model, dtype=args.dtype)
-    updates = load_updates_any(args.update, model, args.layer)
+    updates = load_artefact(args.update, model, layer=args.layer).updates
     result = export_merged(
         model,
         tok,

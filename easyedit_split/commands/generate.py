@@ -21,18 +21,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--update",
         default=None,
-        help="update file (.safetensors from easyedit-split; other formats if the evaluation module "
-        "is installed: EasyEdit .pt, peft folder). Omit for unsteered generation",
+        help="update file or folder (.safetensors, EasyEdit .pt, peft folder, edited checkpoint). "
+        "Omit for unsteered generation",
     )
     p.add_argument(
         "--layer", type=int, default=None, help="layer for an EasyEdit .pt file not named layer_N.pt"
     )
     p.add_argument(
         "--multiplier",
-        type=float,
         nargs="+",
-        default=[1.0],
-        help="one or more multipliers; every prompt is generated at every multiplier, in one batched run",
+        default=["1"],
+        help="multipliers: values, a comma list or start:stop:num; every prompt is generated at every "
+        "multiplier, in one batched run",
     )
     p.add_argument("--mode", choices=("hook", "merged"), default="hook")
     p.add_argument(
@@ -110,32 +110,23 @@ def read_prompts(path: str | Path) -> list[str]:
     return prompts
 
 
-def load_updates_any(path: str, model: Any, layer: int | None) -> list:
-    """Updates from ``path``: every format the evaluation loader knows, else easyedit-split's own file."""
-    try:
-        from ..evaluation.loading import load_any_update
-    except ImportError:
-        from ..serialization import load_updates
-
-        return list(load_updates(path, model).updates)
-    loaded = load_any_update(path, model, layer=layer)
-    return list(loaded.updates)
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ..artefacts import load_artefact
     from ..generation import generate
     from ..models import load_model
+    from ..multipliers import parse_multipliers
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    multipliers = parse_multipliers(args.multiplier, what="--multiplier")
     prompts = args.prompt if args.prompt else read_prompts(args.prompts_file)
     model, tok = load_model(args.model, dtype=args.dtype, device=args.device)
-    updates = load_updates_any(args.update, model, args.layer) if args.update else []
-    if not updates and (len(args.multiplier) > 1 or args.multiplier[0] != 1.0):
+    updates = load_artefact(args.update, model, layer=args.layer).updates if args.update else []
+    if not updates and multipliers != [1.0]:
         logger.warning("no --update given: multipliers have no effect")
-    mults = args.multiplier if updates else [0.0]
+    mults = multipliers if updates else [0.0]
     rows = [(p, m) for m in mults for p in prompts]
     gens = generate(
         model,
@@ -158,11 +149,11 @@ def run(args: argparse.Namespace) -> int:
     records = [{"id": f"m{g.multiplier:g}-p{i % len(prompts)}", **g.to_dict()} for i, g in enumerate(gens)]
     summary: dict[str, Any] = {}
     if args.metrics:
+        from ..data.encoding import pad_id_of
         from ..metrics.diversity import diversity_summary
         from ..metrics.fluency import perplexity
 
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        ppl = perplexity(model, gens, pad_token_id=pad, batch_size=args.batch_size)
+        ppl = perplexity(model, gens, pad_token_id=pad_id_of(tok), batch_size=args.batch_size)
         for rec, value in zip(records, ppl.per_text):
             rec["perplexity"] = value
         for m in mults:

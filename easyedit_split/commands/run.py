@@ -8,13 +8,6 @@ import sys
 HELP = "run the main job: train SPLIT/SFT/DiffMean, sweep preference and utility, fit, generate, report"
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of numbers, got {text!r}") from None
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model (default: built-in SmolLM2-135M-Instruct)")
     p.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16")
@@ -32,8 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-transfer", dest="n_transfer", type=int, default=None,
                    help="training pairs also swept, for the transfer R² of the fits (default 0)")
     p.add_argument("--n-epochs", dest="n_epochs", type=int, default=None)
-    p.add_argument("--multipliers", type=_floats, default=None, help="sweep grid, comma list (must hold 0 and 1)")
-    p.add_argument("--gen-multipliers", dest="gen_multipliers", type=_floats, default=None)
+    p.add_argument("--multipliers", default=None,
+                   help="sweep grid: a comma list or start:stop:num (must hold 0 and 1)")
+    p.add_argument("--gen-multipliers", dest="gen_multipliers", default=None,
+                   help="generation multipliers: a comma list or start:stop:num")
     p.add_argument("--prompt", dest="prompts", action="append", default=None, help="generation prompt (repeatable)")
     p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
@@ -43,12 +38,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..multipliers import parse_multipliers
     from ..pipeline import config_from_args, parse_forms, parse_list, run_main_job
 
     if args.forms is not None:
         args.forms = list(parse_forms(args.forms))
     if args.methods is not None:
         args.methods = list(parse_list(args.methods, "--methods"))
+    if args.multipliers is not None:
+        args.multipliers = parse_multipliers(args.multipliers, what="--multipliers")
+    if args.gen_multipliers is not None:
+        args.gen_multipliers = parse_multipliers(args.gen_multipliers, what="--gen-multipliers")
     cfg = config_from_args(args)
     if args.no_progress:
         cfg.progress = False

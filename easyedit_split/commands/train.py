@@ -21,9 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..easyedit_api import generate, output_folder
-    from ..hparams import load_yaml, parse_overrides
-    from ..training.hparams import hparams_class_for
+    from ..hparams_io import parse_overrides
+    from ..training.api import load_train_hparams, train_layers
 
     overrides = parse_overrides(args.overrides)
     if args.model:
@@ -34,19 +33,13 @@ def run(args: argparse.Namespace) -> int:
         overrides["steer_vector_output_dir"] = args.output
     if args.module_path:
         overrides["intervention_module_path"] = args.module_path
-    raw = load_yaml(args.hparams)
-    alg = overrides.get("alg_name", raw.get("alg_name", "split"))
-    cls = hparams_class_for(alg)
-    hp = cls.from_hparams(args.hparams, overrides=overrides)
-    method = hp.method
-    results: list = []
-    generate(method, hp, None, None, resume=args.resume, progress=not args.no_progress, results=results)
-    folder = output_folder(hp)
-    for layer, res in zip(hp.layers, results):
-        loss = getattr(res, "loss_history", None)
-        tail = f", final loss {loss[-1]:.4f}" if loss else ""
-        sys.stdout.write(f"{method} {hp.form} layer {layer}: {folder / f'layer_{layer}.safetensors'}"
-                         f" (EasyEdit: {folder / f'layer_{layer}.pt'}){tail}\n")
-    if not hp.save_vectors:
+    hp = load_train_hparams(args.hparams, overrides)
+    result = train_layers(hp, resume=args.resume, progress=not args.no_progress)
+    for r in result.layers:
+        loss = r.final_loss
+        tail = f", final loss {loss:.4f}" if loss is not None else ""
+        where = f"{r.path} (EasyEdit: {r.easyedit_path})" if r.path is not None else "not saved"
+        sys.stdout.write(f"{result.method} {result.form} layer {r.layer}: {where}{tail}\n")
+    if result.output_dir is None:
         sys.stdout.write("save_vectors is false: nothing was written\n")
     return 0

@@ -10,9 +10,10 @@ from .encoding import (
     collate_prompts,
     collate_sequences,
     encode_pairs,
+    pad_id_of,
     render_prompt,
 )
-from .formats import BUILTIN_FORMATS, DataError, DatasetFormat, detect_format, get_format
+from .formats import BUILTIN_FORMATS, DataError, DatasetFormat, detect_format, get_format, pairs_from_records
 from .logprobs import answer_nll, last_token_logits, prompt_answer_nll, split_pairs
 from .pairs import (
     BUILTIN_DATASETS,
@@ -20,6 +21,7 @@ from .pairs import (
     builtin_dataset_path,
     iter_records,
     load_builtin,
+    load_pairs,
     read_pairs,
     train_test_split,
 )
@@ -44,6 +46,9 @@ __all__ = [
     "iter_records",
     "last_token_logits",
     "load_builtin",
+    "load_pairs",
+    "pad_id_of",
+    "pairs_from_records",
     "prompt_answer_nll",
     "read_pairs",
     "render_prompt",

@@ -43,9 +43,24 @@ __all__ = [
     "collate_prompts",
     "collate_sequences",
     "encode_pairs",
+    "pad_id_of",
     "render_prompt",
     "with_instruction",
 ]
+
+
+def pad_id_of(tokenizer: Any) -> int:
+    """The id used to fill padded positions: the tokenizer's pad id, else its EOS id, else 0.
+
+    Its value never matters for the results (masks come from lengths), only that it is a valid id.
+    """
+    for attr in ("pad_token_id", "eos_token_id"):
+        v = getattr(tokenizer, attr, None) if tokenizer is not None else None
+        if isinstance(v, (list, tuple)):
+            v = v[0] if v else None
+        if v is not None:
+            return int(v)
+    return 0
 
 
 @dataclass

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ import yaml
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BUILTIN_FORMATS", "DataError", "DatasetFormat", "detect_format", "get_format"]
+__all__ = ["BUILTIN_FORMATS", "DataError", "DatasetFormat", "detect_format", "get_format", "pairs_from_records"]
 
 
 class DataError(ValueError):
@@ -256,3 +256,52 @@ def detect_format(columns: Iterable[str], *, source: str = "data") -> DatasetFor
         f"persona (answer_matching_behavior/answer_not_matching_behavior), axbench "
         f"(winning_output/losing_output) or powerseeking (matching/not_matching); pass a DatasetFormat"
     )
+
+
+# ------------------------------------------------------------------------ EasyEdit in-memory records
+
+#: keys of EasyEdit's in-memory records (steering data loaders, persona files, AxBench), first match wins
+_RECORD_QUESTION_KEYS = ("question", "input", "prompt")
+_RECORD_POSITIVE_KEYS = ("matching", "answer_matching_behavior", "winning_output", "positive")
+_RECORD_NEGATIVE_KEYS = ("not_matching", "answer_not_matching_behavior", "losing_output", "negative")
+
+
+def _first_present(record: Mapping[str, Any], keys: Sequence[str], where: str) -> Any:
+    for k in keys:
+        if k in record and record[k] is not None:
+            return record[k]
+    raise DataError(f"{where}: none of the fields {list(keys)} present (keys: {sorted(record)})")
+
+
+def pairs_from_records(records: Iterable[Any], name: str = "dataset") -> list:
+    """Polarity pairs from EasyEdit's in-memory dataset: a list of dicts (``question``/``matching``/
+    ``not_matching``, persona keys, or AxBench's ``input``/``winning_output``/``losing_output``; a list
+    answer counts by its first entry) or of :class:`~easyedit_split.data.pairs.PolarityPair`."""
+    from .pairs import PolarityPair  # pairs imports this module
+
+    items = list(records)
+    if items and isinstance(items[0], tuple):
+        raise NotImplementedError("multi-concept datasets (a list of (concept_id, rows)) are not supported; "
+                                  "train one concept at a time")
+    out = []
+    for i, rec in enumerate(items):
+        if isinstance(rec, PolarityPair):
+            out.append(rec)
+            continue
+        if not isinstance(rec, Mapping):
+            raise TypeError(f"{name}[{i}]: expected a dict, got {type(rec).__name__}")
+        where = f"{name}[{i}]"
+        q = _first_present(rec, _RECORD_QUESTION_KEYS, where)
+        pos = _first_present(rec, _RECORD_POSITIVE_KEYS, where)
+        neg = _first_present(rec, _RECORD_NEGATIVE_KEYS, where)
+        if isinstance(pos, list):
+            pos = pos[0]
+        if isinstance(neg, list):
+            neg = neg[0]
+        if not str(pos).strip() or not str(neg).strip():
+            raise DataError(f"{where}: empty answer")
+        out.append(PolarityPair(id=str(rec.get("id", i)), question=str(q), positive=str(pos), negative=str(neg),
+                                source=f"{name}:{i + 1}"))
+    if not out:
+        raise DataError(f"{name}: no examples")
+    return out

@@ -24,6 +24,7 @@ __all__ = [
     "builtin_dataset_path",
     "iter_records",
     "load_builtin",
+    "load_pairs",
     "read_pairs",
     "train_test_split",
 ]
@@ -271,3 +272,23 @@ def load_builtin(name: str, *, strict: bool = True, limit: int | None = None) ->
     """Read a shipped dataset (all rows are valid, so ``strict`` defaults to True)."""
     key = _canonical_dataset(name)
     return read_pairs(builtin_dataset_path(key), BUILTIN_DATASETS[key][1], strict=strict, limit=limit)
+
+
+def load_pairs(
+    name_or_path: str | os.PathLike, format: str | DatasetFormat = "auto", *, limit: int | None = None
+) -> list[PolarityPair]:
+    """Pairs from a data file when ``name_or_path`` exists, else from the shipped dataset of that name.
+
+    A missing path that looks like a path (a folder separator or a data-file suffix) is reported as a
+    missing file, not as an unknown built-in dataset. ``format`` applies to files (shipped datasets
+    know their own).
+    """
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.exists():
+        return read_pairs(path, format, limit=limit)
+    looks_like_path = isinstance(name_or_path, os.PathLike) or "/" in text or os.sep in text \
+        or path.suffix.lower() in _SUFFIX_TYPES
+    if looks_like_path:
+        raise DataError(f"data file {path} does not exist")
+    return load_builtin(text, limit=limit)

@@ -16,15 +16,14 @@ from .fitting import (
     transfer_r2,
     util_curve,
 )
-from .loading import LoadedUpdates, diffmean_from_pairs, load_any_update
 from .logodds import MeanCI, accuracy, bootstrap_mean_ci, pref_odds, summarize, util_odds
 from .manifold import ManifoldResult, correlate_with_utility, manifold_distance
 from .sweep import read_table, sweep, write_table
 
 __all__ = [
-    "Calibration", "CurveFit", "EvaluationResult", "LoadedUpdates", "ManifoldResult", "MeanCI", "MethodEvaluation",
-    "ValidRegion", "accuracy", "bootstrap_fit", "bootstrap_mean_ci", "calibrate", "correlate_with_utility", "diffmean_from_pairs",
-    "evaluate_preference_utility", "fit_curve", "fit_pref_odds", "fit_util_odds", "load_any_update", "manifold_distance",
+    "Calibration", "CurveFit", "EvaluationResult", "ManifoldResult", "MeanCI", "MethodEvaluation",
+    "ValidRegion", "accuracy", "bootstrap_fit", "bootstrap_mean_ci", "calibrate", "correlate_with_utility",
+    "evaluate_preference_utility", "fit_curve", "fit_pref_odds", "fit_util_odds", "manifold_distance",
     "pref_curve", "pref_odds", "read_table", "rq_decay", "summarize", "sweep", "transfer_r2", "util_curve",
     "util_odds", "valid_region", "write_table",
 ]

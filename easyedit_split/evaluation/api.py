@@ -18,9 +18,10 @@ import pandas as pd
 from torch import nn
 
 from .._io import atomic_write_json
+from ..artefacts import LoadedUpdates, load_artefact
+from ..multipliers import parse_multipliers
 from .derived import Calibration, ValidRegion, calibrate, valid_region
 from .fitting import FORMS, CurveFit, bootstrap_fit, fit_curve, transfer_r2
-from .loading import LoadedUpdates, load_any_update
 from .logodds import summarize
 from .manifold import ManifoldResult, manifold_distance
 from .sweep import encode_for_sweep, sweep, write_table
@@ -163,19 +164,6 @@ def _derived(ev: MethodEvaluation, ref_summary: pd.DataFrame, ref_fits: dict[str
                         + ", ".join(f"{v:g}" for v in skipped))
 
 
-def prompt_settings(loaded: LoadedUpdates) -> dict[str, Any]:
-    """``chat_template`` / ``system_prompt`` / ``answer_instruction`` in an update's saved hparams (empty if none)."""
-    hp = loaded.info.get("hparams") or {}
-    out: dict[str, Any] = {}
-    if "use_chat_template" in hp:
-        out["chat_template"] = hp["use_chat_template"]
-    if "system_prompt" in hp:
-        out["system_prompt"] = hp["system_prompt"]
-    if hp.get("answer_instruction"):
-        out["answer_instruction"] = hp["answer_instruction"]
-    return out
-
-
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "update"
 
@@ -185,7 +173,7 @@ def evaluate_preference_utility(
     tokenizer: Any,
     updates: Any,
     pairs: Sequence,
-    multipliers: Sequence[float],
+    multipliers: str | Sequence[float | str],
     *,
     train_pairs: Sequence | None = None,
     output_dir: str | os.PathLike | None = None,
@@ -211,7 +199,8 @@ def evaluate_preference_utility(
 ) -> EvaluationResult:
     """Preference–utility evaluation of one update (or several: pass ``{name: spec}``).
 
-    ``updates``: anything :func:`~.loading.load_any_update` accepts, or a mapping name → such a spec.
+    ``updates``: anything :func:`~easyedit_split.artefacts.load_artefact` accepts (loaded updates, a
+    path, ``diffmean@L`` built from ``train_pairs``), or a mapping name → such a spec.
     Sweeps ``pairs`` over ``multipliers``; fits PrefOdds/UtilOdds curves on the per-m means in both
     forms of docs/design.md §3 (``fits["pref"]``, ``fits["util"]``: design form;
     ``fits["pref_per_side"]``, ``fits["util_per_side"]``: per-side form), with bootstrap intervals on
@@ -230,16 +219,16 @@ def evaluate_preference_utility(
     if target_pref is None and target_accuracy is None:
         target_accuracy = 0.9
     specs: Mapping[str, Any] = updates if isinstance(updates, Mapping) else {"": updates}
-    grid = sorted(float(m) for m in multipliers)
+    grid = sorted(parse_multipliers(multipliers))
     if 0.0 not in grid:
         raise ValueError("the multiplier grid must contain 0 (the unsteered reference)")
     out_dir = Path(output_dir) if output_dir is not None else None
     methods: dict[str, MethodEvaluation] = {}
     files: dict[str, str] = {}
     for given_name, spec in specs.items():
-        loaded: LoadedUpdates = load_any_update(spec, model)
+        loaded: LoadedUpdates = load_artefact(spec, model, tokenizer=tokenizer, train_pairs=train_pairs)
         # render prompts as the update was trained (chat template, system prompt) unless told otherwise
-        kw = dict(encode_kwargs) if encode_kwargs is not None else prompt_settings(loaded)
+        kw = dict(encode_kwargs) if encode_kwargs is not None else loaded.rendering()
         eval_enc = encode_for_sweep(tokenizer, pairs, **kw)
         name = given_name or (loaded.method if loaded.method != "unknown" else "update")
         ups = loaded.updates

@@ -30,13 +30,13 @@ import torch
 from torch import nn
 
 from ..apply import apply_updates
-from ..data.encoding import EncodedPair, collate_pairs
+from ..data.encoding import EncodedPair, collate_pairs, pad_id_of
 from ..data.pairs import PolarityPair
 from ..forward import capture_prefix, final_hidden, run_suffix, site_start_layer
 from ..record import record_site_outputs, stop_after
 from ..sites import Site
 from ..updates import Update
-from .sweep import encode_for_sweep, pad_id_of
+from .sweep import encode_for_sweep
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .._io import atomic_path
-from ..data.encoding import EncodedPair, encode_pairs
+from ..data.encoding import EncodedPair, encode_pairs, pad_id_of
 from ..data.pairs import PolarityPair
 from ..scoring import PairScorer
 from ..sites import Site
@@ -35,20 +35,9 @@ from .logodds import add_log_odds
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["encode_for_sweep", "pad_id_of", "read_table", "replace_at_layer", "sweep", "write_table"]
+__all__ = ["encode_for_sweep", "read_table", "replace_at_layer", "sweep", "write_table"]
 
 UpdateFactory = Callable[[int], Sequence[Update]]
-
-
-def pad_id_of(tokenizer: Any) -> int:
-    """The tokenizer's pad id, else its EOS id, else 0 (masks never compare ids with it)."""
-    for attr in ("pad_token_id", "eos_token_id"):
-        v = getattr(tokenizer, attr, None) if tokenizer is not None else None
-        if isinstance(v, (list, tuple)):
-            v = v[0] if v else None
-        if v is not None:
-            return int(v)
-    return 0
 
 
 def encode_for_sweep(

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data.encoding import collate_sequences, encode_pairs
+from ..data.encoding import collate_sequences, encode_pairs, pad_id_of
 from ..data.pairs import PolarityPair, train_test_split
 from ..generation import Generation
 from ..record import record_site_outputs, stop_after
@@ -170,7 +170,7 @@ def fit_concept_probe(
         raise ValueError(
             f"test_size {test_size} leaves {len(train)} train and {len(test)} test pairs; both must be > 0"
         )
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id_of(tokenizer)
     kw = {"chat_template": chat_template, "system_prompt": system_prompt}
     x_tr, y_tr = _features_and_labels(
         model, encode_pairs(train, tokenizer, **kw), layer, pooling, pad, batch_size, progress

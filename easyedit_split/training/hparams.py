@@ -1,4 +1,4 @@
-"""Hyperparameters of the training methods and their appliers, with EasyEdit's key names.
+"""Hyperparameters of the training methods, with EasyEdit's key names (applying: :mod:`easyedit_split.apply_hparams`).
 
 Defaults follow upstream EasyEdit's ``SpiltHyperParams`` where the key exists there; keys marked
 "ours" are this plugin's additions. Upstream keys that have no meaning here are listed in
@@ -6,12 +6,13 @@ Defaults follow upstream EasyEdit's ``SpiltHyperParams`` where the key exists th
 
 Upstream quirks handled:
 
-* upstream spells SPLIT ``spilt``; ``alg_name`` is matched case-insensitively;
+* upstream spells SPLIT ``spilt``; ``alg_name`` is matched case-insensitively against the method
+  table's names (:mod:`easyedit_split.methods`);
 * upstream's SPLIT experiment files ("our" configs) say ``alg_name: sft`` — SPLIT is EasyEdit's SFT
   trainer with ``neg_loss_weight``/``margin_penalty_weight`` switched on — so
   :class:`SplitHyperParams` accepts ``sft`` too, and :class:`SFTHyperParams` with a non-zero
   ``neg_loss_weight`` or ``margin_penalty_weight`` trains that same objective (with a warning);
-* ``intervention_method: weight`` means ``local_weight``;
+* ``intervention_method: weight`` means ``local_weight`` (the form table, :mod:`easyedit_split.methods`);
 * ``loss_type`` of RePS files: ``scaled_simpo`` (default) or ``simpo``; ``dpo`` selects the DPO
   objective.
 """
@@ -20,33 +21,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from ..hparams import HParamsError, HyperParams
+from ..hparams_io import HParamsError, HyperParams
+from ..methods import canonical_form, method_spec
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "APPLY_HPARAMS",
-    "FORM_ALIASES",
-    "TRAIN_HPARAMS",
-    "ApplyDPOHyperParams",
-    "ApplyDiffMeanHyperParams",
-    "ApplyHyperParams",
-    "ApplyRePSHyperParams",
-    "ApplySFTHyperParams",
-    "ApplySplitHyperParams",
     "DPOHyperParams",
     "DiffMeanHyperParams",
     "RePSHyperParams",
     "SFTHyperParams",
     "SplitHyperParams",
     "TrainHyperParams",
-    "canonical_form",
 ]
-
-FORM_ALIASES = {"vector": "vector", "lora": "lora", "local_weight": "local_weight", "weight": "local_weight",
-                "localweight": "local_weight"}
 
 _UPSTREAM_IGNORED = (
     "use_cache", "max_concepts", "output_length", "loss_output_dir", "inference", "all_labels",
@@ -55,13 +44,6 @@ _UPSTREAM_IGNORED = (
     "use_dpo_loss", "concept_id", "hf_path", "generation_data", "generation_data_size",
     "generation_output_dir", "num_responses", "steer_from_end_position", "generate_orig_output",
 )
-
-
-def canonical_form(name: str, source: str = "<hparams>") -> str:
-    key = str(name).strip().lower()
-    if key not in FORM_ALIASES:
-        raise HParamsError(f"{source}: key 'intervention_method' is {name!r}; use vector, lora or local_weight")
-    return FORM_ALIASES[key]
 
 
 @dataclass
@@ -208,14 +190,14 @@ class TrainHyperParams(_ModelDataKeys):
 class SplitHyperParams(TrainHyperParams):
     """SPLIT (upstream ``spilt``); upstream's SPLIT experiment files say ``alg_name: sft``."""
 
-    ALG_NAMES: ClassVar[tuple[str, ...]] = ("split", "spilt", "sft", "our", "ours")
+    ALG_NAMES: ClassVar[tuple[str, ...]] = method_spec("split").alg_names()
     OBJECTIVE: ClassVar[str] = "split"
     alg_name: str = "split"
 
 
 @dataclass
 class SFTHyperParams(TrainHyperParams):
-    ALG_NAMES: ClassVar[tuple[str, ...]] = ("sft", "sft_vector", "sft_lora", "sft_local_weight")
+    ALG_NAMES: ClassVar[tuple[str, ...]] = method_spec("sft").alg_names()
     OBJECTIVE: ClassVar[str] = "sft"
     alg_name: str = "sft"
 
@@ -235,7 +217,7 @@ class SFTHyperParams(TrainHyperParams):
 
 @dataclass
 class RePSHyperParams(TrainHyperParams):
-    ALG_NAMES: ClassVar[tuple[str, ...]] = ("reps", "reps_vector", "reps_lora", "reps_local_weight")
+    ALG_NAMES: ClassVar[tuple[str, ...]] = method_spec("reps").alg_names()
     OBJECTIVE: ClassVar[str] = "reps"
     alg_name: str = "reps"
     batch_size: int = 6
@@ -258,7 +240,7 @@ class RePSHyperParams(TrainHyperParams):
 class DPOHyperParams(TrainHyperParams):
     """DPO applied in both directions (BiPO); the reference is the unsteered model."""
 
-    ALG_NAMES: ClassVar[tuple[str, ...]] = ("dpo", "bipo")
+    ALG_NAMES: ClassVar[tuple[str, ...]] = method_spec("dpo").alg_names()
     OBJECTIVE: ClassVar[str] = "dpo"
     alg_name: str = "dpo"
     beta: float = 0.1
@@ -269,7 +251,7 @@ class DPOHyperParams(TrainHyperParams):
 class DiffMeanHyperParams(_ModelDataKeys):
     """DiffMean / CAA: train-free mean difference of site activations over answer tokens."""
 
-    ALG_NAMES: ClassVar[tuple[str, ...]] = ("diffmean", "caa", "diff_mean", "mean_diff")
+    ALG_NAMES: ClassVar[tuple[str, ...]] = method_spec("diffmean").alg_names()
     IGNORED_KEYS: ClassVar[tuple[str, ...]] = _UPSTREAM_IGNORED + ("lr", "n_epochs", "steering_factors",
                                                                     "preference_pairs", "substraction_type")
     OBJECTIVE: ClassVar[str] = "diffmean"
@@ -302,98 +284,3 @@ class DiffMeanHyperParams(_ModelDataKeys):
             raise HParamsError(f"{source}: key 'intervention_method' must be vector for DiffMean (it is train-free)")
         if not self.layers:
             raise HParamsError(f"{source}: key 'layers' must list at least one layer")
-
-
-TRAIN_HPARAMS: dict[str, type[HyperParams]] = {
-    "split": SplitHyperParams, "sft": SFTHyperParams, "reps": RePSHyperParams, "dpo": DPOHyperParams,
-    "diffmean": DiffMeanHyperParams,
-}
-
-
-# ---------------------------------------------------------------------------------------------- apply
-
-
-@dataclass
-class ApplyHyperParams(HyperParams):
-    """Applying saved updates to a model (EasyEdit's apply config keys)."""
-
-    IGNORED_KEYS: ClassVar[tuple[str, ...]] = ("max_concepts", "concept_id", "steering_prompt_type",
-                                               "intervention_type", "use_cache", "generation_data")
-    alg_name: str = "split"
-    layers: list[int] = field(default_factory=lambda: [15])
-    multipliers: list[float] = field(default_factory=lambda: [1.0])
-    steer_vector_load_dir: str | None = None
-    intervention_method: str = "vector"
-    intervention_components: str | None = None
-    intervention_positions: str = "all"  # all | prompt | generated
-    low_rank_dimension: int | None = None
-    lora_alpha: float | None = None
-    model_name_or_path: str | None = None
-    device: str = "cpu"
-    torch_dtype: str = "float32"
-    mode: str = "hook"  # ours: hook | merged
-
-    def validate(self, source: str) -> None:
-        canonical_form(self.intervention_method, source)
-        if not self.layers:
-            raise HParamsError(f"{source}: key 'layers' must list at least one layer")
-        if self.multipliers and len(self.multipliers) not in (1, len(self.layers)):
-            raise HParamsError(f"{source}: key 'multipliers' has {len(self.multipliers)} values for "
-                               f"{len(self.layers)} layers (give one, or one per layer)")
-        if self.intervention_positions not in ("all", "prompt", "generated"):
-            raise HParamsError(f"{source}: key 'intervention_positions' must be all, prompt or generated")
-        if self.mode not in ("hook", "merged"):
-            raise HParamsError(f"{source}: key 'mode' must be hook or merged")
-
-    def multiplier_for(self, i: int) -> float:
-        if not self.multipliers:
-            return 1.0
-        return float(self.multipliers[0] if len(self.multipliers) == 1 else self.multipliers[i])
-
-
-@dataclass
-class ApplySplitHyperParams(ApplyHyperParams):
-    ALG_NAMES: ClassVar[tuple[str, ...]] = ("split", "spilt", "sft", "our", "ours")
-    alg_name: str = "split"
-
-
-@dataclass
-class ApplySFTHyperParams(ApplyHyperParams):
-    ALG_NAMES: ClassVar[tuple[str, ...]] = ("sft", "sft_vector", "sft_lora", "sft_local_weight")
-    alg_name: str = "sft"
-
-
-@dataclass
-class ApplyRePSHyperParams(ApplyHyperParams):
-    ALG_NAMES: ClassVar[tuple[str, ...]] = ("reps", "reps_vector", "reps_lora", "reps_local_weight")
-    alg_name: str = "reps"
-
-
-@dataclass
-class ApplyDPOHyperParams(ApplyHyperParams):
-    ALG_NAMES: ClassVar[tuple[str, ...]] = ("dpo", "bipo")
-    alg_name: str = "dpo"
-
-
-@dataclass
-class ApplyDiffMeanHyperParams(ApplyHyperParams):
-    ALG_NAMES: ClassVar[tuple[str, ...]] = ("diffmean", "caa", "diff_mean", "mean_diff")
-    alg_name: str = "diffmean"
-
-
-APPLY_HPARAMS: dict[str, type[ApplyHyperParams]] = {
-    "split": ApplySplitHyperParams, "sft": ApplySFTHyperParams, "reps": ApplyRePSHyperParams,
-    "dpo": ApplyDPOHyperParams, "diffmean": ApplyDiffMeanHyperParams,
-}
-
-
-def hparams_class_for(alg_name: Any) -> type[HyperParams]:
-    """The training hparams class for an ``alg_name`` (``spilt``/``SPLIT`` → split, ``bipo`` → dpo …)."""
-    from ..registry import canonical_method
-
-    key = str(alg_name).strip().lower()
-    for suffix in ("_vector", "_lora", "_local_weight"):
-        key = key.removesuffix(suffix)
-    if key in ("our", "ours"):
-        key = "split"
-    return TRAIN_HPARAMS[canonical_method(key)]

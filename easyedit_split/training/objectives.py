@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..methods import METHODS
+
 __all__ = ["OBJECTIVES", "dpo_loss", "ref_violation_loss", "reps_loss", "sft_loss", "split_loss"]
 
 
@@ -92,5 +94,5 @@ def ref_violation_loss(
     return (F.relu(L_win - ref_win) + F.relu(L_lose - ref_lose)).mean()
 
 
-#: objective name → whether it needs unsteered reference losses
-OBJECTIVES = {"sft": False, "split": False, "reps": False, "dpo": True}
+#: objective name → whether it needs unsteered reference losses (from the method table)
+OBJECTIVES = {m.objective: m.needs_reference for m in METHODS if m.objective is not None}

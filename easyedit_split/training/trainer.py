@@ -38,14 +38,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._io import atomic_save_safetensors, atomic_write_json
-from ..data.encoding import EncodedPair, encode_pairs
+from ..data.encoding import EncodedPair, encode_pairs, pad_id_of
 from ..data.pairs import PolarityPair, train_test_split
 from ..scoring import PairScorer, PreparedPairs
 from ..serialization import save_updates
 from ..sites import Site, resolve_site
 from ..updates import Update, make_update
 from .hparams import TrainHyperParams
-from .objectives import dpo_loss, ref_violation_loss, reps_loss, sft_loss, split_loss
+from .objectives import OBJECTIVES, dpo_loss, ref_violation_loss, reps_loss, sft_loss, split_loss
 
 logger = logging.getLogger(__name__)
 
@@ -201,8 +201,11 @@ def linear_schedule(total_steps: int, warmup_steps: int):
     return factor
 
 
-def _needs_reference(objective: str, hp: TrainHyperParams) -> bool:
-    if objective == "dpo" or hp.ref_loss_weight:
+def needs_reference(objective: str, hp: TrainHyperParams) -> bool:
+    """Whether training needs the unsteered model's losses: the objective needs them (method table), or an
+    opt-in term does (``ref_loss_weight``; RePS's ``reps_reference_scale``, off by default: RePS is
+    reference-free)."""
+    if OBJECTIVES[objective] or hp.ref_loss_weight:
         return True
     return objective == "reps" and hp.reps_reference_scale and (hp.loss_type or "scaled_simpo") == "scaled_simpo"
 
@@ -242,18 +245,13 @@ class Trainer:
             logger.info("dropout=%s is not applied: updates are trained without dropout", hp.dropout)
         torch.manual_seed(hp.seed)  # LoRA's A is initialised from the global generator
         self.update = update if update is not None else build_update(model, hp, self.layer)
-        pad = getattr(tokenizer, "pad_token_id", None)
-        if pad is None:
-            pad = getattr(tokenizer, "eos_token_id", None)
-        if pad is None:
-            raise ValueError("the tokenizer has neither a pad nor an eos token id")
-        self.scorer = PairScorer(model, [self.update], pad_token_id=int(pad), use_prefix_cache=hp.use_prefix_cache,
+        self.scorer = PairScorer(model, [self.update], pad_token_id=pad_id_of(tokenizer), use_prefix_cache=hp.use_prefix_cache,
                                  single_token_sharing=hp.single_token_sharing)
 
     # -- data ----------------------------------------------------------------------------------
     def prepare(self, encoded: Sequence[EncodedPair]) -> list[_Batch]:
         batches = []
-        need_ref = _needs_reference(self.objective, self.hp)
+        need_ref = needs_reference(self.objective, self.hp)
         with torch.no_grad():
             for chunk in make_minibatches(encoded, self.hp.batch_size, self.hp.seed):
                 prepared = self.scorer.prepare(chunk)

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..hparams import HParamsError, HyperParams, coerce_value
-from ..training import hparams as plugin_hparams
+from ..hparams_io import HParamsError, HyperParams, coerce_value
+from ..methods import METHOD_NAMES, hparams_class
 
 __all__ = ["EASYEDIT_APPLY_HPARAMS", "EASYEDIT_TRAIN_HPARAMS", "EasyEditKeys", "is_easyedit_hparams"]
 
@@ -75,14 +74,14 @@ def _easyedit_class(base: type[HyperParams]) -> type[HyperParams]:
     return cls
 
 
-def _table(tables: Mapping[str, type[HyperParams]]) -> dict[str, type[HyperParams]]:
-    return {name: _easyedit_class(cls) for name, cls in tables.items()}
+def _table(kind: str) -> dict[str, type[HyperParams]]:
+    return {name: _easyedit_class(hparams_class(name, kind)) for name in METHOD_NAMES}
 
 
 #: method name → class EasyEdit builds for training (``HYPERPARAMS_CLASS_DICT[name]['train']``)
-EASYEDIT_TRAIN_HPARAMS = _table(plugin_hparams.TRAIN_HPARAMS)
+EASYEDIT_TRAIN_HPARAMS = _table("train")
 #: method name → class EasyEdit builds for applying (``HYPERPARAMS_CLASS_DICT[name]['apply']``)
-EASYEDIT_APPLY_HPARAMS = _table(plugin_hparams.APPLY_HPARAMS)
+EASYEDIT_APPLY_HPARAMS = _table("apply")
 
 for _cls in (*EASYEDIT_TRAIN_HPARAMS.values(), *EASYEDIT_APPLY_HPARAMS.values()):
     globals()[_cls.__name__] = _cls  # importable by name (pickling, lazy "module:attr" targets)

@@ -1,0 +1,108 @@
+"""Options and the job shared by ``sweep`` and ``compare`` (commands import this module, never each other)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["add_evaluation_arguments", "load_data", "run_evaluation"]
+
+
+def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="model folder / hub id / .gguf / built-in name (default: smollm2)")
+    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 (fp32/bf16/fp16)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | mps")
+    p.add_argument("--device-map", dest="device_map", default=None, help="e.g. auto: spread a large model over GPUs")
+    p.add_argument("--data", default="psychopathy", help="built-in dataset (psychopathy, power-seeking, sentiment) or a file")
+    p.add_argument("--multipliers", default="-5:5:21", help="start:stop:num or a comma list; 0 is added if missing (write --multipliers=-5:5:21 when it starts with -)")
+    p.add_argument("--n-pairs", type=int, default=100, help="evaluation pairs (held-out part of the split)")
+    p.add_argument("--n-train", type=int, default=0,
+                   help="training pairs (for transfer R², and for building diffmean@L updates; default 0, or 200 with diffmean)")
+    p.add_argument("--train-sweep-pairs", type=int, default=None,
+                   help="sweep only this many training pairs for the transfer R² (default: all; 0: no training sweep)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--layer", type=int, default=None, help="layer for an EasyEdit .pt file not named layer_N.pt")
+    p.add_argument("--module-path", dest="module_path", default=None,
+                   help="module a diffmean@LAYER vector is read from and sits on, e.g. 'model.layers.{layer}.mlp.down_proj'")
+    p.add_argument("--reduction", choices=("sum", "mean"), default="sum", help="sequence-sum or per-token-mean losses")
+    p.add_argument("--delta", type=float, default=1.0, help="utility drop defining the valid region")
+    p.add_argument("--target-accuracy", type=float, default=None, help="calibration target (default 0.9)")
+    p.add_argument("--target-pref", type=float, default=None, help="calibration target PrefOdds instead of accuracy")
+    p.add_argument("--max-util-drop", type=float, default=1.0, help="utility budget of the calibration")
+    p.add_argument("--derived-from", dest="derived_from", choices=("means", "fit"), default="means",
+                   help="valid region and calibration from the measured means (default) or from converged fits")
+    p.add_argument("--fit-boot", dest="fit_boot", type=int, default=30,
+                   help="bootstrap resamples of the pairs for intervals on the fits' R² and parameters (0: none)")
+    p.add_argument("--manifold", action="store_true", help="also measure the activation-manifold distance")
+    p.add_argument("--manifold-positions", choices=("answer", "prompt", "all"), default="all",
+                   help="tokens whose site outputs the manifold measure uses")
+    p.add_argument("--batch-rows", type=int, default=128, help="(pair, m) rows per forward pass")
+    p.add_argument("--format", choices=("csv", "parquet"), default="csv", help="sweep table format")
+    p.add_argument("--output", required=True, help="output folder (tables, results.json, PNGs, report.md)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--title", default=None)
+
+
+def load_data(args: argparse.Namespace, need_train: bool) -> tuple[list, list]:
+    """(training pairs, held-out pairs) of ``--data`` split by ``--n-pairs``/``--n-train``/``--seed``."""
+    from ..data import load_pairs, train_test_split
+
+    pairs = load_pairs(args.data)
+    n_train = args.n_train or (200 if need_train else 0)
+    if args.n_pairs < 1:
+        raise ValueError(f"--n-pairs must be >= 1, got {args.n_pairs}")
+    if args.n_pairs + n_train > len(pairs):
+        raise ValueError(f"--n-pairs {args.n_pairs} + training pairs {n_train} exceed the {len(pairs)} pairs of {args.data}")
+    rest, test = train_test_split(pairs, args.n_pairs, seed=args.seed)
+    return rest[:n_train], test
+
+
+def run_evaluation(args: argparse.Namespace, specs: dict[str, str]) -> int:
+    """Load every update spec once, sweep them on the held-out pairs and write one report."""
+    import torch
+
+    from ..artefacts import is_diffmean_spec, load_artefact
+    from ..evaluation.api import evaluate_preference_utility
+    from ..models import load_model
+    from ..multipliers import parse_multipliers, with_zero
+    from ..serialization import save_updates
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    grid = with_zero(parse_multipliers(args.multipliers, what="--multipliers"))
+    need_train = any(is_diffmean_spec(s) for s in specs.values())
+    train, test = load_data(args, need_train)
+    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device, device_map=args.device_map)
+    sweep_train = train if args.train_sweep_pairs is None else train[: args.train_sweep_pairs]
+    resolved = {name: load_artefact(spec, model, layer=args.layer, tokenizer=tokenizer, train_pairs=train,
+                                    module_path=args.module_path)
+                for name, spec in specs.items()}
+    for name, loaded in resolved.items():
+        if loaded.kind == "diffmean":  # keep the train-free vector that was evaluated, with its rendering
+            path = Path(args.output) / f"diffmean_{name or 'update'}.safetensors"
+            save_updates(path, loaded.updates, model=model, method="diffmean", hparams=loaded.info["hparams"],
+                         extra={"n_train_pairs": len(train), "data": args.data, "seed": args.seed})
+            logger.info("saved the DiffMean vector to %s", path)
+    result = evaluate_preference_utility(
+        model, tokenizer, resolved, test, grid, train_pairs=sweep_train or None, output_dir=args.output,
+        manifold_positions=args.manifold_positions,
+        reduction=args.reduction, delta=args.delta, target_pref=args.target_pref, target_accuracy=args.target_accuracy,
+        max_util_drop=args.max_util_drop, derived_from=args.derived_from, fit_boot=args.fit_boot,
+        manifold=args.manifold, batch_rows=args.batch_rows, seed=args.seed,
+        title=args.title, table_format=args.format)
+    out = sys.stdout
+    for name, ev in result.methods.items():
+        for fit in ev.fits.values():
+            out.write(f"{name or 'update'}: {fit.label} R²={fit.r2:.4f}\n" if fit.success
+                      else f"{name or 'update'}: {fit.label} {fit.status}: {fit.message}\n")
+        if ev.valid_region:
+            out.write(f"  valid region [{ev.valid_region.lo:.3g}, {ev.valid_region.hi:.3g}] (from the {ev.valid_region.source})\n")
+        if ev.calibration:
+            c = ev.calibration
+            out.write(f"  calibrated multiplier: {c.multiplier if c.multiplier is not None else 'none'} ({c.reason})\n")
+    out.write(f"report: {result.files.get('report')}\n")
+    return 0
