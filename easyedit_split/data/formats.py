@@ -38,7 +38,7 @@ class DataError(ValueError):
 
 
 _FILE_TYPES = ("jsonl", "json", "csv", "parquet")
-_SUFFIX_TYPES = {
+SUFFIX_TYPES = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".json": "json",
@@ -81,7 +81,7 @@ class DatasetFormat:
         if self.path is not None:
             self.path = Path(self.path)
         if self.file_type is None and self.path is not None:
-            self.file_type = _SUFFIX_TYPES.get(Path(self.path).suffix.lower(), "jsonl")
+            self.file_type = SUFFIX_TYPES.get(Path(self.path).suffix.lower(), "jsonl")
         if self.file_type is not None:
             self.file_type = str(self.file_type).lower()
             if self.file_type not in _FILE_TYPES:

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .formats import _SUFFIX_TYPES, DataError, DatasetFormat, detect_format, get_format
+from .formats import SUFFIX_TYPES, DataError, DatasetFormat, detect_format, get_format
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class PolarityPair:
 
 
 def _infer_file_type(path: Path) -> str:
-    return _SUFFIX_TYPES.get(path.suffix.lower(), "jsonl")
+    return SUFFIX_TYPES.get(path.suffix.lower(), "jsonl")
 
 
 def iter_records(path: str | os.PathLike, file_type: str | None = None) -> Iterator[tuple[int, Any]]:
@@ -288,7 +288,7 @@ def load_pairs(
     if path.exists():
         return read_pairs(path, format, limit=limit)
     looks_like_path = isinstance(name_or_path, os.PathLike) or "/" in text or os.sep in text \
-        or path.suffix.lower() in _SUFFIX_TYPES
+        or path.suffix.lower() in SUFFIX_TYPES
     if looks_like_path:
         raise DataError(f"data file {path} does not exist")
     return load_builtin(text, limit=limit)

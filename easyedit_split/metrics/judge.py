@@ -282,7 +282,3 @@ def judge_to_jsonl(
             append_jsonl(path, rec)
             done[it.id] = rec
     return [done[i] for i in ids]
-
-
-def config_dict(config: JudgeConfig) -> dict[str, Any]:
-    return asdict(config)
