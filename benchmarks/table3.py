@@ -162,7 +162,10 @@ def main(argv=None) -> int:
     if "vector" in forms and "diffmean" in methods and "vector/diffmean" not in cells:
         t = time.perf_counter()
         dm_layer = forms_cfg["vector"].get("layers", [args.layer])[0]
-        dm = diffmean_update(model, tok, train, dm_layer, hp=probe_hp)
+        dm_hp = hparams_class("diffmean").from_dict({"alg_name": "diffmean", "layers": [dm_layer],
+                                                     "use_chat_template": probe_hp.use_chat_template,
+                                                     "system_prompt": probe_hp.system_prompt})
+        dm = diffmean_update(model, tok, train, dm_hp)
         cells["vector/diffmean"] = {**evaluate(model, tok, [dm], enc_test), "seconds": time.perf_counter() - t}
         publish()
     # SPLIT first in every form, so that a partial run still compares SPLIT with something

@@ -34,7 +34,9 @@ _EXPORTS: dict[str, str] = {
     "register_with_easyedit": "easyedit_split.registry",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [  # noqa: PLE0604 - the exported names are the table's keys
+    "__version__", *_EXPORTS,
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -22,7 +22,12 @@ from easyedit_split.evaluation import evaluate_preference_utility
 from easyedit_split.models import load_model
 from easyedit_split.serialization import save_updates
 from easyedit_split.training import Trainer, diffmean_update
-from easyedit_split.training.hparams import RePSHyperParams, SFTHyperParams, SplitHyperParams
+from easyedit_split.training.hparams import (
+    DiffMeanHyperParams,
+    RePSHyperParams,
+    SFTHyperParams,
+    SplitHyperParams,
+)
 
 
 def train_peft_lora(model, tokenizer, pairs, layer: int, out: Path, steps: int = 40) -> Path:
@@ -66,8 +71,10 @@ def main() -> None:
                              ("sft", SFTHyperParams, {}), ("reps", RePSHyperParams, {})):
         hp = cls.from_dict({"alg_name": name, **common, **extra})
         specs[name] = str(Trainer(model, tok, hp).train(train, output_path=out / f"{name}.safetensors").output_path)
-    dm = diffmean_update(model, tok, train, args.layer, hp=SplitHyperParams.from_dict({"alg_name": "split", **common}))
-    specs["diffmean"] = str(save_updates(out / "diffmean.safetensors", [dm], model=model, method="diffmean"))
+    dm_hp = DiffMeanHyperParams.from_dict({"alg_name": "diffmean", "layers": [args.layer], "system_prompt": "", "seed": 0})
+    dm = diffmean_update(model, tok, train, dm_hp)
+    specs["diffmean"] = str(save_updates(out / "diffmean.safetensors", [dm], model=model, method="diffmean",
+                                         hparams=dm_hp.to_dict()))
     specs["peft_lora"] = str(train_peft_lora(model, tok, train, args.layer, out / "peft_lora"))
 
     result = evaluate_preference_utility(model, tok, specs, test, [-4, -2, -1, -0.5, 0, 0.5, 1, 2, 4],

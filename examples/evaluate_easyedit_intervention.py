@@ -40,7 +40,7 @@ def main() -> None:
         if not args.demo:
             ap.error("give a layer_{L}.pt path, or --demo")
         hp = DiffMeanHyperParams.from_dict({"alg_name": "diffmean", "layers": [15], "system_prompt": ""})
-        vec = diffmean_update(model, tok, train[:80], 15, hp=hp).vector.detach()
+        vec = diffmean_update(model, tok, train[:80], hp).vector.detach()
         path = Path(args.output) / "layer_15.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(vec, path)  # EasyEdit's vector layout: a bare tensor

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def readme_python_api_block() -> str:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     section = text[text.index("## Python API"):]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
 
 
 def test_readme_python_api_example_runs_verbatim(tmp_path, monkeypatch):
