@@ -74,9 +74,17 @@ def from_peft(adapter: str | os.PathLike | nn.Module, model: nn.Module, adapter_
         bin_path = folder / "adapter_model.bin"
         hint = f" (found {bin_path.name}: re-save it with safe_serialization=True)" if bin_path.exists() else ""
         raise AdapterError(f"{weights_path} not found{hint}")
-    cfg = json.loads(cfg_path.read_text())
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AdapterError(f"{cfg_path}: not valid JSON ({exc})") from None
+    if not isinstance(cfg, dict):
+        raise AdapterError(f"{cfg_path}: expected a JSON object, got {type(cfg).__name__}")
     if str(cfg.get("peft_type", "LORA")).upper() != "LORA":
         raise AdapterError(f"{cfg_path}: peft_type {cfg.get('peft_type')!r} is not LORA")
+    from .serialization import check_base_model
+
+    check_base_model(cfg.get("base_model_name_or_path"), model, source=str(folder))
     from safetensors.torch import load_file
 
     sd = load_file(str(weights_path))
@@ -139,9 +147,15 @@ def from_easyedit_pt(
     ``layer_{L}_merged_vector.pt`` of merge_vector; ``layer_{L}_{mode}_trim{t}.pt`` of sta) are
     parsed by :mod:`easyedit_split.easyedit_layout` (the layer comes from the name unless given);
     lm_steer's ``lm_steer_vector.pt`` by :func:`easyedit_split.lm_steer.from_lm_steer`, which needs
-    the apply-time ``steer_values`` (and optionally ``epsilon``).
+    the apply-time ``steer_values`` (and optionally ``epsilon``). A ``.pt`` written by easyedit-split
+    together with a ``.safetensors`` loads as that file's update, after checking the two belong together.
     """
     p = Path(path)
+    from .serialization import companion_update
+
+    companion = companion_update(p, model) if p.exists() else None
+    if companion is not None:
+        return companion
     if p.name == LM_STEER_FILE:
         if steer_values is None:
             raise AdapterError(f"{p} is an lm_steer checkpoint: pass steer_values= (EasyEdit's apply hparam "

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .errors import EasyEditSplitError
 from .sites import ResolvedSite, SiteError, layer_sites, model_type, residual_writer, resolve_site
 from .updates import Update
 
@@ -35,7 +36,7 @@ __all__ = ["MergeError", "MergeHandle", "Steering", "apply_updates", "merge_upda
 POSITION_MODES = ("all", "prompt", "generated")
 
 
-class MergeError(ValueError):
+class MergeError(EasyEditSplitError, ValueError):
     """An update cannot be folded exactly into the model's weights."""
 
 

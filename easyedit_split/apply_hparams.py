@@ -47,6 +47,8 @@ class ApplyHyperParams(HyperParams):
         canonical_form(self.intervention_method, source)
         if not self.layers:
             raise HParamsError(f"{source}: key 'layers' must list at least one layer")
+        if any(layer < 0 for layer in self.layers):
+            raise HParamsError(f"{source}: key 'layers' has a negative layer {self.layers}; layers count from 0")
         if self.multipliers and len(self.multipliers) not in (1, len(self.layers)):
             raise HParamsError(f"{source}: key 'multipliers' has {len(self.multipliers)} values for "
                                f"{len(self.layers)} layers (give one, or one per layer)")

@@ -21,29 +21,39 @@ with the updates, so that they are evaluated on prompts rendered as they were tr
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 from torch import nn
 
 from . import adapters
-from .serialization import FORMAT_NAME, UpdateBundle, UpdateFileError, load_updates
+from .errors import EasyEditSplitError
+from .serialization import (
+    FORMAT_NAME,
+    UpdateBundle,
+    UpdateFileError,
+    check_updates_finite,
+    check_updates_nonzero,
+    load_updates,
+)
 from .updates import Update
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ArtefactError", "LoadedUpdates", "is_diffmean_spec", "load_artefact"]
+__all__ = ["ArtefactError", "LoadedUpdates", "is_diffmean_spec", "load_artefact", "recorded_training_pairs"]
 
 _DIFFMEAN_SPEC = re.compile(r"^diffmean@(\d+)(?::(\w+))?$")
 
 
-class ArtefactError(ValueError):
+class ArtefactError(EasyEditSplitError, ValueError):
     """An artefact cannot be recognised or turned into updates."""
 
 
@@ -83,14 +93,85 @@ def is_diffmean_spec(spec: Any) -> bool:
     return isinstance(spec, str) and _DIFFMEAN_SPEC.match(spec.strip()) is not None
 
 
-def _safetensors_format(path: Path) -> str | None:
+def _safetensors_metadata(path: Path) -> dict[str, str]:
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as fh:
-            return (fh.metadata() or {}).get("format")
+            return dict(fh.metadata() or {})
     except Exception as exc:  # safetensors raises several error types for corrupt files
         raise UpdateFileError(f"{path} is not a readable safetensors file: {exc}") from exc
+
+
+def _safetensors_format(path: Path) -> str | None:
+    return _safetensors_metadata(path).get("format")
+
+
+def _json_field(meta: Mapping[str, str], key: str, path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(meta.get(key) or "{}")
+    except json.JSONDecodeError as exc:
+        raise UpdateFileError(f"{path}: metadata {key!r} is not valid JSON ({exc.msg}); the file is corrupt") from None
+    return value if isinstance(value, dict) else {}
+
+
+def _training_digests(hparams: Mapping[str, Any], extra: Mapping[str, Any], source: str) -> set[str] | None:
+    """The recorded digests of the training pairs; for files saved without them, the pairs re-selected
+    from the recorded ``steer_train_dataset`` / ``test_size`` / ``seed`` / ``max_num_of_examples``."""
+    digests = extra.get("train_pair_digests")
+    if isinstance(digests, list):
+        return {str(d) for d in digests}
+    dataset = hparams.get("steer_train_dataset")
+    if not dataset:
+        logger.warning("%s records neither its training pairs nor its training dataset: held-out pairs cannot be "
+                       "checked against them", source)
+        return None
+    from .data.pairs import load_pairs, pair_digests
+    from .training.trainer import select_pairs
+
+    try:
+        pairs = load_pairs(dataset)
+    except (EasyEditSplitError, OSError) as exc:
+        logger.warning("%s: its training data %r cannot be read (%s): held-out pairs cannot be checked against "
+                       "its training pairs", source, dataset, exc)
+        return None
+    split = SimpleNamespace(test_size=hparams.get("test_size"), seed=int(hparams.get("seed") or 0),
+                            max_num_of_examples=hparams.get("max_num_of_examples"))
+    return set(pair_digests(select_pairs(split, pairs)))
+
+
+def recorded_training_pairs(spec: Any) -> set[str] | None:
+    """Digests (:func:`~easyedit_split.data.pairs.pair_digests`) of the pairs an artefact was trained on,
+    read from its metadata without loading its tensors; None when it records nothing usable (external
+    formats, ``diffmean@L``, in-memory updates). An EasyEdit ``.pt`` is read through the ``.safetensors``
+    written with it; a folder through its ``layer_*.safetensors`` files."""
+    if isinstance(spec, LoadedUpdates):
+        if spec.kind != "easyedit-split":
+            return None
+        return _training_digests(spec.info.get("hparams") or {}, spec.info.get("extra") or {}, spec.source or "update")
+    if isinstance(spec, UpdateBundle):
+        return _training_digests(spec.hparams or {}, spec.extra or {}, "update bundle")
+    if not isinstance(spec, (str, os.PathLike)) or is_diffmean_spec(spec):
+        return None
+    p = Path(spec)
+    if p.is_dir():
+        files = sorted(p.glob("layer_*.safetensors"))
+    else:
+        files = [p.with_suffix(".safetensors")] if p.suffix.lower() in (".pt", ".safetensors") else []
+    found: set[str] | None = None
+    for f in files:
+        if not f.is_file():
+            continue
+        meta = _safetensors_metadata(f)
+        if meta.get("format") != FORMAT_NAME:
+            continue
+        extra = _json_field(meta, "extra", f)
+        if p.suffix.lower() == ".pt" and (extra.get("easyedit_pt") or {}).get("file") != p.name:
+            continue  # a .safetensors not written together with this .pt
+        digests = _training_digests(_json_field(meta, "hparams", f), extra, str(f))
+        if digests is not None:
+            found = (found or set()) | digests
+    return found
 
 
 def _on(updates: Sequence[Update], device: torch.device) -> list[Update]:
@@ -126,7 +207,19 @@ def load_artefact(
 
     ``layer`` is for a ``.pt`` file not named ``layer_N.pt``; ``tokenizer``, ``train_pairs`` and
     ``module_path`` (the module the vector is read from and sits on) are for ``diffmean@L``.
+
+    Whatever the source, updates with NaN/inf values or that are all zero are refused
+    (:class:`~easyedit_split.serialization.UpdateFileError` naming the source).
     """
+    loaded = _load(spec, model, layer=layer, tokenizer=tokenizer, train_pairs=train_pairs, module_path=module_path)
+    where = loaded.source or f"the given {loaded.kind} update"
+    check_updates_finite(loaded.updates, where)
+    check_updates_nonzero(loaded.updates, where)
+    return loaded
+
+
+def _load(spec: Any, model: nn.Module, *, layer: int | None, tokenizer: Any, train_pairs: Sequence | None,
+          module_path: str | None) -> LoadedUpdates:
     if isinstance(spec, LoadedUpdates):
         return spec
     if isinstance(spec, Update):

@@ -1,6 +1,10 @@
 """``easyedit-split`` command line: one sub-command per module in :mod:`easyedit_split.commands`.
 
 Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
+
+Errors: bad input raises a subclass of :class:`~easyedit_split.errors.EasyEditSplitError` (or an
+``OSError`` for I/O); the CLI prints ``error: <message>`` to stderr and exits with status 2
+(``-vv`` shows the traceback too). Any other exception is a bug and is shown in full.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import logging
 import sys
 
 from . import __version__
+from .errors import EXIT_BAD_INPUT, EasyEditSplitError
 
 #: sub-command → module (imported only when that command runs, or for --help)
 COMMANDS: dict[str, str] = {
@@ -57,11 +62,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        logging.getLogger("easyedit_split").error("%s", exc)
-        if args.verbose >= 2:
-            raise
-        return 1
+    except EasyEditSplitError as exc:  # bad input: the message says what, where and what to do
+        return _fail(str(exc), args.verbose)
+    except OSError as exc:  # I/O: name the path
+        return _fail(_describe_os_error(exc), args.verbose)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted; outputs written so far are complete (partial results are kept for a rerun)\n")
+        return 130
+
+
+def _describe_os_error(exc: OSError) -> str:
+    if not exc.strerror:
+        return str(exc)
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    return f"{exc.strerror}: {' -> '.join(paths)}" if paths else exc.strerror
+
+
+def _fail(message: str, verbose: int) -> int:
+    """Print ``error: message`` to stderr and return the bad-input exit status (re-raise with -vv)."""
+    sys.stderr.write(f"error: {message}\n")
+    if verbose >= 2:
+        raise  # noqa: PLE0704 - called from an except block: show the traceback on request
+    return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

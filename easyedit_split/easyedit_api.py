@@ -33,7 +33,8 @@ from .data.pairs import PolarityPair, load_pairs
 from .easyedit.easyedit_hparams import is_easyedit_hparams
 from .easyedit.host import attach_steering, detach_steering, easyedit_loaded, load_wrapper
 from .easyedit_layout import from_easyedit_state, to_easyedit_state
-from .hparams_io import HyperParams
+from .errors import InputError
+from .hparams_io import HParamsError, HyperParams
 from .methods import canonical_form, hparams_class
 from .serialization import load_updates
 from .training.api import output_folder, train_layers
@@ -85,7 +86,7 @@ def _unwrap(model: Any) -> tuple[nn.Module, Any]:
         return inner, model.tokenizer
     tok = getattr(model, "tokenizer", None)
     if tok is None:
-        raise ValueError("pass model as an EasyEdit wrapper (.model/.tokenizer) or a (model, tokenizer) tuple")
+        raise InputError("pass model as an EasyEdit wrapper (.model/.tokenizer) or a (model, tokenizer) tuple")
     return model, tok
 
 
@@ -138,7 +139,7 @@ def _updates_for(hp: ApplyHyperParams, model: nn.Module, vector: Any) -> list[tu
             out.append((layer, from_easyedit_state(state, model, layer, form, comp)))
             continue
         if not hp.steer_vector_load_dir:
-            raise ValueError("apply: no vector given and steer_vector_load_dir is not set")
+            raise HParamsError("apply: no vector given and steer_vector_load_dir is not set")
         folder = Path(hp.steer_vector_load_dir)
         ours, pt = folder / f"layer_{layer}.safetensors", folder / f"layer_{layer}.pt"
         if ours.exists():
@@ -213,7 +214,7 @@ class _Wrapper:
 def _pair(method: str):
     def gen(hparams, dataset=None, model=None, dataset_name=None):
         if dataset is None and is_easyedit_hparams(hparams):
-            raise ValueError(
+            raise InputError(
                 f"EasyEdit called generate_{method} without a dataset: its BaseVectorGenerator passes data only to "
                 f"methods in REQUIRED_DATASET_METHODS, and {getattr(hparams, 'alg_name', method)!r} is not there. "
                 "Register with easyedit_split.register_with_easyedit() (or `easyedit-split easyedit enable`), "

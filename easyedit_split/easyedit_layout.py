@@ -51,6 +51,7 @@ import torch
 from torch import nn
 
 from ._io import atomic_path
+from .errors import EasyEditSplitError
 from .sites import Site, SiteError, canonical_component, resolve_site
 from .updates import LocalWeightUpdate, LoRAUpdate, Update, VectorUpdate
 
@@ -68,7 +69,7 @@ __all__ = [
 ]
 
 
-class AdapterError(ValueError):
+class AdapterError(EasyEditSplitError, ValueError):
     """An external artefact cannot be expressed as an update."""
 
 

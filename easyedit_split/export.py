@@ -179,7 +179,8 @@ def export_merged(
     """
     dest = Path(output_dir)
     if dest.exists() and not overwrite:
-        raise ExportError(f"output folder {dest} already exists; choose another or pass overwrite=True")
+        raise ExportError(f"output folder {dest} already exists; choose another, or pass --overwrite "
+                          "(overwrite=True in Python) to replace it")
     if isinstance(multiplier, torch.Tensor):
         if multiplier.numel() != 1:
             raise ExportError("export takes one scalar multiplier")

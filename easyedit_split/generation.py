@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .apply import MergeError, apply_updates, merged_updates
 from .data.encoding import pad_id_of, render_prompt
+from .errors import InputError
 from .updates import Update
 
 logger = logging.getLogger(__name__)
@@ -111,19 +113,24 @@ def _multipliers(multiplier: float | Sequence[float] | torch.Tensor, n: int) -> 
     if isinstance(multiplier, torch.Tensor):
         multiplier = multiplier.reshape(-1).tolist() if multiplier.dim() else float(multiplier)
     if isinstance(multiplier, (int, float)):
-        return [float(multiplier)] * n
+        multiplier = [float(multiplier)] * n
     values = [float(m) for m in multiplier]
     if len(values) != n:
-        raise ValueError(f"got {len(values)} multipliers for {n} prompts; give one scalar or one per prompt")
+        raise InputError(f"got {len(values)} multipliers for {n} prompts; give one scalar or one per prompt")
+    bad = [m for m in values if not math.isfinite(m)]
+    if bad:
+        raise InputError(f"multipliers must be finite numbers, got {bad[0]!r}")
     return values
 
 
 def _as_updates(updates: Update | Iterable[Update] | None) -> list[Update]:
     if updates is None:
         return []
-    if isinstance(updates, Update):
-        return [updates]
-    return list(updates)
+    from .serialization import check_updates_finite
+
+    ups = [updates] if isinstance(updates, Update) else list(updates)
+    check_updates_finite(ups, "the updates to generate with")
+    return ups
 
 
 def _cut_at_eos(ids: list[int], eos: set[int]) -> tuple[list[int], str]:
@@ -160,6 +167,7 @@ def generate(
     num_return_sequences: int = 1,
     sort_by_length: bool = True,
     progress: bool = True,
+    on_batch: Callable[[list[Generation]], None] | None = None,
     **generate_kwargs: Any,
 ) -> list[Generation]:
     """Generate completions of ``prompts`` under ``updates`` at ``multiplier``.
@@ -174,10 +182,13 @@ def generate(
     completions per prompt, consecutive in the result; per-row multipliers are repeated to match.
     Extra keyword arguments go to ``model.generate`` (e.g. ``min_new_tokens``, ``repetition_penalty``).
 
+    ``on_batch`` is called with each batch's generations as soon as the batch is done (to save partial
+    results of a long run).
+
     Returns one :class:`Generation` per prompt (× ``num_return_sequences``), in input order.
     """
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        raise InputError(f"mode must be one of {MODES}, got {mode!r}")
     if isinstance(prompts, str):
         prompts = [prompts]
     prompts = list(prompts)
@@ -187,13 +198,13 @@ def generate(
         if not isinstance(p, str):
             raise TypeError(f"prompt {i} is a {type(p).__name__}, expected str")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if num_return_sequences < 1:
-        raise ValueError(f"num_return_sequences must be >= 1, got {num_return_sequences}")
+        raise InputError(f"num_return_sequences must be >= 1, got {num_return_sequences}")
     if num_return_sequences > 1 and not do_sample:
-        raise ValueError(
+        raise InputError(
             "num_return_sequences > 1 needs do_sample=True (greedy decoding gives identical copies)"
         )
     ups = _as_updates(updates)
@@ -206,6 +217,7 @@ def generate(
     rendered, use_template = render_prompts(
         tokenizer, prompts, chat_template=chat_template, system_prompt=system_prompt
     )
+    _check_generation_length(model, tokenizer, rendered, prompts, not use_template, int(max_new_tokens))
     device = _model_device(model)
     eos = eos_token_ids(model, tokenizer)
     pad_id = pad_id_of(tokenizer)
@@ -264,11 +276,29 @@ def generate(
                         finish_reason=reason,
                         index=i,
                     )
+            if on_batch is not None:
+                on_batch([results[i * num_return_sequences + k] for i in rows for k in range(num_return_sequences)])
     finally:
         if was_training:
             model.train()
     assert all(r is not None for r in results)
     return results  # type: ignore[return-value]
+
+
+def _check_generation_length(model, tokenizer, rendered, prompts, add_special_tokens: bool, max_new_tokens: int):
+    """Prompt + ``max_new_tokens`` must fit the model's context (an :class:`InputError` otherwise)."""
+    from .data.encoding import context_limit
+
+    limit = context_limit(model)
+    if limit is None:
+        return
+    lengths = [len(ids) for ids in tokenizer(list(rendered), add_special_tokens=add_special_tokens)["input_ids"]]
+    worst = max(range(len(lengths)), key=lengths.__getitem__)
+    if lengths[worst] + max_new_tokens > limit:
+        raise InputError(
+            f"prompt {worst} ({prompts[worst][:40]!r}…) has {lengths[worst]} tokens; with max_new_tokens="
+            f"{max_new_tokens} that exceeds the model's context of {limit} tokens. Shorten the prompt or lower "
+            "--max-new-tokens")
 
 
 @contextlib.contextmanager
@@ -278,7 +308,7 @@ def _steering(model, ups: list[Update], row_m: list[float], mode: str, positions
         return
     if mode == "merged":
         assert len(set(row_m)) == 1
-        with merged_updates(model, ups, row_m[0]):
+        with merged_updates(model, ups, row_m[0], safe_merge=True):
             yield
         return
     if len(set(row_m)) == 1:

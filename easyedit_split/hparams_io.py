@@ -8,8 +8,10 @@ missing required key or a value of the wrong type. Key names follow EasyEdit (``
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import logging
+import math
 import os
 import types
 import typing
@@ -20,12 +22,14 @@ from typing import Any, ClassVar
 
 import yaml
 
+from .errors import EasyEditSplitError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["HParamsError", "HyperParams", "coerce_value", "load_yaml"]
 
 
-class HParamsError(ValueError):
+class HParamsError(EasyEditSplitError, ValueError):
     """A hyperparameter file or value is invalid."""
 
 
@@ -84,14 +88,19 @@ def coerce_value(value: Any, tp: Any, where: str) -> Any:
             return int(value)
         raise HParamsError(f"{where}: expected an integer, got {value!r}")
     if tp is float:
+        number: float | None = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)  # EasyEdit writes 1e-3 which YAML 1.1 reads as a string
+                number = float(value)  # EasyEdit writes 1e-3 which YAML 1.1 reads as a string
             except ValueError:
                 pass
-        raise HParamsError(f"{where}: expected a number, got {value!r}")
+        if number is None:
+            raise HParamsError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(number):
+            raise HParamsError(f"{where}: must be a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -111,9 +120,28 @@ def coerce_value(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+#: where the hparams being built come from (a file name), for the messages of ``__post_init__``
+_SOURCE: contextvars.ContextVar[str] = contextvars.ContextVar("hparams_source", default="<hparams>")
+
+
+def _non_finite_fields(obj: Any) -> list[str]:
+    bad = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+            bad.append(f.name)
+    return bad
+
+
 @dataclass
 class HyperParams:
-    """Base class. Subclasses set ``ALG_NAMES`` (accepted ``alg_name`` values, lower-case)."""
+    """Base class. Subclasses set ``ALG_NAMES`` (accepted ``alg_name`` values, lower-case).
+
+    Every instance is checked in ``__post_init__`` — however it is built (YAML, dict, or the
+    constructor): numbers must be finite, then :meth:`apply_sentinels` maps documented sentinels to their
+    canonical value and :meth:`validate` checks ranges, raising :class:`HParamsError` naming the key.
+    """
 
     ALG_NAMES: ClassVar[tuple[str, ...]] = ()
     #: keys EasyEdit files carry that this plugin reads elsewhere or deliberately ignores (no warning)
@@ -137,22 +165,53 @@ class HyperParams:
                 kwargs[name] = coerce_value(data[name], hints.get(name, Any), f"{source}: key '{name}'")
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
                 raise HParamsError(f"{source}: required key '{name}' is missing")
-        obj = cls(**kwargs)
+        token = _SOURCE.set(source)
+        try:
+            obj = cls(**kwargs)  # __post_init__ checks the values, naming ``source``
+        finally:
+            _SOURCE.reset(token)
         if cls.ALG_NAMES and str(obj.alg_name).lower() not in cls.ALG_NAMES:
             raise HParamsError(f"{source}: key 'alg_name' is {obj.alg_name!r}; {cls.__name__} accepts {list(cls.ALG_NAMES)}")
-        obj.validate(source)
         return obj
+
+    def __post_init__(self) -> None:
+        source = _SOURCE.get()
+        bad = _non_finite_fields(self)
+        if bad:
+            raise HParamsError(f"{source}: key '{bad[0]}' must be a finite number, got {getattr(self, bad[0])!r}")
+        self.apply_sentinels(source)
+        self.validate(source)
 
     @classmethod
     def from_hparams(cls, path: str | os.PathLike, overrides: Mapping[str, Any] | None = None):
         """Build from an EasyEdit-style YAML file (``.yaml`` may be omitted, as upstream allows)."""
         return cls.from_dict(load_yaml(path), source=str(path), overrides=overrides)
 
+    def apply_sentinels(self, source: str) -> None:
+        """Map documented sentinels to their canonical value (e.g. ``max_grad_norm: -1`` → None)."""
+
     def validate(self, source: str) -> None:
         """Cross-field checks; raise HParamsError naming ``source`` and the key."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def check_range(source: str, key: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
+                exclusive_min: bool = False, exclusive_max: bool = False, hint: str = "") -> None:
+    """Raise :class:`HParamsError` naming ``source`` and ``key`` when ``value`` is outside the range."""
+    if value is None:
+        return
+    low_ok = minimum is None or (value > minimum if exclusive_min else value >= minimum)
+    high_ok = maximum is None or (value < maximum if exclusive_max else value <= maximum)
+    if low_ok and high_ok:
+        return
+    parts = []
+    if minimum is not None:
+        parts.append(f"{'>' if exclusive_min else '>='} {minimum:g}")
+    if maximum is not None:
+        parts.append(f"{'<' if exclusive_max else '<='} {maximum:g}")
+    raise HParamsError(f"{source}: key '{key}' must be {' and '.join(parts)}, got {value!r}{hint}")
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
@@ -162,6 +221,12 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         if "=" not in item:
             raise HParamsError(f"override {item!r} is not of the form key=value")
         key, _, raw = item.partition("=")
-        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        if not key.strip():
+            raise HParamsError(f"override {item!r} has no key before '='")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise HParamsError(f"override {item!r}: the value is not valid YAML ({exc}); quote it, "
+                               f"e.g. {key.strip()}='\"…\"'") from None
     return out
 

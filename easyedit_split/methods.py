@@ -14,6 +14,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import EasyEditSplitError, InputError
+
 __all__ = [
     "FORMS",
     "FORM_NAMES",
@@ -21,6 +23,7 @@ __all__ = [
     "METHOD_NAMES",
     "FormSpec",
     "MethodSpec",
+    "UnknownMethodError",
     "canonical_form",
     "canonical_method",
     "form_spec",
@@ -90,6 +93,13 @@ _METHOD_BY_NAME = {n: m for m in METHODS for n in (m.name, *m.aliases)}
 _FORM_BY_NAME = {n: f for f in FORMS for n in (f.name, *f.aliases)}
 
 
+class UnknownMethodError(EasyEditSplitError, KeyError):
+    """A method name that is no method or alias of the table (a ``KeyError`` too, as for a mapping)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 def resolve(target: str) -> Any:
     """Import ``"module:attr"``."""
     module_name, _, attr = target.partition(":")
@@ -97,8 +107,8 @@ def resolve(target: str) -> Any:
 
 
 def canonical_method(name: str) -> str:
-    """Case-insensitive method name with aliases and a ``_<form>`` suffix resolved; KeyError lists the
-    known names."""
+    """Case-insensitive method name with aliases and a ``_<form>`` suffix resolved; an
+    :class:`UnknownMethodError` lists the known names."""
     key = str(name).strip().lower()
     if key not in _METHOD_BY_NAME:
         for form in FORM_NAMES:
@@ -108,7 +118,7 @@ def canonical_method(name: str) -> str:
                 break
     if key not in _METHOD_BY_NAME:
         aliases = sorted(n for m in METHODS for n in m.aliases)
-        raise KeyError(f"unknown method {name!r}; known: {', '.join(METHOD_NAMES)} (aliases: {', '.join(aliases)})")
+        raise UnknownMethodError(f"unknown method {name!r}; known: {', '.join(METHOD_NAMES)} (aliases: {', '.join(aliases)})")
     return _METHOD_BY_NAME[key].name
 
 
@@ -117,7 +127,7 @@ def method_spec(name: str) -> MethodSpec:
 
 
 def canonical_form(name: str, source: str | None = None) -> str:
-    """Case-insensitive form name with aliases resolved. An unknown name raises ValueError listing the
+    """Case-insensitive form name with aliases resolved. An unknown name raises InputError listing the
     forms; with ``source`` (an hparams file), an HParamsError naming it and ``intervention_method``."""
     key = str(name).strip().lower()
     if key not in _FORM_BY_NAME:
@@ -125,7 +135,7 @@ def canonical_form(name: str, source: str | None = None) -> str:
             from .hparams_io import HParamsError
 
             raise HParamsError(f"{source}: key 'intervention_method' is {name!r}; use {', '.join(FORM_NAMES)}")
-        raise ValueError(f"unknown update form {name!r}; use one of {', '.join(FORM_NAMES)}")
+        raise InputError(f"unknown update form {name!r}; use one of {', '.join(FORM_NAMES)}")
     return _FORM_BY_NAME[key].name
 
 

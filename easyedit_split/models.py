@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+from .errors import EasyEditSplitError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -48,7 +50,7 @@ _MARKER = "easyedit_split_complete.json"
 _CACHE_FORMAT = 1
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(EasyEditSplitError, ValueError):
     """A model or tokenizer could not be loaded; the message names the path or package involved."""
 
 

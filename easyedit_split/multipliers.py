@@ -12,10 +12,16 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["MultiplierError", "parse_multipliers", "with_zero"]
+from .errors import InputError
+
+__all__ = ["MAX_GRID_POINTS", "MultiplierError", "parse_multipliers", "with_zero"]
 
 
-class MultiplierError(ValueError):
+#: the most values a ``start:stop:num`` grid may have
+MAX_GRID_POINTS = 10_000
+
+
+class MultiplierError(InputError):
     """A multiplier spec is malformed; the message names the bad value."""
 
 
@@ -27,6 +33,12 @@ def _number(text: str, spec: Any, what: str) -> float:
     if not math.isfinite(value):
         raise MultiplierError(f"{what} {spec!r}: {text!r} is not finite")
     return value
+
+
+def _tidy(value: float, step: float) -> float:
+    """A grid point without float noise: rounded to a billionth of the step (``0.49999999999999994`` →
+    ``0.5``, ``5.6e-17`` → ``0``), which keeps the points of any finite grid distinct."""
+    return float(round(value, math.ceil(-math.log10(step * 1e-9))))
 
 
 def _parse_text(text: str, what: str) -> list[float]:
@@ -46,8 +58,12 @@ def _parse_text(text: str, what: str) -> list[float]:
             raise MultiplierError(f"{what} {text!r}: num must be >= 2, got {num}")
         if not stop > start:
             raise MultiplierError(f"{what} {text!r}: stop {stop:g} must be greater than start {start:g}")
+        if num > MAX_GRID_POINTS:
+            raise MultiplierError(f"{what} {text!r}: num must be <= {MAX_GRID_POINTS}, got {num}")
         step = (stop - start) / (num - 1)
-        return [float(round(start + i * step, 12)) for i in range(num - 1)] + [stop]
+        if not math.isfinite(step):
+            raise MultiplierError(f"{what} {text!r}: stop - start is too large to be a finite number")
+        return [start] + [_tidy(start + i * step, step) for i in range(1, num - 1)] + [stop]
     out = []
     for tok in s.split(","):
         if not tok.strip():
@@ -63,7 +79,12 @@ def parse_multipliers(spec: str | float | Iterable[Any], *, what: str = "multipl
     elif isinstance(spec, bool):
         raise MultiplierError(f"{what}: {spec!r} is not a number")
     elif isinstance(spec, (int, float)):
-        values = [_number(repr(float(spec)), spec, what)]
+        try:
+            values = [_number(repr(float(spec)), spec, what)]
+        except OverflowError:
+            raise MultiplierError(f"{what}: {spec!r} is too large to be a finite number") from None
+    elif not isinstance(spec, Iterable):
+        raise MultiplierError(f"{what}: {spec!r} is not a number, a string or a list of them")
     else:
         values = []
         for item in spec:

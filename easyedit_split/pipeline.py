@@ -28,10 +28,13 @@ from typing import Any
 
 import torch
 
-from ._io import atomic_write_json, atomic_write_text
+from ._io import atomic_write_json, atomic_write_text, check_writable, output_lock
+from .checks import set_threads
 from .defaults import hparams_file_name, packaged_hparams_dir
+from .errors import InputError
 from .hparams_io import load_yaml
 from .methods import FORM_NAMES, METHOD_NAMES, hparams_class
+from .multipliers import parse_multipliers
 
 logger = logging.getLogger(__name__)
 
@@ -114,36 +117,38 @@ def _cell(summary, m: float) -> dict[str, float]:
 
 
 def run_main_job(cfg: MainJobConfig) -> MainJobResult:
-    from .data import load_pairs, train_test_split
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    set_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    bad_forms = [f for f in cfg.forms if f not in FORMS]
+    bad_methods = [m for m in cfg.methods if m not in METHODS]
+    if bad_forms or bad_methods:
+        raise InputError(f"unknown forms {bad_forms} / methods {bad_methods}; forms: {FORMS}, methods: {METHODS}")
+    parse_multipliers(cfg.multipliers, what="multipliers")
+    parse_multipliers(cfg.gen_multipliers, what="gen_multipliers")
+    if 0.0 not in cfg.multipliers or 1.0 not in cfg.multipliers:
+        raise InputError("the multiplier grid must contain 0 (unsteered) and 1 (the headline table)")
+    out = Path(cfg.output_dir or f"runs/main-{time.strftime('%Y%m%d-%H%M%S')}")
+    check_writable(out, what="output folder (--output)")  # before any work
+    with output_lock(out, what="output folder (--output)"):
+        return _run_main_job(cfg, out, t_start, timings)
+
+
+def _run_main_job(cfg: MainJobConfig, out: Path, t_start: float, timings: dict[str, float]) -> MainJobResult:
+    from .data import load_pairs, pair_digests, train_test_split
     from .evaluation import evaluate_preference_utility
     from .generation import generate
     from .metrics.diversity import diversity_summary
     from .metrics.fluency import perplexity
     from .models import load_model
-    from .multipliers import parse_multipliers
     from .serialization import save_updates
     from .training import Trainer, diffmean_update
 
-    t_start = time.perf_counter()
-    timings: dict[str, float] = {}
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
-    torch.manual_seed(cfg.seed)
-    bad_forms = [f for f in cfg.forms if f not in FORMS]
-    bad_methods = [m for m in cfg.methods if m not in METHODS]
-    if bad_forms or bad_methods:
-        raise ValueError(f"unknown forms {bad_forms} / methods {bad_methods}; forms: {FORMS}, methods: {METHODS}")
-    parse_multipliers(cfg.multipliers, what="multipliers")
-    parse_multipliers(cfg.gen_multipliers, what="gen_multipliers")
-    if 0.0 not in cfg.multipliers or 1.0 not in cfg.multipliers:
-        raise ValueError("the multiplier grid must contain 0 (unsteered) and 1 (the headline table)")
-    out = Path(cfg.output_dir or f"runs/main-{time.strftime('%Y%m%d-%H%M%S')}")
-    out.mkdir(parents=True, exist_ok=True)
-
+    pairs = load_pairs(cfg.dataset)  # bad data is reported before the model is loaded
     t = time.perf_counter()
     model, tok = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
     timings["load_model"] = time.perf_counter() - t
-    pairs = load_pairs(cfg.dataset)
     train_all, test = train_test_split(pairs, cfg.n_test, seed=cfg.seed)
     train = train_all[: cfg.n_train]
     eval_pairs = test[: cfg.n_eval]
@@ -166,7 +171,8 @@ def run_main_job(cfg: MainJobConfig) -> MainJobResult:
             layer = int(hp.layers[0])
             if method == "diffmean":
                 update = diffmean_update(model, tok, train, hp, layer=layer)
-                save_updates(path, [update], model=model, method="diffmean", hparams=hp.to_dict())
+                save_updates(path, [update], model=model, method="diffmean", hparams=hp.to_dict(),
+                             extra={"train_pair_digests": pair_digests(train)})
             else:
                 Trainer(model, tok, hp, layer=layer).train(train, output_path=path, progress=cfg.progress)
             timings[f"train:{key}"] = time.perf_counter() - t
@@ -253,8 +259,9 @@ def _fmt(x: Any, spec: str = ".2f") -> str:
 
 def _summary_markdown(cfg, table, evaluations, samples, timings, out: Path) -> str:
     lines = [f"# Main job: SPLIT vs baselines on {cfg.dataset}", ""]
-    lines += [f"Model: {cfg.model or 'SmolLM2-135M-Instruct (built in)'}; {cfg.n_train} training pairs; "
-              f"{cfg.n_eval} held-out pairs swept over m ∈ {list(cfg.multipliers)}. Total {timings['total']:.0f} s.", ""]
+    lines += [(f"Model: {cfg.model or 'SmolLM2-135M-Instruct (built in)'}; {cfg.n_train} training pairs; "
+               f"{cfg.n_eval} held-out pairs swept over m ∈ {list(cfg.multipliers)}. Total {timings['total']:.0f} s."),
+              ""]
     lines += [("| form | method | accuracy at m | mean PrefOdds | mean UtilOdds | R² pref fit | R² util fit "
                "| calibrated m (acc 0.9) |"), "|---|---|---|---|---|---|---|---|"]
     for r in table:
@@ -288,12 +295,12 @@ def parse_forms(text: str) -> tuple[str, ...]:
     forms = tuple(s.strip() for s in text.split(",") if s.strip())
     bad = [f for f in forms if f not in FORMS]
     if bad:
-        raise ValueError(f"--forms: unknown {bad}; use 'all' or a comma list of {', '.join(FORMS)}")
+        raise InputError(f"--forms: unknown {bad}; use 'all' or a comma list of {', '.join(FORMS)}")
     return forms
 
 
 def parse_list(text: str, what: str) -> Sequence[str]:
     items = [s.strip() for s in text.split(",") if s.strip()]
     if not items:
-        raise ValueError(f"{what}: empty list")
+        raise InputError(f"{what}: empty list")
     return items

@@ -8,10 +8,11 @@ hidden size, so an update is never silently applied to a model it was not made f
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,18 +22,28 @@ from torch import nn
 
 from . import __version__
 from ._io import atomic_save_safetensors
+from .errors import EasyEditSplitError
 from .sites import hidden_size, model_type
 from .updates import Update, update_class
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["UpdateBundle", "UpdateFileError", "load_updates", "model_signature", "save_updates"]
+__all__ = [
+    "UpdateBundle",
+    "UpdateFileError",
+    "check_updates_finite",
+    "check_updates_nonzero",
+    "load_updates",
+    "model_signature",
+    "save_updates",
+    "tensors_checksum",
+]
 
 FORMAT_NAME = "easyedit-split/updates"
 FORMAT_VERSION = 1
 
 
-class UpdateFileError(ValueError):
+class UpdateFileError(EasyEditSplitError, ValueError):
     """An update file is unreadable, or does not fit the model it is loaded onto."""
 
 
@@ -68,6 +79,43 @@ def _tensors_of(u: Update) -> dict[str, torch.Tensor]:
     return {name: p.detach() for name, p in u.named_parameters()}
 
 
+def _describe(i: int, u: Update) -> str:
+    return f"update {i} ({u.form} at {u.site})"
+
+
+def check_updates_finite(updates: Iterable[Update], source: str) -> None:
+    """Raise :class:`UpdateFileError` when any update holds NaN or infinite values."""
+    for i, u in enumerate(updates):
+        for name, t in _tensors_of(u).items():
+            if not torch.isfinite(t).all():
+                n_bad = int((~torch.isfinite(t)).sum())
+                raise UpdateFileError(
+                    f"{source}: {_describe(i, u)} has {n_bad} non-finite value(s) (NaN/inf) in {name!r}; the file "
+                    "is corrupt or training diverged — retrain it (lower lr or steering_factors) or use another file")
+
+
+def check_updates_nonzero(updates: Sequence[Update], source: str) -> None:
+    """Raise :class:`UpdateFileError` when there are no updates, or every one of them changes nothing."""
+    if not updates:
+        raise UpdateFileError(f"{source}: holds no updates")
+    for u in updates:
+        dw, db = u.delta_weight(), u.delta_bias()
+        if (dw is not None and bool(dw.detach().abs().max() > 0)) or (db is not None and bool(db.detach().abs().max() > 0)):
+            return
+    raise UpdateFileError(f"{source}: every update is exactly zero (it changes nothing, so any evaluation of it "
+                          "would be flat); it was saved before training or training did not move it")
+
+
+def tensors_checksum(tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors' names, dtypes, shapes and bytes (sorted by name)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def save_updates(
     path: str | os.PathLike,
     updates: Update | Iterable[Update] | UpdateBundle,
@@ -76,8 +124,18 @@ def save_updates(
     method: str | None = None,
     hparams: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    easyedit_pt: Any = None,
 ) -> Path:
-    """Write ``updates`` atomically to ``path`` (``.safetensors``)."""
+    """Write ``updates`` atomically to ``path`` (``.safetensors``), with a checksum of the tensors.
+
+    Non-finite values and an all-zero set of updates are refused (:class:`UpdateFileError`): such a file
+    would load and evaluate as if it were a real update.
+
+    ``easyedit_pt``: also write EasyEdit's ``<stem>.pt`` beside it with this function of ``(pt_path,
+    update)`` (e.g. :func:`~easyedit_split.easyedit_layout.write_easyedit_pt`). The ``.pt`` is written first and its SHA-256 recorded in the
+    safetensors header, which is written last: a kill between the two leaves a ``.pt`` that no longer
+    matches, which :func:`companion_update` then refuses instead of loading a mismatched pair.
+    """
     if isinstance(updates, UpdateBundle):
         bundle = updates
     else:
@@ -91,11 +149,19 @@ def save_updates(
         bundle.extra = {**bundle.extra, **extra}
     if model is not None:
         bundle.model = model_signature(model)
+    check_updates_finite(bundle.updates, f"not saving {path}")
+    check_updates_nonzero(bundle.updates, f"not saving {path}")
     tensors: dict[str, torch.Tensor] = {}
     for i, u in enumerate(bundle.updates):
         for name, t in _tensors_of(u).items():
             tensors[f"u{i}.{name}"] = t.float()
+    if easyedit_pt is not None:
+        pt_path = Path(path).with_suffix(".pt")
+        easyedit_pt(pt_path, bundle.updates[0])
+        digest = hashlib.sha256(pt_path.read_bytes()).hexdigest()
+        bundle.extra = {**bundle.extra, "easyedit_pt": {"file": pt_path.name, "sha256": digest}}
     metadata = {
+        "checksum": tensors_checksum(tensors),
         "format": FORMAT_NAME,
         "format_version": str(FORMAT_VERSION),
         "library_version": __version__,
@@ -108,7 +174,17 @@ def save_updates(
     return atomic_save_safetensors(path, tensors, metadata)
 
 
+class _Metadata(dict):
+    """An update's saved config: a missing key is an :class:`UpdateFileError` naming it (a ``KeyError``
+    from ``from_config`` then always means a missing tensor)."""
+
+    def __missing__(self, key: str) -> Any:
+        raise UpdateFileError(f"metadata has no {key!r}")
+
+
 def _update_from(cfg: dict[str, Any], tensors: dict[str, torch.Tensor], prefix: str) -> Update:
+    if not isinstance(cfg, dict):
+        raise UpdateFileError(f"metadata is a {type(cfg).__name__}, not an object")
     form = cfg.get("form")
     try:
         cls = update_class(str(form))
@@ -116,13 +192,19 @@ def _update_from(cfg: dict[str, Any], tensors: dict[str, torch.Tensor], prefix: 
         raise UpdateFileError(f"unknown update form {form!r}") from None
     own = {k[len(prefix):]: t for k, t in tensors.items() if k.startswith(prefix)}
     try:
-        return cls.from_config(cfg, own)
+        return cls.from_config(_Metadata(cfg), own)
     except KeyError as exc:
         raise UpdateFileError(f"tensor {prefix + str(exc.args[0])!r} missing for a {form} update") from None
 
 
-def load_updates(path: str | os.PathLike, model: nn.Module | None = None, *, strict_model: bool = True) -> UpdateBundle:
-    """Read an update file; with ``model``, check it fits and move the updates to its device."""
+def load_updates(path: str | os.PathLike, model: nn.Module | None = None, *, strict_model: bool = True,
+                 allow_zero: bool = False) -> UpdateBundle:
+    """Read an update file; with ``model``, check it fits and move the updates to its device.
+
+    Refused with an :class:`UpdateFileError` naming the file: a file that is not an easyedit-split
+    update file, malformed metadata, tensors that do not match the checksum recorded at save (a
+    corrupted or edited file), non-finite values, and updates that are all zero (unless ``allow_zero``).
+    """
     from safetensors import safe_open
 
     p = Path(path)
@@ -136,9 +218,35 @@ def load_updates(path: str | os.PathLike, model: nn.Module | None = None, *, str
         raise UpdateFileError(f"{p} is not a readable safetensors file: {exc}") from exc
     if raw_meta.get("format") != FORMAT_NAME:
         raise UpdateFileError(f"{p} is not an easyedit-split update file (format={raw_meta.get('format')!r})")
-    meta = {k: (json.loads(v) if k in ("model", "hparams", "updates", "extra") else v) for k, v in raw_meta.items()}
+    meta: dict[str, Any] = dict(raw_meta)
+    for key in ("model", "hparams", "updates", "extra"):
+        if key in raw_meta:
+            try:
+                meta[key] = json.loads(raw_meta[key])
+            except json.JSONDecodeError as exc:
+                raise UpdateFileError(f"{p}: metadata {key!r} is not valid JSON ({exc.msg}); the file is corrupt") from None
+    configs = meta.get("updates")
+    if not isinstance(configs, list):
+        raise UpdateFileError(f"{p}: metadata has no 'updates' list; the file is corrupt or was not written by "
+                              "easyedit-split")
+    recorded = raw_meta.get("checksum")
+    if recorded is not None and recorded != tensors_checksum(tensors):
+        raise UpdateFileError(f"{p}: the tensors do not match the checksum recorded when the file was saved; the file "
+                              "is corrupt or was modified — re-create it")
+    updates = []
+    for i, cfg in enumerate(configs):
+        try:
+            updates.append(_update_from(cfg, tensors, f"u{i}."))
+        except UpdateFileError as exc:
+            raise UpdateFileError(f"{p}: update {i}: {exc}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UpdateFileError(f"{p}: metadata of update {i} is malformed ({type(exc).__name__}: {exc}); the file "
+                                  "is corrupt") from None
+    check_updates_finite(updates, str(p))
+    if not allow_zero:
+        check_updates_nonzero(updates, str(p))
     bundle = UpdateBundle(
-        updates=[_update_from(cfg, tensors, f"u{i}.") for i, cfg in enumerate(meta["updates"])],
+        updates=updates,
         method=meta.get("method", "unknown"),
         hparams=meta.get("hparams", {}),
         model=meta.get("model", {}),
@@ -151,6 +259,42 @@ def load_updates(path: str | os.PathLike, model: nn.Module | None = None, *, str
         for u in bundle.updates:
             u.to(device)
     return bundle
+
+
+def companion_update(pt_path: str | os.PathLike, model: nn.Module | None = None) -> Update | None:
+    """The update of the ``.safetensors`` written together with EasyEdit's ``pt_path``, or None.
+
+    That file records the site (an ``attn_out`` vector's ``.pt`` alone would be read at the residual
+    site) and the ``.pt``'s SHA-256; a ``.pt`` whose bytes differ (an interrupted or mixed write) is an
+    :class:`UpdateFileError`. None when there is no such companion (a plain EasyEdit file).
+    """
+    pt = Path(pt_path)
+    sibling = pt.with_suffix(".safetensors")
+    if not sibling.is_file():
+        return None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(sibling), framework="pt") as fh:
+            raw = fh.metadata() or {}
+    except Exception:  # noqa: BLE001 - safetensors raises several types for files it cannot read
+        return None  # not ours / unreadable: treat the .pt as a plain EasyEdit file
+    if raw.get("format") != FORMAT_NAME:
+        return None
+    try:
+        record = json.loads(raw.get("extra", "{}")).get("easyedit_pt")
+    except (json.JSONDecodeError, AttributeError):
+        record = None
+    if not isinstance(record, dict) or record.get("file") != pt.name:
+        return None  # written before pairs were tied together
+    if hashlib.sha256(pt.read_bytes()).hexdigest() != record.get("sha256"):
+        raise UpdateFileError(
+            f"{pt} does not match {sibling} written with it (an interrupted or mixed write); load "
+            f"{sibling.name} or train again")
+    bundle = load_updates(sibling, model)
+    if len(bundle.updates) != 1:
+        return None
+    return bundle.updates[0]
 
 
 def check_compatible(bundle: UpdateBundle, model: nn.Module, *, source: str = "updates", strict: bool = True) -> None:
@@ -166,5 +310,24 @@ def check_compatible(bundle: UpdateBundle, model: nn.Module, *, source: str = "u
             f"{source} was made for a {saved['model_type']!r} model ({saved.get('base_model')}), but this model is "
             f"{sig['model_type']!r}; pass strict_model=False to load it anyway"
         )
-    if saved.get("base_model") and sig["base_model"] and saved["base_model"] != sig["base_model"]:
-        logger.info("%s was trained on %s; applying it to %s", source, saved["base_model"], sig["base_model"])
+    check_base_model(saved.get("base_model"), model, source=source)
+
+
+def _model_key(name: str) -> str:
+    """``"HuggingFaceTB/SmolLM2-135M-Instruct"`` and ``"/cache/smollm2-135m-instruct"`` → the same key."""
+    base = Path(str(name).rstrip("/\\")).name.lower()
+    for suffix in (".gguf", "-gguf", "_gguf"):
+        base = base.removesuffix(suffix)
+    return base
+
+
+def check_base_model(recorded: str | None, model: nn.Module, *, source: str) -> bool:
+    """Warn (naming both) when ``recorded`` — the base model an update or adapter was made for — is not
+    ``model``; True when they agree or either is unknown. Shapes are checked separately (a mismatch there
+    is an error); this catches an update applied to another model of the same shape."""
+    current = model_signature(model)["base_model"]
+    if not recorded or not current or _model_key(recorded) == _model_key(current):
+        return True
+    logger.warning("%s was made for the base model %s, but it is applied to %s; results may be meaningless "
+                   "unless the two share weights", source, recorded, current)
+    return False

@@ -21,6 +21,7 @@ from typing import Any
 
 from torch import nn
 
+from .errors import EasyEditSplitError
 from .structure import find_final_norm, find_layer_lists, find_layer_parts, linear_shape
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ MODULE_PATH_HINT = (
 )
 
 
-class SiteError(ValueError):
+class SiteError(EasyEditSplitError, ValueError):
     """A site cannot be resolved on this model."""
 
 

@@ -33,6 +33,7 @@ def test_info_prints_architecture_and_sites(tmp_path, capsys, arch):
     assert "layer   3" in capsys.readouterr().out
 
 
-def test_missing_model_is_a_clear_error(tmp_path, caplog):
-    assert main(["info", "--model", str(tmp_path / "nope")]) == 1
-    assert "nope" in caplog.text
+def test_missing_model_is_a_clear_error(tmp_path, capsys):
+    assert main(["info", "--model", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nope" in err and "Traceback" not in err

@@ -149,7 +149,7 @@ def test_cli_export_reloads_equal_to_hooked(tmp_path, tiny_tokenizer, capsys):
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out", attn_implementation="eager")
     with torch.no_grad():
         assert (reloaded(input_ids=ids).logits - hooked).abs().max() < 1e-5
-    assert main(argv) == 1  # exists: a clear error, not an overwrite
+    assert main(argv) == 2  # exists: a clear error, not an overwrite
 
 
 def test_smollm2_export_with_residual_vector_reloads_exactly(tmp_path, smollm2_path):

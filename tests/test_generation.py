@@ -253,4 +253,4 @@ def test_cli_generate_bad_prompts_file(tmp_path, tiny_tokenizer):
     _saved_tiny(tmp_path, tiny_tokenizer)
     bad = tmp_path / "p.jsonl"
     bad.write_text('{"text_field": 1}\n')
-    assert main(["generate", "--model", str(tmp_path / "model"), "--prompts-file", str(bad)]) == 1
+    assert main(["generate", "--model", str(tmp_path / "model"), "--prompts-file", str(bad)]) == 2

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+
+from ..checks import finite_float_arg, nonnegative_int_arg, positive_int_arg, set_threads
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -19,63 +23,91 @@ def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device-map", dest="device_map", default=None, help="e.g. auto: spread a large model over GPUs")
     p.add_argument("--data", default="psychopathy", help="built-in dataset (psychopathy, power-seeking, sentiment) or a file")
     p.add_argument("--multipliers", default="-5:5:21", help="start:stop:num or a comma list; 0 is added if missing (write --multipliers=-5:5:21 when it starts with -)")
-    p.add_argument("--n-pairs", type=int, default=100, help="evaluation pairs (held-out part of the split)")
-    p.add_argument("--n-train", type=int, default=0,
+    p.add_argument("--n-pairs", type=positive_int_arg, default=100, help="evaluation pairs (held-out part of the split)")
+    p.add_argument("--n-train", type=nonnegative_int_arg, default=0,
                    help="training pairs (for transfer R², and for building diffmean@L updates; default 0, or 200 with diffmean)")
-    p.add_argument("--train-sweep-pairs", type=int, default=None,
+    p.add_argument("--train-sweep-pairs", type=nonnegative_int_arg, default=None,
                    help="sweep only this many training pairs for the transfer R² (default: all; 0: no training sweep)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--layer", type=int, default=None, help="layer for an EasyEdit .pt file not named layer_N.pt")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the held-out split (pairs an update records as its training pairs are never held out)")
+    p.add_argument("--layer", type=nonnegative_int_arg, default=None, help="layer for an EasyEdit .pt file not named layer_N.pt")
     p.add_argument("--module-path", dest="module_path", default=None,
                    help="module a diffmean@LAYER vector is read from and sits on, e.g. 'model.layers.{layer}.mlp.down_proj'")
     p.add_argument("--reduction", choices=("sum", "mean"), default="sum", help="sequence-sum or per-token-mean losses")
-    p.add_argument("--delta", type=float, default=1.0, help="utility drop defining the valid region")
-    p.add_argument("--target-accuracy", type=float, default=None, help="calibration target (default 0.9)")
-    p.add_argument("--target-pref", type=float, default=None, help="calibration target PrefOdds instead of accuracy")
-    p.add_argument("--max-util-drop", type=float, default=1.0, help="utility budget of the calibration")
+    p.add_argument("--delta", type=finite_float_arg, default=1.0, help="utility drop defining the valid region")
+    p.add_argument("--target-accuracy", type=finite_float_arg, default=None, help="calibration target (default 0.9)")
+    p.add_argument("--target-pref", type=finite_float_arg, default=None, help="calibration target PrefOdds instead of accuracy")
+    p.add_argument("--max-util-drop", type=finite_float_arg, default=1.0, help="utility budget of the calibration")
     p.add_argument("--derived-from", dest="derived_from", choices=("means", "fit"), default="means",
                    help="valid region and calibration from the measured means (default) or from converged fits")
-    p.add_argument("--fit-boot", dest="fit_boot", type=int, default=30,
+    p.add_argument("--fit-boot", dest="fit_boot", type=nonnegative_int_arg, default=30,
                    help="bootstrap resamples of the pairs for intervals on the fits' R² and parameters (0: none)")
     p.add_argument("--manifold", action="store_true", help="also measure the activation-manifold distance")
     p.add_argument("--manifold-positions", choices=("answer", "prompt", "all"), default="all",
                    help="tokens whose site outputs the manifold measure uses")
-    p.add_argument("--batch-rows", type=int, default=128, help="(pair, m) rows per forward pass")
+    p.add_argument("--batch-rows", type=positive_int_arg, default=128, help="(pair, m) rows per forward pass")
     p.add_argument("--format", choices=("csv", "parquet"), default="csv", help="sweep table format")
     p.add_argument("--output", required=True, help="output folder (tables, results.json, PNGs, report.md)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int_arg, default=None, help="torch CPU threads")
     p.add_argument("--title", default=None)
 
 
-def load_data(args: argparse.Namespace, need_train: bool) -> tuple[list, list]:
-    """(training pairs, held-out pairs) of ``--data`` split by ``--n-pairs``/``--n-train``/``--seed``."""
-    from ..data import load_pairs, train_test_split
+def load_data(args: argparse.Namespace, need_train: bool,
+              trained: Mapping[str, set[str]] | None = None) -> tuple[list, list]:
+    """(training pairs, held-out pairs) of ``--data`` split by ``--n-pairs``/``--n-train``/``--seed``.
+
+    ``trained``: ``{update name: digests of its training pairs}`` (see
+    :func:`~easyedit_split.artefacts.recorded_training_pairs`); those pairs are left out before the split,
+    so that no held-out pair was seen in training whatever seed and sizes the update was trained with.
+    """
+    from ..data import load_pairs, pair_digests, train_test_split
 
     pairs = load_pairs(args.data)
     n_train = args.n_train or (200 if need_train else 0)
     if args.n_pairs < 1:
-        raise ValueError(f"--n-pairs must be >= 1, got {args.n_pairs}")
+        raise InputError(f"--n-pairs must be >= 1, got {args.n_pairs}")
+    left_out = ""
+    used = set().union(*trained.values()) if trained else set()
+    if used:
+        digests = pair_digests(pairs)
+        per_update = {name: sum(d in t for d in digests) for name, t in trained.items()}
+        kept = [p for p, d in zip(pairs, digests) if d not in used]
+        if len(kept) < len(pairs):
+            who = ", ".join(f"{n} of update {name or args.update!r}" for name, n in per_update.items() if n)
+            logger.warning("--data %s: leaving out %d of its %d pairs that trained the update(s) (%s), so that no "
+                           "held-out pair is a training pair", args.data, len(pairs) - len(kept), len(pairs), who)
+            left_out = f" left after leaving out the {len(pairs) - len(kept)} pairs the update(s) were trained on ({who})"
+            pairs = kept
     if args.n_pairs + n_train > len(pairs):
-        raise ValueError(f"--n-pairs {args.n_pairs} + training pairs {n_train} exceed the {len(pairs)} pairs of {args.data}")
+        raise InputError(f"--n-pairs {args.n_pairs} + training pairs {n_train} exceed the {len(pairs)} pairs of "
+                         f"{args.data}{left_out}; lower --n-pairs/--n-train or evaluate on other data")
     rest, test = train_test_split(pairs, args.n_pairs, seed=args.seed)
     return rest[:n_train], test
 
 
 def run_evaluation(args: argparse.Namespace, specs: dict[str, str]) -> int:
-    """Load every update spec once, sweep them on the held-out pairs and write one report."""
-    import torch
+    """Check the output, then load every update spec once, sweep them on the held-out pairs and write one
+    report (the output folder is locked while written)."""
+    from .._io import check_writable, output_lock
+    from ..multipliers import parse_multipliers, with_zero
 
-    from ..artefacts import is_diffmean_spec, load_artefact
+    set_threads(args.threads)
+    grid = with_zero(parse_multipliers(args.multipliers, what="--multipliers"))
+    check_writable(args.output, what="--output")  # before any work
+    with output_lock(args.output, what="--output"):
+        return _evaluate(args, specs, grid)
+
+
+def _evaluate(args: argparse.Namespace, specs: dict[str, str], grid: list[float]) -> int:
+    from ..artefacts import is_diffmean_spec, load_artefact, recorded_training_pairs
+    from ..data import pair_digests
     from ..evaluation.api import evaluate_preference_utility
     from ..models import load_model
-    from ..multipliers import parse_multipliers, with_zero
     from ..serialization import save_updates
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    grid = with_zero(parse_multipliers(args.multipliers, what="--multipliers"))
     need_train = any(is_diffmean_spec(s) for s in specs.values())
-    train, test = load_data(args, need_train)
+    trained = {name: d for name, spec in specs.items() if (d := recorded_training_pairs(spec))}
+    train, test = load_data(args, need_train, trained)
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device, device_map=args.device_map)
     sweep_train = train if args.train_sweep_pairs is None else train[: args.train_sweep_pairs]
     resolved = {name: load_artefact(spec, model, layer=args.layer, tokenizer=tokenizer, train_pairs=train,
@@ -85,7 +117,8 @@ def run_evaluation(args: argparse.Namespace, specs: dict[str, str]) -> int:
         if loaded.kind == "diffmean":  # keep the train-free vector that was evaluated, with its rendering
             path = Path(args.output) / f"diffmean_{name or 'update'}.safetensors"
             save_updates(path, loaded.updates, model=model, method="diffmean", hparams=loaded.info["hparams"],
-                         extra={"n_train_pairs": len(train), "data": args.data, "seed": args.seed})
+                         extra={"n_train_pairs": len(train), "data": args.data, "seed": args.seed,
+                                "train_pair_digests": pair_digests(train)})
             logger.info("saved the DiffMean vector to %s", path)
     result = evaluate_preference_utility(
         model, tokenizer, resolved, test, grid, train_pairs=sweep_train or None, output_dir=args.output,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import InputError
 from .common import add_evaluation_arguments, run_evaluation
 
 HELP = "compare several updates (NAME=PATH each) on the same data: one preference-utility report"
@@ -14,12 +15,12 @@ def parse_named(values: list[str]) -> dict[str, str]:
     for v in values:
         name, sep, spec = v.partition("=")
         if not sep or not name.strip() or not spec.strip():
-            raise ValueError(f"--update {v!r}: use NAME=PATH (or NAME=diffmean@LAYER)")
+            raise InputError(f"--update {v!r}: use NAME=PATH (or NAME=diffmean@LAYER)")
         if name.strip() in out:
-            raise ValueError(f"--update: the name {name.strip()!r} is used twice")
+            raise InputError(f"--update: the name {name.strip()!r} is used twice")
         out[name.strip()] = spec.strip()
     if len(out) < 1:
-        raise ValueError("give at least one --update NAME=PATH")
+        raise InputError("give at least one --update NAME=PATH")
     return out
 
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..checks import finite_float_arg, nonnegative_int_arg
+
 HELP = "export the model with an update merged at a fixed multiplier (loads with plain transformers / vLLM)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--update", required=True, help="update file (see `generate --help`)")
     p.add_argument(
-        "--layer", type=int, default=None, help="layer for an EasyEdit .pt file not named layer_N.pt"
+        "--layer", type=nonnegative_int_arg, default=None, help="layer for an EasyEdit .pt file not named layer_N.pt"
     )
     p.add_argument(
-        "--multiplier", type=float, required=True, help="the fixed multiplier merged into the weights"
+        "--multiplier", type=finite_float_arg, required=True, help="the fixed multiplier merged into the weights"
     )
     p.add_argument(
         "--output", required=True, metavar="DIR", help="output folder (must not exist unless --overwrite)"

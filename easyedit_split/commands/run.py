@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..checks import nonnegative_int_arg, positive_int_arg
+
 HELP = "run the main job: train SPLIT/SFT/DiffMean, sweep preference and utility, fit, generate, report"
 
 
@@ -15,24 +17,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=None, help="built-in name (psychopathy, power-seeking, sentiment) or a path")
     p.add_argument("--forms", default=None, help="'all' or a comma list of vector,lora,local_weight (default: vector)")
     p.add_argument("--methods", default=None, help="comma list of split,sft,reps,dpo,diffmean (default: split,sft,diffmean)")
-    p.add_argument("--layer", type=int, default=None, help="steered layer (default: the hparams files')")
+    p.add_argument("--layer", type=nonnegative_int_arg, default=None, help="steered layer (default: the hparams files')")
     p.add_argument("--module-path", dest="module_path", default=None,
                    help="module the update sits on instead of the component, e.g. 'model.layers.{layer}.mlp.down_proj' ('{layer}' = the layer)")
     p.add_argument("--hparams-dir", dest="hparams_dir", default=None, help="folder of <method>_<form>.yaml files")
-    p.add_argument("--n-train", dest="n_train", type=int, default=None)
-    p.add_argument("--n-test", dest="n_test", type=int, default=None)
-    p.add_argument("--n-eval", dest="n_eval", type=int, default=None)
-    p.add_argument("--n-transfer", dest="n_transfer", type=int, default=None,
+    p.add_argument("--n-train", dest="n_train", type=nonnegative_int_arg, default=None)
+    p.add_argument("--n-test", dest="n_test", type=nonnegative_int_arg, default=None)
+    p.add_argument("--n-eval", dest="n_eval", type=nonnegative_int_arg, default=None)
+    p.add_argument("--n-transfer", dest="n_transfer", type=nonnegative_int_arg, default=None,
                    help="training pairs also swept, for the transfer R² of the fits (default 0)")
-    p.add_argument("--n-epochs", dest="n_epochs", type=int, default=None)
+    p.add_argument("--n-epochs", dest="n_epochs", type=positive_int_arg, default=None)
     p.add_argument("--multipliers", default=None,
                    help="sweep grid: a comma list or start:stop:num (must hold 0 and 1)")
     p.add_argument("--gen-multipliers", dest="gen_multipliers", default=None,
                    help="generation multipliers: a comma list or start:stop:num")
     p.add_argument("--prompt", dest="prompts", action="append", default=None, help="generation prompt (repeatable)")
-    p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=None)
+    p.add_argument("--max-new-tokens", dest="max_new_tokens", type=positive_int_arg, default=None)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--threads", type=positive_int_arg, default=None, help="torch threads")
     p.add_argument("--output", dest="output_dir", default=None, help="report folder (default runs/main-<timestamp>)")
     p.add_argument("--no-progress", dest="no_progress", action="store_true")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 HELP = "train steering updates (split, sft, reps, dpo, diffmean) from an EasyEdit-style hparams YAML"
@@ -17,12 +18,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="module the update sits on instead of the component, e.g. 'model.layers.{layer}.mlp.down_proj' ('{layer}' = the layer) (hparams key intervention_module_path)")
     p.add_argument("--output", default=None, help="output folder (default: hparams steer_vector_output_dir)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace existing layer_L files in the output folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._io import check_writable, output_lock, refuse_existing
     from ..hparams_io import parse_overrides
-    from ..training.api import load_train_hparams, train_layers
+    from ..training.api import load_train_hparams, output_folder, train_layers
 
     overrides = parse_overrides(args.overrides)
     if args.model:
@@ -34,7 +37,13 @@ def run(args: argparse.Namespace) -> int:
     if args.module_path:
         overrides["intervention_module_path"] = args.module_path
     hp = load_train_hparams(args.hparams, overrides)
-    result = train_layers(hp, resume=args.resume, progress=not args.no_progress)
+    folder = output_folder(hp) if hp.save_vectors else None
+    if folder is not None:  # before any work: a location that cannot be written, or files that would be replaced
+        check_writable(folder, what="output folder (--output / steer_vector_output_dir)")
+        refuse_existing([folder / f"layer_{layer}.{ext}" for layer in hp.layers for ext in ("safetensors", "pt")],
+                        overwrite=args.overwrite or args.resume)
+    with output_lock(folder, what="output folder") if folder is not None else contextlib.nullcontext():
+        result = train_layers(hp, resume=args.resume, progress=not args.no_progress)
     for r in result.layers:
         loss = r.final_loss
         tail = f", final loss {loss:.4f}" if loss is not None else ""

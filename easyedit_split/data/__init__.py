@@ -22,6 +22,7 @@ from .pairs import (
     iter_records,
     load_builtin,
     load_pairs,
+    pair_digests,
     read_pairs,
     train_test_split,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "load_builtin",
     "load_pairs",
     "pad_id_of",
+    "pair_digests",
     "pairs_from_records",
     "prompt_answer_nll",
     "read_pairs",

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from .formats import DataError
 from .pairs import PolarityPair
 
 logger = logging.getLogger(__name__)
@@ -39,9 +40,11 @@ __all__ = [
     "EncodedPair",
     "PromptBatch",
     "SequenceBatch",
+    "check_context_length",
     "collate_pairs",
     "collate_prompts",
     "collate_sequences",
+    "context_limit",
     "encode_pairs",
     "pad_id_of",
     "render_prompt",
@@ -69,6 +72,12 @@ class EncodedPair:
     prompt_ids: list[int]
     positive_ids: list[int]
     negative_ids: list[int]
+    source: str = ""  # "file:line" of the pair, for error messages
+
+    @property
+    def longest(self) -> int:
+        """Tokens of the longer of the two prompt+answer sequences."""
+        return len(self.prompt_ids) + max(len(self.positive_ids), len(self.negative_ids))
 
     @property
     def single_token(self) -> bool:
@@ -88,7 +97,7 @@ def render_prompt(
     if not use_template:
         return question if system_prompt is None else f"{system_prompt}\n\n{question}"
     if not _has_chat_template(tokenizer):
-        raise ValueError("chat_template=True but the tokenizer has no chat template")
+        raise DataError("chat_template=True but the tokenizer has no chat template")
     messages = [{"role": "user", "content": question}]
     if system_prompt is not None:
         from jinja2 import TemplateError
@@ -164,7 +173,7 @@ def encode_pairs(
     answers_neg = [p.negative.lstrip() if strip else p.negative for p in pairs]
     for p, a, b in zip(pairs, answers_pos, answers_neg):
         if not a or not b:
-            raise ValueError(f"pair {p.id} ({p.source}) has an empty answer")
+            raise DataError(f"pair {p.id} ({p.source}) has an empty answer")
 
     lead = _leading_special_ids(tokenizer) if add_special else []
     prompt_ids = [lead + x for x in _ids(tokenizer, prompts, False)]
@@ -187,16 +196,17 @@ def encode_pairs(
                 fallbacks += 1
                 ans = _ids(tokenizer, [text], False)[0]
             if not ans:
-                raise ValueError(f"pair {pair.id} ({pair.source}): answer {text!r} tokenises to nothing")
+                raise DataError(f"pair {pair.id} ({pair.source}): answer {text!r} tokenises to nothing")
             answers.append(ans)
         if not p_ids:
             if start_id is None:
-                raise ValueError(
+                raise DataError(
                     f"pair {pair.id} ({pair.source}) has an empty prompt and the tokenizer no BOS/EOS"
                 )
             p_ids = [int(start_id)]
         encoded.append(
-            EncodedPair(id=pair.id, prompt_ids=p_ids, positive_ids=answers[0], negative_ids=answers[1])
+            EncodedPair(id=pair.id, prompt_ids=p_ids, positive_ids=answers[0], negative_ids=answers[1],
+                        source=pair.source)
         )
     if fallbacks:
         logger.info(
@@ -204,6 +214,45 @@ def encode_pairs(
             fallbacks,
         )
     return encoded
+
+
+# ------------------------------------------------------------------------------------- context length
+
+_CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
+
+
+def context_limit(model: Any) -> int | None:
+    """The number of positions the model can attend over (``max_position_embeddings`` for Llama-like
+    models, ``n_positions`` for GPT-2, …), or None when its config does not say."""
+    config = getattr(model, "config", model)
+    for cfg in (config, getattr(config, "text_config", None)):
+        for key in _CONTEXT_KEYS:
+            value = getattr(cfg, key, None)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return None
+
+
+def check_context_length(encoded: Sequence[EncodedPair], model: Any, *, what: str = "pair") -> None:
+    """Raise :class:`DataError` when a pair's prompt + answer is longer than the model's context.
+
+    Past its context a Llama-like model runs on positions it never saw (silently wrong numbers) and
+    GPT-2 fails deep inside its embedding; so this is checked before any training or evaluation.
+    """
+    limit = context_limit(model)
+    if limit is None:
+        return
+    too_long = [e for e in encoded if e.longest > limit]
+    if not too_long:
+        return
+    worst = max(too_long, key=lambda e: e.longest)
+    shown = ", ".join(f"{e.id} ({e.source or 'no source'}: {e.longest} tokens)" for e in too_long[:5])
+    more = f" and {len(too_long) - 5} more" if len(too_long) > 5 else ""
+    raise DataError(
+        f"{len(too_long)} {what}(s) longer than the model's context of {limit} tokens "
+        f"(config max_position_embeddings / n_positions): {shown}{more}; the longest has {worst.longest} tokens. "
+        "Shorten or remove those pairs (or use a model with a longer context)"
+    )
 
 
 # --------------------------------------------------------------------------------------------- batches

@@ -28,12 +28,27 @@ from typing import Any
 
 import yaml
 
+from ..errors import EasyEditSplitError
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["BUILTIN_FORMATS", "DataError", "DatasetFormat", "detect_format", "get_format", "pairs_from_records"]
+__all__ = [
+    "BUILTIN_FORMATS",
+    "NEGATIVE_COLUMNS",
+    "POSITIVE_COLUMNS",
+    "QUESTION_COLUMNS",
+    "DataError",
+    "DatasetFormat",
+    "detect_format",
+    "find_column",
+    "get_format",
+    "normalize_column",
+    "pairs_from_records",
+    "resolve_columns",
+]
 
 
-class DataError(ValueError):
+class DataError(EasyEditSplitError, ValueError):
     """Bad or missing data; the message names the file (and line, for row problems)."""
 
 
@@ -47,6 +62,37 @@ SUFFIX_TYPES = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
+
+#: column names accepted for each role, in order of preference (the same names as the in-memory API);
+#: matched after :func:`normalize_column` (case, surrounding whitespace, a spreadsheet's BOM)
+QUESTION_COLUMNS = ("question", "input", "prompt")
+POSITIVE_COLUMNS = ("answer_matching_behavior", "matching", "winning_output", "positive")
+NEGATIVE_COLUMNS = ("answer_not_matching_behavior", "not_matching", "losing_output", "negative")
+ID_COLUMNS = ("id",)
+CONCEPT_COLUMNS = ("concept_id", "concept")
+
+
+def normalize_column(name: Any) -> str:
+    """``" Question\ufeff"`` → ``"question"``: no BOM, no surrounding whitespace, lower case, ``-``/space → ``_``."""
+    text = str(name).replace("\ufeff", "").strip().lower()
+    return "_".join(text.replace("-", " ").split())
+
+
+def find_column(columns: Iterable[str], wanted: str | Iterable[str]) -> str | None:
+    """The actual column for ``wanted`` (a name or aliases in order): exact first, then normalised."""
+    cols = list(columns)
+    names = [wanted] if isinstance(wanted, str) else list(wanted)
+    for name in names:
+        if name in cols:
+            return name
+    by_norm: dict[str, str] = {}
+    for c in cols:
+        by_norm.setdefault(normalize_column(c), c)
+    for name in names:
+        if normalize_column(name) in by_norm:
+            return by_norm[normalize_column(name)]
+    return None
+
 
 # standard field name (EasyEdit's or ours) -> DatasetFormat attribute
 _FIELD_KEYS = {
@@ -242,34 +288,63 @@ def get_format(name: str) -> DatasetFormat:
 
 
 def detect_format(columns: Iterable[str], *, source: str = "data") -> DatasetFormat:
-    """Pick the built-in format whose answer columns are all present."""
-    cols = set(columns)
-    for key in ("persona", "axbench", "powerseeking"):
-        fmt = BUILTIN_FORMATS[key]
-        if {fmt.positive_field, fmt.negative_field} <= cols:
-            fmt = replace(fmt)
-            if fmt.question_field not in cols:
-                fmt.question_field = None
-            return fmt
-    raise DataError(
-        f"cannot detect the format of {source}: columns {sorted(cols)} match none of "
-        f"persona (answer_matching_behavior/answer_not_matching_behavior), axbench "
-        f"(winning_output/losing_output) or powerseeking (matching/not_matching); pass a DatasetFormat"
-    )
+    """The format of a file from its columns: question, positive and negative answer columns are found
+    among :data:`QUESTION_COLUMNS`, :data:`POSITIVE_COLUMNS`, :data:`NEGATIVE_COLUMNS` (case- and
+    whitespace-insensitive). A column that cannot be mapped is a :class:`DataError` naming the file
+    and its columns: a file is never read with its prompts silently dropped."""
+    cols = list(columns)
+    pos, neg = find_column(cols, POSITIVE_COLUMNS), find_column(cols, NEGATIVE_COLUMNS)
+    question = find_column(cols, QUESTION_COLUMNS)
+    if pos is None or neg is None or question is None:
+        missing = [role for role, col, names in (("question", question, QUESTION_COLUMNS),
+                                                  ("positive answer", pos, POSITIVE_COLUMNS),
+                                                  ("negative answer", neg, NEGATIVE_COLUMNS)) if col is None]
+        wanted = "; ".join(f"{role}: one of {', '.join(names)}" for role, names in
+                           (("question", QUESTION_COLUMNS), ("positive answer", POSITIVE_COLUMNS),
+                            ("negative answer", NEGATIVE_COLUMNS)))
+        raise DataError(
+            f"cannot map the columns of {source}: no {' / '.join(missing)} column among {sorted(cols)}. "
+            f"Name the columns ({wanted}; case and spaces do not matter), or describe them in a "
+            f"dataset_format.yaml / DatasetFormat (question_field=None trains on answers alone)"
+        )
+    name = next((key for key, fmt in BUILTIN_FORMATS.items()
+                 if (fmt.positive_field, fmt.negative_field) == (normalize_column(pos), normalize_column(neg))), "auto")
+    return DatasetFormat(question_field=question, positive_field=pos, negative_field=neg,
+                         id_field=find_column(cols, ID_COLUMNS), concept_field=find_column(cols, CONCEPT_COLUMNS),
+                         name=name)
+
+
+def resolve_columns(fmt: DatasetFormat, columns: Iterable[str], *, source: str = "data") -> DatasetFormat:
+    """``fmt`` with each field name replaced by the file's actual column (matched case- and
+    whitespace-insensitively); a required column that is absent is a :class:`DataError` naming the file,
+    the field and the file's columns."""
+    cols = list(columns)
+    changes: dict[str, Any] = {}
+    missing = []
+    for attr, required in (("question_field", True), ("positive_field", True), ("negative_field", True),
+                           ("id_field", False), ("concept_field", False)):
+        wanted = getattr(fmt, attr)
+        if wanted is None:
+            continue
+        actual = find_column(cols, wanted)
+        if actual is None and required:
+            missing.append(f"{attr.removesuffix('_field')} column {wanted!r}")
+        changes[attr] = actual
+    if missing:
+        raise DataError(f"{source}: format {fmt.name or 'custom'!r} needs {', '.join(missing)}, but the file's "
+                        f"columns are {sorted(cols)}; rename the columns or give the right field_names")
+    return replace(fmt, **changes)
 
 
 # ------------------------------------------------------------------------ EasyEdit in-memory records
 
-#: keys of EasyEdit's in-memory records (steering data loaders, persona files, AxBench), first match wins
-_RECORD_QUESTION_KEYS = ("question", "input", "prompt")
-_RECORD_POSITIVE_KEYS = ("matching", "answer_matching_behavior", "winning_output", "positive")
-_RECORD_NEGATIVE_KEYS = ("not_matching", "answer_not_matching_behavior", "losing_output", "negative")
-
 
 def _first_present(record: Mapping[str, Any], keys: Sequence[str], where: str) -> Any:
-    for k in keys:
-        if k in record and record[k] is not None:
-            return record[k]
+    """The first of ``keys`` present (and not None) in ``record``, matched as file columns are."""
+    present = [k for k, v in record.items() if v is not None and isinstance(k, str)]
+    key = find_column(present, keys)
+    if key is not None:
+        return record[key]
     raise DataError(f"{where}: none of the fields {list(keys)} present (keys: {sorted(record)})")
 
 
@@ -281,19 +356,19 @@ def pairs_from_records(records: Iterable[Any], name: str = "dataset") -> list:
 
     items = list(records)
     if items and isinstance(items[0], tuple):
-        raise NotImplementedError("multi-concept datasets (a list of (concept_id, rows)) are not supported; "
-                                  "train one concept at a time")
+        raise DataError(f"{name}: multi-concept datasets (a list of (concept_id, rows)) are not supported; "
+                        "train one concept at a time")
     out = []
     for i, rec in enumerate(items):
         if isinstance(rec, PolarityPair):
             out.append(rec)
             continue
         if not isinstance(rec, Mapping):
-            raise TypeError(f"{name}[{i}]: expected a dict, got {type(rec).__name__}")
+            raise DataError(f"{name}[{i}]: expected a dict, got {type(rec).__name__}")
         where = f"{name}[{i}]"
-        q = _first_present(rec, _RECORD_QUESTION_KEYS, where)
-        pos = _first_present(rec, _RECORD_POSITIVE_KEYS, where)
-        neg = _first_present(rec, _RECORD_NEGATIVE_KEYS, where)
+        q = _first_present(rec, QUESTION_COLUMNS, where)
+        pos = _first_present(rec, POSITIVE_COLUMNS, where)
+        neg = _first_present(rec, NEGATIVE_COLUMNS, where)
         if isinstance(pos, list):
             pos = pos[0]
         if isinstance(neg, list):

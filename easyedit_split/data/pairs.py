@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import hashlib
+import io
 import json
 import logging
 import math
 import os
 import random
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .formats import SUFFIX_TYPES, DataError, DatasetFormat, detect_format, get_format
+from .formats import SUFFIX_TYPES, DataError, DatasetFormat, detect_format, get_format, resolve_columns
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +29,7 @@ __all__ = [
     "iter_records",
     "load_builtin",
     "load_pairs",
+    "pair_digests",
     "read_pairs",
     "train_test_split",
 ]
@@ -61,24 +66,54 @@ def _infer_file_type(path: Path) -> str:
     return SUFFIX_TYPES.get(path.suffix.lower(), "jsonl")
 
 
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (kept by surrogateescape)
+
+
+def _not_utf8(where: str) -> DataError:
+    return DataError(f"{where}: not UTF-8 text (undecodable bytes); re-save the file as UTF-8")
+
+
+def _read_text(path: Path) -> str:
+    """The file's text: UTF-8 (a BOM is dropped) or UTF-16 with a BOM (spreadsheet "Unicode text").
+
+    Bytes that are not UTF-8 are kept as surrogate escapes, so a bad row can be reported by line and
+    skipped instead of failing the whole file.
+    """
+    raw = path.read_bytes()
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: starts with a UTF-16 byte-order mark but is not UTF-16 ({exc.reason} at "
+                            f"byte {exc.start}); re-save it as UTF-8") from None
+    return raw.decode("utf-8-sig", errors="surrogateescape")
+
+
 def iter_records(path: str | os.PathLike, file_type: str | None = None) -> Iterator[tuple[int, Any]]:
-    """Yield ``(line_or_index, record)``; an unparseable JSON line yields ``(line, DataError(...))``."""
+    """Yield ``(line_or_index, record)``; a row that cannot be read (unparseable JSON, bytes that are not
+    UTF-8) yields ``(line, DataError(...))`` so the caller can report it by line and skip it."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
     ftype = file_type or _infer_file_type(path)
     if ftype == "jsonl":
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield lineno, json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield lineno, DataError(f"unparseable JSON line ({exc.msg})")
+        for lineno, line in enumerate(_read_text(path).split("\n"), start=1):
+            if not line.strip():
+                continue
+            if _UNDECODABLE.search(line):
+                yield lineno, _not_utf8("line")
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield lineno, DataError(f"unparseable JSON line ({exc.msg} at column {exc.colno})")
     elif ftype == "json":
+        text = _read_text(path)
+        bad = _UNDECODABLE.search(text)
+        if bad:
+            raise _not_utf8(f"{path}:{text.count(chr(10), 0, bad.start()) + 1}")
         try:
-            obj = json.loads(path.read_text(encoding="utf-8"))
+            obj = json.loads(text)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}:{exc.lineno}: unparseable JSON ({exc.msg})") from exc
         if isinstance(obj, dict):  # {"data": [...]} or {id: record}
@@ -91,11 +126,19 @@ def iter_records(path: str | os.PathLike, file_type: str | None = None) -> Itera
         yield from enumerate(obj, start=1)
     elif ftype == "csv":
         delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-        with open(path, encoding="utf-8", newline="") as fh:
-            reader = csv.DictReader(fh, delimiter=delimiter)
+        reader = csv.DictReader(io.StringIO(_read_text(path), newline=""), delimiter=delimiter)
+        try:
+            header = reader.fieldnames or []
+            if any(_UNDECODABLE.search(h) for h in header if h):
+                raise _not_utf8(f"{path}:1 (header)")
             for row in reader:
                 # reader.line_num is the physical line on which the record ends
+                if any(isinstance(v, str) and _UNDECODABLE.search(v) for v in row.values()):
+                    yield reader.line_num, _not_utf8("row")
+                    continue
                 yield reader.line_num, {k: v for k, v in row.items() if k is not None}
+        except csv.Error as exc:
+            raise DataError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
     elif ftype == "parquet":
         try:
             import pandas as pd
@@ -118,10 +161,18 @@ def _peek_columns(path: Path, file_type: str) -> set[str]:
     return set()
 
 
+def _field_value(record: dict, key: str) -> Any:
+    """The field's value; a list (as in EasyEdit's in-memory data) stands for its first element."""
+    value = record.get(key)
+    if isinstance(value, (list, tuple)) and value:
+        value = value[0]
+    return value
+
+
 def _field_problem(record: dict, key: str, *, allow_empty: bool = False) -> str | None:
-    if key not in record or record[key] is None:
+    value = _field_value(record, key)
+    if value is None:
         return f"missing field {key!r}"
-    value = record[key]
     if isinstance(value, float) and math.isnan(value):
         return f"missing field {key!r}"
     if not isinstance(value, str):
@@ -142,8 +193,11 @@ def read_pairs(
 
     ``format`` is ``"auto"`` (detect from the columns), a built-in format name (``persona``,
     ``psychopathy``, ``powerseeking``, ``axbench``) or a :class:`DatasetFormat`; a DatasetFormat's own
-    ``path`` is ignored in favour of ``path``. Bad rows (missing or non-string field, empty answer,
-    identical answers, unparseable JSON line) are skipped with one warning each naming ``file:line``,
+    ``path`` is ignored in favour of ``path``. Column names are matched case- and whitespace-insensitively
+    (a spreadsheet's BOM is dropped); ``auto`` accepts the in-memory API's names (``question``/``input``/
+    ``prompt``, …) and a column that cannot be mapped is a :class:`DataError` naming the file and its
+    columns. Text is UTF-8 (with or without BOM) or UTF-16 with a BOM. Bad rows (bytes that are not
+    UTF-8, missing or non-string field, empty answer, identical answers, unparseable JSON line) are skipped with one warning each naming ``file:line``,
     or, with ``strict=True``, reported together in a :class:`DataError`. ``limit`` caps the number of
     pairs returned (rows are read in file order).
     """
@@ -155,10 +209,12 @@ def read_pairs(
         file_type = fmt.file_type if fmt.path is None or Path(fmt.path) == path else _infer_file_type(path)
     else:
         file_type = _infer_file_type(path)
-        if str(format).lower() == "auto":
-            fmt = detect_format(_peek_columns(path, file_type), source=str(path))
-        else:
-            fmt = get_format(str(format))
+        fmt = None if str(format).lower() == "auto" else get_format(str(format))
+    columns = _peek_columns(path, file_type)
+    if not columns:
+        raise DataError(f"no readable records in {path}")
+    source = str(path)
+    fmt = detect_format(columns, source=source) if fmt is None else resolve_columns(fmt, columns, source=source)
     name = path.name
 
     pairs: list[PolarityPair] = []
@@ -178,7 +234,7 @@ def read_pairs(
             or _field_problem(record, fmt.positive_field)
             or _field_problem(record, fmt.negative_field)
         )
-        if issue is None and record[fmt.positive_field] == record[fmt.negative_field]:
+        if issue is None and _field_value(record, fmt.positive_field) == _field_value(record, fmt.negative_field):
             issue = "positive and negative answers are identical"
         if issue is not None:
             problems.append(f"{where}: {issue}")
@@ -194,9 +250,9 @@ def read_pairs(
         pairs.append(
             PolarityPair(
                 id=pair_id,
-                question=record[fmt.question_field] if fmt.question_field else "",
-                positive=record[fmt.positive_field],
-                negative=record[fmt.negative_field],
+                question=_field_value(record, fmt.question_field) if fmt.question_field else "",
+                positive=_field_value(record, fmt.positive_field),
+                negative=_field_value(record, fmt.negative_field),
                 source=f"{name}:{lineno}",
                 meta=meta,
             )
@@ -231,21 +287,28 @@ def train_test_split(
     """
     n = len(pairs)
     if isinstance(test_size, bool):
-        raise TypeError("test_size must be an int or a float")
+        raise DataError(f"test_size must be a count or a fraction in (0, 1), got {test_size!r}")
     if isinstance(test_size, float):
         if not 0.0 < test_size < 1.0:
-            raise ValueError(f"a fractional test_size must be in (0, 1), got {test_size}")
+            raise DataError(f"a fractional test_size must be in (0, 1), got {test_size}")
         n_test = round(n * test_size)
     else:
         n_test = int(test_size)
     if not 0 <= n_test <= n:
-        raise ValueError(f"test_size {test_size} does not fit {n} pairs")
+        raise DataError(f"test_size {test_size} does not fit {n} pairs")
     order = list(range(n))
     random.Random(seed).shuffle(order)
     test_idx = set(order[:n_test])
     train = [p for i, p in enumerate(pairs) if i not in test_idx]
     test = [p for i, p in enumerate(pairs) if i in test_idx]
     return train, test
+
+
+def pair_digests(pairs: Sequence[PolarityPair]) -> list[str]:
+    """A short SHA-256 of each pair's content (question and both answers; not its id or source), so that
+    the same example is recognised in another file, split or run (e.g. training pairs among held-out ones)."""
+    return [hashlib.sha256(json.dumps([p.question, p.positive, p.negative]).encode()).hexdigest()[:16]
+            for p in pairs]
 
 
 # ------------------------------------------------------------------------------------ shipped datasets

@@ -62,6 +62,7 @@ class EasyEditKeys:
         names = getattr(type(self), "ALG_NAMES", ())
         if names and str(self.alg_name).lower() not in names:
             raise HParamsError(f"{source}: key 'alg_name' is {self.alg_name!r}; {type(self).__name__} accepts {list(names)}")
+        self.apply_sentinels(source)
         self.validate(source)
 
 

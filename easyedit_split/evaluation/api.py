@@ -17,8 +17,11 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from .._io import atomic_write_json
-from ..artefacts import LoadedUpdates, load_artefact
+from .._io import atomic_write_json, check_distinct, check_writable
+from ..artefacts import LoadedUpdates, load_artefact, recorded_training_pairs
+from ..data.encoding import check_context_length
+from ..data.pairs import pair_digests
+from ..errors import InputError
 from ..multipliers import parse_multipliers
 from .derived import Calibration, ValidRegion, calibrate, valid_region
 from .fitting import FORMS, CurveFit, bootstrap_fit, fit_curve, transfer_r2
@@ -168,6 +171,18 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "update"
 
 
+def _warn_training_overlap(loaded: LoadedUpdates, pairs: Sequence, name: str) -> None:
+    """Warn when evaluation pairs are among the pairs ``loaded`` records as its training pairs (the
+    command line leaves those out of its split; here the caller chose ``pairs``)."""
+    trained = recorded_training_pairs(loaded)
+    if not trained or not pairs or not hasattr(pairs[0], "question"):
+        return
+    overlap = sum(d in trained for d in pair_digests(pairs))
+    if overlap:
+        logger.warning("%s: %d of the %d evaluation pairs are pairs it was trained on; its curves on them are not "
+                       "held-out results", name or loaded.source or "update", overlap, len(pairs))
+
+
 def evaluate_preference_utility(
     model: nn.Module,
     tokenizer: Any,
@@ -213,27 +228,37 @@ def evaluate_preference_utility(
     With ``output_dir``: tables, ``results.json``, PNG plots and ``report.md``, each written atomically.
     """
     if reduction not in ("sum", "mean"):
-        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+        raise InputError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
     if derived_from not in ("means", "fit"):
-        raise ValueError(f"derived_from must be 'means' or 'fit', got {derived_from!r}")
+        raise InputError(f"derived_from must be 'means' or 'fit', got {derived_from!r}")
     if target_pref is None and target_accuracy is None:
         target_accuracy = 0.9
     specs: Mapping[str, Any] = updates if isinstance(updates, Mapping) else {"": updates}
     grid = sorted(parse_multipliers(multipliers))
     if 0.0 not in grid:
-        raise ValueError("the multiplier grid must contain 0 (the unsteered reference)")
+        raise InputError("the multiplier grid must contain 0 (the unsteered reference)")
     out_dir = Path(output_dir) if output_dir is not None else None
+    if out_dir is not None:  # before any work: the location, and names that would write the same table
+        check_writable(out_dir, what="output folder")
+        check_distinct({name: out_dir / f"sweep_{_slug(name)}.{table_format}" for name in specs if name},
+                       what="update name")
     methods: dict[str, MethodEvaluation] = {}
     files: dict[str, str] = {}
     for given_name, spec in specs.items():
         loaded: LoadedUpdates = load_artefact(spec, model, tokenizer=tokenizer, train_pairs=train_pairs)
+        _warn_training_overlap(loaded, pairs, given_name)
         # render prompts as the update was trained (chat template, system prompt) unless told otherwise
         kw = dict(encode_kwargs) if encode_kwargs is not None else loaded.rendering()
         eval_enc = encode_for_sweep(tokenizer, pairs, **kw)
+        # both pair sets are encoded and checked against the context before any sweep runs
+        train_enc = encode_for_sweep(tokenizer, train_pairs, **kw) if train_pairs is not None else None
+        check_context_length(eval_enc + (train_enc or []), model)
         name = given_name or (loaded.method if loaded.method != "unknown" else "update")
         ups = loaded.updates
+        # rows are appended to a partial file as they complete: a failure keeps them, a rerun resumes
+        partial = out_dir / f".partial_sweep_{_slug(name)}.jsonl" if out_dir is not None else None
         table = sweep(model, tokenizer, eval_enc, ups, grid, batch_rows=batch_rows, method=name,
-                      use_prefix_cache=use_prefix_cache, progress=progress)
+                      use_prefix_cache=use_prefix_cache, progress=progress, partial=partial)
         summary = summarize(table, reduction=reduction, n_boot=n_boot, seed=seed)
         util_col = "util_odds" if reduction == "sum" else "util_odds_mean"
         ev = MethodEvaluation(name, loaded.source, loaded.kind, table, summary,
@@ -244,9 +269,10 @@ def evaluate_preference_utility(
             logger.warning("%s: %d (pair, m) rows have UtilOdds = +inf (valid mass >= 1); left out of the means",
                            name, ev.util_infinite)
         if train_pairs is not None:
-            ttable = sweep(model, tokenizer, encode_for_sweep(tokenizer, train_pairs, **kw), ups, grid,
+            tpartial = out_dir / f".partial_sweep_train_{_slug(name)}.jsonl" if out_dir is not None else None
+            ttable = sweep(model, tokenizer, train_enc, ups, grid,
                            batch_rows=batch_rows, method=name,
-                           use_prefix_cache=use_prefix_cache, progress=progress)
+                           use_prefix_cache=use_prefix_cache, progress=progress, partial=tpartial)
             ev.train_summary = summarize(ttable, reduction=reduction, n_boot=n_boot, seed=seed)
             ev.train_fits = _fits(ev.train_summary, f"{name} (train)")
             ev.notes += _fit_notes(ev.train_fits, "training pairs:")
@@ -255,6 +281,7 @@ def evaluate_preference_utility(
                 ev.transfer_r2[key] = transfer_r2(f, summary["m"], summary[kind]) if f.success else None
             if out_dir is not None:
                 files[f"train_table:{name}"] = str(write_table(ttable, out_dir / f"sweep_train_{_slug(name)}.{table_format}"))
+                tpartial.unlink(missing_ok=True)
         ref_fits = ev.train_fits if ev.train_fits else ev.fits
         ref_summary = ev.train_summary if ev.train_summary is not None else summary
         _derived(ev, ref_summary, ref_fits, derived_from=derived_from, delta=delta, target_pref=target_pref,
@@ -269,6 +296,7 @@ def evaluate_preference_utility(
         methods[name] = ev
         if out_dir is not None:
             files[f"table:{name}"] = str(write_table(table, out_dir / f"sweep_{_slug(name)}.{table_format}"))
+            partial.unlink(missing_ok=True)
     result = EvaluationResult(methods, grid, reduction, {
         "delta": delta, "target_pref": target_pref, "target_accuracy": target_accuracy,
         "max_util_drop": max_util_drop, "n_pairs": len(pairs), "n_train_pairs": len(train_pairs) if train_pairs else 0,

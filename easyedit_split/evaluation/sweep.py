@@ -14,6 +14,7 @@ Parquet by suffix.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -25,10 +26,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .._io import atomic_path
-from ..data.encoding import EncodedPair, encode_pairs, pad_id_of
+from .._io import JsonlAppender, atomic_path
+from ..data.encoding import EncodedPair, check_context_length, encode_pairs, pad_id_of
 from ..data.pairs import PolarityPair
+from ..errors import InputError, NonFiniteResultError
 from ..scoring import PairScorer
+from ..serialization import check_updates_finite
 from ..sites import Site
 from ..updates import Update, VectorUpdate
 from .logodds import add_log_odds
@@ -79,9 +82,9 @@ def _as_grid(multipliers: Iterable[float] | np.ndarray | torch.Tensor) -> np.nda
     grid = np.asarray(list(multipliers) if not isinstance(multipliers, (np.ndarray, torch.Tensor)) else multipliers,
                       dtype=np.float64).reshape(-1)
     if grid.size == 0:
-        raise ValueError("empty multiplier grid")
+        raise InputError("empty multiplier grid")
     if not np.isfinite(grid).all():
-        raise ValueError(f"multiplier grid has non-finite values: {grid.tolist()}")
+        raise InputError(f"multiplier grid has non-finite values: {grid.tolist()}")
     return grid
 
 
@@ -97,6 +100,8 @@ def _sweep_updates(
     use_prefix_cache: bool,
     single_token_sharing: bool,
     bar: Any,
+    partial: Any = None,
+    run_key: str = "",
 ) -> pd.DataFrame:
     scorer = PairScorer(model, list(updates), pad_token_id=pad_token_id, use_prefix_cache=use_prefix_cache,
                         single_token_sharing=single_token_sharing)
@@ -115,21 +120,53 @@ def _sweep_updates(
     if cur:
         chunks.append(cur)
     m_t = torch.as_tensor(grid, dtype=torch.float32)
-    out = {k: [] for k in ("example_id", "_g", "L_p", "L_n", "L_p_mean", "L_n_mean")}
+    keys = ("L_p", "L_n", "L_p_mean", "L_n_mean")
+    out = {k: [] for k in ("example_id", "_g", *keys)}
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    if partial is not None:  # rows a killed or failed run already computed (same data, updates and grid)
+        done = {(r["example_id"], int(r["g"])): r for r in partial.read() if r.get("run") == run_key}
     for ch in chunks:
+        ids = [encoded[i].id for i in ch]
+        if done and all((e, g) in done for e in ids for g in range(M)):
+            for g in range(M):
+                for e in ids:
+                    row = done[(e, g)]
+                    out["example_id"].append(e)
+                    out["_g"].append(np.array([g]))
+                    for key in keys:
+                        out[key].append(np.array([np.nan if row[key] is None else row[key]], dtype=np.float64))
+            if bar is not None:
+                bar.update(len(ids) * M)
+            continue
         prepared = scorer.prepare([encoded[i] for i in ch])
         P = len(ch)
         idx_all = torch.arange(P).repeat(M)
         g_all = torch.arange(M).repeat_interleave(P)
+        chunk_rows = []
         for s in range(0, idx_all.numel(), batch_rows):
             idx, gi = idx_all[s:s + batch_rows], g_all[s:s + batch_rows]
             res = scorer.score(prepared, m_t[gi], idx)
+            values = {key: t.detach().double().cpu().numpy()
+                      for key, t in zip(keys, (res.sum_p, res.sum_n, res.mean_p, res.mean_n))}
+            bad = ~np.isfinite(values["L_p"]) | ~np.isfinite(values["L_n"])
+            if bad.any():
+                j = int(np.flatnonzero(bad)[0])
+                kept = f"; the {len(done) + len(out['example_id'])} rows done so far are kept in {partial.path}" \
+                    if partial is not None else ""
+                raise NonFiniteResultError(
+                    f"sweep: non-finite answer loss for pair {prepared.ids[int(idx[j])]} at m={grid[int(gi[j])]:g}{kept}. "
+                    "The update or the multiplier is too large for the model: narrow the multiplier grid")
             out["example_id"].extend(prepared.ids[j] for j in idx.tolist())
             out["_g"].append(gi.numpy())
-            for key, t in (("L_p", res.sum_p), ("L_n", res.sum_n), ("L_p_mean", res.mean_p), ("L_n_mean", res.mean_n)):
-                out[key].append(t.detach().double().cpu().numpy())
+            for key in keys:
+                out[key].append(values[key])
+            chunk_rows.extend({"run": run_key, "example_id": prepared.ids[j], "g": int(g),
+                               **{key: float(values[key][r]) for key in keys}}
+                              for r, (j, g) in enumerate(zip(idx.tolist(), gi.tolist())))
             if bar is not None:
                 bar.update(idx.numel())
+        if partial is not None:
+            partial.append(chunk_rows)
     df = pd.DataFrame({k: (np.concatenate(v) if k != "example_id" else v) for k, v in out.items()})
     # rows in grid order, then in the order the pairs were given
     rank = {e.id: r for r, e in enumerate(encoded)}
@@ -157,6 +194,7 @@ def sweep(
     progress: bool = True,
     output: str | os.PathLike | None = None,
     encode_kwargs: dict[str, Any] | None = None,
+    partial: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Answer losses and log-odds of every pair at every multiplier (and layer).
 
@@ -164,17 +202,24 @@ def sweep(
     ``update_factory(layer)``, or by moving the steering vectors of ``updates`` there
     (:func:`replace_at_layer`). ``batch_rows``: ``(pair, m)`` rows per forward pass (a multi-token
     row is two sequences). ``output``: also write the table (``.csv`` or ``.parquet``).
+
+    ``partial``: a JSONL file the rows are appended to as each chunk completes. A rerun with the same
+    pairs, updates and grid reuses the rows found there (so a killed or failed sweep resumes), and a
+    non-finite loss stops the sweep at once (:class:`NonFiniteResultError`) with the rows done so far
+    kept there. Delete it when the table is saved.
     """
     if batch_rows < 1:
-        raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
+        raise InputError(f"batch_rows must be >= 1, got {batch_rows}")
     ups = [updates] if isinstance(updates, Update) else list(updates)
+    check_updates_finite(ups, "the swept updates")
     grid = np.sort(_as_grid(multipliers))
     if len(np.unique(grid.astype(np.float32))) != grid.size:
-        raise ValueError(f"multiplier grid has duplicate values: {grid.tolist()}")
+        raise InputError(f"multiplier grid has duplicate values: {grid.tolist()}")
     encoded = encode_for_sweep(tokenizer, pairs_or_encoded, **(encode_kwargs or {}))
+    check_context_length(encoded, model)
     ids = [e.id for e in encoded]
     if len(set(ids)) != len(ids):
-        raise ValueError("pair ids are not unique; the sweep table is keyed by example_id")
+        raise InputError("pair ids are not unique; the sweep table is keyed by example_id")
     pad = pad_id_of(tokenizer) if pad_token_id is None else int(pad_token_id)
     layer_list: list[int | None] = list(layers) if layers is not None else [None]
     if layers is None and update_factory is not None:
@@ -185,6 +230,7 @@ def sweep(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, desc="sweep (pair, m) rows", unit="row", leave=False)
+    appender = JsonlAppender(partial) if partial is not None else None
     frames = []
     try:
         for layer in layer_list:
@@ -193,7 +239,8 @@ def sweep(
             else:
                 lu = list(update_factory(layer)) if update_factory is not None else replace_at_layer(ups, layer)
             df = _sweep_updates(model, encoded, lu, grid, pad_token_id=pad, batch_rows=batch_rows,
-                                use_prefix_cache=use_prefix_cache, single_token_sharing=single_token_sharing, bar=bar)
+                                use_prefix_cache=use_prefix_cache, single_token_sharing=single_token_sharing, bar=bar,
+                                partial=appender, run_key=_run_key(encoded, lu, grid, layer))
             if layer is not None:
                 df.insert(1, "layer", layer)
             frames.append(df)
@@ -208,12 +255,26 @@ def sweep(
     return table
 
 
+def _run_key(encoded: Sequence[EncodedPair], updates: Sequence[Update], grid: np.ndarray, layer: int | None) -> str:
+    """What a sweep's rows depend on: the pairs' tokens, the updates' tensors and sites, the grid, the layer."""
+    from ..serialization import tensors_checksum
+    from ..training.trainer import data_fingerprint
+
+    h = hashlib.sha256()
+    h.update(data_fingerprint(encoded).encode())
+    for i, u in enumerate(updates):
+        h.update(f"{i}|{u.form}|{u.site}|".encode())
+        h.update(tensors_checksum({n: p.detach() for n, p in u.named_parameters()}).encode())
+    h.update(f"{grid.tolist()}|{layer}".encode())
+    return h.hexdigest()[:16]
+
+
 def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``df`` atomically as CSV (``.csv``) or Parquet (``.parquet``/``.pq``)."""
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
-        raise ValueError(f"{p}: table output must end in .csv or .parquet")
+        raise InputError(f"{p}: table output must end in .csv or .parquet")
     with atomic_path(p, suffix=suffix) as tmp:
         if suffix == ".csv":
             df.to_csv(tmp, index=False)

@@ -17,6 +17,7 @@ failure never loses earlier results.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import math
@@ -32,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
+
+from ..errors import EasyEditSplitError, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +77,7 @@ _PROMPTS = {
 _RATING = re.compile(r"Rating:\s*\[\[\s*([0-9]+(?:\.[0-9]+)?)\s*\]\]", re.IGNORECASE)
 
 
-class JudgeError(RuntimeError):
+class JudgeError(EasyEditSplitError, RuntimeError):
     """The judge endpoint failed or replied with something that is not a rating."""
 
 
@@ -154,6 +157,10 @@ class ChatClient:
                     last = f"request to {self.url} timed out after {cfg.timeout:g} s"
                 else:
                     last = f"cannot reach {self.url}: {exc.reason}"
+                logger.warning("judge attempt %d/%d: %s", attempt + 1, attempts, last)
+                continue
+            except (http.client.HTTPException, ConnectionError) as exc:  # closed without a (complete) reply
+                last = f"connection to {self.url} closed without a complete reply ({type(exc).__name__}: {exc})"
                 logger.warning("judge attempt %d/%d: %s", attempt + 1, attempts, last)
                 continue
             return _message_content(body, self.url)
@@ -267,7 +274,7 @@ def judge_to_jsonl(
     items = list(items)
     ids = [it.id for it in items]
     if len(set(ids)) != len(ids):
-        raise ValueError("judge item ids must be unique")
+        raise InputError("judge item ids must be unique")
     done = read_judgements(path)
     todo = [it for it in items if it.id not in done]
     if len(todo) < len(items):

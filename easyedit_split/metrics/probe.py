@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from ..data.encoding import collate_sequences, encode_pairs, pad_id_of
 from ..data.pairs import PolarityPair, train_test_split
+from ..errors import InputError
 from ..generation import Generation
 from ..record import record_site_outputs, stop_after
 from ..sites import Site
@@ -164,10 +165,10 @@ def fit_concept_probe(
     from sklearn.preprocessing import StandardScaler
 
     if len(pairs) < 4:
-        raise ValueError(f"a concept probe needs at least 4 pairs, got {len(pairs)}")
+        raise InputError(f"a concept probe needs at least 4 pairs, got {len(pairs)}")
     train, test = train_test_split(pairs, test_size, seed)
     if not train or not test:
-        raise ValueError(
+        raise InputError(
             f"test_size {test_size} leaves {len(train)} train and {len(test)} test pairs; both must be > 0"
         )
     pad = pad_id_of(tokenizer)

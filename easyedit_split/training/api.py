@@ -17,8 +17,9 @@ from typing import Any
 
 from torch import nn
 
-from ..hparams_io import HyperParams, load_yaml
-from ..methods import hparams_class
+from ..errors import InputError
+from ..hparams_io import HParamsError, HyperParams, load_yaml
+from ..methods import UnknownMethodError, hparams_class
 from ..updates import Update
 from .trainer import TrainResult
 
@@ -59,7 +60,11 @@ def load_train_hparams(path: str | os.PathLike, overrides: Mapping[str, Any] | N
     """Read an hparams YAML once; its ``alg_name`` (after ``overrides``) picks the method's class."""
     data = load_yaml(path)
     alg = (overrides or {}).get("alg_name", data.get("alg_name", "split"))
-    return hparams_class(alg, "train").from_dict(data, source=str(path), overrides=overrides)
+    try:
+        cls = hparams_class(alg, "train")
+    except UnknownMethodError as exc:
+        raise HParamsError(f"{path}: key 'alg_name': {exc}") from None
+    return cls.from_dict(data, source=str(path), overrides=overrides)
 
 
 _UPSTREAM_FOLDER_NAMES = ("spilt", "caa")
@@ -92,7 +97,7 @@ def train_layers(
     ``output_dir`` defaults to :func:`output_folder` when ``save_vectors`` is true; nothing is written
     when it is None and ``save_vectors`` is false.
     """
-    from ..data.pairs import load_pairs
+    from ..data.pairs import PolarityPair, load_pairs, pair_digests
     from ..easyedit_layout import write_easyedit_pt
     from ..serialization import save_updates
     from .diffmean import diffmean_update
@@ -101,7 +106,7 @@ def train_layers(
     hp = hparams if isinstance(hparams, HyperParams) else load_train_hparams(hparams)
     if pairs is None:
         if not hp.steer_train_dataset:
-            raise ValueError("no pairs given and hparams.steer_train_dataset is not set")
+            raise HParamsError("no pairs given and hparams.steer_train_dataset is not set; pass --data or set it")
         pairs = hp.steer_train_dataset
     if isinstance(pairs, (str, os.PathLike)):
         pairs = load_pairs(pairs)
@@ -111,7 +116,7 @@ def train_layers(
 
         model, tokenizer = load_model(hp.model_name_or_path, dtype=hp.torch_dtype, device=hp.device)
     elif tokenizer is None:
-        raise ValueError("train_layers: pass the tokenizer with the model")
+        raise InputError("train_layers: pass the tokenizer with the model")
     folder = Path(output_dir) if output_dir is not None else (output_folder(hp) if hp.save_vectors else None)
     result = TrainLayersResult(hp.method, hp.form, hp, len(selected), folder)
     for layer in hp.layers:
@@ -120,14 +125,19 @@ def train_layers(
             update = diffmean_update(model, tokenizer, selected, hp, layer=layer)
             if path is not None:
                 save_updates(path, [update], model=model, method="diffmean", hparams=hp.to_dict(),
-                             extra={"layer": layer, "n_train_pairs": len(selected)})
+                             extra={"layer": layer, "n_train_pairs": len(selected),
+                                    **({"train_pair_digests": pair_digests(selected)}
+                                       if isinstance(selected[0], PolarityPair) else {})},
+                             easyedit_pt=write_easyedit_pt)
             train_result = None
         else:
             ckpt_base = folder if folder is not None else output_folder(hp)
             ckpt_dir = hp.checkpoint_dir or (ckpt_base / f"checkpoints_layer_{layer}" if hp.checkpoint_every else None)
             train_result = Trainer(model, tokenizer, hp, layer=layer).train(
-                selected, output_path=path, checkpoint_dir=ckpt_dir, resume=resume, progress=progress)
+                selected, output_path=path, checkpoint_dir=ckpt_dir, resume=resume, progress=progress,
+                easyedit_pt=write_easyedit_pt)
             update = train_result.updates[0]
-        pt = write_easyedit_pt(folder / f"layer_{layer}.pt", update) if folder is not None else None
+        # the .pt is written with its .safetensors, which records the .pt's SHA-256 (a mixed pair is refused)
+        pt = path.with_suffix(".pt") if path is not None else None
         result.layers.append(LayerResult(int(layer), update, train_result, path, pt))
     return result

@@ -18,8 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.encoding import EncodedPair, collate_sequences, pad_id_of
+from ..data.encoding import EncodedPair, check_context_length, collate_sequences, pad_id_of
 from ..data.pairs import PolarityPair
+from ..errors import EasyEditSplitError
 from ..record import site_output
 from ..sites import Site, resolve_site
 from ..updates import VectorUpdate
@@ -34,7 +35,7 @@ __all__ = ["DiffMeanError", "default_diffmean_hparams", "diffmean_update", "diff
 _COMPUTE_KEYS = ("use_chat_template", "system_prompt", "answer_instruction", "batch_size", "normalize", "exclude_bos")
 
 
-class DiffMeanError(ValueError):
+class DiffMeanError(EasyEditSplitError, ValueError):
     """DiffMean cannot be computed from the given data."""
 
 
@@ -118,6 +119,7 @@ def diffmean_update(
         encoded = items
     else:
         encoded = encode_for(hp, items, tokenizer)
+    check_context_length(encoded, model)
     pad = pad_id_of(tokenizer)
     device = next(model.parameters()).device
     site = Site(int(layer), hp.component, hp.intervention_module_path)

@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ..hparams_io import HParamsError, HyperParams
+from ..hparams_io import HParamsError, HyperParams, check_range
 from ..methods import canonical_form, method_spec
 
 logger = logging.getLogger(__name__)
@@ -70,6 +70,25 @@ class _ModelDataKeys(HyperParams):
     max_num_of_examples: int | None = None
     test_size: float | None = None  # ours: hold out pairs (count if >= 1, fraction if < 1)
     train_split: str | None = None  # ours: "train" keeps the seeded train part when test_size is set
+
+    def validate(self, source: str) -> None:
+        """Layers, seed, data sizes (sentinels: ``max_num_of_examples: null`` = all pairs, ``test_size:
+        null`` or 0 = no hold-out)."""
+        if not self.layers:
+            raise HParamsError(f"{source}: key 'layers' must list at least one layer")
+        negative = [layer for layer in self.layers if layer < 0]
+        if negative:
+            raise HParamsError(f"{source}: key 'layers' has {negative}; layers count from 0 (negative indices are "
+                               "refused: they would name a different layer on a model of another depth)")
+        if len(set(self.layers)) != len(self.layers):
+            raise HParamsError(f"{source}: key 'layers' lists a layer twice: {self.layers}")
+        check_range(source, "seed", self.seed, minimum=0)
+        if self.max_num_of_examples is not None and self.max_num_of_examples < 1:
+            raise HParamsError(f"{source}: key 'max_num_of_examples' must be >= 1, or null for all pairs; got "
+                               f"{self.max_num_of_examples}")
+        if self.test_size and (self.test_size < 0 or (self.test_size > 1 and not float(self.test_size).is_integer())):
+            raise HParamsError(f"{source}: key 'test_size' must be a fraction in (0, 1), a whole count >= 1, or "
+                               f"null/0 for no hold-out; got {self.test_size}")
 
 
 @dataclass
@@ -149,10 +168,28 @@ class TrainHyperParams(_ModelDataKeys):
         """Canonical method name used in outputs (split, sft, reps, dpo, diffmean)."""
         return type(self).OBJECTIVE
 
+    def apply_sentinels(self, source: str) -> None:
+        # documented sentinel: null, 0 or a negative value (-1) turns gradient clipping off
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            self.max_grad_norm = None
+
     def validate(self, source: str) -> None:
+        super().validate(source)
         canonical_form(self.intervention_method, source)
-        if not self.layers:
-            raise HParamsError(f"{source}: key 'layers' must list at least one layer")
+        check_range(source, "lr", self.lr, minimum=0, exclusive_min=True)
+        check_range(source, "weight_decay", self.weight_decay, minimum=0)
+        check_range(source, "dropout", self.dropout, minimum=0, maximum=1, exclusive_max=True)
+        for key in ("pos_loss_weight", "neg_loss_weight", "margin_penalty_weight", "ref_loss_weight"):
+            check_range(source, key, getattr(self, key), minimum=0,
+                        hint=" (a negative weight would train that term in reverse)")
+        check_range(source, "beta", self.beta, minimum=0, exclusive_min=True)
+        check_range(source, "simpo_scaler", self.simpo_scaler, minimum=0, exclusive_min=True)
+        check_range(source, "init_std", self.init_std, minimum=0)
+        check_range(source, "checkpoint_every", self.checkpoint_every, minimum=0)
+        check_range(source, "lora_alpha", self.lora_alpha, minimum=0, exclusive_min=True)
+        if all(f == 0 for f in self.steering_factors) and self.steering_factors:
+            raise HParamsError(f"{source}: key 'steering_factors' is all zero ({self.steering_factors}); the update "
+                               "would get no gradient — give non-zero multipliers, e.g. [1.0]")
         if self.batch_size < 1:
             raise HParamsError(f"{source}: key 'batch_size' must be >= 1, got {self.batch_size}")
         if self.gradient_accumulation_steps < 1:
@@ -280,7 +317,7 @@ class DiffMeanHyperParams(_ModelDataKeys):
         return "diffmean"
 
     def validate(self, source: str) -> None:
+        super().validate(source)
         if canonical_form(self.intervention_method, source) != "vector":
             raise HParamsError(f"{source}: key 'intervention_method' must be vector for DiffMean (it is train-free)")
-        if not self.layers:
-            raise HParamsError(f"{source}: key 'layers' must list at least one layer")
+        check_range(source, "batch_size", self.batch_size, minimum=1)

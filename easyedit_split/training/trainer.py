@@ -38,8 +38,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._io import atomic_save_safetensors, atomic_write_json
-from ..data.encoding import EncodedPair, encode_pairs, pad_id_of
-from ..data.pairs import PolarityPair, train_test_split
+from ..data.encoding import EncodedPair, check_context_length, encode_pairs, pad_id_of
+from ..data.pairs import PolarityPair, pair_digests, train_test_split
+from ..errors import EasyEditSplitError
 from ..scoring import PairScorer, PreparedPairs
 from ..serialization import save_updates
 from ..sites import Site, resolve_site
@@ -63,7 +64,7 @@ __all__ = [
 ]
 
 
-class TrainingError(RuntimeError):
+class TrainingError(EasyEditSplitError, RuntimeError):
     """Training cannot go on (non-finite loss, inconsistent checkpoint …)."""
 
 
@@ -106,7 +107,7 @@ def select_pairs(hp: Any, pairs: Sequence[PolarityPair]) -> list[PolarityPair]:
     if hp.max_num_of_examples:
         out = out[: int(hp.max_num_of_examples)]
     if not out:
-        raise ValueError("no training pairs left after test_size / max_num_of_examples")
+        raise TrainingError("no training pairs left after test_size / max_num_of_examples")
     return out
 
 
@@ -210,10 +211,20 @@ def needs_reference(objective: str, hp: TrainHyperParams) -> bool:
     return objective == "reps" and hp.reps_reference_scale and (hp.loss_type or "scaled_simpo") == "scaled_simpo"
 
 
-def _fingerprint(hp: TrainHyperParams, n_pairs: int, layer: int) -> str:
+def data_fingerprint(encoded: Sequence[EncodedPair]) -> str:
+    """SHA-256 of the training data's content: every pair's id and the tokens of its prompt and of both
+    answers, in order (so a changed text, a flipped polarity or a reordering all change it)."""
+    h = hashlib.sha256()
+    for e in encoded:
+        h.update(json.dumps([e.id, e.prompt_ids, e.positive_ids, e.negative_ids]).encode())
+    return h.hexdigest()
+
+
+def _fingerprint(hp: TrainHyperParams, encoded: Sequence[EncodedPair], layer: int) -> str:
     keep = {k: v for k, v in hp.to_dict().items()
             if k not in ("checkpoint_every", "checkpoint_dir", "steer_vector_output_dir", "save_vectors", "device")}
-    blob = json.dumps({"hp": keep, "n_pairs": n_pairs, "layer": layer}, sort_keys=True, default=str)
+    blob = json.dumps({"hp": keep, "n_pairs": len(encoded), "data": data_fingerprint(encoded), "layer": layer},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -234,6 +245,7 @@ class Trainer:
                  objective: str | None = None, update: Update | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
+        self._pair_digests: list[str] | None = None  # of the pairs being trained on (recorded when saved)
         self.hp = hp
         if layer is None:
             if len(hp.layers) != 1:
@@ -286,26 +298,34 @@ class Trainer:
         resume: bool = False,
         progress: bool = True,
         max_steps: int | None = None,
+        easyedit_pt: Any = None,
     ) -> TrainResult:
         """Train on ``pairs`` (already selected; see :func:`select_pairs`).
 
         ``max_steps`` stops after that many optimizer steps (the schedule still spans the whole
-        run), which is how an interruption is simulated in the tests.
+        run), which is how an interruption is simulated in the tests. ``easyedit_pt``: also write
+        EasyEdit's ``.pt`` beside ``output_path`` (see :func:`~easyedit_split.serialization.save_updates`).
+        The saved file records a digest of every training pair (``extra["train_pair_digests"]``, when
+        ``pairs`` are not already encoded), so that evaluation can keep them out of its held-out pairs.
         """
         hp = self.hp
-        encoded = list(pairs) if pairs and isinstance(pairs[0], EncodedPair) else encode_for(hp, pairs, self.tokenizer)
+        if pairs and isinstance(pairs[0], EncodedPair):
+            encoded, self._pair_digests = list(pairs), None
+        else:
+            encoded, self._pair_digests = encode_for(hp, pairs, self.tokenizer), pair_digests(pairs)
         if not encoded:
-            raise ValueError("no training pairs")
+            raise TrainingError("no training pairs")
+        check_context_length(encoded, self.model, what="training pair")
         frozen_restore = [p for p in self.model.parameters() if p.requires_grad]
         for p in frozen_restore:
             p.requires_grad_(False)
         try:
-            return self._train(encoded, output_path, checkpoint_dir, resume, progress, max_steps)
+            return self._train(encoded, output_path, checkpoint_dir, resume, progress, max_steps, easyedit_pt)
         finally:
             for p in frozen_restore:
                 p.requires_grad_(True)
 
-    def _train(self, encoded, output_path, checkpoint_dir, resume, progress, max_steps) -> TrainResult:
+    def _train(self, encoded, output_path, checkpoint_dir, resume, progress, max_steps, easyedit_pt) -> TrainResult:
         hp = self.hp
         t0 = time.perf_counter()
         batches = self.prepare(encoded)
@@ -325,7 +345,7 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(total_steps, warmup))
         factor_gen = torch.Generator().manual_seed(int(hp.seed) + 1)
 
-        ckpt = _Checkpointer(checkpoint_dir or hp.checkpoint_dir, _fingerprint(hp, len(encoded), self.layer))
+        ckpt = _Checkpointer(checkpoint_dir or hp.checkpoint_dir, _fingerprint(hp, encoded, self.layer))
         step, history = 0, []
         if resume:
             state = ckpt.load(self.update, optimizer, scheduler, factor_gen)
@@ -360,7 +380,7 @@ class Trainer:
                     assert not leaked, f"gradients reached base-model parameters: {leaked[:3]}"
                     assert all(p.grad is not None for p in params), "some update parameters got no gradient"
                     checked_frozen = True
-                if hp.max_grad_norm:
+                if hp.max_grad_norm is not None and hp.max_grad_norm > 0:  # null/<=0: no clipping
                     torch.nn.utils.clip_grad_norm_(params, hp.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
@@ -381,7 +401,9 @@ class Trainer:
         if output_path is not None and step >= total_steps:
             out = save_updates(output_path, [self.update], model=self.model, method=hp.method, hparams=hp.to_dict(),
                                extra={"layer": self.layer, "objective": self.objective, "steps": step,
-                                      "loss_history": history, "n_train_pairs": len(encoded)})
+                                      "loss_history": history, "n_train_pairs": len(encoded),
+                                      **({"train_pair_digests": self._pair_digests} if self._pair_digests else {})},
+                               easyedit_pt=easyedit_pt)
             logger.info("saved %s update of layer %d to %s", hp.form, self.layer, out)
         return TrainResult(updates=[self.update], loss_history=history, output_path=out, method=hp.method,
                            objective=self.objective, layer=self.layer, steps=step,
@@ -407,9 +429,12 @@ class _Checkpointer:
         return self.folder is not None
 
     def latest_file(self) -> str | None:
-        if self.folder is None or not (self.folder / "latest.json").exists():
+        if self.folder is None:
             return None
-        return str(self.folder / json.loads((self.folder / "latest.json").read_text())["file"])
+        try:
+            return str(self.folder / json.loads((self.folder / "latest.json").read_text())["file"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def save(self, step, update, optimizer, scheduler, factor_gen, history) -> Path:
         assert self.folder is not None
@@ -435,24 +460,63 @@ class _Checkpointer:
         logger.info("checkpoint %s", path)
         return path
 
-    def load(self, update, optimizer, scheduler, factor_gen) -> dict[str, Any] | None:
+    def _candidates(self) -> list[Path]:
+        """Checkpoint files to try, best first: the one ``latest.json`` names, then every ``step_*`` newest first."""
+        assert self.folder is not None
+        out: list[Path] = []
+        pointer = self.folder / "latest.json"
+        if pointer.exists():
+            try:
+                out.append(self.folder / str(json.loads(pointer.read_text())["file"]))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                logger.warning("resume: %s is unreadable (%s); using the newest intact checkpoint instead", pointer, exc)
+        for f in sorted(self.folder.glob("step_*.safetensors"), reverse=True):
+            if f not in out:
+                out.append(f)
+        return out
+
+    @staticmethod
+    def _read(file: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         from safetensors import safe_open
 
-        if self.folder is None:
-            raise TrainingError("resume needs a checkpoint folder (checkpoint_dir)")
-        pointer = self.folder / "latest.json"
-        if not pointer.exists():
-            logger.warning("resume: no checkpoint in %s; starting from scratch", self.folder)
-            return None
-        info = json.loads(pointer.read_text())
-        file = self.folder / info["file"]
         with safe_open(str(file), framework="pt") as fh:
-            raw = fh.metadata()
+            raw = fh.metadata() or {}
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open is not iterable)
         meta = json.loads(raw["trainer_state"])
-        if meta["fingerprint"] != self.fingerprint:
-            raise TrainingError(f"{file} was written by a run with different hparams or data "
-                                f"(fingerprint {meta['fingerprint']} != {self.fingerprint}); not resuming")
+        for key in ("step", "fingerprint", "param_groups", "scheduler", "loss_history"):
+            if key not in meta:
+                raise KeyError(f"trainer_state has no {key!r}")
+        return meta, tensors
+
+    def load(self, update, optimizer, scheduler, factor_gen) -> dict[str, Any] | None:
+        """Restore the newest intact checkpoint (a corrupt ``latest.json`` or a truncated newest file falls
+        back to the older one, with a warning); None when the folder holds none."""
+        if self.folder is None:
+            raise TrainingError("resume needs a checkpoint folder (checkpoint_dir, or checkpoint_every > 0)")
+        candidates = self._candidates()
+        if not candidates:
+            logger.warning("resume: no checkpoint in %s; starting from scratch", self.folder)
+            return None
+        tried = []
+        for file in candidates:
+            try:
+                meta, tensors = self._read(file)
+            except Exception as exc:  # noqa: BLE001 - missing, truncated or foreign files all mean "not usable"
+                tried.append(f"{file.name}: {type(exc).__name__}")
+                logger.warning("resume: checkpoint %s is unusable (%s); trying an older one", file, exc)
+                continue
+            if meta["fingerprint"] != self.fingerprint:
+                raise TrainingError(
+                    f"{file} was written by a run with different hparams or training data (fingerprint "
+                    f"{meta['fingerprint']} != {self.fingerprint}); not resuming. Delete {self.folder} (or use "
+                    "another checkpoint_dir) to train from scratch, or rerun with the original settings and data")
+            self._restore(meta, tensors, update, optimizer, scheduler, factor_gen)
+            return {"step": int(meta["step"]), "loss_history": list(meta["loss_history"]), "file": str(file)}
+        raise TrainingError(f"resume: no intact checkpoint in {self.folder} ({'; '.join(tried)}); delete the folder "
+                            "to train from scratch, or run without --resume")
+
+    @staticmethod
+    def _restore(meta, tensors, update, optimizer, scheduler, factor_gen) -> None:
         with torch.no_grad():
             for n, p in update.named_parameters():
                 p.copy_(tensors[f"update.{n}"])
@@ -467,4 +531,3 @@ class _Checkpointer:
         scheduler.load_state_dict(sched)
         factor_gen.set_state(tensors["rng.factors"])
         torch.set_rng_state(tensors["rng.torch"])
-        return {"step": int(meta["step"]), "loss_history": list(meta["loss_history"]), "file": str(file)}

@@ -1,0 +1,857 @@
+"""Bad input, class by class: each test asserts the exact behaviour (a named error, or the correct
+result) and that no partial artefact is left behind."""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import inspect
+import json
+import logging
+import math
+import pkgutil
+import re
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import easyedit_split
+from easyedit_split.cli import main
+from easyedit_split.data import DataError, read_pairs
+from easyedit_split.errors import EasyEditSplitError
+from easyedit_split.hparams_io import HParamsError, coerce_value
+from easyedit_split.serialization import UpdateFileError, load_updates, save_updates
+from easyedit_split.sites import Site
+from easyedit_split.training.hparams import DiffMeanHyperParams, SplitHyperParams
+from easyedit_split.updates import VectorUpdate
+
+# ------------------------------------------------------------------------------ 1. errors and the CLI
+
+
+def _package_error_classes():
+    out = []
+    for info in pkgutil.walk_packages(easyedit_split.__path__, "easyedit_split."):
+        try:
+            mod = importlib.import_module(info.name)
+        except ImportError:
+            continue
+        for _, obj in inspect.getmembers(mod, inspect.isclass):
+            # private classes (``_Stop`` …) are control flow inside one function, not errors
+            if obj.__module__ == mod.__name__ and issubclass(obj, BaseException) and not obj.__name__.startswith("_"):
+                out.append(obj)
+    return out
+
+
+def test_every_package_error_subclasses_the_base():
+    classes = _package_error_classes()
+    assert {c.__name__ for c in classes} >= {"HParamsError", "DataError", "UpdateFileError", "SiteError",
+                                              "TrainingError", "MergeError", "AdapterError", "ModelLoadError",
+                                              "ExportError", "JudgeError"}
+    assert [c.__name__ for c in classes if not issubclass(c, EasyEditSplitError)] == []
+
+
+def test_cli_bad_input_prints_error_and_exits_2(tmp_path, capsys):
+    hp = tmp_path / "h.yaml"
+    hp.write_text("alg_name: nonsense\nlayers: [1]\n")
+    assert main(["train", "--hparams", str(hp)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "alg_name" in err and "nonsense" in err and "Traceback" not in err
+
+
+def test_cli_override_that_is_not_yaml_is_a_clear_error(tmp_path, capsys):
+    hp = tmp_path / "h.yaml"
+    hp.write_text("alg_name: split\nlayers: [1]\n")
+    assert main(["train", "--hparams", str(hp), "layers=[1"]) == 2
+    err = capsys.readouterr().err
+    assert "override 'layers=[1'" in err and "not valid YAML" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["sweep", "--update", "x", "--output", "o", "--threads", "-1"],
+    ["sweep", "--update", "x", "--output", "o", "--n-pairs", "0"],
+    ["export", "--update", "x", "--output", "o", "--multiplier", "inf"],
+])
+def test_cli_bad_numbers_are_refused_by_the_parser(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_cli_io_error_names_the_path(tmp_path, capsys, monkeypatch):
+    from easyedit_split.commands import info
+
+    def boom(args):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "locked"))
+
+    monkeypatch.setattr(info, "run", boom)
+    assert main(["info"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Permission denied") and "locked" in err
+
+
+def test_cli_lets_genuine_bugs_show(monkeypatch):
+    from easyedit_split.commands import info
+
+    def bug(args):
+        return {}["missing"]
+
+    monkeypatch.setattr(info, "run", bug)
+    with pytest.raises(KeyError):
+        main(["info"])
+
+
+def test_set_threads_refuses_zero_and_negative():
+    from easyedit_split.checks import set_threads
+    from easyedit_split.errors import InputError
+
+    with pytest.raises(InputError, match="threads"):
+        set_threads(-1)
+
+
+# ------------------------------------------------------------------------------ 2. data files
+
+
+@pytest.mark.parametrize("question_col", ["prompt", "Question", " INPUT ", "question"])
+def test_question_column_aliases_keep_the_prompts(tmp_path, question_col):
+    f = tmp_path / "d.jsonl"
+    f.write_text(json.dumps({question_col: "Is the sky blue?", "Matching": " Yes", "not_matching": " No"}) + "\n")
+    (pair,) = read_pairs(f)
+    assert (pair.question, pair.positive, pair.negative) == ("Is the sky blue?", " Yes", " No")
+
+
+def test_spreadsheet_csv_with_bom_and_padded_headers(tmp_path):
+    f = tmp_path / "export.csv"
+    f.write_bytes("\ufeffQuestion , Answer_Matching_Behavior,answer_not_matching_behavior\r\n"
+                  "Do you lie?, Yes, No\r\n".encode("utf-8"))
+    (pair,) = read_pairs(f)
+    assert pair.question == "Do you lie?" and pair.positive == " Yes" and pair.negative == " No"
+
+
+def test_utf16_spreadsheet_text_is_read(tmp_path):
+    f = tmp_path / "export.csv"
+    f.write_bytes("question,matching,not_matching\nçà?,oui,non\n".encode("utf-16"))
+    assert read_pairs(f)[0].question == "çà?"
+
+
+def test_unmappable_columns_name_the_file_and_columns(tmp_path):
+    f = tmp_path / "d.jsonl"
+    f.write_text(json.dumps({"text": "Is it?", "matching": "Yes", "not_matching": "No"}) + "\n")
+    with pytest.raises(DataError) as exc:
+        read_pairs(f)
+    msg = str(exc.value)
+    assert str(f) in msg and "'text'" in msg and "question" in msg and "prompt" in msg
+
+
+def test_explicit_format_with_a_missing_column_names_it(tmp_path):
+    from easyedit_split.data import DatasetFormat
+
+    f = tmp_path / "d.csv"
+    f.write_text("q,pos,neg\nA?,x,y\n")
+    fmt = DatasetFormat(question_field="q", positive_field="pos", negative_field="negative_answer")
+    with pytest.raises(DataError, match=r"negative column 'negative_answer'.*\['neg', 'pos', 'q'\]"):
+        read_pairs(f, fmt)
+    ok = DatasetFormat(question_field="Q", positive_field="POS ", negative_field="neg")
+    assert read_pairs(f, ok)[0].positive == "x"
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_undecodable_row_is_skipped_with_file_and_line(tmp_path, suffix, caplog):
+    f = tmp_path / f"d{suffix}"
+    if suffix == ".jsonl":
+        rows = [json.dumps({"question": q, "matching": "a", "not_matching": "b"}).encode() for q in ("one", "two")]
+        bad = b'{"question": "caf\xe9", "matching": "a", "not_matching": "b"}'
+        f.write_bytes(b"\n".join([rows[0], bad, rows[1]]) + b"\n")
+    else:
+        f.write_bytes(b"question,matching,not_matching\none,a,b\ncaf\xe9,a,b\ntwo,a,b\n")
+    with caplog.at_level(logging.WARNING):
+        pairs = read_pairs(f)
+    assert [p.question for p in pairs] == ["one", "two"]
+    assert f"{f}:" in caplog.text and "not UTF-8" in caplog.text
+    with pytest.raises(DataError, match="not UTF-8"):
+        read_pairs(f, strict=True)
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=30).filter(lambda s: s.strip())
+
+
+def _case_variant(name: str, data) -> str:
+    flips = data.draw(st.lists(st.booleans(), min_size=len(name), max_size=len(name)))
+    pad = data.draw(st.sampled_from(["", " ", "  "]))
+    return pad + "".join(c.upper() if f else c for c, f in zip(name, flips)) + pad
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), rows=st.lists(st.tuples(_text, _text, _text), min_size=1, max_size=5),
+       suffix=st.sampled_from([".jsonl", ".csv", ".json"]),
+       names=st.sampled_from([("question", "matching", "not_matching"), ("prompt", "positive", "negative"),
+                              ("input", "winning_output", "losing_output")]))
+def test_readers_round_trip_any_text_and_header_spelling(tmp_path_factory, data, rows, suffix, names):
+    rows = [r for r in rows if r[1] != r[2]]
+    if not rows:
+        return
+    cols = [_case_variant(n, data) for n in names]
+    f = tmp_path_factory.mktemp("h") / f"d{suffix}"
+    if suffix == ".csv":
+        with open(f, "w", encoding="utf-8-sig", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(cols)
+            w.writerows(rows)
+    else:
+        recs = [dict(zip(cols, r)) for r in rows]
+        text = "\n".join(json.dumps(r) for r in recs) if suffix == ".jsonl" else json.dumps(recs)
+        f.write_text(text, encoding="utf-8")
+    pairs = read_pairs(f, strict=True)
+    assert [(p.question, p.positive, p.negative) for p in pairs] == rows
+
+
+# ------------------------------------------------------------------------------ 2b. context length
+
+
+def _pairs(n: int, words: int):
+    from easyedit_split.data import PolarityPair
+
+    return [PolarityPair(id=f"p{i}", question=" ".join(["sky"] * words), positive="yes", negative="no",
+                         source=f"d.jsonl:{i + 1}") for i in range(n)]
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_pairs_longer_than_the_context_are_refused_before_training(arch, tiny_tokenizer, tmp_path):
+    from tiny_models import tiny_model
+
+    from easyedit_split.training import SplitHyperParams, Trainer
+
+    model = tiny_model(arch)  # 128 positions
+    hp = SplitHyperParams(layers=[1], n_epochs=1, use_chat_template=False)
+    out = tmp_path / "u.safetensors"
+    with pytest.raises(DataError, match=r"context of 128 tokens.*p1 \(d.jsonl:2: \d+ tokens\)"):
+        Trainer(model, tiny_tokenizer, hp).train(_pairs(1, 10) + _pairs(2, 200)[1:], output_path=out, progress=False)
+    assert not out.exists()
+
+
+def test_pairs_longer_than_the_context_are_refused_before_a_sweep(tiny_tokenizer):
+    from tiny_models import tiny_model
+
+    from easyedit_split.evaluation.sweep import sweep
+    from easyedit_split.sites import Site
+    from easyedit_split.updates import VectorUpdate
+
+    model = tiny_model("gpt2")
+    u = VectorUpdate(Site(1, "residual"), 32, vector=torch_ones(32))
+    with pytest.raises(DataError, match="context of 128"):
+        sweep(model, tiny_tokenizer, _pairs(2, 300), [u], [0.0, 1.0], progress=False)
+
+
+def torch_ones(n):
+    import torch
+
+    return torch.ones(n)
+
+
+# ------------------------------------------------------------------------------ 3. update files
+
+
+@pytest.fixture(scope="module")
+def llama():
+    from tiny_models import tiny_model
+
+    return tiny_model("llama")
+
+
+def _vec(values, component="residual"):
+    return VectorUpdate(Site(1, component), 32, vector=torch.as_tensor(values, dtype=torch.float32))
+
+
+def _rewrite(path, mutate):
+    """Rewrite a saved update file with mutated tensors/metadata (as a corruption or an old writer would)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), framework="pt") as fh:
+        meta = dict(fh.metadata())
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    mutate(tensors, meta)
+    save_file(tensors, str(path), metadata=meta)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_update_is_not_saved(tmp_path, bad):
+    v = torch.ones(32)
+    v[3] = bad
+    out = tmp_path / "u.safetensors"
+    with pytest.raises(UpdateFileError, match=r"update 0 \(vector at .*\) has 1 non-finite"):
+        save_updates(out, [_vec(v)])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_zero_update_is_not_saved_nor_loaded(tmp_path, llama):
+    with pytest.raises(UpdateFileError, match="every update is exactly zero"):
+        save_updates(tmp_path / "z.safetensors", [_vec(torch.zeros(32))])
+    out = save_updates(tmp_path / "u.safetensors", [_vec(torch.ones(32))])
+
+    def zero(tensors, meta):
+        tensors["u0.vector"] = torch.zeros(32)
+        meta.pop("checksum")  # as a file from an older writer
+
+    _rewrite(out, zero)
+    with pytest.raises(UpdateFileError, match=f"{out}: every update is exactly zero"):
+        load_updates(out, llama)
+
+
+def test_non_finite_values_in_a_file_are_refused_at_load(tmp_path, llama):
+    out = save_updates(tmp_path / "u.safetensors", [_vec(torch.ones(32))])
+
+    def nan(tensors, meta):
+        tensors["u0.vector"][0] = float("nan")
+        meta.pop("checksum")
+
+    _rewrite(out, nan)
+    with pytest.raises(UpdateFileError, match=f"{out}: update 0 .* non-finite"):
+        load_updates(out, llama)
+
+
+def test_checksum_recorded_at_save_is_verified_at_load(tmp_path, llama):
+    out = save_updates(tmp_path / "u.safetensors", [_vec(torch.ones(32))])
+    assert load_updates(out, llama).updates[0].vector.sum().item() == 32.0
+
+    def flip(tensors, meta):
+        tensors["u0.vector"][5] = 2.0
+
+    _rewrite(out, flip)
+    with pytest.raises(UpdateFileError, match=f"{out}: the tensors do not match the checksum"):
+        load_updates(out, llama)
+
+
+@pytest.mark.parametrize("key", ["updates", "model"])
+def test_malformed_metadata_names_the_file_and_key(tmp_path, llama, key):
+    out = save_updates(tmp_path / "u.safetensors", [_vec(torch.ones(32))])
+    _rewrite(out, lambda tensors, meta: meta.update({key: "{not json"}))
+    with pytest.raises(UpdateFileError, match=f"{out}: metadata '{key}' is not valid JSON"):
+        load_updates(out, llama)
+    out = save_updates(tmp_path / "u.safetensors", [_vec(torch.ones(32))])
+    _rewrite(out, lambda tensors, meta: meta.update({"updates": '[{"form": "vector"}]'}))
+    with pytest.raises(UpdateFileError, match=f"{out}: update 0: metadata has no 'site'"):
+        load_updates(out, llama)
+
+
+def test_generation_refuses_a_non_finite_update_in_both_modes(llama, tiny_tokenizer):
+    from easyedit_split.generation import generate
+
+    v = torch.ones(32)
+    v[0] = float("nan")
+    for mode in ("hook", "merged"):
+        with pytest.raises(UpdateFileError, match="non-finite"):
+            generate(llama, tiny_tokenizer, ["is the sky blue ?"], [_vec(v)], 1.0, mode=mode, max_new_tokens=2,
+                     progress=False)
+
+
+def test_generation_refuses_a_non_finite_multiplier(llama, tiny_tokenizer):
+    from easyedit_split.errors import InputError
+    from easyedit_split.generation import generate
+
+    with pytest.raises(InputError, match="finite"):
+        generate(llama, tiny_tokenizer, ["is the sky blue ?"], [_vec(torch.ones(32))], float("nan"),
+                 max_new_tokens=2, progress=False)
+
+
+def test_pt_written_with_the_safetensors_keeps_the_site_and_detects_a_mixed_pair(tmp_path, llama):
+    from easyedit_split.adapters import from_easyedit_pt
+    from easyedit_split.easyedit_layout import write_easyedit_pt
+
+    u = _vec(torch.arange(32.0) + 1, component="attn_out")
+    out = save_updates(tmp_path / "layer_1.safetensors", [u], model=llama, easyedit_pt=write_easyedit_pt)
+    pt = tmp_path / "layer_1.pt"
+    loaded = from_easyedit_pt(pt, llama)
+    assert loaded.site.component == "attn_out" and torch.equal(loaded.vector, u.vector.detach())
+    # a kill after the new .pt and before the new .safetensors: the .pt no longer matches
+    torch.save(torch.ones(32), str(pt))
+    with pytest.raises(UpdateFileError, match=f"{pt} does not match {out}"):
+        from_easyedit_pt(pt, llama)
+
+
+def test_peft_adapter_for_another_base_model_is_flagged(tmp_path, llama, caplog, monkeypatch):
+    from peft import LoraConfig, get_peft_model
+    from tiny_models import tiny_model
+
+    pm = get_peft_model(tiny_model("llama"), LoraConfig(r=2, target_modules=["down_proj"], init_lora_weights=False))
+    pm.save_pretrained(tmp_path / "adapter")
+    cfg_path = tmp_path / "adapter" / "adapter_config.json"
+    cfg_path.write_text(json.dumps({**json.loads(cfg_path.read_text()), "base_model_name_or_path": "acme/other-model"}))
+    from easyedit_split.adapters import from_peft
+
+    monkeypatch.setattr(llama.config, "_name_or_path", "acme/tiny-llama")
+    with caplog.at_level(logging.WARNING):
+        from_peft(tmp_path / "adapter", llama)
+    assert "made for the base model acme/other-model" in caplog.text and "acme/tiny-llama" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(llama.config, "_name_or_path", "/models/Other-Model")  # the same model, a local folder
+    with caplog.at_level(logging.WARNING):
+        from_peft(tmp_path / "adapter", llama)
+    assert "made for the base model" not in caplog.text
+
+
+# ------------------------------------------------------------------------------ 4. hyperparameters
+
+
+@pytest.mark.parametrize("value", [-1, 0, None, -0.5])
+def test_max_grad_norm_sentinels_turn_clipping_off(value):
+    hp = SplitHyperParams.from_dict({"layers": [1], "max_grad_norm": value})
+    assert hp.max_grad_norm is None  # never a negative norm (which would reverse the gradients)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("max_num_of_examples", -995, "'max_num_of_examples' must be >= 1, or null for all"),
+    ("max_num_of_examples", 0, "'max_num_of_examples' must be >= 1, or null for all"),
+    ("layers", [-1], "'layers' has \\[-1\\]"),
+    ("layers", [2, 2], "'layers' lists a layer twice"),
+    ("steering_factors", [0], "'steering_factors' is all zero"),
+    ("steering_factors", [0.0, 0.0], "'steering_factors' is all zero"),
+    ("steering_factors", [], "'steering_factors' must not be empty"),
+    ("steering_factors", [1.0, ".nan"], "'steering_factors'\\[1\\]: must be a finite"),
+    ("lr", 0, "'lr' must be > 0"),
+    ("lr", "-1e-3", "'lr' must be > 0"),
+    ("lr", "inf", "'lr'.*finite"),
+    ("n_epochs", 0, "'n_epochs' must be >= 1"),
+    ("batch_size", 0, "'batch_size' must be >= 1"),
+    ("gradient_accumulation_steps", -2, "'gradient_accumulation_steps' must be >= 1"),
+    ("pos_loss_weight", -1, "'pos_loss_weight' must be >= 0.*reverse"),
+    ("dropout", 1.5, "'dropout' must be >= 0 and < 1"),
+    ("test_size", -3, "'test_size'"),
+    ("test_size", 2.5, "'test_size'"),
+    ("seed", -1, "'seed' must be >= 0"),
+    ("beta", 0, "'beta' must be > 0"),
+])
+def test_bad_training_hparams_name_the_file_and_key(tmp_path, key, value, message):
+    f = tmp_path / "split.yaml"
+    f.write_text(f"alg_name: split\nlayers: [1]\n{key}: {json.dumps(value)}\n".replace('".nan"', ".nan"))
+    with pytest.raises(HParamsError, match=f"{f}: key {message}"):
+        SplitHyperParams.from_hparams(f)
+
+
+def test_checks_apply_however_the_dataclass_is_built():
+    with pytest.raises(HParamsError, match="'lr' must be > 0"):
+        SplitHyperParams(lr=-0.1)
+    with pytest.raises(HParamsError, match="'steering_factors' is all zero"):
+        SplitHyperParams(steering_factors=[0.0])
+    with pytest.raises(HParamsError, match="'lr' must be a finite number"):
+        SplitHyperParams(lr=float("nan"))
+    with pytest.raises(HParamsError, match="'layers' has"):
+        DiffMeanHyperParams(layers=[-3])
+    assert SplitHyperParams(max_grad_norm=-1).max_grad_norm is None
+
+
+def test_max_num_of_examples_null_means_all():
+    from easyedit_split.data import load_builtin
+    from easyedit_split.training.trainer import select_pairs
+
+    pairs = load_builtin("sentiment")
+    hp = SplitHyperParams(layers=[1], max_num_of_examples=None)
+    assert len(select_pairs(hp, pairs)) == len(pairs)
+    assert len(select_pairs(SplitHyperParams(layers=[1], max_num_of_examples=5), pairs)) == 5
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(), st.text(max_size=8), st.booleans(),
+                 st.none()))
+def test_coerce_float_accepts_exactly_finite_numbers(value):
+    try:
+        out = coerce_value(value, float, "k")
+    except HParamsError as exc:
+        assert str(exc).startswith("k: ")
+        return
+    assert isinstance(out, float) and math.isfinite(out)
+    assert not isinstance(value, bool) and value is not None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.integers(), st.floats(), st.booleans(), st.text(max_size=4)))
+def test_coerce_int_never_rounds(value):
+    try:
+        out = coerce_value(value, int, "k")
+    except HParamsError:
+        return
+    assert isinstance(out, int) and not isinstance(out, bool) and out == value
+
+
+_json_values = st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=6),
+                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                                         max_size=2), max_leaves=6)
+_TRAIN_KEYS = [f.name for f in __import__("dataclasses").fields(SplitHyperParams)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.sampled_from(_TRAIN_KEYS), value=_json_values)
+def test_any_value_for_any_key_is_accepted_or_a_named_hparams_error(key, value):
+    try:
+        hp = SplitHyperParams.from_dict({"layers": [1], key: value}, source="f.yaml")
+    except HParamsError as exc:
+        assert str(exc).startswith("f.yaml: ")
+        return
+    for v in [getattr(hp, f) for f in _TRAIN_KEYS]:
+        for item in (v if isinstance(v, list) else [v]):
+            assert not (isinstance(item, float) and not math.isfinite(item))
+    assert hp.lr > 0 and hp.n_epochs >= 1 and hp.batch_size >= 1 and all(layer >= 0 for layer in hp.layers)
+    assert hp.max_grad_norm is None or hp.max_grad_norm > 0
+
+
+
+
+# ------------------------------------------------------------------------------ 5. trainer resume
+
+
+def _train(tmp, data, **kw):
+    from easyedit_split.training.trainer import Trainer
+    from tests.test_training import TOK, hp
+    from tests.tiny_models import tiny_model
+
+    return Trainer(tiny_model("llama"), TOK, hp(checkpoint_every=2, n_epochs=3)).train(
+        data, progress=False, checkpoint_dir=tmp, **kw)
+
+
+def test_resume_notices_changed_training_data(tmp_path):
+    from easyedit_split.data.encoding import EncodedPair
+    from easyedit_split.training.trainer import TrainingError
+    from tests.test_training import pairs
+
+    data = pairs()
+    _train(tmp_path, data, max_steps=3)
+    flipped = [EncodedPair(e.id, e.prompt_ids, e.negative_ids, e.positive_ids) if i == 0 else e
+               for i, e in enumerate(data)]  # same path, same count, one polarity flipped
+    with pytest.raises(TrainingError, match="different hparams or training data.*Delete"):
+        _train(tmp_path, flipped, resume=True)
+
+
+@pytest.mark.parametrize("damage", ["latest_json", "newest_checkpoint"])
+def test_resume_falls_back_to_the_intact_older_checkpoint(tmp_path, damage, caplog):
+    from tests.test_training import pairs
+
+    data = pairs()
+    full = _train(tmp_path / "full", data)
+    _train(tmp_path / "ck", data, max_steps=5)  # checkpoints at steps 2 and 4
+    ck = tmp_path / "ck"
+    if damage == "latest_json":
+        (ck / "latest.json").write_text('{"file": "step_0000')  # torn write by another tool
+    else:
+        newest = ck / "step_000004.safetensors"
+        newest.write_bytes(newest.read_bytes()[:100])  # truncated
+    with caplog.at_level(logging.WARNING):
+        resumed = _train(ck, data, resume=True)
+    assert "resume:" in caplog.text
+    assert resumed.loss_history == full.loss_history
+    for (n, a), (_, b) in zip(full.updates[0].named_parameters(), resumed.updates[0].named_parameters()):
+        assert torch.equal(a, b), n
+
+
+def test_resume_with_no_intact_checkpoint_is_a_clear_error(tmp_path):
+    from easyedit_split.training.trainer import TrainingError
+    from tests.test_training import pairs
+
+    data = pairs()
+    _train(tmp_path, data, max_steps=5)
+    for f in tmp_path.glob("step_*.safetensors"):
+        f.write_bytes(b"\0" * 10)
+    with pytest.raises(TrainingError, match=r"no intact checkpoint in .*step_000004.safetensors.*run without --resume"):
+        _train(tmp_path, data, resume=True)
+
+
+# ------------------------------------------------------------------------------ 6. outputs
+
+
+def _no_model(monkeypatch):
+    from easyedit_split import models
+
+    def refuse(*a, **k):
+        raise AssertionError("the model was loaded before the output was checked")
+
+    monkeypatch.setattr(models, "load_model", refuse)
+
+
+@pytest.mark.parametrize("command", ["sweep", "generate", "run"])
+def test_unwritable_output_fails_before_any_work(tmp_path, monkeypatch, capsys, command):
+    _no_model(monkeypatch)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    bad = str(blocker / "sub" / ("out.jsonl" if command == "generate" else "out"))
+    argv = {"sweep": ["sweep", "--update", "u.safetensors", "--output", bad],
+            "generate": ["generate", "--prompt", "hi", "--output", bad],
+            "run": ["run", "--output", bad]}[command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "cannot be written" in err and str(blocker) in err
+
+
+def test_train_refuses_to_replace_layer_files_without_overwrite(tmp_path, monkeypatch, capsys):
+    import easyedit_split.easyedit_api as api
+
+    monkeypatch.setattr(api, "generate", lambda *a, **k: pytest.fail("trained before checking the output"))
+    hp = tmp_path / "h.yaml"
+    hp.write_text(f"alg_name: split\nlayers: [1]\nsteer_vector_output_dir: {tmp_path / 'out'}\n")
+    folder = tmp_path / "out" / "split_vector"
+    folder.mkdir(parents=True)
+    (folder / "layer_1.safetensors").write_text("previous run")
+    assert main(["train", "--hparams", str(hp)]) == 2
+    err = capsys.readouterr().err
+    assert "layer_1.safetensors already exist" in err and "--overwrite" in err and "overwrite=True" not in err
+    assert (folder / "layer_1.safetensors").read_text() == "previous run"
+
+
+def test_a_second_writer_of_the_same_output_fails_clearly(tmp_path):
+    import subprocess
+    import sys
+
+    from easyedit_split._io import output_lock
+    from easyedit_split.errors import OutputError
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", ("import sys, time; from easyedit_split._io import output_lock\n"
+                                f"with output_lock({str(tmp_path)!r}):\n    print('locked', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(OutputError, match=f"being written by another easyedit-split process \\(pid {holder.pid}\\)"), \
+                output_lock(tmp_path):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with output_lock(tmp_path):  # released when the holder died
+        pass
+
+
+def test_compare_names_writing_the_same_table_are_refused(tmp_path, llama, tiny_tokenizer):
+    from easyedit_split.errors import OutputError
+    from easyedit_split.evaluation.api import evaluate_preference_utility
+
+    u = _vec(torch.ones(32))
+    with pytest.raises(OutputError, match="'a b' and 'a_b' would both write"):
+        evaluate_preference_utility(llama, tiny_tokenizer, {"a b": u, "a_b": u}, _pairs(2, 2), [0.0, 1.0],
+                                    output_dir=tmp_path / "cmp", progress=False)
+    assert not list((tmp_path / "cmp").glob("sweep_*"))
+
+
+def test_tmp_litter_of_a_killed_writer_is_cleaned_on_the_next_write(tmp_path):
+    from easyedit_split._io import atomic_write_json
+
+    dead = tmp_path / ".r.json.999999999.abc.tmp"  # no such process
+    dead.write_text("half")
+    alive = tmp_path / f".r.json.{__import__('os').getpid()}.def.tmp"  # a write in progress (this process)
+    alive.write_text("half")
+    atomic_write_json(tmp_path / "r.json", {"a": 1})
+    assert not dead.exists() and alive.exists()
+    assert json.loads((tmp_path / "r.json").read_text()) == {"a": 1}
+
+
+# ------------------------------------------------------------------------------ 7. nothing lost
+
+
+def _strict_json(text):
+    def refuse(name):
+        raise AssertionError(f"{name} in JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_nan_is_never_written_into_json(tmp_path):
+    from easyedit_split._io import JsonlAppender, atomic_write_json
+
+    atomic_write_json(tmp_path / "s.json", {"r2": float("nan"), "rows": [1.0, float("inf")]})
+    assert _strict_json((tmp_path / "s.json").read_text()) == {"r2": None, "rows": [1.0, None],
+                                                               "non_finite": ["r2", "rows[1]"]}
+    JsonlAppender(tmp_path / "g.jsonl").append([{"multiplier": float("nan")}])
+    assert _strict_json((tmp_path / "g.jsonl").read_text()) == {"multiplier": None, "non_finite": ["multiplier"]}
+
+
+def test_an_interrupted_sweep_keeps_its_rows_and_a_rerun_resumes(tmp_path, llama, tiny_tokenizer, monkeypatch):
+    from easyedit_split.evaluation.sweep import sweep
+    from easyedit_split.scoring import PairScorer
+
+    pairs, u, grid = _pairs(4, 2), _vec(torch.ones(32) * 0.1), [0.0, 1.0]
+    full = sweep(llama, tiny_tokenizer, pairs, [u], grid, batch_rows=2, progress=False)
+    partial = tmp_path / "p.jsonl"
+    real_prepare, calls = PairScorer.prepare, {"n": 0}
+
+    def prepare_then_die(self, chunk):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_prepare(self, chunk)
+
+    monkeypatch.setattr(PairScorer, "prepare", prepare_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(llama, tiny_tokenizer, pairs, [u], grid, batch_rows=2, progress=False, partial=partial)
+    assert len(partial.read_text().splitlines()) == 4  # two chunks of one pair × two multipliers
+    calls["n"] = -100
+    resumed = sweep(llama, tiny_tokenizer, pairs, [u], grid, batch_rows=2, progress=False, partial=partial)
+    assert calls["n"] == -98  # only the two chunks not done were computed
+    assert (resumed[["example_id", "m"]].values == full[["example_id", "m"]].values).all()
+    assert abs(resumed["L_p"] - full["L_p"]).max() < 1e-9
+
+
+def test_a_nan_in_a_sweep_stops_it_at_once(llama, tiny_tokenizer, tmp_path):
+    from easyedit_split.errors import NonFiniteResultError
+    from easyedit_split.evaluation.sweep import sweep
+
+    u = _vec(torch.full((32,), 10.0))
+    with pytest.raises(NonFiniteResultError, match=r"m=3e\+38.*kept in .*p.jsonl.*narrow the multiplier grid"):
+        sweep(llama, tiny_tokenizer, _pairs(3, 2), [u], [0.0, 3e38], batch_rows=2, progress=False,
+              partial=tmp_path / "p.jsonl")
+    nan = _vec(torch.full((32,), float("nan")))
+    with pytest.raises(UpdateFileError, match="non-finite"):
+        sweep(llama, tiny_tokenizer, _pairs(3, 2), [nan], [0.0, 1.0], progress=False)
+
+
+def test_generate_keeps_finished_batches_and_a_rerun_completes(tmp_path, tiny_tokenizer, monkeypatch):
+    from easyedit_split import generation
+    from tests.test_generation import _saved_tiny
+
+    _saved_tiny(tmp_path, tiny_tokenizer)
+    argv = ["generate", "--model", str(tmp_path / "model"), "--update", str(tmp_path / "u.safetensors"),
+            "--prompt", "is the sky blue ?", "--prompt", "i like it", "--prompt", "write a review",
+            "--multiplier", "0", "2", "--batch-size", "2", "--max-new-tokens", "3"]
+    assert main([*argv, "--output", str(tmp_path / "full.jsonl")]) == 0
+    real, batches = generation.generate, {"n": 0}
+
+    def dies_after_one_batch(*a, on_batch=None, **k):
+        def wrapped(gens):
+            on_batch(gens)
+            batches["n"] += 1
+            raise KeyboardInterrupt
+
+        return real(*a, on_batch=wrapped, **k)
+
+    monkeypatch.setattr(generation, "generate", dies_after_one_batch)
+    out = tmp_path / "out.jsonl"
+    assert main([*argv, "--output", str(out)]) == 130
+    assert not out.exists() and len(Path(f"{out}.partial").read_text().splitlines()) == 2
+    monkeypatch.setattr(generation, "generate", real)
+    assert main([*argv, "--output", str(out)]) == 0
+    assert not Path(f"{out}.partial").exists()
+    got = [_strict_json(line) for line in out.read_text().splitlines()]
+    want = [_strict_json(line) for line in (tmp_path / "full.jsonl").read_text().splitlines()]
+    assert [(r["prompt"], r["multiplier"], r["text"]) for r in got] == [(r["prompt"], r["multiplier"], r["text"])
+                                                                         for r in want]
+
+
+# ------------------------------------------------------------------------------ 8. the judge
+
+
+@pytest.mark.parametrize("failure", ["remote_disconnected", "incomplete_read", "reset"])
+def test_judge_retries_a_connection_closed_without_reply(monkeypatch, failure):
+    import http.client
+
+    from easyedit_split.metrics.judge import ChatClient, JudgeConfig
+
+    errors = {"remote_disconnected": http.client.RemoteDisconnected("Remote end closed connection without response"),
+              "incomplete_read": http.client.IncompleteRead(b"{"), "reset": ConnectionResetError(104, "reset")}
+    monkeypatch.setenv("TEST_JUDGE_KEY", "sk-test")
+    client = ChatClient(JudgeConfig(base_url="http://127.0.0.1:9/v1", model="m", api_key_env="TEST_JUDGE_KEY",
+                                    max_retries=2, backoff=0.0))
+    calls = {"n": 0}
+
+    def post(payload):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise errors[failure]
+        return json.dumps({"choices": [{"message": {"content": "Rating: [[2]]"}}]}).encode()
+
+    monkeypatch.setattr(client, "_post", post)
+    assert client.complete([{"role": "user", "content": "x"}]) == "Rating: [[2]]"
+    assert calls["n"] == 2
+
+
+# ---------------------------------------------------------------- 9. held-out pairs and missing data paths
+
+_WORDS = ("film", "food", "pizza", "place", "street", "review", "sky", "elm")
+
+
+def _pairs_file(tmp_path, n=24):
+    """``n`` distinct pairs in tiny-vocabulary words, as a JSONL data file."""
+    rows = [{"question": f"is the {_WORDS[i % 8]} {_WORDS[i // 8]} great ?", "matching": "yes", "not_matching": "no"}
+            for i in range(n)]
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _split_args(data, **kw):
+    return Namespace(**{"data": str(data), "n_pairs": 6, "n_train": 0, "seed": 0, "update": "u", **kw})
+
+
+def test_sweep_never_holds_out_a_pair_the_update_was_trained_on(tmp_path, llama, tiny_tokenizer, monkeypatch, caplog):
+    from easyedit_split.artefacts import recorded_training_pairs
+    from easyedit_split.commands.common import load_data
+    from easyedit_split.data import load_pairs, pair_digests, train_test_split
+    from easyedit_split.training.api import train_layers
+    from easyedit_split.training.trainer import select_pairs
+
+    data = _pairs_file(tmp_path)
+    hp = SplitHyperParams.from_dict({"alg_name": "split", "layers": [1], "n_epochs": 1, "seed": 1, "test_size": 6,
+                                     "use_chat_template": False, "steer_train_dataset": str(data)})
+    res = train_layers(hp, None, llama, tiny_tokenizer, output_dir=tmp_path / "u", progress=False)
+    pairs = load_pairs(data)
+    trained = set(pair_digests(select_pairs(hp, pairs)))
+    assert len(trained) == 18
+    # the file records its training pairs, through the .safetensors, the EasyEdit .pt and the folder
+    for spec in (res.layers[0].path, res.layers[0].easyedit_path, tmp_path / "u"):
+        assert recorded_training_pairs(spec) == trained
+    # without the record, the default seed 0 would hold out training pairs of the seed-1 update
+    _, naive = train_test_split(pairs, 6, seed=0)
+    assert set(pair_digests(naive)) & trained
+    # with it, the held-out pairs are exactly the update's own held-out part, whatever --seed says
+    for seed in (0, 1, 7):
+        _, test = load_data(_split_args(data, seed=seed), False, {"": trained})
+        assert not set(pair_digests(test)) & trained
+        assert set(pair_digests(test)) == set(pair_digests(pairs)) - trained
+    with pytest.raises(EasyEditSplitError, match=r"exceed the 6 pairs of .*d.jsonl left after leaving out the 18 "
+                                                 r"pairs the update\(s\) were trained on"):
+        load_data(_split_args(data, n_pairs=7), False, {"": trained})
+
+    # end to end: `sweep` with the default seed sweeps only pairs the update was not trained on
+    import pandas as pd
+
+    from easyedit_split import models
+
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: (llama, tiny_tokenizer))
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--update", str(res.layers[0].path), "--data", str(data), "--n-pairs", "6",
+                 "--multipliers=-1,0,1", "--fit-boot", "0", "--output", str(out)]) == 0
+    swept = set(pd.read_csv(out / "sweep_split.csv")["example_id"].astype(str))
+    by_id = {p.id: d for p, d in zip(pairs, pair_digests(pairs))}
+    assert len(swept) == 6 and not {by_id[i] for i in swept} & trained
+    assert "leaving out 18 of its 24 pairs that trained the update" in caplog.text
+
+
+def test_an_update_without_recorded_pairs_is_checked_from_its_recorded_split(tmp_path):
+    """Files saved before the digests were recorded: the split is redone from the saved seed, test_size,
+    max_num_of_examples and dataset."""
+    from easyedit_split.artefacts import recorded_training_pairs
+    from easyedit_split.data import load_pairs, pair_digests
+    from easyedit_split.training.trainer import select_pairs
+
+    data = _pairs_file(tmp_path)
+    hp = SplitHyperParams(layers=[1], seed=1, test_size=0.25, max_num_of_examples=10, steer_train_dataset=str(data))
+    out = save_updates(tmp_path / "old.safetensors", [_vec(torch.ones(32))], hparams=hp.to_dict())
+    expected = set(pair_digests(select_pairs(hp, load_pairs(data))))
+    assert len(expected) == 10 and recorded_training_pairs(out) == expected
+    # a file that records neither cannot be checked: None (the command says so in a warning)
+    bare = save_updates(tmp_path / "bare.safetensors", [_vec(torch.ones(32))])
+    assert recorded_training_pairs(bare) is None
+
+
+@pytest.mark.parametrize("missing", ["no/such/dir/d.jsonl", "nosuch.csv"])
+def test_a_missing_data_path_is_a_missing_file_everywhere(tmp_path, missing):
+    from easyedit_split.commands.common import load_data
+    from easyedit_split.easyedit_api import dataset_to_pairs
+    from easyedit_split.pipeline import MainJobConfig, run_main_job
+
+    path = str(tmp_path / missing) if "/" in missing else missing
+    for call in (lambda: dataset_to_pairs(path), lambda: load_data(_split_args(path), False)):
+        with pytest.raises(DataError, match=f"data file {re.escape(path)} does not exist"):
+            call()
+    with pytest.raises(DataError, match="does not exist"):
+        run_main_job(MainJobConfig(dataset=path, output_dir=str(tmp_path / "run"), model=None))
+    assert not (tmp_path / "run" / "summary.json").exists()
