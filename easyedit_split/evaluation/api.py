@@ -265,7 +265,8 @@ def evaluate_preference_utility(
         if manifold:
             sub = eval_enc[:manifold_pairs]
             ev.manifold = manifold_distance(model, tokenizer, sub, ups, grid, variance=manifold_variance,
-                                            positions=manifold_positions, util_by_m=summary.set_index("m")["util"])
+                                            positions=manifold_positions, util_table=table, util_column=util_col,
+                                            n_boot=n_boot, seed=seed)
         methods[name] = ev
         if out_dir is not None:
             files[f"table:{name}"] = str(write_table(table, out_dir / f"sweep_{_slug(name)}.{table_format}"))

@@ -46,7 +46,7 @@ from .sweep import encode_for_sweep, pad_id_of
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DOSE_MODES", "DEFAULT_PROBE_GRID", "Dose", "SiteNorms", "dose_updates", "measure_site_norms"]
+__all__ = ["DEFAULT_PROBE_GRID", "DOSE_MODES", "Dose", "SiteNorms", "dose_updates", "measure_site_norms"]
 
 DOSE_MODES = ("raw", "norm", "accuracy")
 #: norm-dose multipliers swept on the validation pairs to find the accuracy dose
@@ -148,8 +148,8 @@ def dose_updates(
     if norms.delta_norm <= 0 or not np.isfinite(norms.delta_norm):
         raise ValueError(f"{name}: the update changes nothing at {norms.site} (mean ‖Δh‖ = {norms.delta_norm}); "
                          "it cannot be dosed")
-    base = dict(site=str(norms.site), activation_norm=norms.activation_norm, delta_norm=norms.delta_norm,
-                n_tokens=norms.n_tokens)
+    base = {"site": str(norms.site), "activation_norm": norms.activation_norm, "delta_norm": norms.delta_norm,
+                "n_tokens": norms.n_tokens}
     if mode == "raw":
         return ups, Dose("raw", 1.0, **base)
     norm_factor = norms.activation_norm / norms.delta_norm

@@ -14,7 +14,7 @@ from .plots import plot_curves, plot_manifold, plot_tradeoff
 if TYPE_CHECKING:
     from .api import EvaluationResult
 
-__all__ = ["fit_row", "write_report"]
+__all__ = ["fit_row", "manifold_lines", "write_report"]
 
 
 def _f(x, fmt: str = ".3g") -> str:
@@ -57,6 +57,39 @@ def fit_row(fit: CurveFit | None) -> str:
             f"{_f(fit.seconds * 1000, '.0f')} ms")
 
 
+def manifold_lines(result: EvaluationResult) -> list[str]:
+    """The report's manifold section: per method and downstream layer, the PCA and the correlation."""
+    lines = ["", "## Activation manifold", "",
+             ("Residual-stream states downstream of the update (layers after it; the last before the final norm), "
+              "each distinct token prefix once, without the prefix every sequence shares; PCA fitted on the "
+              "unsteered states of one half of the pairs, distances scored on the other half's states. distance(m): "
+              "off-subspace norm in excess of the unsteered held-out states', in units of their mean centred norm. "
+              "Correlation across m with the scored pairs' mean UtilOdds, with a bootstrap interval over those pairs "
+              "(a negative r: utility falls as states leave the manifold)."), "",
+             ("| method | layer | fit / scored pairs | fit states (dim) | k (for variance) | explained | "
+              "Pearson r [CI] | Spearman ρ [CI] | distance at min m | at max m |"),
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    warns = []
+    for name, ev in result.methods.items():
+        mf = ev.manifold
+        if mf is None:
+            continue
+        warns += [f"{name}: {w}" for w in mf.warnings]
+        for layer in mf.layers:
+            p = mf.pca[layer]
+            c = mf.correlation.get(layer, {})
+            t = mf.layer_table(layer).sort_values("m")
+            pci, sci = c.get("pearson_ci") or [None, None], c.get("spearman_ci") or [None, None]
+            lines.append(f"| {name} | {layer} | {mf.n_fit_pairs} / {mf.n_score_pairs} | {p['n_fit_states']} "
+                         f"({p['dim']}) | {p['n_components']} ({p['n_components_for_variance']}) | "
+                         f"{_f(p['explained_variance'])} | {_f(c.get('pearson'))} [{_f(pci[0])}, {_f(pci[1])}] | "
+                         f"{_f(c.get('spearman'))} [{_f(sci[0])}, {_f(sci[1])}] | {_f(t['distance'].iloc[0])} | "
+                         f"{_f(t['distance'].iloc[-1])} |")
+    if warns:
+        lines += ["", "Warnings:", ""] + [f"- {w}" for w in warns]
+    return lines
+
+
 def write_report(result: EvaluationResult, output_dir: str | os.PathLike, *, title: str | None = None) -> Path:
     """Write the plots and ``report.md`` into ``output_dir`` (each file atomically); returns the report path."""
     out = Path(output_dir)
@@ -66,7 +99,7 @@ def write_report(result: EvaluationResult, output_dir: str | os.PathLike, *, tit
     curves = plot_curves(summaries, fits, out / "curves.png", title=title)
     trade = plot_tradeoff(summaries, out / "tradeoff.png")
     result.files.update({"curves": str(curves), "tradeoff": str(trade)})
-    manifolds = {n: ev.manifold.table for n, ev in result.methods.items() if ev.manifold is not None}
+    manifolds = {n: ev.manifold.layer_table() for n, ev in result.methods.items() if ev.manifold is not None}
     man_path = None
     if manifolds:
         man_path = plot_manifold(manifolds, summaries, out / "manifold.png")
@@ -141,21 +174,7 @@ def write_report(result: EvaluationResult, output_dir: str | os.PathLike, *, tit
     lines += ["", "## Flags", ""]
     lines += [f"- {name or 'update'}: {note}" for name, note in flagged] if flagged else ["Nothing flagged: every fit converged."]
     if manifolds:
-        lines += ["", "## Activation manifold", "",
-                  ("Distance of steered site outputs from the principal subspace of unsteered ones (PCA, k components "
-                  "explaining the target variance), in excess of the unsteered states', in units of their mean centred "
-                  "norm; correlation with mean UtilOdds across m."), "",
-                  "| method | site | tokens | k | explained | Pearson r | Spearman ρ | distance at min m | at max m |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for name, ev in result.methods.items():
-            mf = ev.manifold
-            if mf is None:
-                continue
-            c = mf.correlation
-            t = mf.table.sort_values("m")
-            lines.append(f"| {name} | {mf.site} | {mf.positions} | {mf.n_components} | {_f(mf.explained_variance)} | "
-                         f"{_f(c.get('pearson'))} | {_f(c.get('spearman'))} | {_f(t['distance'].iloc[0])} | "
-                         f"{_f(t['distance'].iloc[-1])} |")
+        lines += manifold_lines(result)
     lines += ["", "## Means per multiplier", ""]
     for name, ev in result.methods.items():
         lines += [f"### {name}", "", "| m | PrefOdds [95% CI] | UtilOdds [95% CI] | accuracy | +inf |", "|---|---|---|---|---|"]
