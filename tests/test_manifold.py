@@ -111,8 +111,10 @@ def test_evaluate_writes_report(tmp_path):
     grid = np.linspace(-3, 3, 9)
     res = evaluate_preference_utility(model, None, {"vec": u, "lora": random_update(model, "lora", Site(1, "mlp_down"))},
                                       pairs, grid, train_pairs=make_pairs(True, n=6, seed=1), output_dir=tmp_path,
-                                      manifold=True, progress=False, n_boot=50)
-    for name in ("report.md", "curves.png", "tradeoff.png", "manifold.png", "results.json", "sweep_vec.csv",
+                                      manifold=True, progress=False, n_boot=50, validation_pairs=make_pairs(True, n=6, seed=2),
+                                      reference="vec")
+    for name in ("report.md", "curves.png", "tradeoff.png", "manifold.png", "frontier.png", "results.json",
+                 "sweep_vec.csv",
                  "sweep_train_lora.csv"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
@@ -122,3 +124,8 @@ def test_evaluate_writes_report(tmp_path):
     assert set(ev.summary["m"]) == set(grid)
     assert ev.calibration is not None and ev.valid_region_means is not None
     assert set(ev.transfer_r2) == {"pref", "util", "pref_per_side", "util_per_side"}
+    assert list(ev.frontier["m"]) == sorted(grid) and ev.frontier["on_frontier"].any()
+    assert [c.target_accuracy for c in res.matched] == [0.75, 0.9]
+    assert all(r.m_source == "validation" for c in res.matched for r in c.rows)
+    assert "## Accuracy–utility frontier and matched accuracy" in text and "Δ UtilOdds vs vec" in text
+    assert "## Activation manifold" in text and "| vec | 3 |" in text

@@ -26,8 +26,9 @@ a :class:`Dose` record with the factor, for the report.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -190,3 +191,38 @@ def dose_updates(
     logger.info("%s: accuracy dose ×%.4g (norm dose m=%.3g reaches validation accuracy %.3g: %s)", name, factor, m_t,
                 target_accuracy, reached)
     return [u.scaled(factor) for u in ups], dose
+
+
+def dose_all(model: nn.Module, tokenizer: Any, specs: Mapping[str, Any], mode: str, *, norm_pairs: Sequence,
+             validation_pairs: Sequence | None = None, target_accuracy: float = 0.9,
+             probe_grid: Sequence[float] = DEFAULT_PROBE_GRID, batch_rows: int = 128) -> tuple[dict, dict[str, Dose]]:
+    """Dose every named update spec (anything :func:`~easyedit_split.artefacts.load_artefact` takes) the same way.
+
+    Returns ``({name: LoadedUpdates with the rescaled updates}, {name: Dose})``; the prompts of the
+    accuracy mode's validation sweep are rendered as each update was trained.
+    """
+    from ..artefacts import load_artefact
+
+    loaded_out, doses = {}, {}
+    for name, spec in specs.items():
+        loaded = load_artefact(spec, model)
+        ups, dose = dose_updates(model, tokenizer, loaded.updates, mode, norm_pairs=norm_pairs,
+                                 validation_pairs=validation_pairs, target_accuracy=target_accuracy,
+                                 probe_grid=probe_grid, encode_kwargs=loaded.rendering(), batch_rows=batch_rows,
+                                 name=name)
+        loaded_out[name] = dataclasses.replace(loaded, updates=ups)
+        doses[name] = dose
+    return loaded_out, doses
+
+
+def dose_lines(doses: Mapping[str, Dose]) -> list[str]:
+    """Markdown: each method's dose (the factor turning dose m into the raw multiplier)."""
+    lines = [("| method | dose | factor (raw m per dose m) | site | mean ‖h‖ | mean ‖Δh‖ at raw m=1 | ‖Δh‖/‖h‖ at dose m=1 "
+             "| validation target |"), "|---|---|---|---|---|---|---|---|"]
+    for name, d in doses.items():
+        target = "–" if d.target_accuracy is None else (
+            f"accuracy {d.target_accuracy:g} at norm m={d.norm_m_at_target:.3g}"
+            + ("" if d.reached else " (not reached: best point used)") + f", {d.n_validation_pairs} pairs")
+        lines.append(f"| {name} | {d.mode} | {d.factor:.4g} | {d.site} | {d.activation_norm:.4g} | {d.delta_norm:.4g} | "
+                     f"{d.relative_norm:.3g} | {target} |")
+    return lines

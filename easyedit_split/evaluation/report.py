@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from .._io import atomic_write_text
 from .fitting import CurveFit
-from .plots import plot_curves, plot_manifold, plot_tradeoff
+from .frontier import format_matched_table
+from .plots import plot_curves, plot_frontier, plot_manifold, plot_tradeoff
 
 if TYPE_CHECKING:
     from .api import EvaluationResult
@@ -55,6 +56,39 @@ def fit_row(fit: CurveFit | None) -> str:
     r2 = _f(fit.r2, ".4f") + (f" [{_f(fit.r2_ci[0], '.3f')}, {_f(fit.r2_ci[1], '.3f')}]" if fit.r2_ci else "")
     return (f"{form} | {status} | {fit.n} / {fit.n_params} | {fit_params(fit)} | {r2} | {_f(fit.r2_adj, '.4f')} | "
             f"{_f(fit.seconds * 1000, '.0f')} ms")
+
+
+def comparison_lines(result: EvaluationResult, out: Path) -> list[str]:
+    """Doses, the frontier plot and the matched-accuracy tables (writes ``frontier.png``)."""
+    from .doses import dose_lines
+
+    lines: list[str] = []
+    doses = {n: ev.dose for n, ev in result.methods.items() if ev.dose is not None}
+    if doses:
+        lines += ["", "## Doses", "",
+                  "Every m below is a dose: the raw multiplier is factor × m (see the README's 'Comparable doses').", ""]
+        lines += dose_lines(doses)
+    points = {n: ev.frontier for n, ev in result.methods.items() if ev.frontier is not None}
+    if not points:
+        return lines
+    matched = result.matched[-1] if result.matched else None
+    path = plot_frontier(points, out / "frontier.png", matched=matched)
+    result.files["frontier"] = str(path)
+    s = result.settings
+    src = (f"found on {s['n_validation_pairs']} validation pairs (apart from the evaluation pairs)"
+           if s.get("n_validation_pairs") else "found on the evaluation pairs themselves (no validation split given)")
+    lines += ["", "## Accuracy–utility frontier and matched accuracy", "",
+              "![accuracy against UtilOdds over m](frontier.png)", "",
+              "Frontier points (upper right: no other multiplier of the method has both higher accuracy and higher "
+              "utility): " + "; ".join(f"{n}: m ∈ {{{', '.join(format(m, 'g') for m in p.loc[p['on_frontier'], 'm'])}}}"
+                                       for n, p in points.items()) + ".", "",
+              (f"At matched accuracy: m* is where a method's accuracy first reaches the target walking up from m = 0 "
+              f"(linear interpolation), {src}; UtilOdds is the evaluation pairs' mean at m* with a "
+              f"{100 * (result.matched[0].level if result.matched else 0.95):.0f}% bootstrap interval over "
+              "examples (same resamples for every method, so differences are paired)."), ""]
+    for c in result.matched:
+        lines += [f"### Target accuracy {c.target_accuracy:g}", ""] + format_matched_table(c) + [""]
+    return lines
 
 
 def manifold_lines(result: EvaluationResult) -> list[str]:
@@ -173,6 +207,7 @@ def write_report(result: EvaluationResult, output_dir: str | os.PathLike, *, tit
                 if f is not None and f.status == "ok" for w in f.warnings]
     lines += ["", "## Flags", ""]
     lines += [f"- {name or 'update'}: {note}" for name, note in flagged] if flagged else ["Nothing flagged: every fit converged."]
+    lines += comparison_lines(result, out)
     if manifolds:
         lines += manifold_lines(result)
     lines += ["", "## Means per multiplier", ""]
