@@ -96,13 +96,14 @@ def _site_output(model: nn.Module, updates: Sequence[Update], site: Site, ids, m
 
 @torch.no_grad()
 def measure_site_norms(model: nn.Module, tokenizer: Any, pairs: Sequence, updates: Sequence[Update], *,
-                       pad_token_id: int | None = None, batch_size: int = 16, max_pairs: int = 64) -> SiteNorms:
+                       pad_token_id: int | None = None, batch_size: int = 16, max_pairs: int = 64,
+                       encode_kwargs: dict[str, Any] | None = None) -> SiteNorms:
     """Mean site-output norm and mean update-made change at raw ``m = 1`` (see the module doc)."""
     ups = list(updates)
     if not ups:
         raise ValueError("no updates to measure")
     site = max((u.site for u in ups), key=lambda s: s.layer)
-    encoded = encode_for_sweep(tokenizer, list(pairs)[:max_pairs])
+    encoded = encode_for_sweep(tokenizer, list(pairs)[:max_pairs], **(encode_kwargs or {}))
     pad = pad_id_of(tokenizer) if pad_token_id is None else int(pad_token_id)
     dev = next(model.parameters()).device
     act_sum = delta_sum = 0.0
@@ -145,7 +146,7 @@ def dose_updates(
     if mode not in DOSE_MODES:
         raise ValueError(f"dose must be one of {DOSE_MODES}, got {mode!r}")
     ups = list(updates)
-    norms = measure_site_norms(model, tokenizer, norm_pairs, ups)
+    norms = measure_site_norms(model, tokenizer, norm_pairs, ups, encode_kwargs=encode_kwargs)
     if norms.delta_norm <= 0 or not np.isfinite(norms.delta_norm):
         raise ValueError(f"{name}: the update changes nothing at {norms.site} (mean ‖Δh‖ = {norms.delta_norm}); "
                          "it cannot be dosed")
