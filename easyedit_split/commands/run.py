@@ -31,6 +31,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="generation multipliers: a comma list or start:stop:num")
     p.add_argument("--prompt", dest="prompts", action="append", default=None, help="generation prompt (repeatable)")
     p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=None)
+    p.add_argument("--dose", choices=("raw", "norm", "accuracy"), default=None,
+                   help="common scale for m (default raw): norm (m=1 moves the site by its mean activation norm) or "
+                        "accuracy (m=1 reaches --dose-accuracy on the validation pairs)")
+    p.add_argument("--dose-accuracy", dest="dose_accuracy", type=float, default=None)
+    p.add_argument("--n-val", dest="n_val", type=int, default=None, help="validation pairs (default 40)")
+    p.add_argument("--matched-accuracy", dest="matched_accuracy", type=_floats, default=None,
+                   help="target accuracies of the matched comparison, comma list (default 0.75,0.9)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--output", dest="output_dir", default=None, help="report folder (default runs/main-<timestamp>)")
