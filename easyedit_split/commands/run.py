@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "accuracy (m=1 reaches --dose-accuracy on the validation pairs)")
     p.add_argument("--dose-accuracy", dest="dose_accuracy", type=float, default=None)
     p.add_argument("--n-val", dest="n_val", type=int, default=None, help="validation pairs (default 40)")
-    p.add_argument("--matched-accuracy", dest="matched_accuracy", type=_floats, default=None,
+    p.add_argument("--matched-accuracy", dest="matched_accuracy", default=None,
                    help="target accuracies of the matched comparison, comma list (default 0.75,0.9)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch threads")
@@ -56,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         args.multipliers = parse_multipliers(args.multipliers, what="--multipliers")
     if args.gen_multipliers is not None:
         args.gen_multipliers = parse_multipliers(args.gen_multipliers, what="--gen-multipliers")
+    if args.matched_accuracy is not None:
+        args.matched_accuracy = parse_multipliers(args.matched_accuracy, what="--matched-accuracy")
     cfg = config_from_args(args)
     if args.no_progress:
         cfg.progress = False
