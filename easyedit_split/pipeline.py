@@ -70,8 +70,15 @@ class MainJobConfig:
     n_epochs: int | None = None  # None: the hparams files' value
     multipliers: tuple[float, ...] = (-6.0, -4.0, -3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0)
     prompts: tuple[str, ...] = DEFAULT_PROMPTS
-    gen_multipliers: tuple[float, ...] = (0.0, 1.0, 2.0)
-    max_new_tokens: int = 40
+    gen_multipliers: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
+    max_new_tokens: int = 32
+    dose: str = "raw"  # raw | norm | accuracy (see evaluation/doses.py); m everywhere is then a dose
+    dose_accuracy: float = 0.9  # validation accuracy of dose m = 1 with dose="accuracy"
+    n_val: int = 40  # validation pairs (after the training pairs, apart from the test pairs)
+    matched_accuracy: tuple[float, ...] = (0.75, 0.9)
+    n_probe: int = 120  # pairs the concept probe of the generations is fitted on (from the training part)
+    concept_threshold: float = 0.5
+    ppl_factor: float = 2.0  # fluent: median perplexity <= ppl_factor x the unsteered median
     seed: int = 0
     threads: int | None = None  # torch threads; None: torch's default
     output_dir: str | None = None
@@ -138,7 +145,9 @@ def run_main_job(cfg: MainJobConfig) -> MainJobResult:
 def _run_main_job(cfg: MainJobConfig, out: Path, t_start: float, timings: dict[str, float]) -> MainJobResult:
     from .data import load_pairs, pair_digests, train_test_split
     from .evaluation import evaluate_preference_utility
+    from .evaluation.doses import dose_all
     from .generation import generate
+    from .metrics.concept import concept_onset
     from .metrics.diversity import diversity_summary
     from .metrics.fluency import perplexity
     from .models import load_model
@@ -151,6 +160,9 @@ def _run_main_job(cfg: MainJobConfig, out: Path, t_start: float, timings: dict[s
     timings["load_model"] = time.perf_counter() - t
     train_all, test = train_test_split(pairs, cfg.n_test, seed=cfg.seed)
     train = train_all[: cfg.n_train]
+    if cfg.n_train + cfg.n_val > len(train_all):
+        raise ValueError(f"n_train {cfg.n_train} + n_val {cfg.n_val} exceed the {len(train_all)} non-test pairs")
+    val = train_all[cfg.n_train: cfg.n_train + cfg.n_val]
     eval_pairs = test[: cfg.n_eval]
     transfer = train[: cfg.n_transfer] if cfg.n_transfer else None
     logger.info("%d training pairs, %d held-out pairs swept (of %d held out)", len(train), len(eval_pairs), len(test))
@@ -181,31 +193,47 @@ def _run_main_job(cfg: MainJobConfig, out: Path, t_start: float, timings: dict[s
     atomic_write_json(out / "config.json", config_record)
 
     evaluations = {}
+    dosed: dict[str, dict[str, Any]] = {}
     for form in cfg.forms:
         t = time.perf_counter()
         specs = {method: str(p) for method, p in update_paths[form].items()}
+        dosed[form], doses = dose_all(model, tok, specs, cfg.dose, norm_pairs=eval_pairs, validation_pairs=val or None,
+                                      target_accuracy=cfg.dose_accuracy)
         evaluations[form] = evaluate_preference_utility(
-            model, tok, specs, eval_pairs, cfg.multipliers, train_pairs=transfer, output_dir=out / f"eval_{form}",
-            seed=cfg.seed, progress=cfg.progress, title=f"Preference and utility, {form} updates ({cfg.dataset})")
+            model, tok, dosed[form], eval_pairs, cfg.multipliers, train_pairs=transfer, output_dir=out / f"eval_{form}",
+            seed=cfg.seed, progress=cfg.progress, title=f"Preference and utility, {form} updates ({cfg.dataset})",
+            validation_pairs=val or None, matched_targets=cfg.matched_accuracy, doses=doses)
         timings[f"sweep:{form}"] = time.perf_counter() - t
 
     table = _headline_table(cfg, evaluations)
 
     t = time.perf_counter()
-    samples = _generate_samples(cfg, model, tok, update_paths, generate, perplexity, diversity_summary)
+    probe = _concept_probe(cfg, model, tok, train_all[: cfg.n_train], hparams_used)
+    samples = _generate_samples(cfg, model, tok, dosed, probe, generate, perplexity, diversity_summary)
+    onset_table, onsets = None, []
+    if samples:
+        try:
+            onset_table, onsets = concept_onset(samples, threshold=cfg.concept_threshold, ppl_factor=cfg.ppl_factor)
+        except ValueError as exc:
+            logger.warning("no concept onset report: %s", exc)
     timings["generate"] = time.perf_counter() - t
     with_lines = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)
     atomic_write_text(out / "samples.jsonl", with_lines)
 
     seconds = time.perf_counter() - t_start
     timings["total"] = seconds
-    summary = {"table": table, "timings": timings, "samples": samples,
+    concept = {"probe": probe.summary() if probe is not None else None,
+               "onsets": [o.to_dict() for o in onsets],
+               "table": onset_table.to_dict(orient="list") if onset_table is not None else None}
+    summary = {"table": table, "timings": timings, "samples": samples, "concept": concept,
+               "matched_accuracy": {form: [c.to_dict() for c in e.matched] for form, e in evaluations.items()},
                "evaluations": {form: {name: {"fits": {k: (v.to_dict() if v else None) for k, v in ev.fits.items()},
                                              "calibration": ev.calibration.to_dict() if ev.calibration else None,
                                              "valid_region": ev.valid_region.to_dict() if ev.valid_region else None}
                                       for name, ev in e.methods.items()} for form, e in evaluations.items()}}
     atomic_write_json(out / "summary.json", summary)
-    atomic_write_text(out / "summary.md", _summary_markdown(cfg, table, evaluations, samples, timings, out))
+    atomic_write_text(out / "summary.md", _summary_markdown(cfg, table, evaluations, samples, timings, out,
+                                                            probe, onset_table, onsets))
     return MainJobResult(out, table, seconds, timings)
 
 
@@ -224,29 +252,45 @@ def _headline_table(cfg: MainJobConfig, evaluations) -> list[dict[str, Any]]:
     return rows
 
 
-def _generate_samples(cfg, model, tok, update_paths, generate, perplexity, diversity_summary) -> list[dict[str, Any]]:
+def _concept_probe(cfg, model, tok, train, hparams_used):
+    """The linear concept probe on the training part (persona sets: their statements, as free text)."""
+    from .metrics.concept import probe_pairs_for
+    from .metrics.probe import fit_concept_probe
+
+    if not cfg.prompts or cfg.n_probe < 4:
+        return None
+    layer = int(next(iter(hparams_used.values())).layers[0])
+    pairs = probe_pairs_for(train)[: cfg.n_probe]
+    probe = fit_concept_probe(model, tok, pairs, layer, seed=cfg.seed, progress=False)
+    logger.info("concept probe at layer %d: held-out accuracy %.3f on %d pairs", layer, probe.test_accuracy,
+                probe.n_test_pairs)
+    return probe
+
+
+def _generate_samples(cfg, model, tok, dosed, probe, generate, perplexity, diversity_summary) -> list[dict[str, Any]]:
     from .data.encoding import pad_id_of
-    from .serialization import load_updates
 
     prompts = list(cfg.prompts)
     if not prompts:
         return []
     samples: list[dict[str, Any]] = []
     runs: list[tuple[str, str, list, list[float]]] = [("unsteered", "-", [], [0.0])]
-    for form, by_method in update_paths.items():
-        for method, path in by_method.items():
+    for form, by_method in dosed.items():
+        for method, loaded in by_method.items():
             ms = [m for m in cfg.gen_multipliers if m != 0.0]
-            runs.append((method, form, load_updates(path, model).updates, ms))
+            runs.append((method, form, loaded.updates, ms))
+    pad = pad_id_of(tok)
     for method, form, ups, ms in runs:
         row_prompts = [p for _ in ms for p in prompts]
         row_m = [m for m in ms for _ in prompts]
         gens = generate(model, tok, row_prompts, ups, multiplier=row_m, max_new_tokens=cfg.max_new_tokens,
                         seed=cfg.seed, progress=False)
-        ppl = perplexity(model, gens, pad_token_id=pad_id_of(tok), progress=False)  # unsteered model
-        for g, p in zip(gens, ppl.per_text):
+        ppl = perplexity(model, gens, pad_token_id=pad, progress=False)  # unsteered model
+        scores = probe.score(model, gens, pad_token_id=pad, progress=False) if probe is not None else [math.nan] * len(gens)
+        for g, p, c in zip(gens, ppl.per_text, scores):
             div = diversity_summary([g.token_ids])
             samples.append({"method": method, "form": form, "multiplier": g.multiplier, "prompt": prompts[g.index % len(prompts)],
-                            "text": g.text, "perplexity": p, "distinct_2": div["distinct_2"],
+                            "text": g.text, "perplexity": p, "concept": c, "distinct_2": div["distinct_2"],
                             "repetition_4": div["repetition_4"], "finish_reason": g.finish_reason})
     return samples
 
@@ -257,11 +301,14 @@ def _fmt(x: Any, spec: str = ".2f") -> str:
     return format(x, spec)
 
 
-def _summary_markdown(cfg, table, evaluations, samples, timings, out: Path) -> str:
+def _summary_markdown(cfg, table, evaluations, samples, timings, out: Path, probe=None, onset_table=None,
+                      onsets=()) -> str:
+    from .evaluation.frontier import format_matched_table
+    from .metrics.concept import onset_lines
+
     lines = [f"# Main job: SPLIT vs baselines on {cfg.dataset}", ""]
     lines += [(f"Model: {cfg.model or 'SmolLM2-135M-Instruct (built in)'}; {cfg.n_train} training pairs; "
-               f"{cfg.n_eval} held-out pairs swept over m ∈ {list(cfg.multipliers)}. Total {timings['total']:.0f} s."),
-              ""]
+              f"{cfg.n_eval} held-out pairs swept over m ∈ {list(cfg.multipliers)}. Total {timings['total']:.0f} s."), ""]
     lines += [("| form | method | accuracy at m | mean PrefOdds | mean UtilOdds | R² pref fit | R² util fit "
                "| calibrated m (acc 0.9) |"), "|---|---|---|---|---|---|---|---|"]
     for r in table:
@@ -269,10 +316,26 @@ def _summary_markdown(cfg, table, evaluations, samples, timings, out: Path) -> s
                      f"{_fmt(r['pref'])} | {_fmt(r['util'])} | {_fmt(r.get('r2_pref'), '.3f')} | "
                      f"{_fmt(r.get('r2_util'), '.3f')} | {_fmt(r.get('calibrated_m'), '.2f')} |")
     lines += ["", "Per-form reports with plots: " + ", ".join(f"[eval_{f}/report.md](eval_{f}/report.md)" for f in evaluations), ""]
+    for form, ev in evaluations.items():
+        doses = {n: me.dose for n, me in ev.methods.items() if me.dose is not None}
+        if doses:
+            lines += [f"Dose ({form}): {cfg.dose}; raw multiplier = factor × m: "
+                      + ", ".join(f"{n} ×{d.factor:.4g} (‖Δh‖/‖h‖ at m=1: {d.relative_norm:.3g})" for n, d in doses.items()),
+                      ""]
+        for c in ev.matched:
+            lines += [f"### {form}: UtilOdds at matched accuracy {c.target_accuracy:g} (m* on {cfg.n_val} validation pairs)",
+                      "", *format_matched_table(c), ""]
+    if onset_table is not None:
+        lines += ["## Does the steered text show the concept?", "",
+                  (f"Probe at layer {probe.layer} on {probe.n_train_pairs} training pairs (held-out accuracy "
+                   f"{probe.test_accuracy:.2f} on {probe.n_test_pairs}); {len(cfg.prompts)} open prompts, "
+                   f"{cfg.max_new_tokens} new tokens, m ∈ {list(cfg.gen_multipliers)}.") if probe is not None else "", ""]
+        lines += onset_lines(onset_table, onsets) + [""]
     lines += ["## Steered completions", ""]
     for s in samples:
         text = s["text"].replace("\n", " ").strip()
-        lines.append(f"- **{s['method']}** ({s['form']}, m={s['multiplier']:g}, ppl {_fmt(s['perplexity'], '.1f')}) "
+        lines.append(f"- **{s['method']}** ({s['form']}, m={s['multiplier']:g}, ppl {_fmt(s['perplexity'], '.1f')}, "
+                     f"concept {_fmt(s.get('concept'), '.2f')}) "
                      f"*{s['prompt']}* → {text}")
     lines += ["", "## Timings (s)", ""] + [f"- {k}: {v:.1f}" for k, v in timings.items()] + [""]
     return "\n".join(lines)

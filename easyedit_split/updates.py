@@ -62,6 +62,10 @@ class Update(nn.Module):
     def delta_weight_is_nonzero(self) -> bool:
         return True
 
+    def scaled(self, factor: float) -> Update:
+        """A new update whose ``Δh`` is ``factor`` times this one's, for every input (a dose change)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be rescaled")
+
     def config(self) -> dict[str, Any]:
         """JSON-able description used in saved metadata."""
         return {"form": self.form, "site": self.site.to_dict(), "d_in": self.d_in, "d_out": self.d_out}
@@ -98,6 +102,9 @@ class VectorUpdate(Update):
 
     def delta(self, h_in: torch.Tensor | None) -> torch.Tensor:
         return self.vector
+
+    def scaled(self, factor: float) -> VectorUpdate:
+        return VectorUpdate(self.site, self.d_out, vector=self.vector.detach() * float(factor))
 
     @property
     def delta_weight_is_nonzero(self) -> bool:
@@ -147,6 +154,10 @@ class LoRAUpdate(Update):
         out = (x @ self.A.t()) @ self.B.t()
         return out * self.scale if self.scale != 1.0 else out
 
+    def scaled(self, factor: float) -> LoRAUpdate:
+        return LoRAUpdate(self.site, self.d_in, self.d_out, self.rank, scale=self.scale * float(factor),
+                          A=self.A.detach(), B=self.B.detach())
+
     def config(self) -> dict[str, Any]:
         return {**super().config(), "rank": self.rank, "scale": self.scale}
 
@@ -186,6 +197,11 @@ class LocalWeightUpdate(Update):
     def delta(self, h_in: torch.Tensor | None) -> torch.Tensor:
         assert h_in is not None
         return torch.nn.functional.linear(h_in.to(self.weight.dtype), self.weight, self.bias)
+
+    def scaled(self, factor: float) -> LocalWeightUpdate:
+        f = float(factor)
+        return LocalWeightUpdate(self.site, self.d_in, self.d_out, weight=self.weight.detach() * f,
+                                 bias=self.bias.detach() * f)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> LocalWeightUpdate:

@@ -42,7 +42,8 @@ def test_main_job_end_to_end_on_a_tiny_model(tiny_setup):
     cfg = MainJobConfig(model=str(tmp_path / "model"), dataset=str(data), forms=("vector", "lora"),
                         methods=("split", "sft", "diffmean"), hparams_dir=str(hp), n_train=8, n_test=4, n_eval=4,
                         multipliers=(-2.0, -1.0, 0.0, 1.0, 2.0), prompts=("is the sky blue ?", "i like this film"),
-                        gen_multipliers=(0.0, 1.0), max_new_tokens=3, output_dir=str(tmp_path / "out"), progress=False)
+                        gen_multipliers=(0.0, 1.0), max_new_tokens=3, output_dir=str(tmp_path / "out"), progress=False,
+                        n_val=0, dose="norm", matched_accuracy=(0.5,))
     hp_missing = pytest.raises(FileNotFoundError, match="sft_vector.yaml")
     with hp_missing:
         run_main_job(cfg)  # sft has no vector hparams file in this folder
@@ -61,6 +62,18 @@ def test_main_job_end_to_end_on_a_tiny_model(tiny_setup):
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert {s["method"] for s in samples} == {"unsteered", "split", "diffmean"}
     assert all("perplexity" in s for s in samples)
+    # the probe scores every non-empty completion (an empty one has no tokens to read: NaN)
+    assert all((0 <= s["concept"] <= 1) != (s["text"] == "" and s["concept"] != s["concept"]) for s in samples)
+    summary = json.loads((out / "summary.json").read_text())
+    if summary["concept"]["onsets"]:  # the tiny model may stop at once unsteered: no perplexity to bound
+        assert {o["method"] for o in summary["concept"]["onsets"]} == {"split", "diffmean"}
+    assert summary["concept"]["probe"]["n_train_pairs"] + summary["concept"]["probe"]["n_test_pairs"] == 8
+    (matched,) = summary["matched_accuracy"]["vector"]
+    assert matched["target_accuracy"] == 0.5 and {r["method"] for r in matched["rows"]} == {"split", "diffmean"}
+    text = (out / "summary.md").read_text()
+    assert "Dose (vector): norm" in text
+    results = json.loads((out / "eval_vector" / "results.json").read_text())
+    assert abs(results["methods"]["diffmean"]["dose"]["relative_norm"] - 1.0) < 1e-6
     assert not list(out.rglob("*.tmp"))
 
 

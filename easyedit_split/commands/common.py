@@ -45,6 +45,17 @@ def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--manifold", action="store_true", help="also measure the activation-manifold distance")
     p.add_argument("--manifold-positions", choices=("answer", "prompt", "all"), default="all",
                    help="tokens whose site outputs the manifold measure uses")
+    p.add_argument("--dose", choices=("raw", "norm", "accuracy"), default="raw",
+                   help="common scale for m: raw (as trained), norm (m=1: the update moves its site by the site's mean "
+                        "activation norm), accuracy (m=1: reaches --dose-accuracy on the validation pairs)")
+    p.add_argument("--dose-accuracy", dest="dose_accuracy", type=finite_float_arg, default=0.9,
+                   help="validation accuracy that dose m=1 reaches with --dose accuracy")
+    p.add_argument("--n-val", dest="n_val", type=nonnegative_int_arg, default=0,
+                   help="validation pairs, taken after the training pairs (never the evaluation pairs): used by "
+                        "--dose accuracy and to find m* of the matched-accuracy comparison")
+    p.add_argument("--matched-accuracy", dest="matched_accuracy", default="0.75,0.9",
+                   help="comma list of target accuracies at which methods are compared (UtilOdds with bootstrap CIs)")
+    p.add_argument("--reference", default=None, help="method the others are differenced against (default: split)")
     p.add_argument("--batch-rows", type=positive_int_arg, default=128, help="(pair, m) rows per forward pass")
     p.add_argument("--format", choices=("csv", "parquet"), default="csv", help="sweep table format")
     p.add_argument("--output", required=True, help="output folder (tables, results.json, PNGs, report.md)")
@@ -53,8 +64,9 @@ def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_data(args: argparse.Namespace, need_train: bool,
-              trained: Mapping[str, set[str]] | None = None) -> tuple[list, list]:
-    """(training pairs, held-out pairs) of ``--data`` split by ``--n-pairs``/``--n-train``/``--seed``.
+              trained: Mapping[str, set[str]] | None = None) -> tuple[list, list, list]:
+    """(training pairs, held-out pairs, validation pairs) of ``--data`` split by ``--n-pairs``/``--n-train``/
+    ``--n-val``/``--seed``; the validation pairs come after the training ones, apart from the held-out pairs.
 
     ``trained``: ``{update name: digests of its training pairs}`` (see
     :func:`~easyedit_split.artefacts.recorded_training_pairs`); those pairs are left out before the split,
@@ -78,11 +90,15 @@ def load_data(args: argparse.Namespace, need_train: bool,
                            "held-out pair is a training pair", args.data, len(pairs) - len(kept), len(pairs), who)
             left_out = f" left after leaving out the {len(pairs) - len(kept)} pairs the update(s) were trained on ({who})"
             pairs = kept
-    if args.n_pairs + n_train > len(pairs):
-        raise InputError(f"--n-pairs {args.n_pairs} + training pairs {n_train} exceed the {len(pairs)} pairs of "
-                         f"{args.data}{left_out}; lower --n-pairs/--n-train or evaluate on other data")
+    n_val = int(getattr(args, "n_val", 0) or 0)
+    if n_val < 0:
+        raise InputError(f"--n-val must be >= 0, got {n_val}")
+    if args.n_pairs + n_train + n_val > len(pairs):
+        raise InputError(f"--n-pairs {args.n_pairs} + training pairs {n_train} + --n-val {n_val} exceed the "
+                         f"{len(pairs)} pairs of {args.data}{left_out}; lower --n-pairs/--n-train/--n-val or evaluate "
+                         "on other data")
     rest, test = train_test_split(pairs, args.n_pairs, seed=args.seed)
-    return rest[:n_train], test
+    return rest[:n_train], test, rest[n_train:n_train + n_val]
 
 
 def run_evaluation(args: argparse.Namespace, specs: dict[str, str]) -> int:
@@ -103,11 +119,16 @@ def _evaluate(args: argparse.Namespace, specs: dict[str, str], grid: list[float]
     from ..data import pair_digests
     from ..evaluation.api import evaluate_preference_utility
     from ..models import load_model
+    from ..multipliers import parse_multipliers
     from ..serialization import save_updates
 
     need_train = any(is_diffmean_spec(s) for s in specs.values())
     trained = {name: d for name, spec in specs.items() if (d := recorded_training_pairs(spec))}
-    train, test = load_data(args, need_train, trained)
+    train, test, val = load_data(args, need_train, trained)
+    dose = getattr(args, "dose", "raw") or "raw"
+    if dose == "accuracy" and not val:
+        raise InputError("--dose accuracy needs validation pairs: give --n-val N")
+    targets = parse_multipliers(getattr(args, "matched_accuracy", "0.75,0.9"), what="--matched-accuracy")
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device, device_map=args.device_map)
     sweep_train = train if args.train_sweep_pairs is None else train[: args.train_sweep_pairs]
     resolved = {name: load_artefact(spec, model, layer=args.layer, tokenizer=tokenizer, train_pairs=train,
@@ -120,8 +141,15 @@ def _evaluate(args: argparse.Namespace, specs: dict[str, str], grid: list[float]
                          extra={"n_train_pairs": len(train), "data": args.data, "seed": args.seed,
                                 "train_pair_digests": pair_digests(train)})
             logger.info("saved the DiffMean vector to %s", path)
+    doses = None
+    if dose != "raw" or len(resolved) > 1:  # the norms are reported whenever methods are compared
+        from ..evaluation.doses import dose_all
+
+        resolved, doses = dose_all(model, tokenizer, resolved, dose, norm_pairs=test, validation_pairs=val or None,
+                                   target_accuracy=args.dose_accuracy, batch_rows=args.batch_rows)
     result = evaluate_preference_utility(
         model, tokenizer, resolved, test, grid, train_pairs=sweep_train or None, output_dir=args.output,
+        validation_pairs=val or None, matched_targets=targets, reference=getattr(args, "reference", None), doses=doses,
         manifold_positions=args.manifold_positions,
         reduction=args.reduction, delta=args.delta, target_pref=args.target_pref, target_accuracy=args.target_accuracy,
         max_util_drop=args.max_util_drop, derived_from=args.derived_from, fit_boot=args.fit_boot,
@@ -137,5 +165,12 @@ def _evaluate(args: argparse.Namespace, specs: dict[str, str], grid: list[float]
         if ev.calibration:
             c = ev.calibration
             out.write(f"  calibrated multiplier: {c.multiplier if c.multiplier is not None else 'none'} ({c.reason})\n")
+        if ev.dose is not None:
+            out.write(f"  dose {ev.dose.mode}: raw m = {ev.dose.factor:.4g} × m\n")
+    for c in result.matched:
+        for r in c.rows:
+            util = "not reached" if r.util is None else f"UtilOdds {r.util:.3f} [{r.util_lo:.3f}, {r.util_hi:.3f}]"
+            m_star = "–" if r.m_star is None else f"{r.m_star:.4g}"
+            out.write(f"accuracy {c.target_accuracy:g}: {r.method} m*={m_star} {util}\n")
     out.write(f"report: {result.files.get('report')}\n")
     return 0

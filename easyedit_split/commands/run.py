@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..checks import nonnegative_int_arg, positive_int_arg
+from ..checks import finite_float_arg, nonnegative_int_arg, positive_int_arg
 
 HELP = "run the main job: train SPLIT/SFT/DiffMean, sweep preference and utility, fit, generate, report"
 
@@ -33,6 +33,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="generation multipliers: a comma list or start:stop:num")
     p.add_argument("--prompt", dest="prompts", action="append", default=None, help="generation prompt (repeatable)")
     p.add_argument("--max-new-tokens", dest="max_new_tokens", type=positive_int_arg, default=None)
+    p.add_argument("--dose", choices=("raw", "norm", "accuracy"), default=None,
+                   help="common scale for m (default raw): norm (m=1 moves the site by its mean activation norm) or "
+                        "accuracy (m=1 reaches --dose-accuracy on the validation pairs)")
+    p.add_argument("--dose-accuracy", dest="dose_accuracy", type=finite_float_arg, default=None)
+    p.add_argument("--n-val", dest="n_val", type=nonnegative_int_arg, default=None, help="validation pairs (default 40)")
+    p.add_argument("--matched-accuracy", dest="matched_accuracy", default=None,
+                   help="target accuracies of the matched comparison, comma list (default 0.75,0.9)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--threads", type=positive_int_arg, default=None, help="torch threads")
     p.add_argument("--output", dest="output_dir", default=None, help="report folder (default runs/main-<timestamp>)")
@@ -51,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         args.multipliers = parse_multipliers(args.multipliers, what="--multipliers")
     if args.gen_multipliers is not None:
         args.gen_multipliers = parse_multipliers(args.gen_multipliers, what="--gen-multipliers")
+    if args.matched_accuracy is not None:
+        args.matched_accuracy = parse_multipliers(args.matched_accuracy, what="--matched-accuracy")
     cfg = config_from_args(args)
     if args.no_progress:
         cfg.progress = False

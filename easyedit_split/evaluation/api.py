@@ -25,6 +25,7 @@ from ..errors import InputError
 from ..multipliers import parse_multipliers
 from .derived import Calibration, ValidRegion, calibrate, valid_region
 from .fitting import FORMS, CurveFit, bootstrap_fit, fit_curve, transfer_r2
+from .frontier import MatchedComparison, curve_points, matched_accuracy, per_example
 from .logodds import summarize
 from .manifold import ManifoldResult, manifold_distance
 from .sweep import encode_for_sweep, sweep, write_table
@@ -53,6 +54,9 @@ class MethodEvaluation:
     manifold: ManifoldResult | None = None
     util_infinite: int = 0
     notes: list[str] = field(default_factory=list)  # flags for the report: failed/skipped fits, NaN means, …
+    frontier: pd.DataFrame | None = None  # m, accuracy, util, on_frontier (evaluation pairs)
+    validation_table: pd.DataFrame | None = None  # per (example, m) on the validation pairs
+    dose: Any = None  # doses.Dose when the update was rescaled before the evaluation
 
     def to_dict(self) -> dict[str, Any]:
         def fd(fs):
@@ -67,6 +71,8 @@ class MethodEvaluation:
             "calibration": self.calibration.to_dict() if self.calibration else None,
             "manifold": self.manifold.to_dict() if self.manifold else None,
             "util_infinite": self.util_infinite, "notes": self.notes,
+            "frontier": self.frontier.to_dict(orient="list") if self.frontier is not None else None,
+            "dose": self.dose.to_dict() if self.dose is not None else None,
         }
 
 
@@ -78,6 +84,7 @@ class EvaluationResult:
     settings: dict[str, Any]
     output_dir: Path | None = None
     files: dict[str, str] = field(default_factory=dict)
+    matched: list[MatchedComparison] = field(default_factory=list)  # one per target accuracy
 
     def __getitem__(self, name: str) -> MethodEvaluation:
         return self.methods[name]
@@ -90,7 +97,8 @@ class EvaluationResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"multipliers": self.multipliers, "reduction": self.reduction, "settings": self.settings,
-                "files": self.files, "methods": {k: v.to_dict() for k, v in self.methods.items()}}
+                "files": self.files, "methods": {k: v.to_dict() for k, v in self.methods.items()},
+                "matched_accuracy": [c.to_dict() for c in self.matched]}
 
 
 def fit_key(kind: str, form: str) -> str:
@@ -211,6 +219,10 @@ def evaluate_preference_utility(
     title: str | None = None,
     table_format: str = "csv",
     encode_kwargs: Mapping[str, Any] | None = None,
+    validation_pairs: Sequence | None = None,
+    matched_targets: Sequence[float] = (0.75, 0.9),
+    reference: str | None = None,
+    doses: Mapping[str, Any] | None = None,
 ) -> EvaluationResult:
     """Preference–utility evaluation of one update (or several: pass ``{name: spec}``).
 
@@ -225,6 +237,11 @@ def evaluate_preference_utility(
     default accuracy 0.9 — within ``max_util_drop``) come from the measured means (of the training
     pairs when given) unless ``derived_from="fit"``, which uses the design-form fits where they
     converged; failed or skipped fits and NaN means are listed in ``notes`` and the report. ``manifold=True`` adds the manifold distance on the first ``manifold_pairs`` pairs.
+    Every method gets its accuracy–utility frontier; for each of ``matched_targets`` the methods are
+    compared at matched accuracy (:func:`~.frontier.matched_accuracy`), with ``m*`` found on
+    ``validation_pairs`` when given (else on ``pairs``), differenced against ``reference`` (default:
+    ``"split"`` when present). ``doses`` (name → :class:`~.doses.Dose`): how the updates were
+    rescaled beforehand, for the report.
     With ``output_dir``: tables, ``results.json``, PNG plots and ``report.md``, each written atomically.
     """
     if reduction not in ("sum", "mean"):
@@ -289,20 +306,38 @@ def evaluate_preference_utility(
         if summary[["pref", "util"]].isna().any().any():
             bad = summary.loc[summary[["pref", "util"]].isna().any(axis=1), "m"].tolist()
             ev.notes.append("NaN means (no finite value) at m = " + ", ".join(f"{v:g}" for v in bad))
+        ev.frontier = curve_points(per_example(table, reduction))
+        ev.dose = (doses or {}).get(name, (doses or {}).get(given_name))
+        if validation_pairs is not None:
+            ev.validation_table = sweep(model, tokenizer, encode_for_sweep(tokenizer, validation_pairs, **kw), ups,
+                                        grid, batch_rows=batch_rows, method=name, use_prefix_cache=use_prefix_cache,
+                                        progress=progress)
         if manifold:
             sub = eval_enc[:manifold_pairs]
             ev.manifold = manifold_distance(model, tokenizer, sub, ups, grid, variance=manifold_variance,
-                                            positions=manifold_positions, util_by_m=summary.set_index("m")["util"])
+                                            positions=manifold_positions, util_table=table, util_column=util_col,
+                                            n_boot=n_boot, seed=seed)
         methods[name] = ev
         if out_dir is not None:
             files[f"table:{name}"] = str(write_table(table, out_dir / f"sweep_{_slug(name)}.{table_format}"))
             partial.unlink(missing_ok=True)
+    if reference is None and "split" in methods and len(methods) > 1:
+        reference = "split"
+    matched = []
+    for target in matched_targets:
+        val = None
+        if validation_pairs is not None:
+            val = {n: per_example(ev.validation_table, reduction) for n, ev in methods.items()}
+        matched.append(matched_accuracy({n: per_example(ev.table, reduction) for n, ev in methods.items()},
+                                        float(target), validation=val, reference=reference, n_boot=n_boot, seed=seed))
     result = EvaluationResult(methods, grid, reduction, {
         "delta": delta, "target_pref": target_pref, "target_accuracy": target_accuracy,
         "max_util_drop": max_util_drop, "n_pairs": len(pairs), "n_train_pairs": len(train_pairs) if train_pairs else 0,
         "n_boot": n_boot, "fit_boot": fit_boot, "derived_from": derived_from, "seed": seed, "manifold": manifold, "manifold_pairs": manifold_pairs,
         "manifold_variance": manifold_variance, "manifold_positions": manifold_positions,
-    }, out_dir, files)
+        "n_validation_pairs": len(validation_pairs) if validation_pairs is not None else 0,
+        "matched_targets": [float(t) for t in matched_targets], "reference": reference,
+    }, out_dir, files, matched)
     if out_dir is not None:
         from .report import write_report
 

@@ -4,7 +4,9 @@
   one colour per method;
 * :func:`plot_tradeoff` — the preference–utility trade-off: x = PrefOdds, y = UtilOdds, one line
   per method across ``m``;
-* :func:`plot_manifold` — manifold distance against ``m``, with UtilOdds on a second axis.
+* :func:`plot_manifold` — manifold distance against ``m``, with UtilOdds on a second axis;
+* :func:`plot_frontier` — accuracy against mean UtilOdds across ``m`` per method, its upper-right
+  frontier, and each method's point at a matched accuracy with its bootstrap interval.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pandas as pd
 from .._io import atomic_path
 from .fitting import CurveFit
 
-__all__ = ["plot_curves", "plot_manifold", "plot_tradeoff"]
+__all__ = ["plot_curves", "plot_frontier", "plot_manifold", "plot_tradeoff"]
 
 
 def _plt():
@@ -109,5 +111,36 @@ def plot_manifold(manifolds: Mapping[str, pd.DataFrame], summaries: Mapping[str,
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper center")
     ax.set_title(title or "distance from the unsteered principal subspace")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_frontier(points: Mapping[str, pd.DataFrame], path: str | os.PathLike, *, matched=None,
+                  title: str | None = None) -> Path:
+    """``points[name]``: columns m, accuracy, util, on_frontier (:func:`~.frontier.curve_points`);
+    ``matched``: a :class:`~.frontier.MatchedComparison` drawn as a vertical line and error bars."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for i, (name, p) in enumerate(points.items()):
+        color = f"C{i % 10}"
+        p = p.sort_values("m")
+        ax.plot(p["accuracy"], p["util"], ":o", ms=3, color=color, alpha=0.6, label=f"{name} (over m)")
+        f = p.loc[p["on_frontier"]].sort_values("accuracy")
+        ax.plot(f["accuracy"], f["util"], "-", lw=2, color=color, label=f"{name} frontier")
+        zero = p.loc[p["m"] == 0]
+        if len(zero):
+            ax.plot(zero["accuracy"], zero["util"], "k*", ms=9)
+        if matched is not None:
+            r = next((r for r in matched.rows if r.method == name), None)
+            if r is not None and r.util is not None and r.util_lo is not None:
+                ax.errorbar([r.accuracy], [r.util], yerr=[[r.util - r.util_lo], [r.util_hi - r.util]], fmt="s",
+                            color=color, ms=6, capsize=3)
+    if matched is not None:
+        ax.axvline(matched.target_accuracy, color="0.5", lw=0.8, ls="--")
+    ax.set_xlabel("accuracy (evaluation pairs)")
+    ax.set_ylabel("UtilOdds (mean)")
+    ax.set_title(title or "accuracy–utility frontier (★: m = 0; ■: matched accuracy ± CI)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return _save(fig, path)

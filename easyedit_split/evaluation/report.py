@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING
 
 from .._io import atomic_write_text
 from .fitting import CurveFit
-from .plots import plot_curves, plot_manifold, plot_tradeoff
+from .frontier import format_matched_table
+from .plots import plot_curves, plot_frontier, plot_manifold, plot_tradeoff
 
 if TYPE_CHECKING:
     from .api import EvaluationResult
 
-__all__ = ["fit_row", "write_report"]
+__all__ = ["fit_row", "manifold_lines", "write_report"]
 
 
 def _f(x, fmt: str = ".3g") -> str:
@@ -57,6 +58,72 @@ def fit_row(fit: CurveFit | None) -> str:
             f"{_f(fit.seconds * 1000, '.0f')} ms")
 
 
+def comparison_lines(result: EvaluationResult, out: Path) -> list[str]:
+    """Doses, the frontier plot and the matched-accuracy tables (writes ``frontier.png``)."""
+    from .doses import dose_lines
+
+    lines: list[str] = []
+    doses = {n: ev.dose for n, ev in result.methods.items() if ev.dose is not None}
+    if doses:
+        lines += ["", "## Doses", "",
+                  "Every m below is a dose: the raw multiplier is factor × m (see the README's 'Comparable doses').", ""]
+        lines += dose_lines(doses)
+    points = {n: ev.frontier for n, ev in result.methods.items() if ev.frontier is not None}
+    if not points:
+        return lines
+    matched = result.matched[-1] if result.matched else None
+    path = plot_frontier(points, out / "frontier.png", matched=matched)
+    result.files["frontier"] = str(path)
+    s = result.settings
+    src = (f"found on {s['n_validation_pairs']} validation pairs (apart from the evaluation pairs)"
+           if s.get("n_validation_pairs") else "found on the evaluation pairs themselves (no validation split given)")
+    lines += ["", "## Accuracy–utility frontier and matched accuracy", "",
+              "![accuracy against UtilOdds over m](frontier.png)", "",
+              "Frontier points (upper right: no other multiplier of the method has both higher accuracy and higher "
+              "utility): " + "; ".join(f"{n}: m ∈ {{{', '.join(format(m, 'g') for m in p.loc[p['on_frontier'], 'm'])}}}"
+                                       for n, p in points.items()) + ".", "",
+              (f"At matched accuracy: m* is where a method's accuracy first reaches the target walking up from m = 0 "
+              f"(linear interpolation), {src}; UtilOdds is the evaluation pairs' mean at m* with a "
+              f"{100 * (result.matched[0].level if result.matched else 0.95):.0f}% bootstrap interval over "
+              "examples (same resamples for every method, so differences are paired)."), ""]
+    for c in result.matched:
+        lines += [f"### Target accuracy {c.target_accuracy:g}", ""] + format_matched_table(c) + [""]
+    return lines
+
+
+def manifold_lines(result: EvaluationResult) -> list[str]:
+    """The report's manifold section: per method and downstream layer, the PCA and the correlation."""
+    lines = ["", "## Activation manifold", "",
+             ("Residual-stream states downstream of the update (layers after it; the last before the final norm), "
+              "each distinct token prefix once, without the prefix every sequence shares; PCA fitted on the "
+              "unsteered states of one half of the pairs, distances scored on the other half's states. distance(m): "
+              "off-subspace norm in excess of the unsteered held-out states', in units of their mean centred norm. "
+              "Correlation across m with the scored pairs' mean UtilOdds, with a bootstrap interval over those pairs "
+              "(a negative r: utility falls as states leave the manifold)."), "",
+             ("| method | layer | fit / scored pairs | fit states (dim) | k (for variance) | explained | "
+              "Pearson r [CI] | Spearman ρ [CI] | distance at min m | at max m |"),
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    warns = []
+    for name, ev in result.methods.items():
+        mf = ev.manifold
+        if mf is None:
+            continue
+        warns += [f"{name}: {w}" for w in mf.warnings]
+        for layer in mf.layers:
+            p = mf.pca[layer]
+            c = mf.correlation.get(layer, {})
+            t = mf.layer_table(layer).sort_values("m")
+            pci, sci = c.get("pearson_ci") or [None, None], c.get("spearman_ci") or [None, None]
+            lines.append(f"| {name} | {layer} | {mf.n_fit_pairs} / {mf.n_score_pairs} | {p['n_fit_states']} "
+                         f"({p['dim']}) | {p['n_components']} ({p['n_components_for_variance']}) | "
+                         f"{_f(p['explained_variance'])} | {_f(c.get('pearson'))} [{_f(pci[0])}, {_f(pci[1])}] | "
+                         f"{_f(c.get('spearman'))} [{_f(sci[0])}, {_f(sci[1])}] | {_f(t['distance'].iloc[0])} | "
+                         f"{_f(t['distance'].iloc[-1])} |")
+    if warns:
+        lines += ["", "Warnings:", ""] + [f"- {w}" for w in warns]
+    return lines
+
+
 def write_report(result: EvaluationResult, output_dir: str | os.PathLike, *, title: str | None = None) -> Path:
     """Write the plots and ``report.md`` into ``output_dir`` (each file atomically); returns the report path."""
     out = Path(output_dir)
@@ -66,7 +133,7 @@ def write_report(result: EvaluationResult, output_dir: str | os.PathLike, *, tit
     curves = plot_curves(summaries, fits, out / "curves.png", title=title)
     trade = plot_tradeoff(summaries, out / "tradeoff.png")
     result.files.update({"curves": str(curves), "tradeoff": str(trade)})
-    manifolds = {n: ev.manifold.table for n, ev in result.methods.items() if ev.manifold is not None}
+    manifolds = {n: ev.manifold.layer_table() for n, ev in result.methods.items() if ev.manifold is not None}
     man_path = None
     if manifolds:
         man_path = plot_manifold(manifolds, summaries, out / "manifold.png")
@@ -140,22 +207,9 @@ def write_report(result: EvaluationResult, output_dir: str | os.PathLike, *, tit
                 if f is not None and f.status == "ok" for w in f.warnings]
     lines += ["", "## Flags", ""]
     lines += [f"- {name or 'update'}: {note}" for name, note in flagged] if flagged else ["Nothing flagged: every fit converged."]
+    lines += comparison_lines(result, out)
     if manifolds:
-        lines += ["", "## Activation manifold", "",
-                  ("Distance of steered site outputs from the principal subspace of unsteered ones (PCA, k components "
-                  "explaining the target variance), in excess of the unsteered states', in units of their mean centred "
-                  "norm; correlation with mean UtilOdds across m."), "",
-                  "| method | site | tokens | k | explained | Pearson r | Spearman ρ | distance at min m | at max m |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for name, ev in result.methods.items():
-            mf = ev.manifold
-            if mf is None:
-                continue
-            c = mf.correlation
-            t = mf.table.sort_values("m")
-            lines.append(f"| {name} | {mf.site} | {mf.positions} | {mf.n_components} | {_f(mf.explained_variance)} | "
-                         f"{_f(c.get('pearson'))} | {_f(c.get('spearman'))} | {_f(t['distance'].iloc[0])} | "
-                         f"{_f(t['distance'].iloc[-1])} |")
+        lines += manifold_lines(result)
     lines += ["", "## Means per multiplier", ""]
     for name, ev in result.methods.items():
         lines += [f"### {name}", "", "| m | PrefOdds [95% CI] | UtilOdds [95% CI] | accuracy | +inf |", "|---|---|---|---|---|"]
