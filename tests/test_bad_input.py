@@ -803,7 +803,7 @@ def test_sweep_never_holds_out_a_pair_the_update_was_trained_on(tmp_path, llama,
     assert set(pair_digests(naive)) & trained
     # with it, the held-out pairs are exactly the update's own held-out part, whatever --seed says
     for seed in (0, 1, 7):
-        _, test = load_data(_split_args(data, seed=seed), False, {"": trained})
+        _, test, _ = load_data(_split_args(data, seed=seed), False, {"": trained})
         assert not set(pair_digests(test)) & trained
         assert set(pair_digests(test)) == set(pair_digests(pairs)) - trained
     with pytest.raises(EasyEditSplitError, match=r"exceed the 6 pairs of .*d.jsonl left after leaving out the 18 "
