@@ -60,6 +60,7 @@ __all__ = [
     "output_folder",
     "remove_steering",
     "to_easyedit_state",
+    "unwrap_model",
 ]
 
 # ------------------------------------------------------------------------------------------ data
@@ -76,7 +77,7 @@ def dataset_to_pairs(dataset: Any, dataset_name: str | None = None) -> list[Pola
 # ------------------------------------------------------------------------------------------ formats
 
 
-def _unwrap(model: Any) -> tuple[nn.Module, Any]:
+def unwrap_model(model: Any) -> tuple[nn.Module, Any]:
     """(HF model, tokenizer) from an EasyEdit wrapper, a ``(model, tokenizer)`` tuple, or a model with
     ``.tokenizer``."""
     if isinstance(model, tuple):
@@ -92,7 +93,7 @@ def _unwrap(model: Any) -> tuple[nn.Module, Any]:
 
 def _load(hp: Any, model: Any) -> tuple[nn.Module, Any]:
     if model is not None:
-        return _unwrap(model)
+        return unwrap_model(model)
     from .models import load_model
 
     return load_model(hp.model_name_or_path, dtype=hp.torch_dtype, device=hp.device)

@@ -135,6 +135,7 @@ class Registration:
     added: list[str] = field(default_factory=list)  # names EasyEdit did not have
     taken_over: list[str] = field(default_factory=list)  # upstream names now served by the plugin
     kept: list[str] = field(default_factory=list)  # upstream names left to upstream's code
+    evaluator: bool = False  # EasyEdit's steering Evaluator accepts "preference_utility"
 
     def summary(self) -> str:
         parts = [f"added {', '.join(self.added) or 'nothing'}"]
@@ -142,6 +143,8 @@ class Registration:
             parts.append(f"took over upstream's {', '.join(self.taken_over)} (the plugin now trains and applies them)")
         if self.kept:
             parts.append(f"kept upstream's {', '.join(self.kept)}")
+        if self.evaluator:
+            parts.append("EasyEdit's Evaluator accepts eval_methods 'preference_utility'")
         return f"easyedit-split registered into {self.module}: " + "; ".join(parts)
 
 
@@ -211,6 +214,17 @@ def _register_steering(mod: Any, names: list[str], *, keep_upstream: bool, overw
     return reg
 
 
+def _extend_evaluator() -> bool:
+    """Make EasyEdit's steering ``Evaluator`` accept ``preference_utility`` (in memory), now if
+    ``steer.evaluate.evaluate`` is imported, else as soon as it is: importing it here would pull in
+    EasyEdit's evaluation dependencies (nltk, openai) for every registration."""
+    from .easyedit.autoregister import after_import
+    from .easyedit.evaluator import EVALUATOR_MODULE, patch_evaluator
+
+    after_import(EVALUATOR_MODULE, patch_evaluator, key="preference_utility")
+    return True
+
+
 def _hp_class_name(name: str, kind: str) -> str:
     return HYPERPARAMS_CLASS_DICT_TARGETS[name][kind].rpartition(":")[2]
 
@@ -254,6 +268,7 @@ def register_with_easyedit(names: tuple[str, ...] | None = None, *, keep_upstrea
     if steer_mod is not None:
         if any(hasattr(steer_mod, t) for t in ("HYPERPARAMS_CLASS_DICT", "METHOD_FNS", "METHODS_CLASS_DICT")):
             reg = _register_steering(steer_mod, wanted, keep_upstream=keep_upstream, overwrite=overwrite)
+            reg.evaluator = _extend_evaluator()
             REGISTRATIONS[_STEER_REGISTRY] = reg
             logger.warning("%s", reg.summary())
             done.append(_STEER_REGISTRY)

@@ -370,3 +370,53 @@ def test_enable_makes_easyedit_scripts_use_the_plugin(tmp_path, llama_dir):
     assert main(["easyedit", "status", "--site-dir", str(site_dir)]) == 0
     assert main(["easyedit", "disable", "--site-dir", str(site_dir)]) == 0
     assert not (site_dir / "easyedit_split_autoregister.pth").exists()
+
+
+# ------------------------------------------------------------------------------------------ Evaluator
+
+
+@pytest.mark.parametrize("alg_name", ["split", "caa"])
+def test_evaluator_preference_utility_equals_package_sweep(registered, tmp_path, llama_dir, tiny_tokenizer, alg_name):
+    """EasyEdit's own Evaluator with eval_methods ['preference_utility', 'fluency'] on the steering EasyEdit's
+    applier put on its wrapper (the plugin's split, and EasyEdit's own caa) gives the package's sweep numbers
+    at the applied multiplier; distinctness still runs through EasyEdit's code."""
+    from steer.evaluate.evaluate import Evaluator
+    from steer.vector_appliers.vector_applier import BaseVectorApplier
+
+    from easyedit_split.easyedit_api import dataset_to_pairs
+    from easyedit_split.evaluation.sweep import sweep
+    from easyedit_split.sites import Site
+    from easyedit_split.updates import VectorUpdate
+
+    vec = torch.randn(32, generator=torch.Generator().manual_seed(3))
+    cfg = _top_cfg(tmp_path, llama_dir, apply_steer_hparam_paths=[_apply_hparams(tmp_path, "vector", alg_name=alg_name)])
+    applier = BaseVectorApplier(cfg)
+    applier.apply_vectors({alg_name: {"layer_1": vec}})
+    results = applier.generate({"gen": [{"input": PAIRS[0]["question"]}]}, save_results=False,
+                               max_new_tokens=2, do_sample=False)
+    evaluator = Evaluator(eval_methods=["preference_utility", "distinctness"], save_results=False,
+                          model=applier.model, preference_utility_data=PAIRS)
+    out = evaluator.evaluate(results, "gen")
+    assert "dist-1" in out and evaluator.eval_methods == ["preference_utility", "distinctness"]
+    pu = out["preference_utility"]
+    assert pu["multiplier"] == 3.0 and pu["n_pairs"] == len(PAIRS)
+
+    plain = tiny_model("llama")
+    update = VectorUpdate(Site(1, "residual"), 32, vector=vec)
+    table = sweep(plain, tiny_tokenizer, dataset_to_pairs(PAIRS), [update], [0.0, 3.0], progress=False,
+                  encode_kwargs={"chat_template": True, "system_prompt": ""})
+    at_m = table[table["m"] == 3.0].reset_index(drop=True)
+    ours = [(r["pref_odds"], r["util_odds"]) for r in pu["per_example"]]
+    assert torch.allclose(torch.tensor(ours, dtype=torch.float64),
+                          torch.tensor(at_m[["pref_odds", "util_odds"]].to_numpy()), atol=1e-5)
+    assert abs(pu["pref_odds"] - at_m["pref_odds"].mean()) < 1e-5
+    unsteered = table[table["m"] == 0.0]["pref_odds"].to_numpy()
+    assert abs(unsteered - at_m["pref_odds"].to_numpy()).max() > 1e-3  # the steering is really evaluated
+    applier.model.reset_all()
+
+
+def test_evaluator_preference_utility_needs_the_model(registered):
+    from steer.evaluate.evaluate import Evaluator
+
+    with pytest.raises(ValueError, match="pass model="):
+        Evaluator(eval_methods=["preference_utility"], save_results=False).evaluate([], "gen")

@@ -4,7 +4,8 @@
 ``site-packages``. Python runs its one line at every interpreter start; the line calls
 :func:`install`, which puts a finder on ``sys.meta_path`` that does nothing until a module named
 ``steer.utils.alg_dict`` (EasyEdit's steering registry) is imported; right after EasyEdit's module
-has run, :func:`easyedit_split.registry.register_with_easyedit` is called. So EasyEdit's unmodified
+has run, :func:`easyedit_split.registry.register_with_easyedit` is called (:func:`after_import`
+is the general mechanism; registration also uses it for EasyEdit's ``Evaluator``). So EasyEdit's unmodified
 scripts (``steering.py``, ``vectors_generate.py``, ``vectors_apply.py``) and the ones it launches as
 subprocesses (``examples/run_SPILT.py``) see the plugin. ``easyedit-split easyedit disable`` removes
 the file. No EasyEdit file is touched.
@@ -19,9 +20,11 @@ import importlib.abc
 import os
 import sys
 import sysconfig
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["PTH_NAME", "disable", "enable", "install", "pth_path", "status"]
+__all__ = ["PTH_NAME", "after_import", "disable", "enable", "install", "pth_path", "status"]
 
 PTH_NAME = "easyedit_split_autoregister.pth"
 _PTH_LINE = ('import sys; exec("try:\\n import easyedit_split.easyedit.autoregister as _m\\n'
@@ -38,28 +41,30 @@ def _on_registry_imported(keep_upstream: bool) -> None:
     register_with_easyedit(keep_upstream=keep)
 
 
-class _ThenRegister(importlib.abc.Loader):
-    """EasyEdit's own loader, followed by the plugin's registration."""
+class _ThenCall(importlib.abc.Loader):
+    """The module's own loader, followed by the callbacks registered for it."""
 
-    def __init__(self, loader: importlib.abc.Loader, keep_upstream: bool) -> None:
-        self._loader, self._keep_upstream = loader, keep_upstream
+    def __init__(self, loader: importlib.abc.Loader, callbacks: list[Callable[[Any], None]]) -> None:
+        self._loader, self._callbacks = loader, callbacks
 
     def create_module(self, spec):
         return self._loader.create_module(spec)
 
     def exec_module(self, module) -> None:
         self._loader.exec_module(module)
-        _on_registry_imported(self._keep_upstream)
+        for callback in list(self._callbacks):
+            callback(module)
 
 
-class _RegistryWatcher(importlib.abc.MetaPathFinder):
-    """Finds nothing itself; wraps the loader of EasyEdit's registry module found by the other finders."""
+class _ImportWatcher(importlib.abc.MetaPathFinder):
+    """Finds nothing itself; wraps the loader (found by the other finders) of each watched module so
+    that its callbacks run right after the module has run (at every import, e.g. after a reload)."""
 
-    def __init__(self, keep_upstream: bool) -> None:
-        self.keep_upstream = keep_upstream
+    def __init__(self) -> None:
+        self.callbacks: dict[str, list[Callable[[Any], None]]] = {}
 
     def find_spec(self, fullname, path, target=None):
-        if fullname != _REGISTRY:
+        if fullname not in self.callbacks:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -67,18 +72,37 @@ class _RegistryWatcher(importlib.abc.MetaPathFinder):
             spec = finder.find_spec(fullname, path, target)
             if spec is not None:
                 if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = _ThenRegister(spec.loader, self.keep_upstream)
+                    spec.loader = _ThenCall(spec.loader, self.callbacks[fullname])
                 return spec
         return None
 
 
+def _watcher() -> _ImportWatcher:
+    for finder in sys.meta_path:
+        if isinstance(finder, _ImportWatcher):
+            return finder
+    watcher = _ImportWatcher()
+    sys.meta_path.insert(0, watcher)
+    return watcher
+
+
+def after_import(module_name: str, callback: Callable[[Any], None], *, key: str | None = None) -> None:
+    """Call ``callback(module)`` whenever ``module_name`` has been imported (now, if it already is).
+    ``key`` names the callback so that registering it again replaces it instead of adding a second one."""
+    callbacks = _watcher().callbacks.setdefault(module_name, [])
+    if key is not None:
+        callbacks[:] = [c for c in callbacks if getattr(c, "_easyedit_split_key", None) != key]
+        callback._easyedit_split_key = key  # type: ignore[attr-defined]
+    callbacks.append(callback)
+    if module_name in sys.modules:
+        callback(sys.modules[module_name])
+
+
 def install(keep_upstream: bool = False) -> None:
-    """Put the watcher on ``sys.meta_path`` (once); registers at once if EasyEdit's registry is already imported."""
-    if any(isinstance(f, _RegistryWatcher) for f in sys.meta_path):
+    """Register the plugin whenever EasyEdit's registry module is imported (at once if it already is)."""
+    if any(getattr(c, "_easyedit_split_key", None) == "autoregister" for c in _watcher().callbacks.get(_REGISTRY, [])):
         return
-    sys.meta_path.insert(0, _RegistryWatcher(keep_upstream))
-    if _REGISTRY in sys.modules:
-        _on_registry_imported(keep_upstream)
+    after_import(_REGISTRY, lambda module: _on_registry_imported(keep_upstream), key="autoregister")
 
 
 def pth_path(site_dir: str | os.PathLike | None = None) -> Path:
