@@ -420,3 +420,62 @@ def test_evaluator_preference_utility_needs_the_model(registered):
 
     with pytest.raises(ValueError, match="pass model="):
         Evaluator(eval_methods=["preference_utility"], save_results=False).evaluate([], "gen")
+
+
+# ------------------------------------------------------------------------------------------ run_SPILT.py run folder
+
+
+def test_prepared_run_folder_and_comparison_report(registered, tmp_path, llama_dir, monkeypatch):
+    """`easyedit prepare` makes a run folder run_SPILT.py routes to the shipped configs; EasyEdit's generator run
+    there with them (as run_SPILT.py's vectors_generate.py does: upstream caa as is, spilt through the plugin)
+    writes the vectors directory that `easyedit report` turns into one comparison with the provenance of each row.
+    (The full run_SPILT.py subprocess chain takes minutes even on a tiny model; the README records it on SmolLM2.)"""
+    import re
+
+    from steer.datasets import prepare_train_dataset
+    from steer.vector_generators.vector_generators import BaseVectorGenerator
+
+    from easyedit_split.cli import main
+    from easyedit_split.easyedit.run_folder import CONFIG_DIR
+
+    run = tmp_path / "run"
+    assert main(["easyedit", "prepare", "--checkout", str(EASYEDIT), "--into", str(run), "--model", str(llama_dir),
+                 "--model-name", "tiny-llama", "--train-pairs", "4", "--test-pairs", "2", "--heldout-pairs", "6",
+                 "--dtype", "float32"]) == 0
+    assert (run / "models" / "tiny-llama").resolve() == llama_dir.resolve()
+    assert len((run / "data/psychopathy/heldout.jsonl").read_text().splitlines()) == 6
+    assert "dtype: float32" in (run / CONFIG_DIR / "config.yaml").read_text()
+    assert (EASYEDIT / CONFIG_DIR / "config.yaml").read_text() == \
+        (run / CONFIG_DIR / "config.yaml").read_text().replace(
+            "dtype: float32  # easyedit-split easyedit prepare --dtype (EasyEdit's copy said: dtype: bfloat16)", "dtype: bfloat16")
+    configs = run / CONFIG_DIR / "psychopathy" / "tiny-llama"
+    for y in configs.glob("*/*.yaml"):  # the shipped configs are for SmolLM2's 30 layers; the tiny model has 4
+        y.write_text(re.sub(r"layers: \[15\]", "layers: [1]", y.read_text()))
+
+    dry = subprocess.run([sys.executable, "examples/run_SPILT.py", "--dataset", "psychopathy", "--method", "all",
+                          "--model_name", "tiny-llama", "--intervention_method", "vector", "--device", "cpu", "--dry_run"],
+                         cwd=run, capture_output=True, text=True, timeout=120, check=False)
+    assert dry.returncode == 0 and "not found" not in dry.stdout, dry.stdout[-2000:]
+    for method in ("caa", "sft", "reps", "spilt"):
+        assert f"steer_train_hparam_paths=[{configs / method}/generate_{method}" in dry.stdout
+        assert f"apply_steer_hparam_paths=[{configs / method}/apply_{method}.yaml]" in dry.stdout
+
+    monkeypatch.chdir(run)  # EasyEdit reads hparams/Steer/dataset_format.yaml and ./data relative to the run folder
+    for method, leaf in (("caa", "generate_caa.yaml"), ("spilt", "generate_spilt_vector.yaml")):
+        cfg = OmegaConf.load(run / CONFIG_DIR / "config.yaml")  # run_SPILT.py's overrides of vectors_generate.py
+        cfg.device, cfg.model_name_or_path = "cpu", "./models/tiny-llama"
+        cfg.steer_train_dataset, cfg.steer_train_hparam_paths = ["psychopathy"], [str(configs / method / leaf)]
+        cfg.steer_vector_output_dirs = [f"vectors/tiny-llama/{method}"]
+        BaseVectorGenerator(cfg).generate_vectors(prepare_train_dataset(cfg))
+    out = tmp_path / "report"
+    assert main(["easyedit", "report", str(run / "vectors" / "tiny-llama"), "--output", str(out),
+                 "--multipliers=-1,0,1"]) == 0
+    provenance = json.loads((out / "provenance.json").read_text())["runs"]
+    assert {(r["name"], r["implementation"]) for r in provenance} == {("caa", "EasyEdit"), ("spilt", "easyedit-split")}
+    spilt = next(r for r in provenance if r["name"] == "spilt")
+    assert "cannot run on transformers 5" in spilt["detail"]
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["methods"]) == {"caa", "spilt"} and results["settings"]["n_pairs"] == 6
+    report = (out / "report.md").read_text()
+    assert "| caa | `caa/psychopathy/caa_vector` | 1 | EasyEdit |" in report
+    assert "| spilt | `spilt/psychopathy/spilt_vector` | 1 | easyedit-split |" in report
