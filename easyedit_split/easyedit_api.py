@@ -31,7 +31,7 @@ from .apply_hparams import ApplyHyperParams
 from .data.formats import pairs_from_records
 from .data.pairs import PolarityPair, load_pairs
 from .easyedit.easyedit_hparams import is_easyedit_hparams
-from .easyedit.host import attach_steering, detach_steering, easyedit_loaded, load_wrapper
+from .easyedit.host import attach_steering, detach_steering, easyedit_loaded, shared_wrapper
 from .easyedit_layout import from_easyedit_state, to_easyedit_state
 from .errors import InputError
 from .hparams_io import HParamsError, HyperParams
@@ -94,6 +94,8 @@ def unwrap_model(model: Any) -> tuple[nn.Module, Any]:
 def _load(hp: Any, model: Any) -> tuple[nn.Module, Any]:
     if model is not None:
         return unwrap_model(model)
+    if is_easyedit_hparams(hp) and easyedit_loaded():
+        return unwrap_model(shared_wrapper(hp, unsteered=True))  # the applier will reuse it
     from .models import load_model
 
     return load_model(hp.model_name_or_path, dtype=hp.torch_dtype, device=hp.device)
@@ -186,7 +188,7 @@ def apply(method: str, hparams: Any, pipline: Any = None, vector: Any = None) ->
 
 def _load_pipline(hp: Any) -> Any:
     if is_easyedit_hparams(hp) and easyedit_loaded():
-        return load_wrapper(hp)
+        return shared_wrapper(hp)
     from .models import load_model
 
     model, tokenizer = load_model(hp.model_name_or_path, dtype=hp.torch_dtype, device=hp.device)

@@ -62,6 +62,16 @@ def host():
         os.environ["EASYEDIT_SPLIT_AUTOREGISTER"] = previous
 
 
+@pytest.fixture(autouse=True)
+def _fresh_shared_model():
+    """Each test starts without a model wrapper shared from an earlier one (see easyedit.host.shared_wrapper)."""
+    from easyedit_split.easyedit.host import release_shared_wrapper
+
+    release_shared_wrapper()
+    yield
+    release_shared_wrapper()
+
+
 @pytest.fixture(scope="module")
 def registered(host):
     from easyedit_split import register_with_easyedit
@@ -232,6 +242,36 @@ def test_split_end_to_end_in_easyedit_flow(registered, tmp_path, llama_dir, form
     assert torch.allclose(_logits(wrapper), from_memory, atol=1e-6)
     wrapper.reset("split")
     assert torch.equal(_logits(wrapper), base)
+
+
+def test_generator_then_applier_share_one_model(registered, tmp_path, llama_dir, tiny_tokenizer, monkeypatch):
+    """steering.py's flow (BaseVectorGenerator, then BaseVectorApplier with no model): EasyEdit passes no model to
+    generate_*, so the plugin loads EasyEdit's wrapper once, trains on it, and the applier steers that same
+    wrapper; the update trained there equals the one trained on a plain copy of the model."""
+    from steer.vector_appliers.vector_applier import BaseVectorApplier
+    from steer.vector_generators.vector_generators import BaseVectorGenerator
+
+    import easyedit_split.easyedit.host as host_mod
+    from easyedit_split.easyedit_api import generate_split
+
+    loads = []
+    original = host_mod.load_wrapper
+    monkeypatch.setattr(host_mod, "load_wrapper", lambda hp: loads.append(hp) or original(hp))
+    cfg = _top_cfg(tmp_path, llama_dir, steer_train_hparam_paths=[_train_hparams(tmp_path, "vector")],
+                   apply_steer_hparam_paths=[_apply_hparams(tmp_path, "vector")], save_vectors=False)
+    generator = BaseVectorGenerator(cfg)
+    vectors = generator.generate_vectors({"my_pairs": PAIRS})
+    applier = BaseVectorApplier(cfg)
+    base_wrapper = host_mod.shared_wrapper(applier.hparams_dict["split"])
+    before = _logits(base_wrapper)
+    applier.apply_vectors(vectors["my_pairs"])
+    assert len(loads) == 1 and applier.model is base_wrapper
+    assert not torch.allclose(_logits(applier.model), before)
+    applier.model.reset_all()
+    assert torch.equal(_logits(applier.model), before)
+
+    plain = generate_split(generator.hparams_dict["split"], PAIRS, model=(tiny_model("llama"), tiny_tokenizer))
+    assert torch.allclose(plain["layer_1"], vectors["my_pairs"]["split"]["layer_1"], atol=1e-5)
 
 
 def test_apply_with_no_model_loads_easyedit_wrapper(registered, tmp_path, llama_dir):

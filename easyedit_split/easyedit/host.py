@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["STEERING_ATTR", "attach_steering", "detach_steering", "easyedit_loaded", "load_wrapper",
-           "suspended_steering"]
+__all__ = ["STEERING_ATTR", "attach_steering", "detach_steering", "easyedit_loaded", "has_steering", "load_wrapper",
+           "release_shared_wrapper", "shared_wrapper", "suspended_steering"]
 
 #: attribute of the wrapper holding ``{alg_name: ExitStack}`` of the plugin's live steering
 STEERING_ATTR = "easyedit_split_steering"
@@ -37,6 +38,53 @@ def load_wrapper(hp: Any) -> Any:
 
     wrapper, _ = get_model(hp)
     return wrapper
+
+
+#: the EasyEdit wrapper the plugin loaded in this process, under (model path, dtype, device): one at a time
+_SHARED: dict[tuple[str, str, str], Any] = {}
+
+
+def _shared_key(hp: Any) -> tuple[str, str, str]:
+    path = str(hp.model_name_or_path)
+    path = os.path.realpath(path) if os.path.exists(path) else path
+    return path, str(getattr(hp, "dtype", None) or getattr(hp, "torch_dtype", None)), str(getattr(hp, "device", None))
+
+
+def has_steering(wrapper: Any) -> bool:
+    """True when the plugin's hooks or EasyEdit's own interventions/activation additions are live on ``wrapper``."""
+    if getattr(wrapper, STEERING_ATTR, None):
+        return True
+    layers_fn = getattr(wrapper, "_decoder_layers", None)
+    for layer in layers_fn() if callable(layers_fn) else []:
+        if any(v is not None for v in (getattr(layer, "intervention_dict", None) or {}).values()):
+            return True
+        if any(v is not None for v in (getattr(layer, "add_activations_dict", None) or {}).values()):
+            return True
+    return False
+
+
+def shared_wrapper(hp: Any, *, unsteered: bool = False) -> Any:
+    """EasyEdit's wrapper for ``hp``'s model, dtype and device, loaded once per process with EasyEdit's own
+    ``get_model`` and reused: EasyEdit's ``BaseVectorGenerator`` never passes a model to ``generate_*``
+    and its applier, left without one, has each method load its own, so ``steering.py``'s
+    generator-then-applier flow would otherwise hold two copies. ``unsteered``: for training, a wrapper
+    with no steering live (a separate copy when the shared one is steered)."""
+    key = _shared_key(hp)
+    wrapper = _SHARED.get(key)
+    if wrapper is not None and not (unsteered and has_steering(wrapper)):
+        logger.info("reusing the EasyEdit model wrapper already loaded in this process for %s", key[0])
+        return wrapper
+    if wrapper is not None:
+        logger.info("the loaded EasyEdit model is steered; loading a separate copy of %s to train on", key[0])
+        return load_wrapper(hp)
+    _SHARED.clear()
+    _SHARED[key] = wrapper = load_wrapper(hp)
+    return wrapper
+
+
+def release_shared_wrapper() -> None:
+    """Drop this process's reference to the shared wrapper (its memory is freed once nothing else holds it)."""
+    _SHARED.clear()
 
 
 def _stacks(wrapper: Any) -> dict[str, contextlib.ExitStack]:
