@@ -42,18 +42,15 @@ _PATCHED = "_easyedit_split_patched"
 def applied_multipliers(model: Any) -> list[dict[str, Any]]:
     """The steering live on an EasyEdit wrapper: ``{"method", "layer", "multiplier"}`` per plugin hook
     state and per EasyEdit intervention that has a ``multiplier``."""
-    from .host import STEERING_ATTR
+    from .host import STEERING_ATTR, easyedit_interventions
 
     out: list[dict[str, Any]] = []
     for method, stack in (getattr(model, STEERING_ATTR, None) or {}).items():
         for state in getattr(stack, "easyedit_split_states", []):
             m = state.multiplier
             out.append({"method": method, "layer": None, "multiplier": float(m) if not hasattr(m, "tolist") else m.tolist()})
-    layers_fn = getattr(model, "_decoder_layers", None)
-    for i, layer in enumerate(layers_fn() if callable(layers_fn) else []):
-        for method, intervention in (getattr(layer, "intervention_dict", None) or {}).items():
-            if intervention is not None and hasattr(intervention, "multiplier"):
-                out.append({"method": method, "layer": i, "multiplier": float(intervention.multiplier)})
+    out.extend({"method": method, "layer": layer, "multiplier": float(intervention.multiplier)}
+               for method, layer, intervention in easyedit_interventions(model) if hasattr(intervention, "multiplier"))
     return out
 
 

@@ -5,7 +5,8 @@ layer wrapped in place, ``.tokenizer``, ``.device``, ``.VLLM_model``, ``reset_al
 The plugin steers ``wrapper.model`` with its own hooks (sites resolve through EasyEdit's layer
 wrappers, see :func:`easyedit_split.sites._get`), keeps the live handles on the wrapper, and makes
 the wrapper's own reset path take them off: after ``reset_all()`` the model computes exactly what it
-computed before steering.
+computed before steering. :func:`shared_wrapper` keeps the one wrapper the plugin loads per process, so
+that EasyEdit's generator and applier (which pass no model to the plugin) use one copy.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["STEERING_ATTR", "attach_steering", "detach_steering", "easyedit_loaded", "has_steering", "load_wrapper",
+__all__ = ["STEERING_ATTR", "attach_steering", "detach_steering", "easyedit_interventions", "easyedit_loaded",
+           "has_steering", "load_wrapper",
            "release_shared_wrapper", "shared_wrapper", "suspended_steering"]
 
 #: attribute of the wrapper holding ``{alg_name: ExitStack}`` of the plugin's live steering
@@ -50,17 +52,20 @@ def _shared_key(hp: Any) -> tuple[str, str, str]:
     return path, str(getattr(hp, "dtype", None) or getattr(hp, "torch_dtype", None)), str(getattr(hp, "device", None))
 
 
+def easyedit_interventions(wrapper: Any) -> list[tuple[str, int, Any]]:
+    """``(method, layer, intervention)`` for EasyEdit's own steering live on ``wrapper``'s decoder layers
+    (its ``intervention_dict`` and ``add_activations_dict`` entries)."""
+    layers_fn = getattr(wrapper, "_decoder_layers", None)
+    out = []
+    for i, layer in enumerate(layers_fn() if callable(layers_fn) else []):
+        for table in ("intervention_dict", "add_activations_dict"):
+            out.extend((name, i, v) for name, v in (getattr(layer, table, None) or {}).items() if v is not None)
+    return out
+
+
 def has_steering(wrapper: Any) -> bool:
     """True when the plugin's hooks or EasyEdit's own interventions/activation additions are live on ``wrapper``."""
-    if getattr(wrapper, STEERING_ATTR, None):
-        return True
-    layers_fn = getattr(wrapper, "_decoder_layers", None)
-    for layer in layers_fn() if callable(layers_fn) else []:
-        if any(v is not None for v in (getattr(layer, "intervention_dict", None) or {}).values()):
-            return True
-        if any(v is not None for v in (getattr(layer, "add_activations_dict", None) or {}).values()):
-            return True
-    return False
+    return bool(getattr(wrapper, STEERING_ATTR, None)) or bool(easyedit_interventions(wrapper))
 
 
 def shared_wrapper(hp: Any, *, unsteered: bool = False) -> Any:
