@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..errors import InputError
+
 HELP = ("inside EasyEdit: enable/disable/status of automatic registration, prepare a run_SPILT.py run folder, "
         "report on its vectors")
 
@@ -103,28 +105,28 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from ..data import read_pairs
+    from ..data.pairs import load_pairs
     from ..easyedit.comparison import compare_vector_runs, find_vector_runs, run_prompt_settings
     from ..models import load_model
-    from .sweep import parse_grid, with_zero
+    from ..multipliers import parse_multipliers, with_zero
 
     vectors = Path(args.vectors)
     runs = find_vector_runs(vectors)
     run_folder = vectors.resolve().parents[1] if vectors.resolve().parent.name == "vectors" else None
     model = args.model or (run_folder / "models" / vectors.resolve().name if run_folder else None)
     if model is None:
-        raise ValueError(f"{vectors} is not RUN/vectors/<model_name>: give --model")
+        raise InputError(f"{vectors} is not RUN/vectors/<model_name>: give --model")
     data = args.data
     if data is None and run_folder is not None:
         folder = run_folder / "data" / runs[0].dataset
         data = folder / "heldout.jsonl" if (folder / "heldout.jsonl").is_file() else folder / "test.jsonl"
     if data is None:
-        raise ValueError(f"{vectors} is not RUN/vectors/<model_name>: give --data")
-    pairs = read_pairs(data)
-    train = read_pairs(args.train_data) if args.train_data else None
+        raise InputError(f"{vectors} is not RUN/vectors/<model_name>: give --data")
+    pairs = load_pairs(data)
+    train = load_pairs(args.train_data) if args.train_data else None
     encode_kwargs = run_prompt_settings(run_folder) if run_folder else {}
     base, tokenizer = load_model(model, dtype=args.dtype, device=args.device)
-    result, runs = compare_vector_runs(vectors, base, tokenizer, pairs, with_zero(parse_grid(args.multipliers)),
+    result, runs = compare_vector_runs(vectors, base, tokenizer, pairs, with_zero(parse_multipliers(args.multipliers, what="--multipliers")),
                                        output_dir=args.output, train_pairs=train, encode_kwargs=encode_kwargs,
                                        seed=args.seed)
     out = sys.stdout

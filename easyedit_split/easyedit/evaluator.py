@@ -27,6 +27,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..errors import InputError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["EVALUATOR_MODULE", "EVAL_NAME", "applied_multipliers", "evaluate_applied_steering", "patch_evaluator"]
@@ -118,7 +120,7 @@ def _pairs_from(options: Mapping[str, Any], results: Sequence[Any]) -> Any:
     try:
         return dataset_to_pairs(results, "results")
     except (ValueError, TypeError) as exc:
-        raise ValueError("Evaluator: 'preference_utility' needs polarity pairs: pass preference_utility_data=... "
+        raise InputError("Evaluator: 'preference_utility' needs polarity pairs: pass preference_utility_data=... "
                          f"to Evaluator(...) (the generation results cannot serve: {exc})") from None
 
 
@@ -148,7 +150,7 @@ def patch_evaluator(module: Any) -> bool:
         if ours:
             opts = getattr(self, "easyedit_split_options", {})
             if opts.get("model") is None:
-                raise ValueError("Evaluator: 'preference_utility' evaluates the steered model: pass model=<the "
+                raise InputError("Evaluator: 'preference_utility' evaluates the steered model: pass model=<the "
                                  "applier's model> to Evaluator(...)")
             out[EVAL_NAME] = evaluate_applied_steering(
                 opts["model"], _pairs_from(opts, results), tokenizer=opts.get("tokenizer"),

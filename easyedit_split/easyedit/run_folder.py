@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from ..errors import InputError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["CONFIG_DIR", "DEFAULT_MODEL_NAME", "PreparedRun", "prepare_run_folder", "shipped_configs"]
@@ -112,10 +114,10 @@ def _write_split(dest: Path, dataset: str, n_train: int, n_test: int, n_heldout:
 
     pairs = load_builtin(dataset)
     if n_train < 1 or n_test < 1 or n_heldout < n_test:
-        raise ValueError(f"--train-pairs and --test-pairs must be >= 1 and --heldout-pairs >= --test-pairs, got "
+        raise InputError(f"--train-pairs and --test-pairs must be >= 1 and --heldout-pairs >= --test-pairs, got "
                          f"{n_train}, {n_test}, {n_heldout}")
     if n_train + n_heldout > len(pairs):
-        raise ValueError(f"{n_train} train + {n_heldout} held-out pairs exceed the {len(pairs)} pairs of {dataset}")
+        raise InputError(f"{n_train} train + {n_heldout} held-out pairs exceed the {len(pairs)} pairs of {dataset}")
     rest, heldout = train_test_split(pairs, n_heldout, seed=seed)
     folder = dest / "data" / dataset
     folder.mkdir(parents=True)
@@ -138,7 +140,7 @@ def _set_top_dtype(dest: Path, dtype: str) -> list[str]:
         lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
         hits = [i for i, line in enumerate(lines) if re.match(r"dtype\s*:", line)]
         if len(hits) != 1:
-            raise ValueError(f"{path}: expected one top-level 'dtype:' line, found {len(hits)}")
+            raise InputError(f"{path}: expected one top-level 'dtype:' line, found {len(hits)}")
         old = lines[hits[0]].strip()
         lines[hits[0]] = f"dtype: {dtype}  # easyedit-split easyedit prepare --dtype (EasyEdit's copy said: {old})\n"
         path.write_text("".join(lines), encoding="utf-8")
@@ -160,7 +162,7 @@ def prepare_run_folder(checkout: str | os.PathLike, into: str | os.PathLike, *, 
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise FileExistsError(f"{dest} exists and is not an empty folder")
     if "/" in model_name or not model_name.strip():
-        raise ValueError(f"--model-name {model_name!r}: a plain folder name is needed")
+        raise InputError(f"--model-name {model_name!r}: a plain folder name is needed")
     if model is None:
         from ..models import builtin_model_path
 
