@@ -19,7 +19,6 @@ Answers are continuations of the prompt, with one leading space added as EasyEdi
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.formats import DataError
-from ..data.pairs import PolarityPair
+from ..data.pairs import PolarityPair, iter_records
 
 __all__ = [
     "BUILTIN_REQUESTS",
@@ -89,32 +88,18 @@ def _request_from_record(rec: Any, where: str, index: int) -> EditRequest:
 
 
 def read_requests(path: str | os.PathLike | None = None, *, limit: int | None = None) -> list[EditRequest]:
-    """Edit requests from a JSONL (one object a line) or JSON (a list) file; default: the shipped set.
+    """Edit requests from a JSONL/JSON/CSV/Parquet file (one record each); default: the shipped set.
 
-    A bad row is an error naming the file, the line and the field.
+    A bad record is an error naming the file, the line (JSON: the record's 1-based index) and the field.
     """
     p = Path(path) if path is not None else builtin_requests_path()
     if not p.is_file():
         raise DataError(f"edit requests file not found: {p}")
     out: list[EditRequest] = []
-    if p.suffix.lower() == ".json":
-        try:
-            records = json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{p}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(records, list):
-            raise DataError(f"{p}: a JSON requests file must hold a list of objects")
-        out = [_request_from_record(r, f"{p}: record {i + 1}", i) for i, r in enumerate(records)]
-    else:
-        with open(p, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{p}:{lineno}: unparseable JSON ({exc.msg})") from exc
-                out.append(_request_from_record(rec, f"{p}:{lineno}", len(out)))
+    for n, rec in iter_records(p):
+        if isinstance(rec, DataError):
+            raise DataError(f"{p}:{n}: {rec}")
+        out.append(_request_from_record(rec, f"{p}:{n}", len(out)))
     if not out:
         raise DataError(f"{p}: no edit requests")
     ids = [r.case_id for r in out]
