@@ -80,12 +80,9 @@ def edit_as_updates(reference: nn.Module, edited: nn.Module, weights_copy: Any) 
             raise ValueError(f"the reference model's {name} differs from the editor's original weights: load the "
                              "reference from the same checkpoint and dtype as the editor's model")
         changed[name] = params[name].detach().clone()
-    try:
-        return adapters.from_edited_weights(reference, changed), ""
-    except adapters.AdapterError as exc:
-        if "equal the base model" in str(exc):
-            return [], "the edit changed no weight"
-        raise
+    if all(torch.equal(t.cpu(), ref_sd[name].cpu().to(t.dtype)) for name, t in changed.items()):
+        return [], "the edit changed no weight"
+    return adapters.from_edited_weights(reference, changed), ""
 
 
 class EditRecorder:
