@@ -272,6 +272,8 @@ def test_editor_comparison_end_to_end(easyedit, tiny_dir, tmp_path):
         "ROME": common + rome_like + "alg_name: ROME\nlayers: [1]\ncontext_template_length_params: [[3, 5]]\n",
         "MEMIT": common + rome_like + "alg_name: MEMIT\nlayers: [1, 2]\nlayer_selection: all\nmom2_update_weight: 100\n",
     }
+    # a second FT that cannot run (no parameter matches its module template): reported, not fatal
+    yamls["FT_broken"] = yamls["FT"].replace("down_proj.weight", "no_such_module.weight")
     files = []
     for name, text in yamls.items():
         f = tmp_path / f"{name}.yaml"
@@ -281,7 +283,8 @@ def test_editor_comparison_end_to_end(easyedit, tiny_dir, tmp_path):
     out = tmp_path / "cmp"
     results = compare_editors(files, out, requests=requests, model=tiny_dir, multipliers=[-2, -1, -0.5, 0, 0.5, 1, 2],
                               n_boot=50)
-    assert set(results["methods"]) == set(yamls)
+    assert set(results["methods"]) == {"SPLIT", "FT (FT)", "LoRA", "ROME", "MEMIT"}
+    assert list(results["failed"]) == ["FT (FT_broken)"]
     for name, r in results["methods"].items():
         assert r["n_edits"] == 2, name
         assert r["n_edits_changing_weights"] >= 1, name
@@ -297,4 +300,4 @@ def test_editor_comparison_end_to_end(easyedit, tiny_dir, tmp_path):
               "edit_pairs/sweep_SPLIT.csv"):
         assert (out / f).is_file(), f
     text = (out / "report.md").read_text()
-    assert "| SPLIT |" in text and "| MEMIT |" in text
+    assert "| SPLIT |" in text and "| MEMIT |" in text and "FT (FT_broken): **failed**" in text

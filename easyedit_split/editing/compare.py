@@ -46,7 +46,7 @@ import pandas as pd
 import yaml
 
 from .._io import atomic_write_json, atomic_write_text
-from ..evaluation.api import EvaluationResult, MethodEvaluation, _fits
+from ..evaluation.api import EvaluationResult, MethodEvaluation, _fits, _slug
 from ..evaluation.logodds import summarize
 from ..evaluation.report import write_report
 from ..evaluation.sweep import sweep, write_table
@@ -253,26 +253,36 @@ def compare_editors(
     reference, tokenizer = load_model(model_dir)
 
     runs: list[EditorRun] = []
+    failures: dict[str, str] = {}
+    algs = [str(hp.alg_name) for _, hp in loaded]
     for path, hp in loaded:
         hp.model_name = str(model_dir)
         if hasattr(hp, "stats_dir"):
             hp.stats_dir = str(workdir / "stats")
-        logger.info("editing %d requests with %s (%s)", len(requests), hp.alg_name, path)
-        runs.append(run_editor(str(hp.alg_name), hp, requests, reference, workdir))
+        name = str(hp.alg_name) if algs.count(str(hp.alg_name)) == 1 else f"{hp.alg_name} ({path.stem})"
+        logger.info("editing %d requests with %s (%s)", len(requests), name, path)
+        try:
+            runs.append(run_editor(name, hp, requests, reference, workdir))
+        except Exception as exc:  # one editor failing must not lose the others' results
+            failures[name] = f"{type(exc).__name__}: {exc} ({path})"
+            logger.exception("%s failed; it is reported as failed and the comparison goes on", name)
+    if not runs:
+        raise RuntimeError(f"every editor failed: {failures}")
 
     evaluations: dict[str, dict[str, MethodEvaluation]] = {"edit": {}, "locality": {}}
     for run in runs:
         tables = sweep_edits(run, reference, tokenizer, requests, grid)
         for kind, table in tables.items():
             evaluations[kind][run.name] = _method_evaluation(run.name, table, reduction, n_boot)
-            write_table(table, out / f"{kind}_pairs" / f"sweep_{run.name}.csv")
+            write_table(table, out / f"{kind}_pairs" / f"sweep_{_slug(run.name)}.csv")
     settings = {"delta": 1.0, "target_pref": None, "target_accuracy": 0.9, "max_util_drop": 1.0,
-                "n_pairs": len(requests), "n_boot": n_boot, "seed": 0}
+                "n_pairs": len(requests), "n_boot": n_boot, "fit_boot": 0, "derived_from": "means", "seed": 0}
     for kind, title in (("edit", "Edit pairs: prompt → target_new (positive) vs ground_truth (negative)"),
                         ("locality", "Locality pairs: locality prompt → its answer (positive) vs target_new (negative)")):
         write_report(EvaluationResult(evaluations[kind], grid, reduction, settings), out / f"{kind}_pairs", title=title)
 
     results = _results(runs, evaluations, requests, grid, reduction, model_dir)
+    results["failed"] = failures
     from .report import plot_comparison, write_comparison_report
 
     plot_comparison(results, evaluations, out / "comparison.png")
@@ -294,7 +304,7 @@ def _results(runs, evaluations, requests, grid, reduction, model_dir) -> dict[st
     methods = {}
     for run in runs:
         ev, loc = evaluations["edit"][run.name], evaluations["locality"][run.name]
-        fits = {k: (f.r2 if f is not None else None) for k, f in ev.fits.items()}
+        fits = {k: (f.r2 if f is not None and f.success else None) for k, f in ev.fits.items()}
         methods[run.name] = {
             "alg_name": run.alg_name,
             "n_edits": len(run.edits),
@@ -367,7 +377,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                               command="python -m easyedit_split.editing.compare " + " ".join(
                                   sys.argv[1:] if argv is None else argv))
     print(f"{Path(args.output) / 'report.md'} ({len(results['methods'])} editors, {results['n_requests']} requests)")
-    return 0
+    for name, error in results["failed"].items():
+        print(f"{name} FAILED: {error}", file=sys.stderr)
+    return 1 if results["failed"] else 0
 
 
 if __name__ == "__main__":

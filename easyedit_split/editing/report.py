@@ -47,7 +47,7 @@ def plot_comparison(results: Mapping[str, Any], evaluations: Mapping[str, Mappin
             s = ev.summary
             ax.plot(s["m"], s[key], "o", ms=3.5, color=f"C{i % 10}", label=name)
             fit = ev.fits.get(key)
-            if fit is not None:
+            if fit is not None and fit.success:  # only converged fits are drawn
                 dense = np.linspace(s["m"].min(), s["m"].max(), 300)
                 ax.plot(dense, fit.predict(dense), "-", lw=1.2, color=f"C{i % 10}")
         ax.axvline(0, color="0.8", lw=0.8, zorder=0)
@@ -100,6 +100,7 @@ def write_comparison_report(results: Mapping[str, Any], path: str | os.PathLike,
                      f"{_f(ep['r2_util'], '.3f')} | {_f(lp['pref_m0'])} → {_f(lp['pref_m1'])} | "
                      f"{_f(lp['util_m0'])} → {_f(lp['util_m1'])} |")
     notes = [(n, note) for n, r in m.items() for note in r["notes"]]
+    notes += [(n, f"**failed**, left out: {error}") for n, error in results.get("failed", {}).items()]
     if notes:
         lines += ["", "## Notes", ""] + [f"* {n}: {note}" for n, note in notes]
     lines += ["", ("Per-pair-kind reports with the fitted parameters and per-m means: `edit_pairs/report.md`, "
