@@ -179,6 +179,14 @@ def test_split_hparams_refuse_what_basededitor_cannot_run(tmp_path):
     assert _split_hparams(tmp_path, alg_name="split").alg_name == "SPLIT"
 
 
+@pytest.mark.parametrize("name", ["SPLIT", "FT", "LoRA", "ROME", "MEMIT"])
+def test_shipped_editing_yamls_load(easyedit, name):
+    from easyedit_split.editing.compare import SHIPPED_HPARAMS, load_editor_hparams
+
+    hp = load_editor_hparams(SHIPPED_HPARAMS / f"{name}.yaml")
+    assert hp.alg_name == name and hp.layers
+
+
 def test_split_edits_through_base_editor_and_restores_exactly(easyedit, tiny_dir, tmp_path, monkeypatch):
     from easyeditor import BaseEditor
     from easyeditor.util.alg_dict import ALG_DICT
