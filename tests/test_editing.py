@@ -1,0 +1,311 @@
+"""Knowledge editing: the request data, the easyeditor import shim, SPLIT through EasyEdit's BaseEditor,
+edits as updates, and the editor comparison end to end (tiny random Llama model).
+
+Tests that need EasyEdit's editing side skip, with the reason, where no checkout is found
+(``$EASYEDIT_PATH`` or ``../shared/easyedit-553fd05`` next to the repository) or where
+``import easyeditor`` fails (the ``editing`` extra is not installed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from easyedit_split.data.formats import DataError
+from easyedit_split.editing import easyeditor_import as shim
+from easyedit_split.editing.requests import (
+    as_continuation,
+    edit_kwargs,
+    edit_pairs,
+    locality_pairs,
+    read_requests,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run ~10x faster on one thread than on two on a busy CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------------------------------ data
+
+
+def test_shipped_requests_are_complete_counterfact_records():
+    reqs = read_requests()
+    assert len(reqs) >= 50
+    for r in reqs:
+        assert r.subject in r.prompt
+        assert r.target_new != r.ground_truth
+        assert r.locality_prompt and r.locality_ground_truth and r.rephrase_prompt
+    kw = edit_kwargs(reqs[:3])
+    assert kw["prompts"] == [r.prompt for r in reqs[:3]]
+    assert kw["locality_inputs"]["neighborhood"]["ground_truth"] == [r.locality_ground_truth for r in reqs[:3]]
+    e, loc = edit_pairs(reqs[:1])[0], locality_pairs(reqs[:1])[0]
+    assert (e.question, e.positive, e.negative) == (reqs[0].prompt, " " + reqs[0].target_new, " " + reqs[0].ground_truth)
+    assert (loc.question, loc.positive, loc.negative) == (reqs[0].locality_prompt, " " + reqs[0].locality_ground_truth,
+                                                          " " + reqs[0].target_new)
+    assert as_continuation(" x") == " x"
+
+
+@pytest.mark.parametrize("record, message", [
+    ({"prompt": "The A is in", "target_new": "B", "ground_truth": "C", "locality_prompt": "p",
+      "locality_ground_truth": "q"}, "field 'subject'"),
+    ({"subject": "Z", "prompt": "The A is in", "target_new": "B", "ground_truth": "C", "locality_prompt": "p",
+      "locality_ground_truth": "q"}, "does not occur in prompt"),
+    ({"subject": "A", "prompt": "The A is in", "target_new": "B", "ground_truth": "B", "locality_prompt": "p",
+      "locality_ground_truth": "q"}, "target_new equals ground_truth"),
+])
+def test_bad_request_rows_name_file_line_and_field(tmp_path, record, message):
+    good = {"subject": "A", "prompt": "The A is in", "target_new": "B", "ground_truth": "C",
+            "locality_prompt": "p", "locality_ground_truth": "q"}
+    f = tmp_path / "req.jsonl"
+    f.write_text(json.dumps(good) + "\n" + json.dumps(record) + "\n")
+    with pytest.raises(DataError, match=rf"req.jsonl:2: .*{message}"):
+        read_requests(f)
+
+
+# ------------------------------------------------------------------------------------------ import shim
+
+
+def test_shim_replaces_only_listed_modules_and_is_removed_afterwards(tmp_path, monkeypatch):
+    pkg = tmp_path / "fakeedit"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from .vision import *\nfrom .vision import VisionModel\nfrom . import text\n")
+    (pkg / "vision.py").write_text("import no_such_vision_library_xyz\nclass VisionModel: pass\n")
+    (pkg / "text.py").write_text("VALUE = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = list(sys.meta_path)
+    try:
+        with shim._shim({"fakeedit.vision": "needs no_such_vision_library_xyz"}):
+            import fakeedit
+        assert sys.meta_path == before
+        assert fakeedit.text.VALUE == 42  # a real module, imported normally
+        with pytest.raises(shim.MultimodalUnavailable, match="fakeedit.vision.VisionModel.*no_such_vision"):
+            fakeedit.VisionModel()
+    finally:
+        for name in [n for n in sys.modules if n.startswith("fakeedit")]:
+            del sys.modules[name]
+
+
+def test_missing_dependencies_checks_each_listed_module():
+    mods = (shim.OptionalModule("a.b", ("json",), "x"), shim.OptionalModule("c.d", ("json", "no_such_mod_xyz"), "y"))
+    assert shim.missing_dependencies(mods) == {"c.d": ("no_such_mod_xyz",)}
+
+
+def test_find_checkout_rejects_a_folder_without_easyeditor(tmp_path):
+    with pytest.raises(shim.EasyEditNotFound, match="no easyeditor/__init__.py"):
+        shim.find_easyedit_checkout(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------ EasyEdit
+
+
+def _checkout() -> Path | None:
+    for cand in (os.environ.get(shim.EASYEDIT_PATH_ENV), REPO.parent / "shared" / "easyedit-553fd05",
+                 REPO.parents[1] / "shared" / "easyedit-553fd05"):
+        if cand and (Path(cand) / "easyeditor" / "__init__.py").is_file():
+            return Path(cand)
+    return None
+
+
+@pytest.fixture(scope="session")
+def easyedit():
+    path = _checkout()
+    if path is None:
+        pytest.skip("no EasyEdit checkout: set EASYEDIT_PATH to a folder holding easyeditor/")
+    from easyedit_split.editing import register_editor
+
+    try:
+        register_editor(path)
+    except shim.EasyEditNotFound as exc:
+        pytest.skip(f"easyeditor does not import ({exc}); pip install -e '.[editing]'")
+    return path
+
+
+@pytest.fixture()
+def tiny_dir(tmp_path, tiny_tokenizer):
+    """A tiny random Llama model saved in a folder whose name tells EasyEdit its family."""
+    from tiny_models import tiny_model
+
+    folder = tmp_path / "tiny-llama"
+    tiny_model("llama").save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _reference(folder):
+    from easyedit_split.models import load_model
+
+    return load_model(folder)
+
+
+TINY_REQUESTS = [
+    {"case_id": 0, "subject": "sky", "prompt": "is the sky blue ?", "rephrase_prompt": "the sky is blue ?",
+     "ground_truth": "yes", "target_new": "no", "locality_prompt": "i like this film", "locality_ground_truth": "great"},
+    {"case_id": 1, "subject": "food", "prompt": "the food was", "rephrase_prompt": "this food was",
+     "ground_truth": "great", "target_new": "awful", "locality_prompt": "is the sky blue ?",
+     "locality_ground_truth": "yes"},
+]
+
+
+def _split_hparams(folder, **kw):
+    from easyedit_split.editing import SplitEditHyperParams
+
+    cfg = {"alg_name": "SPLIT", "model_name": str(folder), "layers": [1], "n_epochs": 12, "lr": 0.05, **kw}
+    return SplitEditHyperParams.from_dict(cfg, source="test")
+
+
+def test_split_hparams_refuse_what_basededitor_cannot_run(tmp_path):
+    from easyedit_split.hparams import HParamsError
+
+    with pytest.raises(HParamsError, match="'batch_size' must be 1"):
+        _split_hparams(tmp_path, batch_size=2)
+    with pytest.raises(HParamsError, match="'model_name' is missing"):
+        _split_hparams("")
+    with pytest.raises(HParamsError, match="local_weight or lora"):
+        _split_hparams(tmp_path, intervention_method="vector")
+    assert _split_hparams(tmp_path, alg_name="split").alg_name == "SPLIT"
+
+
+@pytest.mark.parametrize("name", ["SPLIT", "FT", "LoRA", "ROME", "MEMIT"])
+def test_shipped_editing_yamls_load(easyedit, name):
+    from easyedit_split.editing.compare import SHIPPED_HPARAMS, load_editor_hparams
+
+    hp = load_editor_hparams(SHIPPED_HPARAMS / f"{name}.yaml")
+    assert hp.alg_name == name and hp.layers
+
+
+def test_split_edits_through_base_editor_and_restores_exactly(easyedit, tiny_dir, tmp_path, monkeypatch):
+    from easyeditor import BaseEditor
+    from easyeditor.util.alg_dict import ALG_DICT
+
+    from easyedit_split.editing import apply_split_to_model
+
+    assert ALG_DICT["SPLIT"] is apply_split_to_model
+    monkeypatch.chdir(tmp_path)  # BaseEditor writes ./logs
+    editor = BaseEditor.from_hparams(_split_hparams(tiny_dir))
+    before = {k: v.clone() for k, v in editor.model.state_dict().items()}
+    kw = edit_kwargs(read_requests_from(tmp_path, TINY_REQUESTS[:1]))
+    metrics, _, weights_copy = editor.edit(**kw, sequential_edit=False, verbose=False)
+    assert metrics[0]["pre"]["rewrite_acc"] == [0.0]
+    assert metrics[0]["post"]["rewrite_acc"] == [1.0]  # "no" now follows "is the sky blue ?"
+    assert "neighborhood_acc" in metrics[0]["post"]["locality"]
+    assert list(weights_copy) == ["model.layers.1.mlp.down_proj.weight"]
+    after = editor.model.state_dict()
+    assert set(after) == set(before) and all(torch.equal(after[k], before[k]) for k in before)
+
+
+def read_requests_from(tmp_path, records):
+    f = tmp_path / "requests.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return read_requests(f)
+
+
+@pytest.mark.parametrize("alg", ["FT", "LoRA", "SPLIT"])
+def test_an_edit_becomes_an_update_that_reproduces_it(easyedit, tiny_dir, alg):
+    """The captured update at m = 1 (hook mode, on a separate unedited copy) gives the edited model's logits."""
+    from easyeditor import FTHyperParams, LoRAHyperParams
+    from easyeditor.util.alg_dict import ALG_DICT
+
+    from easyedit_split.apply import apply_updates
+    from easyedit_split.editing.capture import edit_as_updates
+
+    model, tok = _reference(tiny_dir)
+    reference, _ = _reference(tiny_dir)
+    tok.pad_token_id = tok.eos_token_id
+    if alg == "FT":
+        hp = FTHyperParams(layers=[1], num_steps=3, lr=1e-2, weight_decay=0, kl_factor=0, norm_constraint=False,
+                           rewrite_module_tmp="model.layers.{}.mlp.down_proj.weight", layer_module_tmp="",
+                           mlp_module_tmp="", attn_module_tmp="", ln_f_module="", lm_head_module="", device="cpu",
+                           alg_name="FT", model_name=str(tiny_dir), objective_optimization="target_new", batch_size=1)
+    elif alg == "LoRA":
+        hp = LoRAHyperParams(lora_type="lora", layers=[1], num_steps=3, lr=5e-2, weight_decay=0, kl_factor=0,
+                             norm_constraint=False, target_modules=["down_proj", "o_proj"], rank=2, lora_alpha=4,
+                             lora_dropout=0.0, device="cpu", alg_name="LoRA", model_name=str(tiny_dir), batch_size=1)
+    else:
+        hp = _split_hparams(tiny_dir, n_epochs=3)
+    request = {"prompt": "is the sky blue ?", "target_new": "no", "ground_truth": "yes", "subject": "sky",
+               "portability": {}, "locality": {}}
+    edited, weights_copy = ALG_DICT[alg](model, tok, [request], hp, copy=False, return_orig_weights=True,
+                                         keep_original_weight=False)
+    updates, note = edit_as_updates(reference, edited, weights_copy)
+    assert updates and not note
+    assert {u.form for u in updates} == ({"lora"} if alg == "LoRA" else {"local_weight"})
+    ids = tok(["is the sky blue ? no"], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        want = edited(input_ids=ids).logits
+        base = reference(input_ids=ids).logits
+        with apply_updates(reference, updates, multiplier=1.0):
+            got = reference(input_ids=ids).logits
+    assert (want - base).abs().max() > 1e-4  # the edit changed the output
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-4)
+
+
+def test_editor_comparison_end_to_end(easyedit, tiny_dir, tmp_path):
+    from easyedit_split.editing.compare import compare_editors
+
+    common = textwrap.dedent("""\
+        model_name: tiny
+        device: cpu
+        rewrite_module_tmp: "model.layers.{}.mlp.down_proj"
+        layer_module_tmp: "model.layers.{}"
+        mlp_module_tmp: "model.layers.{}.mlp"
+        attn_module_tmp: "model.layers.{}.self_attn"
+        ln_f_module: "model.norm"
+        lm_head_module: "lm_head"
+        """)
+    rome_like = ("fact_token: subject_last\nv_num_grad_steps: 4\nv_lr: 0.5\nv_loss_layer: 3\nv_weight_decay: 0.001\n"
+                 "clamp_norm_factor: 4\nkl_factor: 0.0625\nmom2_adjustment: true\nmom2_dataset: easyedit_split_local\n"
+                 "mom2_n_samples: 64\nmom2_dtype: float32\nstats_dir: ./stats\n")
+    yamls = {
+        "SPLIT": "alg_name: SPLIT\nmodel_name: tiny\nlayers: [1]\nn_epochs: 10\nlr: 0.05\n",
+        "FT": common.replace('down_proj"', 'down_proj.weight"', 1) + (
+            "alg_name: FT\nlayers: [1]\nnum_steps: 4\nlr: 1e-2\nweight_decay: 0\nkl_factor: 0\nnorm_constraint: false\n"
+            "objective_optimization: target_new\nbatch_size: 1\n"),
+        "LoRA": ("alg_name: LoRA\nmodel_name: tiny\ndevice: cpu\nlora_type: lora\nlayers: [1]\nnum_steps: 4\nlr: 5e-2\n"
+                 "weight_decay: 0\nkl_factor: 0\nnorm_constraint: false\ntarget_modules: [down_proj]\nrank: 2\n"
+                 "lora_alpha: 4\nlora_dropout: 0.0\nbatch_size: 1\n"),
+        "ROME": common + rome_like + "alg_name: ROME\nlayers: [1]\ncontext_template_length_params: [[3, 5]]\n",
+        "MEMIT": common + rome_like + "alg_name: MEMIT\nlayers: [1, 2]\nlayer_selection: all\nmom2_update_weight: 100\n",
+    }
+    # a second FT that cannot run (no parameter matches its module template): reported, not fatal
+    yamls["FT_broken"] = yamls["FT"].replace("down_proj.weight", "no_such_module.weight")
+    files = []
+    for name, text in yamls.items():
+        f = tmp_path / f"{name}.yaml"
+        f.write_text(text)
+        files.append(f)
+    requests = read_requests_from(tmp_path, TINY_REQUESTS)
+    out = tmp_path / "cmp"
+    results = compare_editors(files, out, requests=requests, model=tiny_dir, multipliers=[-2, -1, -0.5, 0, 0.5, 1, 2],
+                              n_boot=50)
+    assert set(results["methods"]) == {"SPLIT", "FT (FT)", "LoRA", "ROME", "MEMIT"}
+    assert list(results["failed"]) == ["FT (FT_broken)"]
+    for name, r in results["methods"].items():
+        assert r["n_edits"] == 2, name
+        assert r["n_edits_changing_weights"] >= 1, name
+        e = r["easyedit"]
+        assert 0.0 <= e["rewrite_acc_post"] <= 1.0 and 0.0 <= e["locality_acc_post"] <= 1.0, name
+        assert len(r["edit_pairs"]["summary"]["m"]) == 7, name
+    split = results["methods"]["SPLIT"]
+    assert split["edit_pairs"]["pref_m1"] > split["edit_pairs"]["pref_m0"] + 0.5  # the edit raises target_new
+    assert split["easyedit"]["rewrite_acc_post"] > split["easyedit"]["rewrite_acc_pre"]
+    assert any("local texts" in n for n in results["methods"]["ROME"]["notes"])
+    assert list((out / "work" / "stats").rglob("*.npz"))  # EasyEdit's cache format, read back by ROME/MEMIT
+    for f in ("report.md", "comparison.png", "results.json", "edit_pairs/report.md", "locality_pairs/curves.png",
+              "edit_pairs/sweep_SPLIT.csv"):
+        assert (out / f).is_file(), f
+    text = (out / "report.md").read_text()
+    assert "| SPLIT |" in text and "| MEMIT |" in text and "FT (FT_broken): **failed**" in text
