@@ -168,7 +168,7 @@ def _split_hparams(folder, **kw):
 
 
 def test_split_hparams_refuse_what_basededitor_cannot_run(tmp_path):
-    from easyedit_split.hparams import HParamsError
+    from easyedit_split.hparams_io import HParamsError
 
     with pytest.raises(HParamsError, match="'batch_size' must be 1"):
         _split_hparams(tmp_path, batch_size=2)

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from .. import adapters
+from ..errors import InputError
 from ..updates import Update
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def edit_as_updates(reference: nn.Module, edited: nn.Module, weights_copy: Any) 
     if _is_peft(edited):
         return adapters.from_peft(edited, reference), ""
     if callable(weights_copy) or not weights_copy:
-        raise ValueError(
+        raise InputError(
             "the editor returned no original weights (weights_copy is "
             f"{'a restore function' if callable(weights_copy) else 'empty'}); its edit cannot be expressed as "
             "a weight update (editors such as KN, GRACE and WISE keep their own state)")
@@ -75,9 +76,9 @@ def edit_as_updates(reference: nn.Module, edited: nn.Module, weights_copy: Any) 
     changed: dict[str, torch.Tensor] = {}
     for name, original in weights_copy.items():
         if name not in params:
-            raise ValueError(f"the editor changed {name!r}, which is not a parameter of the edited model")
+            raise InputError(f"the editor changed {name!r}, which is not a parameter of the edited model")
         if name not in ref_sd or not torch.equal(ref_sd[name].cpu(), original.detach().cpu().to(ref_sd[name].dtype)):
-            raise ValueError(f"the reference model's {name} differs from the editor's original weights: load the "
+            raise InputError(f"the reference model's {name} differs from the editor's original weights: load the "
                              "reference from the same checkpoint and dtype as the editor's model")
         changed[name] = params[name].detach().clone()
     if all(torch.equal(t.cpu(), ref_sd[name].cpu().to(t.dtype)) for name, t in changed.items()):

@@ -46,11 +46,12 @@ import pandas as pd
 import yaml
 
 from .._io import atomic_write_json, atomic_write_text
+from ..errors import InputError
 from ..evaluation.api import EvaluationResult, MethodEvaluation, _fits, _slug
 from ..evaluation.logodds import summarize
 from ..evaluation.report import write_report
 from ..evaluation.sweep import sweep, write_table
-from ..hparams import HParamsError
+from ..hparams_io import HParamsError
 from .capture import CapturedEdit, recording
 from .covariance import write_local_stats
 from .easyeditor_import import import_easyeditor
@@ -92,7 +93,7 @@ def easyedit_model_dir(model: str | os.PathLike, workdir: str | os.PathLike) -> 
         raise FileNotFoundError(f"{path} has no config.json; EasyEdit's BaseEditor needs a Hugging Face folder")
     model_type = str(json.loads(config.read_text()).get("model_type", ""))
     if not any(f in model_type.lower() for f in EASYEDIT_MODEL_FAMILIES):
-        raise ValueError(f"{path}: model_type {model_type!r} is none of the families EasyEdit's BaseEditor loads "
+        raise InputError(f"{path}: model_type {model_type!r} is none of the families EasyEdit's BaseEditor loads "
                          f"({', '.join(EASYEDIT_MODEL_FAMILIES)})")
     view = Path(workdir).resolve() / f"{path.name}-{model_type}"
     view.mkdir(parents=True, exist_ok=True)
@@ -238,7 +239,7 @@ def compare_editors(
 
     grid = sorted(float(m) for m in multipliers)
     if not any(np.isclose(grid, 0.0)) or not any(np.isclose(grid, 1.0)):
-        raise ValueError("the multiplier grid must contain 0 (unedited) and 1 (the edit as made)")
+        raise InputError("the multiplier grid must contain 0 (unedited) and 1 (the edit as made)")
     requests = list(requests) if requests is not None else read_requests()
     out = Path(output_dir)
     workdir = (out / "work").resolve()
@@ -248,7 +249,7 @@ def compare_editors(
     names = [str(hp.model_name) for _, hp in loaded]
     model_spec = model if model is not None else names[0]
     if model is None and len(set(names)) != 1:
-        raise ValueError(f"the YAMLs name different models {sorted(set(names))}; pass model= to compare on one")
+        raise InputError(f"the YAMLs name different models {sorted(set(names))}; pass model= to compare on one")
     model_dir = easyedit_model_dir(model_spec, workdir)
     reference, tokenizer = load_model(model_dir)
 
@@ -359,20 +360,20 @@ def _parse_sets(items: Sequence[str]) -> dict[str, dict[str, Any]]:
         target, eq, raw = item.partition("=")
         alg, dot, key = target.partition(".")
         if not eq or not dot or not alg or not key:
-            raise ValueError(f"--set {item!r}: use ALG.key=value, e.g. SPLIT.lr=0.01")
+            raise InputError(f"--set {item!r}: use ALG.key=value, e.g. SPLIT.lr=0.01")
         out.setdefault(alg, {})[key] = yaml.safe_load(raw)
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..commands.sweep import parse_grid
+    from ..multipliers import parse_multipliers
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     files = args.hparams or [str(SHIPPED_HPARAMS / f"{name}.yaml") for name in DEFAULT_EDITORS]
     requests = read_requests(args.requests, limit=args.n_requests)
     results = compare_editors(files, args.output, requests=requests, model=args.model,
-                              multipliers=parse_grid(args.multipliers), easyedit_path=args.easyedit,
+                              multipliers=parse_multipliers(args.multipliers, what="--multipliers"), easyedit_path=args.easyedit,
                               reduction=args.reduction, overrides=_parse_sets(args.set),
                               command="python -m easyedit_split.editing.compare " + " ".join(
                                   sys.argv[1:] if argv is None else argv))

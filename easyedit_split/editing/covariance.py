@@ -32,6 +32,7 @@ from torch import nn
 
 from .._io import atomic_path
 from ..data.pairs import load_builtin
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def write_local_stats(model: nn.Module, tokenizer: Any, hparams: Any, *, texts: 
     n = int(hparams.mom2_n_samples)
     corpus = list(texts) if texts is not None else local_corpus(n)
     if len(corpus) < n:
-        raise ValueError(f"mom2_n_samples is {n} but the local corpus has only {len(corpus)} texts; "
+        raise InputError(f"mom2_n_samples is {n} but the local corpus has only {len(corpus)} texts; "
                          f"lower mom2_n_samples in the hparams")
     corpus = corpus[:n]
     layer_names = [hparams.rewrite_module_tmp.format(layer) for layer in hparams.layers]

@@ -28,6 +28,7 @@ from typing import Any
 
 from ..data.formats import DataError
 from ..data.pairs import PolarityPair, iter_records
+from ..errors import InputError
 
 __all__ = [
     "BUILTIN_REQUESTS",
@@ -138,13 +139,13 @@ def request_from_easyedit(request: Mapping[str, Any]) -> tuple[str, str, str]:
     target_new = request.get("target_new")
     ground_truth = request.get("ground_truth")
     if not isinstance(prompt, str) or not prompt:
-        raise ValueError(f"edit request has no prompt: {dict(request)!r}")
+        raise InputError(f"edit request has no prompt: {dict(request)!r}")
     if "{}" in prompt and request.get("subject"):
         prompt = prompt.format(request["subject"])
     if not isinstance(target_new, str) or not target_new.strip():
-        raise ValueError(f"edit request {prompt!r} has no target_new")
+        raise InputError(f"edit request {prompt!r} has no target_new")
     if not isinstance(ground_truth, str) or not ground_truth.strip():
-        raise ValueError(f"edit request {prompt!r} has no ground_truth: SPLIT trains target_new against it, so "
+        raise InputError(f"edit request {prompt!r} has no ground_truth: SPLIT trains target_new against it, so "
                          "pass ground_truth= to BaseEditor.edit")
     return prompt, target_new, ground_truth
 

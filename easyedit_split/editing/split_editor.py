@@ -43,7 +43,8 @@ from torch import nn
 
 from ..apply import merge_updates
 from ..data.pairs import PolarityPair
-from ..hparams import HParamsError
+from ..errors import InputError
+from ..hparams_io import HParamsError
 from ..sites import resolve_site
 from ..training.hparams import SplitHyperParams
 from ..training.trainer import Trainer, build_update
@@ -153,7 +154,7 @@ def apply_split_to_model(
         model = copy_module.deepcopy(model)
     pairs = requests_to_pairs(requests)
     if not pairs:
-        raise ValueError("apply_split_to_model: no requests")
+        raise InputError("apply_split_to_model: no requests")
     layer = int(hparams.layers[0])
     was_training = model.training
     model.eval()
