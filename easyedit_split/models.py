@@ -171,7 +171,7 @@ def _package_folder(module: str) -> Path | None:
     return None
 
 
-def _canonical_builtin(name: str) -> str | None:
+def canonical_builtin(name: str) -> str | None:
     key = name.strip().lower()
     key = _ALIASES.get(key, key)
     return key if key in _SPECS else None
@@ -256,7 +256,7 @@ def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
 
 def builtin_model_path(name: str = "smollm2") -> Path:
     """Folder of the converted built-in model ``name``; converts it on first use (about 20-40 s)."""
-    key = _canonical_builtin(name)
+    key = canonical_builtin(name)
     if key is None:
         raise ModelLoadError(f"unknown built-in model {name!r}; choose one of {', '.join(BUILTIN_MODELS)}")
     spec = _SPECS[key]
@@ -381,7 +381,7 @@ def load_model(
 
     name = "smollm2" if name_or_path is None else os.fspath(name_or_path)
     start = time.perf_counter()
-    builtin = _canonical_builtin(name) if not Path(name).expanduser().exists() else None
+    builtin = canonical_builtin(name) if not Path(name).expanduser().exists() else None
     if builtin is not None:
         folder = builtin_model_path(builtin)
         model, tokenizer = _from_folder(

@@ -47,7 +47,7 @@ import yaml
 
 from .._io import atomic_write_json, atomic_write_text
 from ..errors import InputError
-from ..evaluation.api import EvaluationResult, MethodEvaluation, _fits, _slug
+from ..evaluation.api import EvaluationResult, MethodEvaluation, fit_summary, slug
 from ..evaluation.logodds import summarize
 from ..evaluation.report import write_report
 from ..evaluation.sweep import sweep, write_table
@@ -77,11 +77,11 @@ def easyedit_model_dir(model: str | os.PathLike, workdir: str | os.PathLike) -> 
     The folder itself when its name already says its family; otherwise ``workdir/<name>-<model_type>``,
     a folder of links to its files (nothing is copied).
     """
-    from ..models import _canonical_builtin, builtin_model_path
+    from ..models import builtin_model_path, canonical_builtin
 
     path = Path(model).expanduser()
     if not path.exists():
-        builtin = _canonical_builtin(str(model))
+        builtin = canonical_builtin(str(model))
         if builtin is None:
             raise FileNotFoundError(f"model {model!r} is neither a folder nor a built-in model name")
         path = builtin_model_path(builtin)
@@ -208,7 +208,7 @@ def sweep_edits(run: EditorRun, model: Any, tokenizer: Any, requests: Sequence[E
 def _method_evaluation(name: str, table: pd.DataFrame, reduction: str, n_boot: int) -> MethodEvaluation:
     summary = summarize(table, reduction=reduction, n_boot=n_boot)
     util_col = "util_odds" if reduction == "sum" else "util_odds_mean"
-    return MethodEvaluation(name, "easyedit-edit", "edited-weights", table, summary, _fits(summary, name),
+    return MethodEvaluation(name, "easyedit-edit", "edited-weights", table, summary, fit_summary(summary, name),
                             util_infinite=int(np.isinf(table[util_col]).sum()))
 
 
@@ -275,7 +275,7 @@ def compare_editors(
         tables = sweep_edits(run, reference, tokenizer, requests, grid)
         for kind, table in tables.items():
             evaluations[kind][run.name] = _method_evaluation(run.name, table, reduction, n_boot)
-            write_table(table, out / f"{kind}_pairs" / f"sweep_{_slug(run.name)}.csv")
+            write_table(table, out / f"{kind}_pairs" / f"sweep_{slug(run.name)}.csv")
     settings = {"delta": 1.0, "target_pref": None, "target_accuracy": 0.9, "max_util_drop": 1.0,
                 "n_pairs": len(requests), "n_boot": n_boot, "fit_boot": 0, "derived_from": "means", "seed": 0}
     for kind, title in (("edit", "Edit pairs: prompt → target_new (positive) vs ground_truth (negative)"),

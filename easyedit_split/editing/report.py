@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .._io import atomic_write_text
-from ..evaluation.plots import _plt, _save
+from ..evaluation.plots import pyplot, save_figure
 
 __all__ = ["plot_comparison", "write_comparison_report"]
 
@@ -26,7 +26,7 @@ def plot_comparison(results: Mapping[str, Any], evaluations: Mapping[str, Mappin
                     path: str | os.PathLike) -> Path:
     """Four panels: EasyEdit's accuracies per editor; edit-pair PrefOdds and UtilOdds against ``m``
     (means with fitted curves); locality-pair PrefOdds against ``m``."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
     names = list(results["methods"])
     keys = (("rewrite_acc_post", "rewrite"), ("rephrase_acc_post", "rephrase"), ("locality_acc_post", "locality"))
@@ -57,7 +57,7 @@ def plot_comparison(results: Mapping[str, Any], evaluations: Mapping[str, Mappin
         ax.grid(alpha=0.3)
     axes[3].legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_comparison_report(results: Mapping[str, Any], path: str | os.PathLike, *, command: str = "") -> Path:

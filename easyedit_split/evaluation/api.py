@@ -113,7 +113,7 @@ def _per_example(table: pd.DataFrame, column: str, grid: Sequence[float]) -> np.
     return wide.reindex(columns=list(grid)).to_numpy(dtype=np.float64)
 
 
-def _fits(summary: pd.DataFrame, name: str, table: pd.DataFrame | None = None, reduction: str = "sum",
+def fit_summary(summary: pd.DataFrame, name: str, table: pd.DataFrame | None = None, reduction: str = "sum",
           n_boot: int = 0, seed: int = 0) -> dict[str, CurveFit]:
     """Both forms of both curves on the per-m means; with ``table`` and ``n_boot``, bootstrap intervals."""
     m = summary["m"].to_numpy()
@@ -175,7 +175,7 @@ def _derived(ev: MethodEvaluation, ref_summary: pd.DataFrame, ref_fits: dict[str
                         + ", ".join(f"{v:g}" for v in skipped))
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "update"
 
 
@@ -257,7 +257,7 @@ def evaluate_preference_utility(
     out_dir = Path(output_dir) if output_dir is not None else None
     if out_dir is not None:  # before any work: the location, and names that would write the same table
         check_writable(out_dir, what="output folder")
-        check_distinct({name: out_dir / f"sweep_{_slug(name)}.{table_format}" for name in specs if name},
+        check_distinct({name: out_dir / f"sweep_{slug(name)}.{table_format}" for name in specs if name},
                        what="update name")
     methods: dict[str, MethodEvaluation] = {}
     files: dict[str, str] = {}
@@ -273,31 +273,31 @@ def evaluate_preference_utility(
         name = given_name or (loaded.method if loaded.method != "unknown" else "update")
         ups = loaded.updates
         # rows are appended to a partial file as they complete: a failure keeps them, a rerun resumes
-        partial = out_dir / f".partial_sweep_{_slug(name)}.jsonl" if out_dir is not None else None
+        partial = out_dir / f".partial_sweep_{slug(name)}.jsonl" if out_dir is not None else None
         table = sweep(model, tokenizer, eval_enc, ups, grid, batch_rows=batch_rows, method=name,
                       use_prefix_cache=use_prefix_cache, progress=progress, partial=partial)
         summary = summarize(table, reduction=reduction, n_boot=n_boot, seed=seed)
         util_col = "util_odds" if reduction == "sum" else "util_odds_mean"
         ev = MethodEvaluation(name, loaded.source, loaded.kind, table, summary,
-                              _fits(summary, name, table, reduction, n_boot=fit_boot, seed=seed),
+                              fit_summary(summary, name, table, reduction, n_boot=fit_boot, seed=seed),
                               util_infinite=int(np.isinf(table[util_col]).sum()))
         ev.notes += _fit_notes(ev.fits, "evaluation pairs:")
         if ev.util_infinite:
             logger.warning("%s: %d (pair, m) rows have UtilOdds = +inf (valid mass >= 1); left out of the means",
                            name, ev.util_infinite)
         if train_pairs is not None:
-            tpartial = out_dir / f".partial_sweep_train_{_slug(name)}.jsonl" if out_dir is not None else None
+            tpartial = out_dir / f".partial_sweep_train_{slug(name)}.jsonl" if out_dir is not None else None
             ttable = sweep(model, tokenizer, train_enc, ups, grid,
                            batch_rows=batch_rows, method=name,
                            use_prefix_cache=use_prefix_cache, progress=progress, partial=tpartial)
             ev.train_summary = summarize(ttable, reduction=reduction, n_boot=n_boot, seed=seed)
-            ev.train_fits = _fits(ev.train_summary, f"{name} (train)")
+            ev.train_fits = fit_summary(ev.train_summary, f"{name} (train)")
             ev.notes += _fit_notes(ev.train_fits, "training pairs:")
             for key, f in ev.train_fits.items():
                 kind = f.kind
                 ev.transfer_r2[key] = transfer_r2(f, summary["m"], summary[kind]) if f.success else None
             if out_dir is not None:
-                files[f"train_table:{name}"] = str(write_table(ttable, out_dir / f"sweep_train_{_slug(name)}.{table_format}"))
+                files[f"train_table:{name}"] = str(write_table(ttable, out_dir / f"sweep_train_{slug(name)}.{table_format}"))
                 tpartial.unlink(missing_ok=True)
         ref_fits = ev.train_fits if ev.train_fits else ev.fits
         ref_summary = ev.train_summary if ev.train_summary is not None else summary
@@ -319,7 +319,7 @@ def evaluate_preference_utility(
                                             n_boot=n_boot, seed=seed)
         methods[name] = ev
         if out_dir is not None:
-            files[f"table:{name}"] = str(write_table(table, out_dir / f"sweep_{_slug(name)}.{table_format}"))
+            files[f"table:{name}"] = str(write_table(table, out_dir / f"sweep_{slug(name)}.{table_format}"))
             partial.unlink(missing_ok=True)
     if reference is None and "split" in methods and len(methods) > 1:
         reference = "split"

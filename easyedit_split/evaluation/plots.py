@@ -24,7 +24,7 @@ from .fitting import CurveFit
 __all__ = ["plot_curves", "plot_frontier", "plot_manifold", "plot_tradeoff"]
 
 
-def _plt():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -33,11 +33,11 @@ def _plt():
     return plt
 
 
-def _save(fig, path: str | os.PathLike) -> Path:
+def save_figure(fig, path: str | os.PathLike) -> Path:
     p = Path(path)
     with atomic_path(p, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-    _plt().close(fig)
+    pyplot().close(fig)
     return p
 
 
@@ -46,7 +46,7 @@ def plot_curves(summaries: Mapping[str, pd.DataFrame], fits: Mapping[str, Mappin
     """``summaries[name]``: per-m means (columns m, pref, pref_lo, pref_hi, util, util_lo, util_hi);
     ``fits[name]``: ``{"pref": CurveFit, "util": CurveFit, "pref_per_side": …, "util_per_side": …}``
     (optional; design form solid, per-side form dotted, converged fits only)."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for i, (name, s) in enumerate(summaries.items()):
         color = f"C{i % 10}"
@@ -71,11 +71,11 @@ def plot_curves(summaries: Mapping[str, pd.DataFrame], fits: Mapping[str, Mappin
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_tradeoff(summaries: Mapping[str, pd.DataFrame], path: str | os.PathLike, *, title: str | None = None) -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for i, (name, s) in enumerate(summaries.items()):
         s = s.sort_values("m")
@@ -89,13 +89,13 @@ def plot_tradeoff(summaries: Mapping[str, pd.DataFrame], path: str | os.PathLike
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_manifold(manifolds: Mapping[str, pd.DataFrame], summaries: Mapping[str, pd.DataFrame] | None,
                   path: str | os.PathLike, *, title: str | None = None) -> Path:
     """``manifolds[name]``: columns m, distance; UtilOdds means on a second axis when given."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     ax2 = ax.twinx() if summaries else None
     for i, (name, t) in enumerate(manifolds.items()):
@@ -112,14 +112,14 @@ def plot_manifold(manifolds: Mapping[str, pd.DataFrame], summaries: Mapping[str,
     ax.legend(fontsize=8, loc="upper center")
     ax.set_title(title or "distance from the unsteered principal subspace")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_frontier(points: Mapping[str, pd.DataFrame], path: str | os.PathLike, *, matched=None,
                   title: str | None = None) -> Path:
     """``points[name]``: columns m, accuracy, util, on_frontier (:func:`~.frontier.curve_points`);
     ``matched``: a :class:`~.frontier.MatchedComparison` drawn as a vertical line and error bars."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for i, (name, p) in enumerate(points.items()):
         color = f"C{i % 10}"
@@ -143,4 +143,4 @@ def plot_frontier(points: Mapping[str, pd.DataFrame], path: str | os.PathLike, *
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
