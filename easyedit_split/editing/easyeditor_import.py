@@ -42,6 +42,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import EasyEditSplitError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -60,11 +62,11 @@ __all__ = [
 EASYEDIT_PATH_ENV = "EASYEDIT_PATH"
 
 
-class EasyEditNotFound(ImportError):
+class EasyEditNotFound(EasyEditSplitError, ImportError):
     """No EasyEdit checkout with ``easyeditor/`` could be found or imported."""
 
 
-class MultimodalUnavailable(ImportError):
+class MultimodalUnavailable(EasyEditSplitError, ImportError):
     """A placeholder of :func:`import_easyeditor`'s shim was used."""
 
 
