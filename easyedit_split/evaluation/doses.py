@@ -39,8 +39,7 @@ from torch import nn
 from ..apply import apply_updates
 from ..data.encoding import collate_sequences
 from ..errors import InputError
-from ..forward import base_forward
-from ..record import record_site_outputs, stop_after
+from ..record import site_output
 from ..sites import Site
 from ..updates import Update
 from .frontier import first_crossing
@@ -88,11 +87,8 @@ class Dose:
 
 
 def _site_output(model: nn.Module, updates: Sequence[Update], site: Site, ids, mask, m: float) -> torch.Tensor:
-    with apply_updates(model, updates, m), record_site_outputs(model, [site]) as rec, stop_after(model, site):
-        base_forward(model, ids, mask)
-    if not rec[site]:
-        raise RuntimeError(f"the forward pass never reached {site}")
-    return rec[site][-1].float()
+    with apply_updates(model, updates, m):
+        return site_output(model, site, ids, mask).float()
 
 
 @torch.no_grad()

@@ -26,7 +26,7 @@ from ..data.encoding import collate_sequences, encode_pairs, pad_id_of
 from ..data.pairs import PolarityPair, train_test_split
 from ..errors import InputError
 from ..generation import Generation
-from ..record import record_site_outputs, stop_after
+from ..record import site_output
 from ..sites import Site
 
 __all__ = ["ConceptProbe", "fit_concept_probe", "pooled_hidden_states"]
@@ -57,9 +57,7 @@ def pooled_hidden_states(
     with torch.no_grad():
         for rows in tqdm(batches, desc="probe features", unit="batch", disable=not progress):
             batch = collate_sequences([items[i] for i in rows], pad_token_id, "right").to(device)
-            with record_site_outputs(model, [site]) as rec, stop_after(model, site):  # later layers not needed
-                model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
-            h = rec[site][0].float()  # [B, T, D]
+            h = site_output(model, site, batch.input_ids, batch.attention_mask).float()  # [B, T, D]; stops there
             mask = batch.answer_mask if pooling == "answer" else batch.attention_mask.bool()
             w = mask.to(h.dtype).unsqueeze(-1)
             out.append(((h * w).sum(1) / w.sum(1)).cpu())
