@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from .logodds import percentile_interval
 
 __all__ = [
     "MatchedComparison",
@@ -247,28 +248,19 @@ def matched_accuracy(
         point[name] = _util_at(d, all_rows, target_accuracy, fixed[name])
         vals = [_util_at(d, b, target_accuracy, fixed[name])[1] for b in boot_idx]
         boots[name] = np.array([np.nan if v is None else v for v in vals], dtype=np.float64)
-    a = (1 - level) / 2
-
-    def interval(x: np.ndarray) -> tuple[float | None, float | None]:
-        x = x[np.isfinite(x)]
-        if x.size == 0:
-            return None, None
-        lo, hi = np.quantile(x, [a, 1 - a])
-        return float(lo), float(hi)
-
     out = MatchedComparison(float(target_accuracy), reference, int(n_boot), float(level), int(seed))
     for name, d in evaluation.items():
         m_star, util = point[name]
         acc = None
         if m_star is not None:
             acc = float(_interp_columns(d.grid, d.correct, m_star).mean())
-        lo, hi = interval(boots[name])
+        lo, hi = percentile_interval(boots[name], level)
         reached = float(np.isfinite(boots[name]).mean()) if boots[name].size else (1.0 if util is not None else 0.0)
         row = MatchedRow(name, m_star, "validation" if validation is not None else "evaluation", acc, util, lo, hi,
                          reached)
         if reference is not None and name != reference and util is not None and point[reference][1] is not None:
             row.diff = util - point[reference][1]
-            row.diff_lo, row.diff_hi = interval(boots[name] - boots[reference])
+            row.diff_lo, row.diff_hi = percentile_interval(boots[name] - boots[reference], level)
         out.rows.append(row)
     return out
 

@@ -27,6 +27,7 @@ __all__ = [
     "add_log_odds",
     "bootstrap_mean_ci",
     "log_valid_mass",
+    "percentile_interval",
     "pref_odds",
     "summarize",
     "util_odds",
@@ -82,6 +83,18 @@ class MeanCI:
         return asdict(self)
 
 
+def percentile_interval(values, level: float) -> tuple[float | None, float | None]:
+    """Equal-tailed ``level`` percentile interval of the finite entries of ``values`` (bootstrap
+    statistics); ``(None, None)`` when none is finite."""
+    x = _arr(values).reshape(-1)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return None, None
+    a = (1 - level) / 2
+    lo, hi = np.quantile(x, [a, 1 - a])
+    return float(lo), float(hi)
+
+
 def bootstrap_mean_ci(values, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> MeanCI:
     """Mean of the finite entries of ``values`` with a seeded percentile-bootstrap CI.
 
@@ -101,10 +114,8 @@ def bootstrap_mean_ci(values, *, n_boot: int = 1000, level: float = 0.95, seed: 
         return MeanCI(mean, mean, mean, int(finite.size), n_inf, level)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, finite.size, size=(n_boot, finite.size))
-    boots = finite[idx].mean(axis=1)
-    a = (1 - level) / 2
-    lo, hi = np.quantile(boots, [a, 1 - a])
-    return MeanCI(mean, float(lo), float(hi), int(finite.size), n_inf, level)
+    lo, hi = percentile_interval(finite[idx].mean(axis=1), level)
+    return MeanCI(mean, lo, hi, int(finite.size), n_inf, level)
 
 
 def add_log_odds(df: pd.DataFrame) -> pd.DataFrame:

@@ -50,6 +50,7 @@ from ..forward import capture_prefix, final_hidden, run_suffix, site_start_layer
 from ..record import record_site_outputs, stop_after
 from ..sites import Site, decoder_layers
 from ..updates import Update
+from .logodds import percentile_interval
 from .sweep import encode_for_sweep
 
 logger = logging.getLogger(__name__)
@@ -372,15 +373,9 @@ def correlate_with_utility(result: ManifoldResult, util_table: pd.DataFrame, *, 
         p, s = _corr(*curves(rng.integers(0, len(ids), len(ids))))
         bp.append(p)
         bs.append(s)
-    a = (1 - level) / 2
-
-    def ci(v: list[float]) -> list[float | None]:
-        x = np.asarray(v, dtype=float)
-        x = x[np.isfinite(x)]
-        return [float(q) for q in np.quantile(x, [a, 1 - a])] if x.size else [None, None]
-
     def nz(x: float) -> float | None:
         return None if np.isnan(x) else x
 
-    return {"n_m": len(common), "n_pairs": len(ids), "pearson": nz(pearson), "pearson_ci": ci(bp),
-            "spearman": nz(spearman), "spearman_ci": ci(bs), "level": level, "n_boot": int(n_boot), "seed": seed}
+    return {"n_m": len(common), "n_pairs": len(ids), "pearson": nz(pearson),
+            "pearson_ci": list(percentile_interval(bp, level)), "spearman": nz(spearman),
+            "spearman_ci": list(percentile_interval(bs, level)), "level": level, "n_boot": int(n_boot), "seed": seed}
