@@ -23,7 +23,7 @@ import numpy as np
 
 from .fitting import CurveFit
 
-__all__ = ["Calibration", "MeasuredCurve", "ValidRegion", "calibrate", "measured_curve", "valid_region"]
+__all__ = ["Calibration", "MeasuredCurve", "ValidRegion", "calibrate", "first_reach", "measured_curve", "valid_region"]
 
 _DENSE = 2001
 
@@ -76,6 +76,20 @@ def measured_curve(m: Sequence[float], values: Sequence[float], *, what: str = "
     order = np.argsort(mm, kind="stable")
     mm, vv = mm[order], vv[order]
     return MeasuredCurve(mm, vv, float(vv[mm == 0.0][0]), skipped)
+
+
+def first_reach(xs: np.ndarray, ys: np.ndarray, level: float, reached: np.ndarray) -> tuple[int, float] | None:
+    """Walking along ``xs`` (from ``xs[0]``): ``(j, x)`` for the first ``j`` where ``reached[j]``
+    holds, ``x`` the position where ``ys`` crosses ``level`` between ``xs[j-1]`` and ``xs[j]``
+    (linear interpolation; ``xs[0]`` when it holds at the start); ``None`` when it never holds."""
+    hit = np.flatnonzero(reached)
+    if hit.size == 0:
+        return None
+    j = int(hit[0])
+    if j == 0:
+        return 0, float(xs[0])
+    x0, x1, y0, y1 = xs[j - 1], xs[j], ys[j - 1], ys[j]
+    return j, float(x0 + (level - y0) * (x1 - x0) / (y1 - y0))
 
 
 def _fitted(fit: CurveFit, what: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -137,17 +151,8 @@ def valid_region(m: Sequence[float], util: Sequence[float], *, fit: CurveFit | N
     for end in (lo, hi):
         xs = np.linspace(0.0, end, _DENSE)
         ys = f(xs)
-        bad = np.nonzero(ys < floor)[0]
-        if bad.size == 0:
-            bounds.append((float(end), True))
-            continue
-        j = int(bad[0])  # first point outside; interpolate the crossing between j-1 and j
-        if j == 0:  # a fitted curve below the measured reference already at m = 0
-            bounds.append((0.0, False))
-            continue
-        x0, x1, y0, y1 = xs[j - 1], xs[j], ys[j - 1], ys[j]
-        cross = x0 + (floor - y0) * (x1 - x0) / (y1 - y0) if y1 != y0 else x0
-        bounds.append((float(cross), False))
+        out = first_reach(xs, ys, floor, ys < floor)  # at m = 0 only for a fitted curve below the reference
+        bounds.append((float(end), True) if out is None else (out[1], False))
     return ValidRegion(bounds[0][0], bounds[1][0], ref, float(delta), "fit" if fit is not None else "means",
                        bounds[0][1], bounds[1][1], meas.skipped_m)
 
@@ -232,13 +237,10 @@ def calibrate(
             continue
         xs = np.linspace(0.0, end, _DENSE)
         gs, us = fg(xs), fu(xs)
-        hit = np.nonzero(gs >= target if upward else gs <= target)[0]
-        if hit.size == 0:
+        hit = first_reach(xs, gs, target, gs >= target if upward else gs <= target)
+        if hit is None:
             continue
-        j = int(hit[0])
-        x = float(xs[j])
-        if j > 0 and gs[j] != gs[j - 1]:  # interpolate the crossing
-            x = float(xs[j - 1] + (target - gs[j - 1]) * (xs[j] - xs[j - 1]) / (gs[j] - gs[j - 1]))
+        j, x = hit
         if np.any(us[: j + 1] < floor):
             k = int(np.argmin(us[: j + 1]))
             blocked.append((x, float(xs[k]), float(us[k]), float(fu(np.array([x]))[0])))

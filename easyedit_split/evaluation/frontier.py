@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from .derived import first_reach
 from .logodds import percentile_interval
 
 __all__ = [
@@ -126,14 +127,10 @@ def first_crossing(m: Sequence[float], values: Sequence[float], target: float) -
     if zero.size == 0:
         raise InputError("the multiplier grid must contain 0")
     j0 = int(zero[0])
-    if vv[j0] >= target:
-        return 0.0
-    for j in range(j0 + 1, mm.size):
-        if vv[j] >= target:
-            lo_v, hi_v = vv[j - 1], vv[j]
-            w = (target - lo_v) / (hi_v - lo_v) if hi_v != lo_v else 1.0
-            return float(mm[j - 1] + w * (mm[j] - mm[j - 1]))
-    return None
+    hit = first_reach(mm[j0:], vv[j0:], target, vv[j0:] >= target)
+    if hit is None:
+        return None
+    return 0.0 if hit[0] == 0 else hit[1]
 
 
 def _interp_columns(grid: np.ndarray, mat: np.ndarray, m: float) -> np.ndarray:
