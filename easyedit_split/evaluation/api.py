@@ -25,7 +25,7 @@ from ..errors import InputError
 from ..multipliers import parse_multipliers
 from .derived import Calibration, ValidRegion, calibrate, valid_region
 from .fitting import FORMS, CurveFit, bootstrap_fit, fit_curve, transfer_r2
-from .frontier import MatchedComparison, curve_points, matched_accuracy, per_example
+from .frontier import MatchedComparison, PerExample, curve_points, matched_accuracy, per_example
 from .logodds import summarize
 from .manifold import ManifoldResult, manifold_distance
 from .sweep import encode_for_sweep, sweep, write_table
@@ -260,6 +260,7 @@ def evaluate_preference_utility(
         check_distinct({name: out_dir / f"sweep_{slug(name)}.{table_format}" for name in specs if name},
                        what="update name")
     methods: dict[str, MethodEvaluation] = {}
+    per_eval: dict[str, PerExample] = {}  # the evaluation tables as matrices (frontier and matched accuracy)
     files: dict[str, str] = {}
     for given_name, spec in specs.items():
         loaded: LoadedUpdates = load_artefact(spec, model, tokenizer=tokenizer, train_pairs=train_pairs)
@@ -306,7 +307,8 @@ def evaluate_preference_utility(
         if summary[["pref", "util"]].isna().any().any():
             bad = summary.loc[summary[["pref", "util"]].isna().any(axis=1), "m"].tolist()
             ev.notes.append("NaN means (no finite value) at m = " + ", ".join(f"{v:g}" for v in bad))
-        ev.frontier = curve_points(per_example(table, reduction))
+        per_eval[name] = per_example(table, reduction)
+        ev.frontier = curve_points(per_eval[name])
         ev.dose = (doses or {}).get(name, (doses or {}).get(given_name))
         if validation_pairs is not None:
             ev.validation_table = sweep(model, tokenizer, encode_for_sweep(tokenizer, validation_pairs, **kw), ups,
@@ -323,13 +325,10 @@ def evaluate_preference_utility(
             partial.unlink(missing_ok=True)
     if reference is None and "split" in methods and len(methods) > 1:
         reference = "split"
-    matched = []
-    for target in matched_targets:
-        val = None
-        if validation_pairs is not None:
-            val = {n: per_example(ev.validation_table, reduction) for n, ev in methods.items()}
-        matched.append(matched_accuracy({n: per_example(ev.table, reduction) for n, ev in methods.items()},
-                                        float(target), validation=val, reference=reference, n_boot=n_boot, seed=seed))
+    val = ({n: per_example(ev.validation_table, reduction) for n, ev in methods.items()}
+           if validation_pairs is not None and matched_targets else None)
+    matched = [matched_accuracy(per_eval, float(target), validation=val, reference=reference, n_boot=n_boot, seed=seed)
+               for target in matched_targets]
     result = EvaluationResult(methods, grid, reduction, {
         "delta": delta, "target_pref": target_pref, "target_accuracy": target_accuracy,
         "max_util_drop": max_util_drop, "n_pairs": len(pairs), "n_train_pairs": len(train_pairs) if train_pairs else 0,
