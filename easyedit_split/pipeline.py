@@ -208,7 +208,7 @@ def _run_main_job(cfg: MainJobConfig, out: Path, t_start: float, timings: dict[s
     table = _headline_table(cfg, evaluations)
 
     t = time.perf_counter()
-    probe = _concept_probe(cfg, model, tok, train_all[: cfg.n_train], hparams_used)
+    probe = _concept_probe(cfg, model, tok, train, hparams_used)
     samples = _generate_samples(cfg, model, tok, dosed, probe, generate, perplexity, diversity_summary)
     onset_table, onsets = None, []
     if samples:
