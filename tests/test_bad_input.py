@@ -246,6 +246,23 @@ def test_pairs_longer_than_the_context_are_refused_before_a_sweep(tiny_tokenizer
         sweep(model, tiny_tokenizer, _pairs(2, 300), [u], [0.0, 1.0], progress=False)
 
 
+def test_long_validation_pairs_are_refused_before_any_sweep(tiny_tokenizer, monkeypatch):
+    from tiny_models import tiny_model
+
+    from easyedit_split.evaluation import api
+    from easyedit_split.sites import Site
+    from easyedit_split.updates import VectorUpdate
+
+    model = tiny_model("gpt2")
+    u = VectorUpdate(Site(1, "residual"), 32, vector=torch_ones(32))
+    swept = []
+    monkeypatch.setattr(api, "sweep", lambda *a, **k: swept.append(1))
+    with pytest.raises(DataError, match="context of 128"):
+        api.evaluate_preference_utility(model, tiny_tokenizer, [u], _pairs(2, 3), "-1:1:3",
+                                        validation_pairs=_pairs(2, 300), progress=False)
+    assert swept == []  # refused before the evaluation pairs were swept
+
+
 def torch_ones(n):
     import torch
 

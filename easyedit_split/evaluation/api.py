@@ -268,9 +268,10 @@ def evaluate_preference_utility(
         # render prompts as the update was trained (chat template, system prompt) unless told otherwise
         kw = dict(encode_kwargs) if encode_kwargs is not None else loaded.rendering()
         eval_enc = encode_for_sweep(tokenizer, pairs, **kw)
-        # both pair sets are encoded and checked against the context before any sweep runs
+        # every pair set is encoded and checked against the context before any sweep runs
         train_enc = encode_for_sweep(tokenizer, train_pairs, **kw) if train_pairs is not None else None
-        check_context_length(eval_enc + (train_enc or []), model)
+        val_enc = encode_for_sweep(tokenizer, validation_pairs, **kw) if validation_pairs is not None else None
+        check_context_length(eval_enc + (train_enc or []) + (val_enc or []), model)
         name = given_name or (loaded.method if loaded.method != "unknown" else "update")
         ups = loaded.updates
         # rows are appended to a partial file as they complete: a failure keeps them, a rerun resumes
@@ -311,7 +312,7 @@ def evaluate_preference_utility(
         ev.frontier = curve_points(per_eval[name])
         ev.dose = (doses or {}).get(name, (doses or {}).get(given_name))
         if validation_pairs is not None:
-            ev.validation_table = sweep(model, tokenizer, encode_for_sweep(tokenizer, validation_pairs, **kw), ups,
+            ev.validation_table = sweep(model, tokenizer, val_enc, ups,
                                         grid, batch_rows=batch_rows, method=name, use_prefix_cache=use_prefix_cache,
                                         progress=progress)
         if manifold:
