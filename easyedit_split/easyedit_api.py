@@ -92,13 +92,8 @@ def unwrap_model(model: Any) -> tuple[nn.Module, Any]:
 
 
 def _load(hp: Any, model: Any) -> tuple[nn.Module, Any]:
-    if model is not None:
-        return unwrap_model(model)
-    if is_easyedit_hparams(hp) and easyedit_loaded():
-        return unwrap_model(shared_wrapper(hp, unsteered=True))  # the applier will reuse it
-    from .models import load_model
-
-    return load_model(hp.model_name_or_path, dtype=hp.torch_dtype, device=hp.device)
+    # inside EasyEdit the wrapper loaded here is shared: the applier will reuse it
+    return unwrap_model(model if model is not None else _load_pipline(hp, unsteered=True))
 
 
 def _coerce_hparams(hparams: Any, method: str, kind: str) -> Any:
@@ -186,9 +181,11 @@ def apply(method: str, hparams: Any, pipline: Any = None, vector: Any = None) ->
     return pipline
 
 
-def _load_pipline(hp: Any) -> Any:
+def _load_pipline(hp: Any, *, unsteered: bool = False) -> Any:
+    """The model of ``hp`` as a wrapper: EasyEdit's (shared, see :func:`shared_wrapper`) when running
+    inside EasyEdit, else the plugin's loader in a :class:`_Wrapper`."""
     if is_easyedit_hparams(hp) and easyedit_loaded():
-        return shared_wrapper(hp)
+        return shared_wrapper(hp, unsteered=unsteered)
     from .models import load_model
 
     model, tokenizer = load_model(hp.model_name_or_path, dtype=hp.torch_dtype, device=hp.device)

@@ -1,8 +1,8 @@
 """Every EasyEdit steering method as an update, checked against EasyEdit's own code.
 
-The artefacts are written by EasyEdit's generators (from the unmodified checkout at
-``<repo>/../shared/easyedit-553fd05`` or ``$EASYEDIT_PATH``) on a tiny random Llama saved in a
-folder whose name contains "llama" (EasyEdit's wrapper picks its class from the path), and each
+The artefacts are written by EasyEdit's generators (from the unmodified checkout that
+:mod:`tests.easyedit_checkout` finds) on a tiny random Llama saved in a folder whose name contains
+"llama" (EasyEdit's wrapper picks its class from the path), and each
 update is compared with EasyEdit's own applier: the logits of its wrapped model against ours in
 hook mode. Tests that need the checkout skip with a reason when it is absent.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import sys
 import types
 from pathlib import Path
@@ -34,12 +33,8 @@ from easyedit_split.prompt_baseline import PromptBaseline
 from easyedit_split.sae import load_sae, sae_feature_update, sta_update_from_scores
 from easyedit_split.sites import Site
 from easyedit_split.updates import LocalWeightUpdate, LoRAUpdate, VectorUpdate
-from tests.conftest import build_tiny_tokenizer
+from tests.easyedit_checkout import require_steering, save_tiny_llama, steer_on_path
 from tests.tiny_models import tiny_inputs, tiny_model
-
-ROOT = Path(__file__).resolve().parents[1]
-EASYEDIT = Path(os.environ.get("EASYEDIT_PATH") or ROOT.parent / "shared" / "easyedit-553fd05")
-STEER_DEPS = ("datasets", "einops", "hydra", "omegaconf", "dotenv")
 
 DATA = [
     {"question": "is the sky blue ?", "matching": "yes", "not_matching": "no"},
@@ -64,27 +59,14 @@ def max_diff(a, b) -> float:
 @pytest.fixture(scope="module")
 def easyedit():
     """EasyEdit's checkout on sys.path (its steering side imports as ``steer``)."""
-    if not (EASYEDIT / "steer" / "utils" / "alg_dict.py").is_file():
-        pytest.skip(f"EasyEdit checkout not found at {EASYEDIT} (set EASYEDIT_PATH)")
-    missing = [m for m in STEER_DEPS if importlib.util.find_spec(m) is None]
-    if missing:
-        pytest.skip(f"EasyEdit's steering dependencies are not installed: {missing}")
-    sys.path.insert(0, str(EASYEDIT))
-    try:
-        yield EASYEDIT
-    finally:
-        sys.path.remove(str(EASYEDIT))
+    with steer_on_path(require_steering()) as root:
+        yield root
 
 
 @pytest.fixture(scope="module")
 def llama_dir(tmp_path_factory):
     """A tiny random Llama (weights of ``tiny_model('llama')``) and tokenizer in a folder named *llama*."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tok = build_tiny_tokenizer()
-    tok.model_max_length = 128  # EasyEdit's trainers truncate to it
-    tiny_model("llama").save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), model_max_length=128)  # EasyEdit's trainers truncate to it
 
 
 @pytest.fixture(scope="module")

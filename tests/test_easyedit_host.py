@@ -1,9 +1,9 @@
 """Integration with a real EasyEdit checkout: EasyEdit's own code drives the plugin.
 
-The checkout is ``$EASYEDIT_PATH`` or ``../shared/easyedit-553fd05`` next to the repository root; the
-module is skipped (one line saying why) where neither exists or EasyEdit's steering dependencies
-(the ``easyedit`` extra) are missing. Models are tiny random Llamas saved under a folder whose name
-contains "llama" (EasyEdit's ``get_model`` picks its wrapper class from the path string).
+The checkout is found by :mod:`tests.easyedit_checkout`; the module is skipped (one line saying why)
+where there is none or EasyEdit's steering dependencies (the ``easyedit`` extra) are missing. Models
+are tiny random Llamas saved under a folder whose name contains "llama" (EasyEdit's ``get_model``
+picks its wrapper class from the path string).
 """
 
 from __future__ import annotations
@@ -18,15 +18,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import tiny_model
 
-REPO = Path(__file__).resolve().parents[1]
-EASYEDIT = Path(os.environ.get("EASYEDIT_PATH") or REPO.parent / "shared" / "easyedit-553fd05")
+from tests.easyedit_checkout import REPO, require_steering, save_tiny_llama, steer_on_path
+from tests.tiny_models import tiny_model
 
-if not (EASYEDIT / "steer" / "utils" / "alg_dict.py").exists():
-    pytest.skip(f"no EasyEdit checkout at {EASYEDIT} (set EASYEDIT_PATH)", allow_module_level=True)
-for _dep in ("omegaconf", "hydra", "datasets", "einops", "dotenv"):
-    pytest.importorskip(_dep, reason=f"EasyEdit's steering needs {_dep}: pip install -e '.[easyedit]'")
+EASYEDIT = require_steering()
 
 from omegaconf import OmegaConf
 
@@ -42,20 +38,18 @@ def host():
     from ``sys.modules`` afterwards so other test modules see no EasyEdit."""
     previous = os.environ.get("EASYEDIT_SPLIT_AUTOREGISTER")
     os.environ["EASYEDIT_SPLIT_AUTOREGISTER"] = "0"  # an enabled .pth must not register before the snapshot
-    sys.path.insert(0, str(EASYEDIT))
-    import steer.vector_generators.vector_generators as generators
-    from steer.utils import alg_dict
+    with steer_on_path(EASYEDIT):
+        import steer.vector_generators.vector_generators as generators
+        from steer.utils import alg_dict
 
-    saved = (dict(alg_dict.HYPERPARAMS_CLASS_DICT), dict(alg_dict.METHOD_FNS), list(generators.REQUIRED_DATASET_METHODS))
-    yield alg_dict
-    alg_dict.HYPERPARAMS_CLASS_DICT.clear()
-    alg_dict.HYPERPARAMS_CLASS_DICT.update(saved[0])
-    alg_dict.METHOD_FNS.clear()
-    alg_dict.METHOD_FNS.update(saved[1])
-    generators.REQUIRED_DATASET_METHODS[:] = saved[2]
-    sys.path.remove(str(EASYEDIT))
-    for name in [m for m in sys.modules if m == "steer" or m.startswith("steer.")]:
-        del sys.modules[name]
+        saved = (dict(alg_dict.HYPERPARAMS_CLASS_DICT), dict(alg_dict.METHOD_FNS),
+                 list(generators.REQUIRED_DATASET_METHODS))
+        yield alg_dict
+        alg_dict.HYPERPARAMS_CLASS_DICT.clear()
+        alg_dict.HYPERPARAMS_CLASS_DICT.update(saved[0])
+        alg_dict.METHOD_FNS.clear()
+        alg_dict.METHOD_FNS.update(saved[1])
+        generators.REQUIRED_DATASET_METHODS[:] = saved[2]
     if previous is None:
         os.environ.pop("EASYEDIT_SPLIT_AUTOREGISTER", None)
     else:
@@ -81,11 +75,8 @@ def registered(host):
 
 
 @pytest.fixture(scope="module")
-def llama_dir(tmp_path_factory, tiny_tokenizer):
-    folder = tmp_path_factory.mktemp("models") / "tiny-llama"
-    tiny_model("llama").save_pretrained(folder)
-    tiny_tokenizer.save_pretrained(folder)
-    return folder
+def llama_dir(tmp_path_factory):
+    return save_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
 
 
 def _yaml(path: Path, data: dict) -> str:

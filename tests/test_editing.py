@@ -1,18 +1,15 @@
 """Knowledge editing: the request data, the easyeditor import shim, SPLIT through EasyEdit's BaseEditor,
 edits as updates, and the editor comparison end to end (tiny random Llama model).
 
-Tests that need EasyEdit's editing side skip, with the reason, where no checkout is found
-(``$EASYEDIT_PATH`` or ``../shared/easyedit-553fd05`` next to the repository) or where
-``import easyeditor`` fails (the ``editing`` extra is not installed).
+Tests that need EasyEdit's editing side skip, with the reason, where :mod:`tests.easyedit_checkout`
+finds no checkout or where ``import easyeditor`` fails (the ``editing`` extra is not installed).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
@@ -26,8 +23,7 @@ from easyedit_split.editing.requests import (
     locality_pairs,
     read_requests,
 )
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.easyedit_checkout import EDITING, require_checkout, save_tiny_llama
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -112,19 +108,9 @@ def test_find_checkout_rejects_a_folder_without_easyeditor(tmp_path):
 # ------------------------------------------------------------------------------------------ EasyEdit
 
 
-def _checkout() -> Path | None:
-    for cand in (os.environ.get(shim.EASYEDIT_PATH_ENV), REPO.parent / "shared" / "easyedit-553fd05",
-                 REPO.parents[1] / "shared" / "easyedit-553fd05"):
-        if cand and (Path(cand) / "easyeditor" / "__init__.py").is_file():
-            return Path(cand)
-    return None
-
-
 @pytest.fixture(scope="session")
 def easyedit():
-    path = _checkout()
-    if path is None:
-        pytest.skip("no EasyEdit checkout: set EASYEDIT_PATH to a folder holding easyeditor/")
+    path = require_checkout(EDITING)
     from easyedit_split.editing import register_editor
 
     try:
@@ -135,14 +121,9 @@ def easyedit():
 
 
 @pytest.fixture()
-def tiny_dir(tmp_path, tiny_tokenizer):
+def tiny_dir(tmp_path):
     """A tiny random Llama model saved in a folder whose name tells EasyEdit its family."""
-    from tiny_models import tiny_model
-
-    folder = tmp_path / "tiny-llama"
-    tiny_model("llama").save_pretrained(folder)
-    tiny_tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_llama(tmp_path / "tiny-llama")
 
 
 def _reference(folder):
