@@ -226,6 +226,16 @@ def check_range(source: str, key: str, value: Any, *, minimum: float | None = No
     raise HParamsError(f"{source}: key '{key}' must be {' and '.join(parts)}, got {value!r}{hint}")
 
 
+def check_layers(source: str, layers: list[int]) -> None:
+    """Raise :class:`HParamsError` naming ``source`` when ``layers`` is empty or has a negative layer."""
+    if not layers:
+        raise HParamsError(f"{source}: key 'layers' must list at least one layer")
+    negative = [layer for layer in layers if layer < 0]
+    if negative:
+        raise HParamsError(f"{source}: key 'layers' has {negative}; layers count from 0 (negative indices are "
+                           "refused: they would name a different layer on a model of another depth)")
+
+
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     """``["lr=0.01", "layers=[3]"]`` → ``{"lr": 0.01, "layers": [3]}`` (values parsed as YAML)."""
     out: dict[str, Any] = {}
