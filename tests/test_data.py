@@ -155,22 +155,18 @@ def test_easyedit_dataset_format_yaml(tmp_path):
         DatasetFormat.from_yaml(yml, "nope")
 
 
-def test_dataset_format_yaml_errors_name_the_file(tmp_path):
-    missing = tmp_path / "absent.yaml"
-    with pytest.raises(DataError, match=f"dataset format file {re.escape(str(missing))} does not exist"):
-        DatasetFormat.from_yaml(missing)
-    broken = tmp_path / "broken.yaml"
-    broken.write_text("train: [unclosed\n")
-    with pytest.raises(DataError, match=f"{re.escape(str(broken))}: not valid YAML"):
-        DatasetFormat.from_yaml(broken)
-    listed = tmp_path / "listed.yaml"
-    listed.write_text("- a\n- b\n")
-    with pytest.raises(DataError, match=f"{re.escape(str(listed))}: the top level must be a mapping"):
-        DatasetFormat.from_yaml(listed)
-    empty = tmp_path / "empty.yaml"
-    empty.write_text("")
-    with pytest.raises(DataError, match=f"{re.escape(str(empty))}: no dataset entries"):
-        DatasetFormat.from_yaml(empty)
+@pytest.mark.parametrize("text, message", [
+    (None, "dataset format file {} does not exist"),
+    ("train: [unclosed\n", "{}: not valid YAML"),
+    ("- a\n- b\n", "{}: the top level must be a mapping"),
+    ("", "{}: no dataset entries"),
+])
+def test_dataset_format_yaml_errors_name_the_file(tmp_path, text, message):
+    yml = tmp_path / "dataset_format.yaml"
+    if text is not None:
+        yml.write_text(text)
+    with pytest.raises(DataError, match=message.format(re.escape(str(yml)))):
+        DatasetFormat.from_yaml(yml)
 
 
 def test_bad_rows_skipped_or_strict(tmp_path, caplog):
