@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .hparams_io import HParamsError, HyperParams
+from .hparams_io import HParamsError, HyperParams, check_layers
 from .methods import canonical_form, method_spec
 
 __all__ = [
@@ -20,7 +20,6 @@ __all__ = [
     "ApplySFTHyperParams",
     "ApplySplitHyperParams",
 ]
-
 
 
 @dataclass
@@ -45,10 +44,7 @@ class ApplyHyperParams(HyperParams):
 
     def validate(self, source: str) -> None:
         canonical_form(self.intervention_method, source)
-        if not self.layers:
-            raise HParamsError(f"{source}: key 'layers' must list at least one layer")
-        if any(layer < 0 for layer in self.layers):
-            raise HParamsError(f"{source}: key 'layers' has a negative layer {self.layers}; layers count from 0")
+        check_layers(source, self.layers)
         if self.multipliers and len(self.multipliers) not in (1, len(self.layers)):
             raise HParamsError(f"{source}: key 'multipliers' has {len(self.multipliers)} values for "
                                f"{len(self.layers)} layers (give one, or one per layer)")

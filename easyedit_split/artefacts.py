@@ -21,7 +21,6 @@ with the updates, so that they are evaluated on prompts rendered as they were tr
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -39,10 +38,11 @@ from .errors import EasyEditSplitError
 from .serialization import (
     FORMAT_NAME,
     UpdateBundle,
-    UpdateFileError,
     check_updates_finite,
     check_updates_nonzero,
     load_updates,
+    metadata_json,
+    read_metadata,
 )
 from .updates import Update
 
@@ -93,25 +93,8 @@ def is_diffmean_spec(spec: Any) -> bool:
     return isinstance(spec, str) and _DIFFMEAN_SPEC.match(spec.strip()) is not None
 
 
-def _safetensors_metadata(path: Path) -> dict[str, str]:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            return dict(fh.metadata() or {})
-    except Exception as exc:  # safetensors raises several error types for corrupt files
-        raise UpdateFileError(f"{path} is not a readable safetensors file: {exc}") from exc
-
-
-def _safetensors_format(path: Path) -> str | None:
-    return _safetensors_metadata(path).get("format")
-
-
 def _json_field(meta: Mapping[str, str], key: str, path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(meta.get(key) or "{}")
-    except json.JSONDecodeError as exc:
-        raise UpdateFileError(f"{path}: metadata {key!r} is not valid JSON ({exc.msg}); the file is corrupt") from None
+    value = metadata_json(meta.get(key) or "{}", key, path)
     return value if isinstance(value, dict) else {}
 
 
@@ -162,7 +145,7 @@ def recorded_training_pairs(spec: Any) -> set[str] | None:
     for f in files:
         if not f.is_file():
             continue
-        meta = _safetensors_metadata(f)
+        meta = read_metadata(f)
         if meta.get("format") != FORMAT_NAME:
             continue
         extra = _json_field(meta, "extra", f)
@@ -244,7 +227,7 @@ def _load(spec: Any, model: nn.Module, *, layer: int | None, tokenizer: Any, tra
     if p.is_file():
         suffix = p.suffix.lower()
         if suffix == ".safetensors":
-            if _safetensors_format(p) == FORMAT_NAME:
+            if read_metadata(p).get("format") == FORMAT_NAME:
                 bundle = load_updates(p, model)
                 return LoadedUpdates(list(bundle.updates), "easyedit-split", bundle.method, str(p),
                                      {"hparams": bundle.hparams, "extra": bundle.extra})

@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import InputError
 
-__all__ = ["check_finite", "check_int_at_least", "finite_float_arg", "int_at_least", "nonnegative_int_arg",
+__all__ = ["check_int_at_least", "finite_float_arg", "int_at_least", "nonnegative_int_arg",
            "positive_int_arg", "set_threads"]
 
 
@@ -28,17 +28,6 @@ def check_int_at_least(value: Any, minimum: int, what: str) -> int:
     if value < minimum:
         raise InputError(f"{what} must be >= {minimum}, got {value}")
     return int(value)
-
-
-def check_finite(value: Any, what: str) -> float:
-    """``value`` as a finite float; raise :class:`InputError` naming ``what`` for NaN/inf/non-numbers."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{what} must be a number, got {value!r}") from None
-    if not math.isfinite(x):
-        raise InputError(f"{what} must be a finite number, got {value!r}")
-    return x
 
 
 def int_at_least(minimum: int):

@@ -26,28 +26,40 @@ from .errors import EasyEditSplitError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HParamsError", "HyperParams", "coerce_value", "load_yaml"]
+__all__ = ["HParamsError", "HyperParams", "coerce_value", "load_yaml", "read_yaml_mapping"]
 
 
 class HParamsError(EasyEditSplitError, ValueError):
     """A hyperparameter file or value is invalid."""
 
 
-def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+def read_yaml_mapping(path: str | os.PathLike, *, error: type[Exception] = HParamsError,
+                      what: str = "hyperparameter file") -> dict[str, Any]:
+    """A YAML file whose top level is a mapping, read with ``yaml.safe_load`` (an empty file is ``{}``).
+
+    Raises ``error`` naming the file (``what`` says what it is) when it is missing, not valid YAML or
+    not a mapping.
+    """
     p = Path(path)
-    if not p.exists() and p.suffix not in (".yaml", ".yml"):
-        p = p.with_name(p.name + ".yaml")
-    if not p.exists():
-        raise HParamsError(f"hyperparameter file {p} does not exist")
+    if not p.is_file():
+        raise error(f"{what} {p} {'is not a file' if p.exists() else 'does not exist'}")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise HParamsError(f"{p}: not valid YAML: {exc}") from exc
+        raise error(f"{p}: not valid YAML: {exc}") from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise HParamsError(f"{p}: the top level must be a mapping of keys to values, got {type(data).__name__}")
+        raise error(f"{p}: the top level must be a mapping of keys to values, got {type(data).__name__}")
     return data
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """An EasyEdit-style hyperparameter YAML as a dict (``.yaml`` may be omitted, as upstream allows)."""
+    p = Path(path)
+    if not p.exists() and p.suffix not in (".yaml", ".yml"):
+        p = p.with_name(p.name + ".yaml")
+    return read_yaml_mapping(p)
 
 
 def _strip_optional(tp: Any) -> tuple[Any, bool]:
@@ -212,6 +224,16 @@ def check_range(source: str, key: str, value: Any, *, minimum: float | None = No
     if maximum is not None:
         parts.append(f"{'<' if exclusive_max else '<='} {maximum:g}")
     raise HParamsError(f"{source}: key '{key}' must be {' and '.join(parts)}, got {value!r}{hint}")
+
+
+def check_layers(source: str, layers: list[int]) -> None:
+    """Raise :class:`HParamsError` naming ``source`` when ``layers`` is empty or has a negative layer."""
+    if not layers:
+        raise HParamsError(f"{source}: key 'layers' must list at least one layer")
+    negative = [layer for layer in layers if layer < 0]
+    if negative:
+        raise HParamsError(f"{source}: key 'layers' has {negative}; layers count from 0 (negative indices are "
+                           "refused: they would name a different layer on a model of another depth)")
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:

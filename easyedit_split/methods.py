@@ -26,7 +26,6 @@ __all__ = [
     "UnknownMethodError",
     "canonical_form",
     "canonical_method",
-    "form_spec",
     "hparams_class",
     "method_spec",
     "resolve",
@@ -137,10 +136,6 @@ def canonical_form(name: str, source: str | None = None) -> str:
             raise HParamsError(f"{source}: key 'intervention_method' is {name!r}; use {', '.join(FORM_NAMES)}")
         raise InputError(f"unknown update form {name!r}; use one of {', '.join(FORM_NAMES)}")
     return _FORM_BY_NAME[key].name
-
-
-def form_spec(name: str) -> FormSpec:
-    return _FORM_BY_NAME[canonical_form(name)]
 
 
 def hparams_class(name: str, kind: str = "train") -> type:

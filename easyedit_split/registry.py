@@ -113,7 +113,6 @@ def get_evaluator(name: str = "preference_utility") -> Callable:
 _STEER_REGISTRY = "steer.utils.alg_dict"
 _STEER_GENERATORS = "steer.vector_generators.vector_generators"
 _EDIT_REGISTRY = "easyeditor.util.alg_dict"
-_EASYEDIT_MODULES = (_STEER_REGISTRY, _EDIT_REGISTRY)
 _EE_HP = "easyedit_split.easyedit.easyedit_hparams"
 
 #: EasyEdit's built-in steering methods the plugin takes over by default: upstream's own code for

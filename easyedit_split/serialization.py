@@ -34,7 +34,9 @@ __all__ = [
     "check_updates_finite",
     "check_updates_nonzero",
     "load_updates",
+    "metadata_json",
     "model_signature",
+    "read_metadata",
     "save_updates",
     "tensors_checksum",
 ]
@@ -114,6 +116,27 @@ def tensors_checksum(tensors: Mapping[str, torch.Tensor]) -> str:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The header metadata of a safetensors file (no tensor is read); an :class:`UpdateFileError` naming
+    the file when it is not a readable safetensors file."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return dict(fh.metadata() or {})
+    except Exception as exc:  # safetensors raises several error types for corrupt files
+        raise UpdateFileError(f"{path} is not a readable safetensors file: {exc}") from exc
+
+
+def metadata_json(text: str, key: str, path: str | os.PathLike) -> Any:
+    """The JSON ``text`` of metadata ``key`` parsed; an :class:`UpdateFileError` naming the file and the key
+    when it is not JSON."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UpdateFileError(f"{path}: metadata {key!r} is not valid JSON ({exc.msg}); the file is corrupt") from None
 
 
 def save_updates(
@@ -221,10 +244,7 @@ def load_updates(path: str | os.PathLike, model: nn.Module | None = None, *, str
     meta: dict[str, Any] = dict(raw_meta)
     for key in ("model", "hparams", "updates", "extra"):
         if key in raw_meta:
-            try:
-                meta[key] = json.loads(raw_meta[key])
-            except json.JSONDecodeError as exc:
-                raise UpdateFileError(f"{p}: metadata {key!r} is not valid JSON ({exc.msg}); the file is corrupt") from None
+            meta[key] = metadata_json(raw_meta[key], key, p)
     configs = meta.get("updates")
     if not isinstance(configs, list):
         raise UpdateFileError(f"{p}: metadata has no 'updates' list; the file is corrupt or was not written by "
@@ -273,20 +293,12 @@ def companion_update(pt_path: str | os.PathLike, model: nn.Module | None = None)
     if not sibling.is_file():
         return None
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(sibling), framework="pt") as fh:
-            raw = fh.metadata() or {}
-    except Exception:  # noqa: BLE001 - safetensors raises several types for files it cannot read
-        return None  # not ours / unreadable: treat the .pt as a plain EasyEdit file
-    if raw.get("format") != FORMAT_NAME:
-        return None
-    try:
-        record = json.loads(raw.get("extra", "{}")).get("easyedit_pt")
-    except (json.JSONDecodeError, AttributeError):
-        record = None
-    if not isinstance(record, dict) or record.get("file") != pt.name:
-        return None  # written before pairs were tied together
+        raw = read_metadata(sibling)
+        record = metadata_json(raw.get("extra", "{}"), "extra", sibling).get("easyedit_pt")
+    except (UpdateFileError, AttributeError):
+        return None  # unreadable, or metadata not ours: treat the .pt as a plain EasyEdit file
+    if raw.get("format") != FORMAT_NAME or not isinstance(record, dict) or record.get("file") != pt.name:
+        return None  # not ours, or written before pairs were tied together
     if hashlib.sha256(pt.read_bytes()).hexdigest() != record.get("sha256"):
         raise UpdateFileError(
             f"{pt} does not match {sibling} written with it (an interrupted or mixed write); load "

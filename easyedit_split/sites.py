@@ -22,7 +22,7 @@ from typing import Any
 from torch import nn
 
 from .errors import EasyEditSplitError
-from .structure import find_final_norm, find_layer_lists, find_layer_parts, linear_shape
+from .structure import find_final_norm, find_layer_lists, find_layer_parts, linear_shape, post_mlp_norm_reason
 
 logger = logging.getLogger(__name__)
 
@@ -323,10 +323,6 @@ def _layer_index(layers: nn.ModuleList, layer: int) -> int:
     return layer % len(layers)
 
 
-def _post_norm_reason(norm: str) -> str:
-    return f"a norm ('{norm}') sits between the MLP output and the residual add"
-
-
 def layer_sites(model: nn.Module, layer: int) -> LayerSites:
     """The MLP down-projection, attention output projection and residual writer of ``layer``."""
     layers_path, layers = decoder_layers(model)
@@ -344,7 +340,7 @@ def layer_sites(model: nn.Module, layer: int) -> LayerSites:
             continue
         if spec is not None and part == "residual_writer" and rel is None and spec.post_mlp_norm is not None:
             paths[part] = None
-            missing[part] = _post_norm_reason(spec.post_mlp_norm)
+            missing[part] = post_mlp_norm_reason(spec.post_mlp_norm)
             continue
         if structural is None:
             structural = find_layer_parts(block, hidden_size(model), _config_value(model, "residual_multiplier"))

@@ -35,6 +35,7 @@ __all__ = [
     "find_layer_parts",
     "is_norm",
     "linear_shape",
+    "post_mlp_norm_reason",
 ]
 
 MLP_CHILD_HINTS = ("mlp", "feed_forward", "feedforward", "ffn", "ff", "moe")
@@ -192,6 +193,11 @@ def _post_mlp_norm(layer: nn.Module) -> str | None:
     return None
 
 
+def post_mlp_norm_reason(norm: str) -> str:
+    """Why a layer has no residual writer when the norm ``norm`` follows its MLP."""
+    return f"a norm ('{norm}') sits between the MLP output and the residual add"
+
+
 def find_layer_parts(layer: nn.Module, d_model: int, residual_multiplier: float | None = None) -> LayerParts:
     """The MLP down-projection, attention output projection and residual writer of one decoder layer."""
     parts = LayerParts()
@@ -199,9 +205,7 @@ def find_layer_parts(layer: nn.Module, d_model: int, residual_multiplier: float 
     _find_attn_out(layer, d_model, parts)
     parts.post_mlp_norm = _post_mlp_norm(layer)
     if parts.post_mlp_norm is not None:
-        parts.missing["residual_writer"] = (
-            f"a norm ('{parts.post_mlp_norm}') sits between the MLP output and the residual add"
-        )
+        parts.missing["residual_writer"] = post_mlp_norm_reason(parts.post_mlp_norm)
     elif moe:
         parts.missing["residual_writer"] = "the MLP is a mixture of experts: no single linear module writes the residual stream"
     elif residual_multiplier not in (None, 1, 1.0):

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import logging
 import math
+import re
 
 import pytest
 import torch
@@ -152,6 +153,20 @@ def test_easyedit_dataset_format_yaml(tmp_path):
         DatasetFormat.from_yaml(yml, "gen")
     with pytest.raises(DataError, match="nope"):
         DatasetFormat.from_yaml(yml, "nope")
+
+
+@pytest.mark.parametrize("text, message", [
+    (None, "dataset format file {} does not exist"),
+    ("train: [unclosed\n", "{}: not valid YAML"),
+    ("- a\n- b\n", "{}: the top level must be a mapping"),
+    ("", "{}: no dataset entries"),
+])
+def test_dataset_format_yaml_errors_name_the_file(tmp_path, text, message):
+    yml = tmp_path / "dataset_format.yaml"
+    if text is not None:
+        yml.write_text(text)
+    with pytest.raises(DataError, match=message.format(re.escape(str(yml)))):
+        DatasetFormat.from_yaml(yml)
 
 
 def test_bad_rows_skipped_or_strict(tmp_path, caplog):

@@ -109,3 +109,11 @@ def test_shipped_yamls_load(path, caplog):
 def test_apply_hparams_multipliers_checked():
     with pytest.raises(HParamsError, match="multipliers"):
         ApplySplitHyperParams.from_dict({"alg_name": "split", "layers": [1, 2], "multipliers": [1, 2, 3]})
+
+
+@pytest.mark.parametrize("cls", [ApplySplitHyperParams, SplitHyperParams])
+def test_layers_checked_alike_for_training_and_applying(cls):
+    with pytest.raises(HParamsError, match=r"^cfg.yaml: key 'layers' must list at least one layer$"):
+        cls.from_dict({"alg_name": "split", "layers": []}, source="cfg.yaml")
+    with pytest.raises(HParamsError, match=r"^cfg.yaml: key 'layers' has \[-1\]; layers count from 0"):
+        cls.from_dict({"alg_name": "split", "layers": [2, -1]}, source="cfg.yaml")

@@ -26,9 +26,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import EasyEditSplitError
+from ..hparams_io import read_yaml_mapping
 
 logger = logging.getLogger(__name__)
 
@@ -198,14 +197,7 @@ class DatasetFormat:
         otherwise against the working directory (EasyEdit's convention).
         """
         ypath = Path(path)
-        if not ypath.is_file():
-            raise DataError(f"dataset format file not found: {ypath}")
-        try:
-            doc = yaml.safe_load(ypath.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise DataError(f"could not parse {ypath}: {exc}") from exc
-        if not isinstance(doc, dict):
-            raise DataError(f"{ypath}: expected a mapping of dataset names to entries")
+        doc = read_yaml_mapping(ypath, error=DataError, what="dataset format file")
 
         entries = _collect_entries(doc, section)
         if not entries:

@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ..hparams_io import HParamsError, HyperParams, check_range
+from ..hparams_io import HParamsError, HyperParams, check_layers, check_range
 from ..methods import canonical_form, method_spec
 
 logger = logging.getLogger(__name__)
@@ -74,12 +74,7 @@ class _ModelDataKeys(HyperParams):
     def validate(self, source: str) -> None:
         """Layers, seed, data sizes (sentinels: ``max_num_of_examples: null`` = all pairs, ``test_size:
         null`` or 0 = no hold-out)."""
-        if not self.layers:
-            raise HParamsError(f"{source}: key 'layers' must list at least one layer")
-        negative = [layer for layer in self.layers if layer < 0]
-        if negative:
-            raise HParamsError(f"{source}: key 'layers' has {negative}; layers count from 0 (negative indices are "
-                               "refused: they would name a different layer on a model of another depth)")
+        check_layers(source, self.layers)
         if len(set(self.layers)) != len(self.layers):
             raise HParamsError(f"{source}: key 'layers' lists a layer twice: {self.layers}")
         check_range(source, "seed", self.seed, minimum=0)
