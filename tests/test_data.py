@@ -389,3 +389,12 @@ def test_easyedit_records_map_to_pairs():
     assert got[1].id == "k" and got[0].source == "mine:1"
     with pytest.raises(DataError, match=r"mine\[0\]: none of the fields"):
         pairs_from_records([{"question": "q"}], "mine")
+
+
+def test_an_empty_list_answer_is_an_empty_answer_not_a_crash():
+    from easyedit_split.data.formats import pairs_from_records
+
+    with pytest.raises(DataError, match=r"records\[0\]: empty answer"):
+        pairs_from_records([{"question": "q", "matching": [], "not_matching": ["no"]}], name="records")
+    (pair,) = pairs_from_records([{"question": "q", "matching": [" yes", " y"], "not_matching": (" no",)}])
+    assert (pair.positive, pair.negative) == (" yes", " no")

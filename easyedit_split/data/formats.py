@@ -340,6 +340,14 @@ def _first_present(record: Mapping[str, Any], keys: Sequence[str], where: str) -
     raise DataError(f"{where}: none of the fields {list(keys)} present (keys: {sorted(record)})")
 
 
+def first_entry(value: Any) -> Any:
+    """A field's value, where a list (as in EasyEdit's in-memory data) stands for its first entry and an
+    empty list for an empty answer."""
+    if isinstance(value, (list, tuple)):
+        return value[0] if value else ""
+    return value
+
+
 def pairs_from_records(records: Iterable[Any], name: str = "dataset") -> list:
     """Polarity pairs from EasyEdit's in-memory dataset: a list of dicts (``question``/``matching``/
     ``not_matching``, persona keys, or AxBench's ``input``/``winning_output``/``losing_output``; a list
@@ -361,10 +369,7 @@ def pairs_from_records(records: Iterable[Any], name: str = "dataset") -> list:
         q = _first_present(rec, QUESTION_COLUMNS, where)
         pos = _first_present(rec, POSITIVE_COLUMNS, where)
         neg = _first_present(rec, NEGATIVE_COLUMNS, where)
-        if isinstance(pos, list):
-            pos = pos[0]
-        if isinstance(neg, list):
-            neg = neg[0]
+        pos, neg = first_entry(pos), first_entry(neg)
         if not str(pos).strip() or not str(neg).strip():
             raise DataError(f"{where}: empty answer")
         out.append(PolarityPair(id=str(rec.get("id", i)), question=str(q), positive=str(pos), negative=str(neg),

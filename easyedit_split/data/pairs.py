@@ -18,7 +18,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .formats import SUFFIX_TYPES, DataError, DatasetFormat, detect_format, get_format, resolve_columns
+from .formats import (
+    SUFFIX_TYPES,
+    DataError,
+    DatasetFormat,
+    detect_format,
+    first_entry,
+    get_format,
+    resolve_columns,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -163,10 +171,7 @@ def _peek_columns(path: Path, file_type: str) -> set[str]:
 
 def _field_value(record: dict, key: str) -> Any:
     """The field's value; a list (as in EasyEdit's in-memory data) stands for its first element."""
-    value = record.get(key)
-    if isinstance(value, (list, tuple)) and value:
-        value = value[0]
-    return value
+    return first_entry(record.get(key))
 
 
 def _field_problem(record: dict, key: str, *, allow_empty: bool = False) -> str | None:

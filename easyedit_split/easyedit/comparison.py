@@ -54,13 +54,10 @@ class VectorRun:
 
 
 def _plugin_metadata(folder: Path) -> dict[str, Any] | None:
-    from safetensors import safe_open
-
-    from ..serialization import FORMAT_NAME
+    from ..serialization import FORMAT_NAME, read_metadata
 
     for path in sorted(folder.glob("layer_*.safetensors")):
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
+        meta = read_metadata(path)  # an unreadable file is an UpdateFileError naming it
         if meta.get("format") == FORMAT_NAME:
             return meta
     return None

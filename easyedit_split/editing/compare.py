@@ -51,7 +51,7 @@ from ..evaluation.api import EvaluationResult, MethodEvaluation, fit_summary, sl
 from ..evaluation.logodds import summarize
 from ..evaluation.report import write_report
 from ..evaluation.sweep import sweep, write_table
-from ..hparams_io import HParamsError
+from ..hparams_io import HParamsError, read_yaml_mapping
 from .capture import CapturedEdit, recording
 from .covariance import write_local_stats
 from .easyeditor_import import import_easyeditor
@@ -107,13 +107,8 @@ def easyedit_model_dir(model: str | os.PathLike, workdir: str | os.PathLike) -> 
 def load_editor_hparams(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> Any:
     """An editing YAML as the hparams object of its ``alg_name`` (EasyEdit's class, or ours for SPLIT)."""
     p = Path(path)
-    try:
-        config = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise HParamsError(f"hyperparameter file {p} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise HParamsError(f"{p}: not valid YAML: {exc}") from exc
-    if not isinstance(config, dict) or "alg_name" not in config:
+    config = read_yaml_mapping(p, what="editing hyperparameter file")
+    if "alg_name" not in config:
         raise HParamsError(f"{p}: an editing YAML must be a mapping with an 'alg_name' key")
     config.update(overrides or {})
     alg = str(config["alg_name"])
