@@ -32,6 +32,7 @@ from ._io import atomic_write_json, atomic_write_text, check_writable, output_lo
 from .checks import set_threads
 from .defaults import hparams_file_name, packaged_hparams_dir
 from .errors import InputError
+from .evaluation.cells import cell
 from .hparams_io import load_yaml
 from .methods import FORM_NAMES, METHOD_NAMES, hparams_class
 from .multipliers import parse_multipliers
@@ -295,12 +296,6 @@ def _generate_samples(cfg, model, tok, dosed, probe, generate, perplexity, diver
     return samples
 
 
-def _fmt(x: Any, spec: str = ".2f") -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    return format(x, spec)
-
-
 def _summary_markdown(cfg, table, evaluations, samples, timings, out: Path, probe=None, onset_table=None,
                       onsets=()) -> str:
     from .evaluation.frontier import format_matched_table
@@ -312,9 +307,9 @@ def _summary_markdown(cfg, table, evaluations, samples, timings, out: Path, prob
     lines += [("| form | method | accuracy at m | mean PrefOdds | mean UtilOdds | R² pref fit | R² util fit "
                "| calibrated m (acc 0.9) |"), "|---|---|---|---|---|---|---|---|"]
     for r in table:
-        lines.append(f"| {r['form']} | {r['method']} | {_fmt(100 * r['accuracy'], '.0f')}% (m={r['m']:g}) | "
-                     f"{_fmt(r['pref'])} | {_fmt(r['util'])} | {_fmt(r.get('r2_pref'), '.3f')} | "
-                     f"{_fmt(r.get('r2_util'), '.3f')} | {_fmt(r.get('calibrated_m'), '.2f')} |")
+        lines.append(f"| {r['form']} | {r['method']} | {cell(100 * r['accuracy'], '.0f')}% (m={r['m']:g}) | "
+                     f"{cell(r['pref'], '.2f')} | {cell(r['util'], '.2f')} | {cell(r.get('r2_pref'), '.3f')} | "
+                     f"{cell(r.get('r2_util'), '.3f')} | {cell(r.get('calibrated_m'), '.2f')} |")
     lines += ["", "Per-form reports with plots: " + ", ".join(f"[eval_{f}/report.md](eval_{f}/report.md)" for f in evaluations), ""]
     for form, ev in evaluations.items():
         doses = {n: me.dose for n, me in ev.methods.items() if me.dose is not None}
@@ -334,8 +329,8 @@ def _summary_markdown(cfg, table, evaluations, samples, timings, out: Path, prob
     lines += ["## Steered completions", ""]
     for s in samples:
         text = s["text"].replace("\n", " ").strip()
-        lines.append(f"- **{s['method']}** ({s['form']}, m={s['multiplier']:g}, ppl {_fmt(s['perplexity'], '.1f')}, "
-                     f"concept {_fmt(s.get('concept'), '.2f')}) "
+        lines.append(f"- **{s['method']}** ({s['form']}, m={s['multiplier']:g}, ppl {cell(s['perplexity'], '.1f')}, "
+                     f"concept {cell(s.get('concept'), '.2f')}) "
                      f"*{s['prompt']}* → {text}")
     lines += ["", "## Timings (s)", ""] + [f"- {k}: {v:.1f}" for k, v in timings.items()] + [""]
     return "\n".join(lines)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,15 +10,10 @@ from typing import Any
 import numpy as np
 
 from .._io import atomic_write_text
+from ..evaluation.cells import cell
 from ..evaluation.plots import pyplot, save_figure
 
 __all__ = ["plot_comparison", "write_comparison_report"]
-
-
-def _f(x: Any, fmt: str = ".2f") -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    return format(float(x), fmt)
 
 
 def plot_comparison(results: Mapping[str, Any], evaluations: Mapping[str, Mapping[str, Any]],
@@ -80,9 +74,9 @@ def write_comparison_report(results: Mapping[str, Any], path: str | os.PathLike,
               "|---|---|---|---|---|---|---|"]
     for name, r in m.items():
         e = r["easyedit"]
-        lines.append(f"| {name} | {_f(e['rewrite_acc_pre'])} → {_f(e['rewrite_acc_post'])} | "
-                     f"{_f(e['rephrase_acc_pre'])} → {_f(e['rephrase_acc_post'])} | {_f(e['locality_acc_post'])} | "
-                     f"{_f(r['seconds_per_edit'], '.1f')} | {_f(r['delta_norm_mean'], '.3g')} | "
+        lines.append(f"| {name} | {cell(e['rewrite_acc_pre'], '.2f')} → {cell(e['rewrite_acc_post'], '.2f')} | "
+                     f"{cell(e['rephrase_acc_pre'], '.2f')} → {cell(e['rephrase_acc_post'], '.2f')} | {cell(e['locality_acc_post'], '.2f')} | "
+                     f"{cell(r['seconds_per_edit'], '.1f')} | {cell(r['delta_norm_mean'], '.3g')} | "
                      f"{', '.join(r['update_forms'])} |")
     lines += ["", "## Preference and utility", "",
               ("Edit pairs: question = prompt, positive = `target_new`, negative = `ground_truth`; PrefOdds = "
@@ -95,10 +89,10 @@ def write_comparison_report(results: Mapping[str, Any], path: str | os.PathLike,
               "|---|---|---|---|---|---|---|---|"]
     for name, r in m.items():
         ep, lp = r["edit_pairs"], r["locality_pairs"]
-        lines.append(f"| {name} | {_f(ep['pref_m0'])} → {_f(ep['pref_m1'])} | {_f(ep['util_m0'])} → {_f(ep['util_m1'])} | "
-                     f"{_f(ep['accuracy_m0'])} → {_f(ep['accuracy_m1'])} | {_f(ep['r2_pref'], '.3f')} | "
-                     f"{_f(ep['r2_util'], '.3f')} | {_f(lp['pref_m0'])} → {_f(lp['pref_m1'])} | "
-                     f"{_f(lp['util_m0'])} → {_f(lp['util_m1'])} |")
+        lines.append(f"| {name} | {cell(ep['pref_m0'], '.2f')} → {cell(ep['pref_m1'], '.2f')} | {cell(ep['util_m0'], '.2f')} → {cell(ep['util_m1'], '.2f')} | "
+                     f"{cell(ep['accuracy_m0'], '.2f')} → {cell(ep['accuracy_m1'], '.2f')} | {cell(ep['r2_pref'], '.3f')} | "
+                     f"{cell(ep['r2_util'], '.3f')} | {cell(lp['pref_m0'], '.2f')} → {cell(lp['pref_m1'], '.2f')} | "
+                     f"{cell(lp['util_m0'], '.2f')} → {cell(lp['util_m1'], '.2f')} |")
     notes = [(n, note) for n, r in m.items() for note in r["notes"]]
     notes += [(n, f"**failed**, left out: {error}") for n, error in results.get("failed", {}).items()]
     if notes:

@@ -21,7 +21,6 @@ Inputs are the per-``(example, m)`` sweep tables of :func:`~.sweep.sweep` (colum
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from .cells import cell
 from .derived import first_reach
 from .logodds import percentile_interval
 
@@ -264,9 +264,6 @@ def matched_accuracy(
 
 def format_matched_table(comparison: MatchedComparison) -> list[str]:
     """Markdown lines: one row per method at the target accuracy."""
-    def f(x, spec=".3g"):
-        return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
-
     ref = comparison.reference
     head = "| method | m* | m* from | accuracy at m* | UtilOdds at m* [CI] | resamples reaching |"
     sep = "|---|---|---|---|---|---|"
@@ -275,9 +272,9 @@ def format_matched_table(comparison: MatchedComparison) -> list[str]:
         sep += "---|"
     lines = [head, sep]
     for r in comparison.rows:
-        cells = (f"| {r.method} | {f(r.m_star)} | {r.m_source} | {f(r.accuracy)} | "
-                 f"{f(r.util)} [{f(r.util_lo)}, {f(r.util_hi)}] | {f(100 * r.reached_fraction, '.0f')}% |")
+        cells = (f"| {r.method} | {cell(r.m_star)} | {r.m_source} | {cell(r.accuracy)} | "
+                 f"{cell(r.util)} [{cell(r.util_lo)}, {cell(r.util_hi)}] | {cell(100 * r.reached_fraction, '.0f')}% |")
         if ref:
-            cells += (" – |" if r.method == ref or r.diff is None else f" {f(r.diff)} [{f(r.diff_lo)}, {f(r.diff_hi)}] |")
+            cells += (" – |" if r.method == ref or r.diff is None else f" {cell(r.diff)} [{cell(r.diff_lo)}, {cell(r.diff_hi)}] |")
         lines.append(cells)
     return lines

@@ -21,7 +21,6 @@ the concept in generated text rather than the answer token. Other sets are used 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -30,6 +29,7 @@ import pandas as pd
 
 from ..data.pairs import PolarityPair
 from ..errors import InputError
+from ..evaluation.cells import cell
 
 __all__ = ["ConceptOnset", "concept_onset", "onset_lines", "probe_pairs_for"]
 
@@ -108,24 +108,21 @@ def concept_onset(samples: pd.DataFrame | Sequence[dict], *, threshold: float = 
 
 def onset_lines(table: pd.DataFrame, onsets: Sequence[ConceptOnset], *, unsteered: str = "unsteered") -> list[str]:
     """Markdown: the onset per method, then mean concept score / median perplexity per m."""
-    def f(x, spec=".3g"):
-        return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
-
     bound = onsets[0].ppl_bound if onsets else float("nan")
     factor = onsets[0].ppl_factor if onsets else float("nan")
     thr = onsets[0].threshold if onsets else float("nan")
     base = table.loc[table["method"] == unsteered]
-    lines = [f"Concept score: the probe's mean probability of the concept over the completions (threshold {f(thr)}); "
-             f"fluent: median perplexity under the unsteered model ≤ {f(bound)} ({f(factor)} × the unsteered median)."
-             + (f" Unsteered: concept {f(float(base['concept'].iloc[0]))}, median perplexity "
-                f"{f(float(base['perplexity_median'].iloc[0]))}." if len(base) else ""), "",
+    lines = [f"Concept score: the probe's mean probability of the concept over the completions (threshold {cell(thr)}); "
+             f"fluent: median perplexity under the unsteered model ≤ {cell(bound)} ({cell(factor)} × the unsteered median)."
+             + (f" Unsteered: concept {cell(float(base['concept'].iloc[0]))}, median perplexity "
+                f"{cell(float(base['perplexity_median'].iloc[0]))}." if len(base) else ""), "",
              "| method | form | first m expressing the concept, fluent | first m expressing it | first m not fluent |",
              "|---|---|---|---|---|"]
     for o in onsets:
-        lines.append(f"| {o.method} | {o.form} | {f(o.onset_m, 'g')} | {f(o.first_expressive_m, 'g')} | "
-                     f"{f(o.first_broken_m, 'g')} |")
+        lines.append(f"| {o.method} | {o.form} | {cell(o.onset_m, 'g')} | {cell(o.first_expressive_m, 'g')} | "
+                     f"{cell(o.first_broken_m, 'g')} |")
     lines += ["", "| method | form | m | concept score | median perplexity | n |", "|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
-        lines.append(f"| {r['method']} | {r['form']} | {r['multiplier']:g} | {f(r['concept'])} | "
-                     f"{f(r['perplexity_median'])} | {int(r['n'])} |")
+        lines.append(f"| {r['method']} | {r['form']} | {r['multiplier']:g} | {cell(r['concept'])} | "
+                     f"{cell(r['perplexity_median'])} | {int(r['n'])} |")
     return lines
