@@ -23,7 +23,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ALIASES",
-    "EDITING_REGISTRARS",
     "EVALUATORS",
     "HYPERPARAMS_CLASS_DICT",
     "METHODS_CLASS_DICT",
@@ -119,12 +118,6 @@ _EE_HP = "easyedit_split.easyedit.easyedit_hparams"
 #: these cannot run on transformers 5 (``apply_chat_template(tokenize=True)`` returns a
 #: ``BatchEncoding`` that their ``utils.py`` treats as a list). ``caa`` runs and is kept.
 TAKE_OVER = ("spilt", "sft", "reps")
-
-#: Callables ``fn(module) -> list[str]`` run on EasyEdit's knowledge-editing registry
-#: (``easyeditor.util.alg_dict``, with its ``ALG_DICT``) by :func:`register_with_easyedit`; each returns
-#: the names it registered. Empty here: an editor registration appends itself.
-EDITING_REGISTRARS: list[Callable[[Any], list[str]]] = []
-
 
 @dataclass
 class Registration:
@@ -242,8 +235,23 @@ def _require_datasets(keys: list[str]) -> None:
         required.extend(k for k in keys if k not in required)
 
 
+def _register_editor(*, overwrite: bool, imported: Any) -> bool:
+    """SPLIT into EasyEdit's ``ALG_DICT``: into the already imported registry module, else by importing
+    ``easyeditor`` through the shim; a failing import is logged at WARNING with its real exception."""
+    from .editing.split_editor import insert_editor, register_editor
+
+    if imported is not None:
+        return insert_editor(imported, overwrite=overwrite)
+    try:
+        return register_editor(overwrite=overwrite)
+    except ImportError as exc:
+        logger.warning("easyeditor could not be imported (%s: %s); the SPLIT editor is not registered",
+                       type(exc).__name__, exc)
+        return False
+
+
 def register_with_easyedit(names: tuple[str, ...] | None = None, *, keep_upstream: bool = False,
-                           overwrite: bool = False) -> list[str]:
+                           overwrite: bool = False, editing: bool = False) -> list[str]:
     """Insert the plugin's methods into EasyEdit's registries (in memory; no EasyEdit file is touched).
 
     Steering (``steer.utils.alg_dict``): ``HYPERPARAMS_CLASS_DICT`` gets the plugin's classes with
@@ -255,8 +263,9 @@ def register_with_easyedit(names: tuple[str, ...] | None = None, *, keep_upstrea
     transformers 5) are taken over unless ``keep_upstream``; other upstream names (``caa``) are kept
     unless ``overwrite``. The result is logged at WARNING: which names were added, taken over and kept.
 
-    Knowledge editing (``easyeditor.util.alg_dict``, imported only when a registrar is in
-    :data:`EDITING_REGISTRARS` or it is already imported): each registrar is called with the module.
+    Knowledge editing (``easyeditor.util.alg_dict``): where it is already imported, or with
+    ``editing=True`` (which imports ``easyeditor`` through the package's import shim, see
+    :func:`easyedit_split.editing.register_editor`), ``ALG_DICT`` gets ``SPLIT``.
 
     Returns the module names registered into. EasyEdit missing is logged at INFO; EasyEdit present but
     failing to import is logged at WARNING with its real exception.
@@ -274,14 +283,11 @@ def register_with_easyedit(names: tuple[str, ...] | None = None, *, keep_upstrea
         else:
             logger.warning("%s has none of HYPERPARAMS_CLASS_DICT/METHOD_FNS/METHODS_CLASS_DICT; nothing registered",
                            _STEER_REGISTRY)
-    if EDITING_REGISTRARS or _EDIT_REGISTRY in sys.modules:
-        edit_mod, _ = _import_easyedit(_EDIT_REGISTRY)
-        if edit_mod is not None:
-            added = [n for registrar in EDITING_REGISTRARS for n in registrar(edit_mod)]
-            if added:
-                REGISTRATIONS[_EDIT_REGISTRY] = Registration(_EDIT_REGISTRY, added=added)
-                logger.warning("%s", REGISTRATIONS[_EDIT_REGISTRY].summary())
-                done.append(_EDIT_REGISTRY)
+    imported = sys.modules.get(_EDIT_REGISTRY)
+    if (editing or imported is not None) and _register_editor(overwrite=overwrite, imported=imported):
+        REGISTRATIONS[_EDIT_REGISTRY] = Registration(_EDIT_REGISTRY, added=["SPLIT"])
+        logger.warning("%s", REGISTRATIONS[_EDIT_REGISTRY].summary())
+        done.append(_EDIT_REGISTRY)
     if steer_mod is None and not steer_failed and not done:
         logger.info("EasyEdit not found on sys.path (tried %s); the plugin runs standalone", _STEER_REGISTRY)
     return done

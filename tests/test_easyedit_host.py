@@ -70,7 +70,7 @@ def _fresh_shared_model():
 def registered(host):
     from easyedit_split import register_with_easyedit
 
-    assert register_with_easyedit() == ["steer.utils.alg_dict"]
+    assert "steer.utils.alg_dict" in register_with_easyedit()
     return host
 
 
@@ -124,7 +124,7 @@ def test_registration_states_what_it_took_over_and_kept(host, caplog):
     from easyedit_split.easyedit.easyedit_hparams import EasyEditSplitHyperParams
 
     with caplog.at_level(logging.WARNING, logger="easyedit_split.registry"):
-        assert register_with_easyedit(keep_upstream=True) == ["steer.utils.alg_dict"]
+        assert "steer.utils.alg_dict" in register_with_easyedit(keep_upstream=True)
     assert "kept upstream's spilt, sft, reps, caa" in caplog.text
     assert "added split, dpo, diffmean" in caplog.text and "took over" not in caplog.text
     assert host.HYPERPARAMS_CLASS_DICT["spilt"]["train"] is SpiltHyperParams

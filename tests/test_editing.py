@@ -290,3 +290,41 @@ def test_editor_comparison_end_to_end(easyedit, tiny_dir, tmp_path):
         assert (out / f).is_file(), f
     text = (out / "report.md").read_text()
     assert "| SPLIT |" in text and "| MEMIT |" in text and "FT (FT_broken): **failed**" in text
+
+
+def test_register_with_easyedit_registers_the_editor_where_easyeditor_is_imported(easyedit):
+    from easyeditor.util import alg_dict
+
+    from easyedit_split import registry
+    from easyedit_split.editing.split_editor import apply_split_to_model
+
+    del alg_dict.ALG_DICT["SPLIT"]  # put in by the fixture; registration must put it back
+    try:
+        assert "easyeditor.util.alg_dict" in registry.register_with_easyedit(("split",))
+        assert registry.REGISTRATIONS["easyeditor.util.alg_dict"].added == ["SPLIT"]
+        assert alg_dict.ALG_DICT["SPLIT"] is apply_split_to_model
+    finally:
+        alg_dict.ALG_DICT.setdefault("SPLIT", apply_split_to_model)  # later tests edit with it
+
+
+def test_autoregister_hook_puts_the_editor_into_alg_dict_when_easyeditor_is_imported(easyedit):
+    """The import hook that `easyedit-split easyedit enable` installs also covers editing: a fresh
+    process that imports easyeditor (through the shim) finds SPLIT in ALG_DICT without calling anything;
+    EASYEDIT_SPLIT_AUTOREGISTER=0 turns it off."""
+    import os
+    import subprocess
+
+    code = textwrap.dedent(f"""
+        import easyedit_split.easyedit.autoregister as hook
+        hook.install()
+        from easyedit_split.editing import import_easyeditor
+        import_easyeditor({str(easyedit)!r})
+        from easyeditor.util.alg_dict import ALG_DICT
+        from easyedit_split.editing.split_editor import apply_split_to_model
+        print("SPLIT", ALG_DICT.get("SPLIT") is apply_split_to_model)
+    """)
+    for switch, expected in (("1", "SPLIT True"), ("0", "SPLIT False")):
+        env = {**os.environ, "EASYEDIT_SPLIT_AUTOREGISTER": switch, "OMP_NUM_THREADS": "1"}
+        done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.strip().splitlines()[-1] == expected

@@ -4,7 +4,8 @@
 ``site-packages``. Python runs its one line at every interpreter start; the line calls
 :func:`install`, which puts a finder on ``sys.meta_path`` that does nothing until a module named
 ``steer.utils.alg_dict`` (EasyEdit's steering registry) is imported; right after EasyEdit's module
-has run, :func:`easyedit_split.registry.register_with_easyedit` is called (:func:`after_import`
+has run, :func:`easyedit_split.registry.register_with_easyedit` is called (and when
+``easyeditor.util.alg_dict``, the editing registry, is imported, ``SPLIT`` is put into its ``ALG_DICT``) (:func:`after_import`
 is the general mechanism; registration also uses it for EasyEdit's ``Evaluator``). So EasyEdit's unmodified
 scripts (``steering.py``, ``vectors_generate.py``, ``vectors_apply.py``) and the ones it launches as
 subprocesses (``examples/run_SPILT.py``) see the plugin. ``easyedit-split easyedit disable`` removes
@@ -30,6 +31,7 @@ PTH_NAME = "easyedit_split_autoregister.pth"
 _PTH_LINE = ('import sys; exec("try:\\n import easyedit_split.easyedit.autoregister as _m\\n'
              'except ImportError:\\n _m = None\\nif _m is not None:\\n _m.install({args})")\n')
 _REGISTRY = "steer.utils.alg_dict"
+_EDIT_REGISTRY = "easyeditor.util.alg_dict"
 
 
 def _on_registry_imported(keep_upstream: bool) -> None:
@@ -98,11 +100,21 @@ def after_import(module_name: str, callback: Callable[[Any], None], *, key: str 
         callback(sys.modules[module_name])
 
 
-def install(keep_upstream: bool = False) -> None:
-    """Register the plugin whenever EasyEdit's registry module is imported (at once if it already is)."""
-    if any(getattr(c, "_easyedit_split_key", None) == "autoregister" for c in _watcher().callbacks.get(_REGISTRY, [])):
+def _on_editing_registry_imported(module: Any) -> None:
+    if os.environ.get("EASYEDIT_SPLIT_AUTOREGISTER", "1").strip() in ("0", "false", "no"):
         return
-    after_import(_REGISTRY, lambda module: _on_registry_imported(keep_upstream), key="autoregister")
+    from ..editing.split_editor import insert_editor
+
+    insert_editor(module)
+
+
+def install(keep_upstream: bool = False) -> None:
+    """Register the plugin whenever one of EasyEdit's registry modules is imported (at once if it
+    already is): the steering methods into ``steer.utils.alg_dict``, the ``SPLIT`` editor into
+    ``easyeditor.util.alg_dict`` (whose ``ALG_DICT`` an editing script's ``BaseEditor`` reads)."""
+    if not any(getattr(c, "_easyedit_split_key", None) == "autoregister" for c in _watcher().callbacks.get(_REGISTRY, [])):
+        after_import(_REGISTRY, lambda module: _on_registry_imported(keep_upstream), key="autoregister")
+    after_import(_EDIT_REGISTRY, _on_editing_registry_imported, key="autoregister-editor")
 
 
 def pth_path(site_dir: str | os.PathLike | None = None) -> Path:

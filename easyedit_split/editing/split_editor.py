@@ -192,6 +192,12 @@ def register_editor(path: str | os.PathLike | None = None, *, overwrite: bool = 
     import_easyeditor(path)
     from easyeditor.util import alg_dict
 
+    return insert_editor(alg_dict, overwrite=overwrite)
+
+
+def insert_editor(alg_dict: Any, *, overwrite: bool = False) -> bool:
+    """Insert ``SPLIT`` → :func:`apply_split_to_model` into an imported ``easyeditor.util.alg_dict``
+    module's ``ALG_DICT``; False (and left alone) when it holds another ``SPLIT`` and not ``overwrite``."""
     if ALG_NAME in alg_dict.ALG_DICT and alg_dict.ALG_DICT[ALG_NAME] is not apply_split_to_model and not overwrite:
         logger.info("EasyEdit's ALG_DICT already has %r; keeping it", ALG_NAME)
         return False
