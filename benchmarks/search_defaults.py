@@ -113,6 +113,36 @@ def plan(objectives, forms, grids, n_configs: int, seed: int, hparams_dir: Path)
     return [r for batch in itertools.zip_longest(*groups) for r in batch if r is not None]
 
 
+def explicit_plan(path: Path, hparams_dir: Path) -> list[dict[str, Any]]:
+    """The configurations listed in the JSON file ``path`` (see ``--points``), checked before any work."""
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SystemExit(f"--points {path}: {exc}") from exc
+    if not isinstance(entries, list) or not entries:
+        raise SystemExit(f"--points {path}: expected a non-empty JSON list of configurations")
+    runs, seen = [], set()
+    for i, entry in enumerate(entries):
+        where = f"--points {path}, entry {i}"
+        if not isinstance(entry, dict) or not {"objective", "form", "name"} <= set(entry):
+            raise SystemExit(f"{where}: needs 'objective', 'form' and 'name' (and optionally 'point')")
+        if entry["form"] not in FORMS:
+            raise SystemExit(f"{where}: unknown form {entry['form']!r}; choose from {', '.join(FORMS)}")
+        point = entry.get("point", {})
+        if not isinstance(point, dict):
+            raise SystemExit(f"{where}: 'point' must be a mapping of hparams keys to values")
+        key = (entry["objective"], entry["form"], entry["name"])
+        if key in seen:
+            raise SystemExit(f"{where}: duplicate name {entry['name']!r} in {entry['objective']}/{entry['form']}")
+        seen.add(key)
+        yaml_path = hparams_dir / f"{entry['objective']}_{entry['form']}.yaml"
+        if not yaml_path.is_file():
+            raise SystemExit(f"{where}: no hparams file {yaml_path}")
+        runs.append({"objective": entry["objective"], "form": entry["form"], "name": entry["name"],
+                     "point": point, "yaml": str(yaml_path)})
+    return runs
+
+
 def build_hparams(run: dict[str, Any], common: dict[str, Any]):
     config = load_yaml(run["yaml"])
     cls = hparams_class(config.get("alg_name", run["objective"]))
@@ -192,6 +222,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="small: the built-in grid (lr, epochs per form × factor ranges × γ × θ × λ_n × margin "
                          "scaling); tiny: two points, for a smoke test")
     ap.add_argument("--configs", type=int, default=12, help="sampled grid points per (objective, form)")
+    ap.add_argument("--points", default=None,
+                    help="a JSON file with an explicit list of configurations to run instead of the sampled grid "
+                         '(a refinement stage): [{"objective": "split", "form": "lora", "name": "r1", '
+                         '"point": {"steering_factors": [1, 1.5, 2]}}, ...]; point keys override the yaml')
     ap.add_argument("--n-train", type=int, default=160)
     ap.add_argument("--n-val", type=int, default=100)
     ap.add_argument("--val-seed", type=int, default=1)
@@ -252,8 +286,12 @@ def main(argv=None) -> int:
         key, _, value = item.partition("=")
         common[key.strip()] = yaml.safe_load(value)
 
-    runs = plan(objectives, forms, grids, args.configs, args.search_seed, Path(args.hparams_dir))
-    n_groups = len(objectives) * len(forms)
+    if args.points:
+        runs = explicit_plan(Path(args.points), Path(args.hparams_dir))
+        n_groups = len({(r["objective"], r["form"]) for r in runs})
+    else:
+        runs = plan(objectives, forms, grids, args.configs, args.search_seed, Path(args.hparams_dir))
+        n_groups = len(objectives) * len(forms)
     first_hp = build_hparams(runs[0], common)
     out: dict[str, Any] = {
         "settings": {**vars(args), "n_pairs_total": len(pairs), "n_test_held_out": len(test),
