@@ -18,7 +18,7 @@ import time
 import torch
 
 
-def main() -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--reps", type=int, default=9)
     ap.add_argument("--batch", type=int, default=4)
@@ -27,7 +27,11 @@ def main() -> None:
     ap.add_argument("--gen-batch", type=int, default=8)
     ap.add_argument("--layer", type=int, default=15)
     ap.add_argument("--model", default=None)
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)
 

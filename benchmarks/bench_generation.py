@@ -43,7 +43,7 @@ PROMPTS = [
 ]
 
 
-def main() -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--prompts", type=int, default=16)
@@ -52,7 +52,11 @@ def main() -> None:
     ap.add_argument("--one-at-a-time-prompts", type=int, default=4)
     ap.add_argument("--model", default=None)
     ap.add_argument("--json", default=None, help="also write the figures here")
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)
 

@@ -14,12 +14,12 @@ Also the time of a 21-point PrefOdds and UtilOdds fit. Prints figures (and ``--j
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
 import torch
 
+from easyedit_split._io import atomic_write_json
 from easyedit_split.apply import apply_updates
 from easyedit_split.data import collate_pairs, encode_pairs, load_builtin, pad_id_of
 from easyedit_split.data.logprobs import answer_nll
@@ -52,14 +52,18 @@ def sweep_rows_per_s(model, tok, encoded, grid, update, batch_rows, prefix):
     return len(encoded) * len(grid) / (time.perf_counter() - t0)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pairs", type=int, default=100)
     ap.add_argument("--layer", type=int, default=15)
     ap.add_argument("--train-pairs", type=int, default=64, help="pairs for the DiffMean vector")
     ap.add_argument("--batch-rows", type=int, default=64)
-    ap.add_argument("--json", default=None)
-    args = ap.parse_args()
+    ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(1)
     model, tok = load_model()
     pad = pad_id_of(tok)
@@ -97,8 +101,7 @@ def main() -> None:
     out["fit_s"] = {"pref": float(tp), "util": float(tu)}
     print(f"21-point fit: PrefOdds {tp * 1000:.0f} ms, UtilOdds {tu * 1000:.0f} ms (median of 5)")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(out, fh, indent=2)
+        atomic_write_json(args.json, out)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def _child(name: str, layer: int, n_pairs: int, batch: int) -> dict:
             "peak_rss_mib": rss / 1024, "rss_before_mib": rss0 / 1024}
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--layer", type=int, default=15)
     ap.add_argument("--pairs", type=int, default=32)
@@ -83,7 +83,11 @@ def main(argv=None) -> int:
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     if args.child:
         print(json.dumps(_child(args.child, args.layer, args.pairs, args.batch)))
         return 0
@@ -106,7 +110,10 @@ def main(argv=None) -> int:
         print(f"prefix cache + single-token sharing at layer {args.layer}: "
               f"{by['vector']['pairs_per_s'] / by['vector_nocache']['pairs_per_s']:.2f}x")
     if args.json:
-        Path(args.json).write_text(json.dumps({"layer": args.layer, "rows": rows}, indent=2))
+        sys.path.insert(0, str(ROOT))
+        from easyedit_split._io import atomic_write_json
+
+        atomic_write_json(args.json, {"layer": args.layer, "rows": rows})
     return 0
 
 

@@ -81,7 +81,8 @@ def render(cells: dict, cfg: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
+    """The options, with every ``--set`` checked (FORM.KEY=JSON) and decoded into ``args.form_sets``."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--layer", type=int, default=15)
     ap.add_argument("--n-train", type=int, default=160)
@@ -111,6 +112,22 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "notes" / "table3.md"))
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
+    sets = []
+    for item in args.form_sets:
+        target, _, value = item.partition("=")
+        form, _, key = target.partition(".")
+        if form not in FORMS or not key or not value:
+            ap.error(f"--set {item!r}: expected FORM.KEY=JSON with FORM in {', '.join(FORMS)}")
+        try:
+            sets.append((form, key, json.loads(value)))
+        except json.JSONDecodeError as exc:
+            ap.error(f"--set {item!r}: the value is not JSON ({exc})")
+    args.form_sets = sets
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
 
@@ -133,12 +150,8 @@ def main(argv=None) -> int:
             forms_cfg[form]["n_epochs"] = ep
         if ly is not None:
             forms_cfg[form]["layers"] = [ly]
-    for item in args.form_sets:
-        target, _, value = item.partition("=")
-        form, _, key = target.partition(".")
-        if form not in forms_cfg or not key or not value:
-            ap.error(f"--set {item!r}: expected FORM.KEY=JSON with FORM in {', '.join(FORMS)}")
-        forms_cfg[form][key] = json.loads(value)
+    for form, key, value in args.form_sets:
+        forms_cfg[form][key] = value
     cfg = {"layer": args.layer, "n_train": len(train), "n_test": len(test), "seed": args.seed, "epochs": args.epochs,
            "shared": {**shared, "split": split_w}, "forms": forms_cfg}
     out_md = Path(args.out)
