@@ -335,10 +335,12 @@ def main(argv=None) -> int:
 
     # stage 2: each group's best point with the other training instructions (a paired comparison),
     # (and the old defaults, as the before/after reference)
-    stage1_best = dict(out["best"])
+    stage1_best = dict(out["best"]) if len(train_instr) > 1 else {}
     for key, best in stage1_best.items():
         for name in dict.fromkeys((best["name"], "defaults")):
-            run = next(r for r in runs if f"{r['objective']}/{r['form']}" == key and r["name"] == name)
+            run = next((r for r in runs if f"{r['objective']}/{r['form']}" == key and r["name"] == name), None)
+            if run is None:  # an explicit --points plan need not hold "defaults"
+                continue
             for instr in train_instr[1:]:
                 record(run, {"answer_instruction": instr}, f"{name}+instruction={instr or '(none)'}")
 

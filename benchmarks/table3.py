@@ -7,6 +7,10 @@ done and the table is re-rendered to stdout and ``notes/table3.md`` (so a partia
 a partial table).
 
     python benchmarks/table3.py --layer 15 --n-train 160
+
+With ``--hparams-dir hparams/smollm2`` every cell is trained with the shipped YAML of its method and
+form (``<method>_<form>.yaml``, ``diffmean.yaml``) instead of the table's own options (which are then
+ignored), on the same split; ``--multipliers 0,0.5,1,1.5,2`` adds a table of accuracy per m (the dial).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from easyedit_split._io import atomic_write_json, atomic_write_text
 from easyedit_split.data import load_builtin, train_test_split
+from easyedit_split.hparams_io import load_yaml
 from easyedit_split.methods import hparams_class
 from easyedit_split.models import load_model
 from easyedit_split.scoring import PairScorer
@@ -43,12 +48,17 @@ def util_odds(L_p: torch.Tensor, L_n: torch.Tensor) -> torch.Tensor:
     return log_mass - torch.log(-torch.expm1(log_mass))
 
 
-def evaluate(model, tok, updates, encoded, m=1.0):
+def evaluate(model, tok, updates, encoded, multipliers=(1.0,)):
+    """The cell at m = 1 (accuracy, mean UtilOdds and PrefOdds), and every m of ``multipliers`` under ``per_m``."""
     scorer = PairScorer(model, updates, pad_token_id=tok.pad_token_id)
+    prepared = scorer.prepare(encoded)
+    per_m = {}
     with torch.no_grad():
-        L_p, L_n = scorer.score(scorer.prepare(encoded), m).losses("sum")
-    return {"accuracy": float((L_p < L_n).float().mean()), "util_odds": float(util_odds(L_p, L_n).mean()),
-            "pref_odds": float((L_n - L_p).mean())}
+        for m in multipliers if updates else (0.0,):
+            L_p, L_n = scorer.score(prepared, m).losses("sum")
+            per_m[f"{m:g}"] = {"accuracy": float((L_p < L_n).float().mean()),
+                               "util_odds": float(util_odds(L_p, L_n).mean()), "pref_odds": float((L_n - L_p).mean())}
+    return {**per_m["1" if updates else "0"], "per_m": per_m}
 
 
 def render(cells: dict, cfg: dict) -> str:
@@ -56,7 +66,8 @@ def render(cells: dict, cfg: dict) -> str:
         "# Table 3 (SmolLM2-135M-Instruct, psychopathy, held-out)",
         "",
         (f"Layer {cfg['layer']}, {cfg['n_train']} training pairs, {cfg['n_test']} test pairs (seed {cfg['seed']}), "
-        f"{cfg['epochs']} epoch(s) (per-form overrides below), evaluation at m = 1. Each cell: accuracy % / mean UtilOdds."),
+        (f"{cfg['epochs']} epoch(s) (per-form overrides below), " if not cfg.get("hparams_dir") else "")
+        + "evaluation at m = 1. Each cell: accuracy % / mean UtilOdds."),
         "",
         "| form | unsteered | DiffMean | SFT | RePS | SPLIT |",
         "|---|---|---|---|---|---|",
@@ -72,10 +83,23 @@ def render(cells: dict, cfg: dict) -> str:
             else:
                 row.append(f"{100 * c['accuracy']:.0f} / {c['util_odds']:.2f}")
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "Hyperparameters per form:", ""]
-    for form in FORMS:
-        lines.append(f"- {ROW_NAMES[form]}: {json.dumps(cfg['forms'][form])}")
-    lines.append(f"- shared: {json.dumps(cfg['shared'])}")
+    multipliers = cfg.get("multipliers", [1.0])
+    if len(multipliers) > 1:
+        ms = [f"{m:g}" for m in multipliers]
+        lines += ["", "Held-out accuracy % at each m (the dial):", "",
+                  "| cell | " + " | ".join(f"m = {m}" for m in ms) + " |", "|---|" + "---|" * len(ms)]
+        for key, c in cells.items():
+            if "per_m" in c and len(c["per_m"]) > 1:
+                lines.append(f"| {key} | " + " | ".join(
+                    f"{100 * c['per_m'][m]['accuracy']:.0f}" if m in c["per_m"] else "–" for m in ms) + " |")
+    if cfg.get("hparams_dir"):
+        lines += ["", (f"Hyperparameters: the shipped YAMLs in {cfg['hparams_dir']} (<method>_<form>.yaml, "
+                       "diffmean.yaml), recorded per cell in the json.")]
+    else:
+        lines += ["", "Hyperparameters per form:", ""]
+        for form in FORMS:
+            lines.append(f"- {ROW_NAMES[form]}: {json.dumps(cfg['forms'][form])}")
+        lines.append(f"- shared: {json.dumps(cfg['shared'])}")
     times = {k: round(v["seconds"]) for k, v in cells.items() if "seconds" in v}
     lines += ["", f"Training seconds per cell (2-core shared CPU, 1 thread): {json.dumps(times)}", ""]
     return "\n".join(lines)
@@ -109,6 +133,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--set", dest="form_sets", action="append", default=[], metavar="FORM.KEY=JSON",
                     help="per-form hparam override, e.g. local_weight.steering_factors=[0.5,1,1.5] or "
                          "local_weight.margin_penalty_weight=4 (SPLIT weights reach only the SPLIT cell)")
+    ap.add_argument("--hparams-dir", default=None,
+                    help="train every cell with <method>_<form>.yaml from this folder (the shipped defaults); "
+                         "the lr/epochs/factors/γ/θ/λ_n/rank/layer options and --set are then ignored")
+    ap.add_argument("--multipliers", default="1",
+                    help="comma list of m to evaluate every cell at (must hold 1, the table's column)")
     ap.add_argument("--out", default=str(ROOT / "notes" / "table3.md"))
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
@@ -123,6 +152,19 @@ def parse_args(argv=None) -> argparse.Namespace:
         except json.JSONDecodeError as exc:
             ap.error(f"--set {item!r}: the value is not JSON ({exc})")
     args.form_sets = sets
+    try:
+        args.multipliers = sorted({float(x) for x in args.multipliers.split(",") if x.strip()})
+    except ValueError:
+        ap.error(f"--multipliers {args.multipliers!r}: expected a comma list of numbers")
+    if 1.0 not in args.multipliers:
+        ap.error(f"--multipliers {args.multipliers}: must hold 1 (the table's column)")
+    if args.hparams_dir is not None:
+        missing = [f"{m}_{f}.yaml" for m in METHODS for f in FORMS
+                   if not (Path(args.hparams_dir) / f"{m}_{f}.yaml").is_file()]
+        if missing:
+            ap.error(f"--hparams-dir {args.hparams_dir}: missing {', '.join(missing)}")
+        if args.form_sets:
+            ap.error("--set cannot be combined with --hparams-dir (edit the YAMLs instead)")
     return args
 
 
@@ -153,7 +195,16 @@ def main(argv=None) -> int:
     for form, key, value in args.form_sets:
         forms_cfg[form][key] = value
     cfg = {"layer": args.layer, "n_train": len(train), "n_test": len(test), "seed": args.seed, "epochs": args.epochs,
-           "shared": {**shared, "split": split_w}, "forms": forms_cfg}
+           "shared": {**shared, "split": split_w}, "forms": forms_cfg, "multipliers": args.multipliers,
+           "hparams_dir": args.hparams_dir}
+    yaml_dir = Path(args.hparams_dir) if args.hparams_dir else None
+
+    def shipped(method: str, form: str | None):
+        """The hparams of a cell from the shipped YAML (``--hparams-dir``)."""
+        path = yaml_dir / (f"{method}_{form}.yaml" if form else f"{method}.yaml")
+        config = load_yaml(path)
+        return hparams_class(config.get("alg_name", method)).from_dict(config, source=str(path),
+                                                                      overrides={"device": "cpu"})
     out_md = Path(args.out)
     out_json = out_md.with_suffix(".json")
     cells: dict = json.loads(out_json.read_text())["cells"] if out_json.exists() else {}
@@ -168,18 +219,19 @@ def main(argv=None) -> int:
     probe_hp = hparams_class("split").from_dict({**shared, "alg_name": "split"})
     enc_test = encode_for(probe_hp, test, tok)
     if "vector/unsteered" not in cells:
-        cells["vector/unsteered"] = evaluate(model, tok, [], enc_test)
+        cells["vector/unsteered"] = evaluate(model, tok, [], enc_test, args.multipliers)
         publish()
     forms = [f for f in args.forms.split(",") if f]
     methods = [m for m in args.methods.split(",") if m]
     if "vector" in forms and "diffmean" in methods and "vector/diffmean" not in cells:
         t = time.perf_counter()
         dm_layer = forms_cfg["vector"].get("layers", [args.layer])[0]
-        dm_hp = hparams_class("diffmean").from_dict({"alg_name": "diffmean", "layers": [dm_layer],
-                                                     "use_chat_template": probe_hp.use_chat_template,
-                                                     "system_prompt": probe_hp.system_prompt})
+        dm_hp = shipped("diffmean", None) if yaml_dir else hparams_class("diffmean").from_dict(
+            {"alg_name": "diffmean", "layers": [dm_layer], "use_chat_template": probe_hp.use_chat_template,
+             "system_prompt": probe_hp.system_prompt})
         dm = diffmean_update(model, tok, train, dm_hp)
-        cells["vector/diffmean"] = {**evaluate(model, tok, [dm], enc_test), "seconds": time.perf_counter() - t}
+        cells["vector/diffmean"] = {**evaluate(model, tok, [dm], encode_for(dm_hp, test, tok), args.multipliers),
+                                    "seconds": time.perf_counter() - t}
         publish()
     # SPLIT first in every form, so that a partial run still compares SPLIT with something
     order = [(m, f) for m in ("split", "sft", "reps") if m in methods for f in forms]
@@ -187,14 +239,20 @@ def main(argv=None) -> int:
         key = f"{form}/{method}"
         if key in cells:
             continue
-        own = {k: v for k, v in forms_cfg[form].items() if k not in split_w}
-        extra = {**split_w, **{k: v for k, v in forms_cfg[form].items() if k in split_w}} if method == "split" else {}
-        hp = hparams_class(method).from_dict({**shared, **own, **extra, "alg_name": method,
-                                              "intervention_method": form})
+        if yaml_dir:
+            hp = shipped(method, form)
+        else:
+            own = {k: v for k, v in forms_cfg[form].items() if k not in split_w}
+            extra = {**split_w, **{k: v for k, v in forms_cfg[form].items() if k in split_w}} if method == "split" else {}
+            hp = hparams_class(method).from_dict({**shared, **own, **extra, "alg_name": method,
+                                                  "intervention_method": form})
         t = time.perf_counter()
         res = Trainer(model, tok, hp).train(train, progress=False)
-        cells[key] = {**evaluate(model, tok, res.updates, enc_test), "seconds": time.perf_counter() - t,
+        cells[key] = {**evaluate(model, tok, res.updates, encode_for(hp, test, tok), args.multipliers),
+                      "seconds": time.perf_counter() - t,
                       "final_loss": res.loss_history[-1], "first_loss": res.loss_history[0]}
+        if yaml_dir:
+            cells[key]["hparams"] = str(yaml_dir / f"{method}_{form}.yaml")
         publish()
     return 0
 
