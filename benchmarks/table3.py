@@ -66,8 +66,8 @@ def render(cells: dict, cfg: dict) -> str:
         "# Table 3 (SmolLM2-135M-Instruct, psychopathy, held-out)",
         "",
         (f"Layer {cfg['layer']}, {cfg['n_train']} training pairs, {cfg['n_test']} test pairs (seed {cfg['seed']}), "
-        (f"{cfg['epochs']} epoch(s) (per-form overrides below), " if not cfg.get("hparams_dir") else "")
-        + "evaluation at m = 1. Each cell: accuracy % / mean UtilOdds."),
+         + (f"{cfg['epochs']} epoch(s) (per-form overrides below), " if not cfg.get("hparams_dir") else "")
+         + "evaluation at m = 1. Each cell: accuracy % / mean UtilOdds."),
         "",
         "| form | unsteered | DiffMean | SFT | RePS | SPLIT |",
         "|---|---|---|---|---|---|",
