@@ -292,6 +292,27 @@ STEPS: tuple[Step, ...] = (
         time_source="README: 16 min (2 threads, the machine otherwise idle)",
     ),
     Step(
+        name="editor_tuning",
+        section="Knowledge editors › SPLIT's editing settings, chosen on 20 validation requests (notes/editing.md)",
+        commands=tuple(
+            Command((*EDITOR_COMPARISON, "--skip-requests", "40", "--n-requests", "20", "--multipliers=-3:3:13",
+                     "--hparams", "hparams/smollm2/editing/SPLIT.yaml", *extra,
+                     *(f"--set=SPLIT.{k}={v}" for k, v in settings.items()),
+                     "--easyedit", "{easyedit}", "--output", f"{{step}}/{name}"))
+            for name, settings, extra in (
+                ("base", {"n_epochs": 25, "lr": 0.005, "margin_penalty_weight": 4.0, "margin_threshold": 3.0},
+                 ("--hparams", "hparams/smollm2/editing/FT.yaml")),
+                ("t6", {"n_epochs": 25, "lr": 0.005, "margin_penalty_weight": 4.0, "margin_threshold": 6.0}, ()),
+                ("t6lr2", {"n_epochs": 40, "lr": 0.002, "margin_penalty_weight": 4.0, "margin_threshold": 6.0}, ()),
+                ("t8g8", {"n_epochs": 25, "lr": 0.005, "margin_penalty_weight": 8.0, "margin_threshold": 8.0}, ()),
+                ("t6lr1", {"n_epochs": 60, "lr": 0.001, "margin_penalty_weight": 4.0, "margin_threshold": 6.0}, ()),
+            )),
+        writes=tuple(f"{name}/report.md" for name in ("base", "t6", "t6lr2", "t8g8", "t6lr1")),
+        needs_easyedit=True,
+        minutes=45,
+        time_source="measured: 7, 4.5, 6.5, 8 and 20 min per run (1 thread, two other jobs on the 2-core CPU)",
+    ),
+    Step(
         name="easyedit_run_spilt",
         section="Inside EasyEdit › run_SPILT.py --method all on SmolLM2 (the 39 min 54 s run)",
         commands=(

@@ -72,6 +72,18 @@ def test_bad_request_rows_name_file_line_and_field(tmp_path, record, message):
         read_requests(f)
 
 
+def test_request_slices_for_validation_and_report_do_not_overlap():
+    every = read_requests()
+    validation = read_requests(skip=40, limit=20)
+    report = read_requests(limit=10)
+    assert [r.case_id for r in validation] == [r.case_id for r in every[40:60]]
+    assert not {r.case_id for r in validation} & {r.case_id for r in report}
+    with pytest.raises(DataError, match="leaves none"):
+        read_requests(skip=len(every))
+    with pytest.raises(DataError, match="skip must be >= 0"):
+        read_requests(skip=-1)
+
+
 # ------------------------------------------------------------------------------------------ import shim
 
 

@@ -69,3 +69,12 @@ def test_split_gradient_directions():
     # inside the hinge: d/dw = 1 + 4, d/dl = 0.5 - 4
     assert w.grad.item() == pytest.approx(5.0)
     assert lo.grad.item() == pytest.approx(-3.5)
+
+
+def test_every_trained_method_of_the_table_has_an_objective_loss():
+    from easyedit_split.training.objectives import OBJECTIVES
+    from easyedit_split.training.trainer import OBJECTIVE_LOSSES, compute_objective
+
+    assert set(OBJECTIVES) == set(OBJECTIVE_LOSSES)
+    with pytest.raises(ValueError, match="unknown objective 'kto'; known: "):
+        compute_objective("kto", None, torch.zeros(2), torch.zeros(2))

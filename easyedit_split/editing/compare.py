@@ -338,7 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hparams", action="append", metavar="YAML",
                    help=f"an EasyEdit editing YAML (repeat); default: {', '.join(DEFAULT_EDITORS)} from {SHIPPED_HPARAMS}")
     p.add_argument("--requests", default=None, help="edit requests (.jsonl/.json); default: the shipped set")
-    p.add_argument("--n-requests", type=int, default=None, help="use the first N requests")
+    p.add_argument("--n-requests", type=int, default=None, help="use the first N requests (after --skip-requests)")
+    p.add_argument("--skip-requests", type=int, default=0,
+                   help="drop the first N requests (e.g. --skip-requests 40 --n-requests 20: the 20 validation "
+                        "requests the SPLIT editor's settings were chosen on)")
     p.add_argument("--model", default=None, help="model for every editor (built-in name or folder); default: the YAMLs'")
     p.add_argument("--multipliers", default="-3:3:13", help="start:stop:num or a comma list; must hold 0 and 1")
     p.add_argument("--easyedit", default=None, help="EasyEdit checkout (default: $EASYEDIT_PATH)")
@@ -366,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     files = args.hparams or [str(SHIPPED_HPARAMS / f"{name}.yaml") for name in DEFAULT_EDITORS]
-    requests = read_requests(args.requests, limit=args.n_requests)
+    requests = read_requests(args.requests, limit=args.n_requests, skip=args.skip_requests)
     results = compare_editors(files, args.output, requests=requests, model=args.model,
                               multipliers=parse_multipliers(args.multipliers, what="--multipliers"), easyedit_path=args.easyedit,
                               reduction=args.reduction, overrides=_parse_sets(args.set),

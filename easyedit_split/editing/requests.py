@@ -88,11 +88,15 @@ def _request_from_record(rec: Any, where: str, index: int) -> EditRequest:
                        rec["ground_truth"], rec["locality_prompt"], rec["locality_ground_truth"], rephrase, where)
 
 
-def read_requests(path: str | os.PathLike | None = None, *, limit: int | None = None) -> list[EditRequest]:
+def read_requests(path: str | os.PathLike | None = None, *, limit: int | None = None,
+                  skip: int = 0) -> list[EditRequest]:
     """Edit requests from a JSONL/JSON/CSV/Parquet file (one record each); default: the shipped set.
+    ``skip`` drops the first requests (a validation slice, say), then ``limit`` keeps at most that many.
 
     A bad record is an error naming the file, the line (JSON: the record's 1-based index) and the field.
     """
+    if skip < 0 or (limit is not None and limit < 1):
+        raise DataError(f"edit requests: skip must be >= 0 and the limit >= 1 (got skip={skip}, limit={limit})")
     p = Path(path) if path is not None else builtin_requests_path()
     if not p.is_file():
         raise DataError(f"edit requests file not found: {p}")
@@ -107,6 +111,9 @@ def read_requests(path: str | os.PathLike | None = None, *, limit: int | None = 
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         raise DataError(f"{p}: duplicate case_id values {dup[:5]}")
+    if skip >= len(out):
+        raise DataError(f"{p}: skipping {skip} of its {len(out)} edit requests leaves none")
+    out = out[skip:]
     return out[:limit] if limit else out
 
 

@@ -151,6 +151,35 @@ def sample_rows(
     return torch.cat(idx), torch.cat(ms), torch.cat(wins)
 
 
+def _sft_objective(hp, L_win, L_lose, ref_win, ref_lose, factors):
+    return hp.pos_loss_weight * sft_loss(L_win)
+
+
+def _split_objective(hp, L_win, L_lose, ref_win, ref_lose, factors):
+    theta: float | torch.Tensor = hp.margin_threshold
+    if getattr(hp, "margin_scaling", "constant") == "factor":
+        if factors is None:
+            raise ValueError("margin_scaling: factor needs the rows' steering factors")
+        theta = hp.margin_threshold * factors.abs().to(L_win)
+    return split_loss(L_win, L_lose, hp.pos_loss_weight, hp.neg_loss_weight, hp.margin_penalty_weight, theta)
+
+
+def _reps_objective(hp, L_win, L_lose, ref_win, ref_lose, factors):
+    use_ref = hp.reps_reference_scale and (hp.loss_type or "scaled_simpo").lower() == "scaled_simpo"
+    return reps_loss(L_win, L_lose, ref_win if use_ref else None, ref_lose if use_ref else None,
+                     beta=hp.beta, gamma=hp.gemma, scaler=hp.simpo_scaler)
+
+
+def _dpo_objective(hp, L_win, L_lose, ref_win, ref_lose, factors):
+    if ref_win is None or ref_lose is None:
+        raise ValueError("the DPO objective needs reference losses")
+    return dpo_loss(L_win, L_lose, ref_win, ref_lose, beta=hp.beta)
+
+
+#: objective name (``methods.MethodSpec.objective``) → its loss on rows of winning/losing answer losses
+OBJECTIVE_LOSSES = {"sft": _sft_objective, "split": _split_objective, "reps": _reps_objective, "dpo": _dpo_objective}
+
+
 def compute_objective(
     objective: str,
     hp: TrainHyperParams,
@@ -165,25 +194,9 @@ def compute_objective(
     ``factors``: each row's steering factor ``m``; SPLIT's margin is ``θ·|m|`` when
     ``hp.margin_scaling == "factor"`` (then they are required).
     """
-    if objective == "sft":
-        loss = hp.pos_loss_weight * sft_loss(L_win)
-    elif objective == "split":
-        theta: float | torch.Tensor = hp.margin_threshold
-        if getattr(hp, "margin_scaling", "constant") == "factor":
-            if factors is None:
-                raise ValueError("margin_scaling: factor needs the rows' steering factors")
-            theta = hp.margin_threshold * factors.abs().to(L_win)
-        loss = split_loss(L_win, L_lose, hp.pos_loss_weight, hp.neg_loss_weight, hp.margin_penalty_weight, theta)
-    elif objective == "reps":
-        use_ref = hp.reps_reference_scale and (hp.loss_type or "scaled_simpo").lower() == "scaled_simpo"
-        loss = reps_loss(L_win, L_lose, ref_win if use_ref else None, ref_lose if use_ref else None,
-                         beta=hp.beta, gamma=hp.gemma, scaler=hp.simpo_scaler)
-    elif objective == "dpo":
-        if ref_win is None or ref_lose is None:
-            raise ValueError("the DPO objective needs reference losses")
-        loss = dpo_loss(L_win, L_lose, ref_win, ref_lose, beta=hp.beta)
-    else:
-        raise ValueError(f"unknown objective {objective!r}")
+    if objective not in OBJECTIVE_LOSSES:
+        raise ValueError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVE_LOSSES)}")
+    loss = OBJECTIVE_LOSSES[objective](hp, L_win, L_lose, ref_win, ref_lose, factors)
     if hp.ref_loss_weight and objective != "dpo":
         if ref_win is None or ref_lose is None:
             raise ValueError("ref_loss_weight > 0 needs reference losses")
