@@ -139,11 +139,10 @@ STEPS: tuple[Step, ...] = (
                 "job/updates/split_vector.safetensors", "job/updates/sft_vector.safetensors",
                 "job/updates/diffmean_vector.safetensors"),
         figures=(("job/eval_vector/curves.png", "pu_psychopathy_trained_curves.png"),),
-        minutes=8,
-        time_source="estimate: the README's 273 s were measured with the previous defaults, before the dose, "
-                    "frontier and concept-onset additions (not re-timed since)",
-        note="The README's table, timings and samples were measured with the previous defaults (SPLIT/SFT "
-             "vectors trained at m = 1 only), its R² with the earlier SLSQP fitter; this runs the shipped defaults.",
+        minutes=25,
+        time_source="measured: 1507 s from a fresh clone at 67dc1d3 with two other jobs on the 2-core CPU",
+        note="The README's 'Curves' R² on m ∈ [−6, 6] was measured with the previous defaults and the earlier "
+             "SLSQP fitter; the quick-start table and timings with the shipped defaults.",
     ),
     Step(
         name="wide_curves",
@@ -288,8 +287,8 @@ STEPS: tuple[Step, ...] = (
         writes=("compare/report.md", "compare/results.json", "compare/comparison.png"),
         figures=(("compare/comparison.png", "editors_smollm2_comparison.png"),),
         needs_easyedit=True,
-        minutes=16,
-        time_source="README: 16 min (2 threads, the machine otherwise idle)",
+        minutes=27,
+        time_source="README: 27 min (2 threads, one other job on the 2-core CPU; 16 min idle, previous round)",
     ),
     Step(
         name="editor_tuning",
