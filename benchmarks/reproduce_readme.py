@@ -238,10 +238,14 @@ STEPS: tuple[Step, ...] = (
                 "(notes/refine_points.json, notes/refine_defaults.json)",
         commands=(Command(("{python}", "benchmarks/search_defaults.py", "--points", "notes/refine_points.json",
                            "--instructions", "", "--train-instructions", "",
-                           "--output", "{step}/refine_defaults.json"), threads_option=True),),
-        writes=("refine_defaults.json",),
-        minutes=22,
-        time_source="measured: 21.5 min for the 7 points (1 thread, one other job on the 2-core CPU)",
+                           "--output", "{step}/refine_defaults.json"), threads_option=True),
+                  Command(("{python}", "benchmarks/search_defaults.py", "--points", "notes/refine_points_320.json",
+                           "--n-train", "320", "--instructions", "", "--train-instructions", "",
+                           "--output", "{step}/refine_defaults_320.json"), threads_option=True)),
+        writes=("refine_defaults.json", "refine_defaults_320.json"),
+        minutes=32,
+        time_source="measured: 21.5 min for the 7 points and 10 min for the two 320-pair runs (1 thread, one "
+                    "other job on the 2-core CPU)",
         note="Each point changes the hparams file as it is now; every LoRA point sets steering_factors itself, "
              "so the split_lora.yaml change it led to does not alter a rerun.",
     ),
