@@ -139,8 +139,8 @@ STEPS: tuple[Step, ...] = (
                 "job/updates/split_vector.safetensors", "job/updates/sft_vector.safetensors",
                 "job/updates/diffmean_vector.safetensors"),
         figures=(("job/eval_vector/curves.png", "pu_psychopathy_trained_curves.png"),),
-        minutes=25,
-        time_source="measured: 1507 s from a fresh clone at 67dc1d3 with two other jobs on the 2-core CPU",
+        minutes=6,
+        time_source="measured: 344 s on the idle 2-core CPU (1507 s with two other jobs running)",
         note="The README's 'Curves' R² on m ∈ [−6, 6] was measured with the previous defaults and the earlier "
              "SLSQP fitter; the quick-start table and timings with the shipped defaults.",
     ),
