@@ -44,10 +44,9 @@ from easyedit_split._io import atomic_write_json
 from easyedit_split.data import load_builtin, train_test_split
 from easyedit_split.evaluation.logodds import summarize
 from easyedit_split.evaluation.sweep import sweep
-from easyedit_split.hparams_io import load_yaml
-from easyedit_split.methods import hparams_class
 from easyedit_split.models import load_model
 from easyedit_split.sites import Site, resolve_site
+from easyedit_split.training.api import load_train_hparams
 from easyedit_split.training.trainer import Trainer, encode_for, select_pairs
 from easyedit_split.updates import VectorUpdate
 
@@ -144,10 +143,7 @@ def explicit_plan(path: Path, hparams_dir: Path) -> list[dict[str, Any]]:
 
 
 def build_hparams(run: dict[str, Any], common: dict[str, Any]):
-    config = load_yaml(run["yaml"])
-    cls = hparams_class(config.get("alg_name", run["objective"]))
-    overrides = {**common, **to_overrides(run["point"])}
-    return cls.from_dict(config, source=run["yaml"], overrides=overrides)
+    return load_train_hparams(run["yaml"], {**common, **to_overrides(run["point"])})
 
 
 def summary_rows(table) -> dict[str, dict[str, float]]:

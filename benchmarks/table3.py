@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT))
 
 from easyedit_split._io import atomic_write_json, atomic_write_text
 from easyedit_split.data import load_builtin, train_test_split
-from easyedit_split.hparams_io import load_yaml
 from easyedit_split.methods import hparams_class
 from easyedit_split.models import load_model
 from easyedit_split.scoring import PairScorer
+from easyedit_split.training.api import load_train_hparams
 from easyedit_split.training.diffmean import diffmean_update
 from easyedit_split.training.trainer import Trainer, encode_for
 
@@ -201,10 +201,7 @@ def main(argv=None) -> int:
 
     def shipped(method: str, form: str | None):
         """The hparams of a cell from the shipped YAML (``--hparams-dir``)."""
-        path = yaml_dir / (f"{method}_{form}.yaml" if form else f"{method}.yaml")
-        config = load_yaml(path)
-        return hparams_class(config.get("alg_name", method)).from_dict(config, source=str(path),
-                                                                      overrides={"device": "cpu"})
+        return load_train_hparams(yaml_dir / (f"{method}_{form}.yaml" if form else f"{method}.yaml"), {"device": "cpu"})
     out_md = Path(args.out)
     out_json = out_md.with_suffix(".json")
     cells: dict = json.loads(out_json.read_text())["cells"] if out_json.exists() else {}
