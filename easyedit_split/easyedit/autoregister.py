@@ -34,8 +34,13 @@ _REGISTRY = "steer.utils.alg_dict"
 _EDIT_REGISTRY = "easyeditor.util.alg_dict"
 
 
+def _switched_off() -> bool:
+    """``EASYEDIT_SPLIT_AUTOREGISTER=0`` (or false/no): the hook does nothing in this process."""
+    return os.environ.get("EASYEDIT_SPLIT_AUTOREGISTER", "1").strip() in ("0", "false", "no")
+
+
 def _on_registry_imported(keep_upstream: bool) -> None:
-    if os.environ.get("EASYEDIT_SPLIT_AUTOREGISTER", "1").strip() in ("0", "false", "no"):
+    if _switched_off():
         return
     from ..registry import register_with_easyedit
 
@@ -101,7 +106,7 @@ def after_import(module_name: str, callback: Callable[[Any], None], *, key: str 
 
 
 def _on_editing_registry_imported(module: Any) -> None:
-    if os.environ.get("EASYEDIT_SPLIT_AUTOREGISTER", "1").strip() in ("0", "false", "no"):
+    if _switched_off():
         return
     from ..editing.split_editor import insert_editor
 
@@ -112,9 +117,10 @@ def install(keep_upstream: bool = False) -> None:
     """Register the plugin whenever one of EasyEdit's registry modules is imported (at once if it
     already is): the steering methods into ``steer.utils.alg_dict``, the ``SPLIT`` editor into
     ``easyeditor.util.alg_dict`` (whose ``ALG_DICT`` an editing script's ``BaseEditor`` reads)."""
-    if not any(getattr(c, "_easyedit_split_key", None) == "autoregister" for c in _watcher().callbacks.get(_REGISTRY, [])):
-        after_import(_REGISTRY, lambda module: _on_registry_imported(keep_upstream), key="autoregister")
-    after_import(_EDIT_REGISTRY, _on_editing_registry_imported, key="autoregister-editor")
+    for module_name, callback, key in ((_REGISTRY, lambda module: _on_registry_imported(keep_upstream), "autoregister"),
+                                       (_EDIT_REGISTRY, _on_editing_registry_imported, "autoregister-editor")):
+        if not any(getattr(c, "_easyedit_split_key", None) == key for c in _watcher().callbacks.get(module_name, [])):
+            after_import(module_name, callback, key=key)
 
 
 def pth_path(site_dir: str | os.PathLike | None = None) -> Path:
