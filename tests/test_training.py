@@ -271,3 +271,12 @@ def test_train_layers_returns_every_layer_and_writes_both_formats(tmp_path, tiny
         assert torch.equal(load_updates(r.path).updates[0].vector, r.update.vector.detach())
         assert torch.equal(from_easyedit_pt(r.easyedit_path, model).vector, r.update.vector.detach())
     assert "easyedit_api" not in inspect.getsource(train_command)  # the native command trains natively
+
+
+@pytest.mark.parametrize("loss_type", ["scaled_simpo", "Scaled_SimPO", None])
+def test_reps_reference_scale_asks_for_reference_losses_whatever_the_case_of_loss_type(loss_type):
+    from easyedit_split.training.trainer import needs_reference
+
+    on = hp(RePSHyperParams, reps_reference_scale=True, loss_type=loss_type)
+    off = hp(RePSHyperParams, reps_reference_scale=False, loss_type=loss_type)
+    assert needs_reference("reps", on) and not needs_reference("reps", off)

@@ -164,8 +164,14 @@ def _split_objective(hp, L_win, L_lose, ref_win, ref_lose, factors):
     return split_loss(L_win, L_lose, hp.pos_loss_weight, hp.neg_loss_weight, hp.margin_penalty_weight, theta)
 
 
+def _reps_uses_reference(hp) -> bool:
+    """RePS scales by the unsteered model's losses only when asked (``reps_reference_scale``) and only
+    for ``scaled_simpo`` (``loss_type`` is case-insensitive)."""
+    return bool(hp.reps_reference_scale) and (hp.loss_type or "scaled_simpo").lower() == "scaled_simpo"
+
+
 def _reps_objective(hp, L_win, L_lose, ref_win, ref_lose, factors):
-    use_ref = hp.reps_reference_scale and (hp.loss_type or "scaled_simpo").lower() == "scaled_simpo"
+    use_ref = _reps_uses_reference(hp)
     return reps_loss(L_win, L_lose, ref_win if use_ref else None, ref_lose if use_ref else None,
                      beta=hp.beta, gamma=hp.gemma, scaler=hp.simpo_scaler)
 
@@ -221,7 +227,7 @@ def needs_reference(objective: str, hp: TrainHyperParams) -> bool:
     reference-free)."""
     if OBJECTIVES[objective] or hp.ref_loss_weight:
         return True
-    return objective == "reps" and hp.reps_reference_scale and (hp.loss_type or "scaled_simpo") == "scaled_simpo"
+    return objective == "reps" and _reps_uses_reference(hp)
 
 
 def data_fingerprint(encoded: Sequence[EncodedPair]) -> str:
