@@ -105,6 +105,18 @@ def render(cells: dict, cfg: dict) -> str:
     return "\n".join(lines)
 
 
+def resumed_cells(out_json: Path, cfg: dict) -> dict:
+    """The cells of a partial run in ``out_json`` to resume from, or none; a file made with other
+    settings is refused rather than mixed into this table."""
+    if not out_json.exists():
+        return {}
+    saved = json.loads(out_json.read_text())
+    if saved.get("config") != json.loads(json.dumps(cfg)):
+        raise SystemExit(f"{out_json} holds cells made with other settings; pass another --out (or remove it) "
+                         "instead of mixing them into this table")
+    return saved["cells"]
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     """The options, with every ``--set`` checked (FORM.KEY=JSON) and decoded into ``args.form_sets``."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -204,7 +216,7 @@ def main(argv=None) -> int:
         return load_train_hparams(yaml_dir / (f"{method}_{form}.yaml" if form else f"{method}.yaml"), {"device": "cpu"})
     out_md = Path(args.out)
     out_json = out_md.with_suffix(".json")
-    cells: dict = json.loads(out_json.read_text())["cells"] if out_json.exists() else {}
+    cells = resumed_cells(out_json, cfg)
 
     def publish():
         text = render(cells, cfg)

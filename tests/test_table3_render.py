@@ -31,3 +31,17 @@ def test_render_with_own_options_lists_them():
            "hparams_dir": None, "forms": {f: {"lr": 0.1} for f in table3.FORMS}, "shared": {"batch_size": 4}}
     text = table3.render({}, cfg)
     assert "2 epoch(s)" in text and '- LoRA: {"lr": 0.1}' in text and "the dial" not in text
+
+
+def test_a_partial_run_resumes_only_with_the_same_settings(tmp_path):
+    import json
+
+    import pytest
+
+    cfg = {"layer": 15, "n_train": 160, "multipliers": [0.0, 1.0], "hparams_dir": "hparams/smollm2"}
+    out = tmp_path / "table3.json"
+    assert table3.resumed_cells(out, cfg) == {}
+    out.write_text(json.dumps({"config": cfg, "cells": {"vector/split": {"accuracy": 0.8}}}))
+    assert table3.resumed_cells(out, cfg) == {"vector/split": {"accuracy": 0.8}}
+    with pytest.raises(SystemExit, match="made with other settings"):
+        table3.resumed_cells(out, {**cfg, "hparams_dir": None})
