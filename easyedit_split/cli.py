@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "generate": "easyedit_split.commands.generate",
     "export": "easyedit_split.commands.export",
     "run": "easyedit_split.commands.run",
+    "bench": "easyedit_split.commands.bench",
     "easyedit": "easyedit_split.commands.easyedit",
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import gzip
 import hashlib
 import io
 import json
@@ -71,7 +72,27 @@ class PolarityPair:
 
 
 def _infer_file_type(path: Path) -> str:
-    return SUFFIX_TYPES.get(path.suffix.lower(), "jsonl")
+    """By suffix; a ``.gz`` file by the suffix before it (``pairs.jsonl.gz`` is JSON Lines)."""
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        suffix = Path(path.stem).suffix.lower()
+    return SUFFIX_TYPES.get(suffix, "jsonl")
+
+
+def _stem(path: Path) -> str:
+    """``pairs`` for ``pairs.jsonl`` and for ``pairs.jsonl.gz`` (so ids do not depend on compression)."""
+    return Path(path.stem).stem if path.suffix.lower() == ".gz" else path.stem
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, gunzipped when it ends in ``.gz``."""
+    raw = path.read_bytes()
+    if path.suffix.lower() != ".gz":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: ends in .gz but is not a complete gzip file ({exc})") from None
 
 
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (kept by surrogateescape)
@@ -87,7 +108,7 @@ def _read_text(path: Path) -> str:
     Bytes that are not UTF-8 are kept as surrogate escapes, so a bad row can be reported by line and
     skipped instead of failing the whole file.
     """
-    raw = path.read_bytes()
+    raw = _read_bytes(path)
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         try:
             return raw.decode("utf-16")
@@ -247,7 +268,7 @@ def read_pairs(
         if fmt.id_field and record.get(fmt.id_field) not in (None, ""):
             pair_id = str(record[fmt.id_field])
         else:
-            pair_id = f"{path.stem}-{lineno}"
+            pair_id = f"{_stem(path)}-{lineno}"
         used = {fmt.question_field, fmt.positive_field, fmt.negative_field, fmt.id_field}
         meta = {k: v for k, v in record.items() if k not in used}
         if fmt.concept_field and fmt.concept_field in record:
