@@ -87,7 +87,7 @@ class BenchConfig:
 
 
 #: the --quick preset: 8 report concepts, fewer pairs, the smallest grid the fits accept
-QUICK: dict[str, Any] = {"max_concepts": 8, "n_train": 80, "n_val": 40, "n_test": 60, "multipliers": QUICK_GRID}
+QUICK: dict[str, Any] = {"max_concepts": 8, "n_train": 40, "n_val": 24, "n_test": 40, "multipliers": QUICK_GRID}
 
 
 @dataclass

@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-concepts", dest="max_concepts", type=positive_int_arg, default=None,
                    help="only the first N concepts (by name)")
     p.add_argument("--quick", action="store_true",
-                   help="8 concepts, 80/40/60 training/validation/test pairs, the 11-point grid (a 2-core CPU run); "
+                   help="8 concepts, 40/24/40 training/validation/test pairs, the 11-point grid (a 2-core CPU run); "
                         "explicit options override it")
     p.add_argument("--methods", default=None, help="comma list of split,sft,reps,dpo,diffmean,prompt "
                                                    "(default split,sft,reps,diffmean,prompt)")
