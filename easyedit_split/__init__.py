@@ -32,6 +32,8 @@ _EXPORTS: dict[str, str] = {
     "load_updates": "easyedit_split.serialization",
     "load_artefact": "easyedit_split.artefacts",
     "register_with_easyedit": "easyedit_split.registry",
+    "run_bench": "easyedit_split.bench.api",
+    "BenchConfig": "easyedit_split.bench.api",
 }
 
 __all__ = [  # noqa: PLE0604 - the exported names are the table's keys

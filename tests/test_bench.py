@@ -134,6 +134,10 @@ def test_resume_after_a_kill(paths, reference_run, tmp_path):
                     "likes-things/split_vector"]
     assert not (out / "results.json").exists()
     kept = {p: p.stat().st_mtime_ns for p in (out / "cells").glob("*/*.json")}
+    # --report-only aggregates the complete concepts and runs nothing
+    assert main(bf.bench_args(paths, out, "--report-only")) == 0
+    partial = json.loads((out / "results.json").read_text())
+    assert partial["concepts"] == ["hates-things"] and partial["missing_concepts"] == ["likes-things", "short-answers"]
     env.pop("EASYEDIT_SPLIT_BENCH_KILL_AT")
     rerun = subprocess.run(cmd[:3] + ["-v"] + cmd[3:], env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]

@@ -81,6 +81,7 @@ class BenchConfig:
     overwrite: bool = False
     progress: bool = True
     plots: bool = True
+    report_only: bool = False  # run no cell: aggregate the concepts whose cells are all done
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -215,19 +216,20 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     out = Path(cfg.output_dir or f"runs/bench-{time.strftime('%Y%m%d-%H%M%S')}")
     device = device_for(info, cfg.device)
     with process_group(info, device):
-        error = None
+        refusal = None  # (error class name, message) from rank 0, so every rank stops alike
         if info.is_main:
             try:
                 check_writable(out, what="output folder (--output)")
                 _prepare_folder(out, settings, cells, cfg.overwrite)
             except OutputError as exc:
-                error = str(exc)
-        error = broadcast_error(info, error)
-        if error is not None:
-            raise BenchSettingsError(error) if "other settings" in error else OutputError(error)
+                refusal = (type(exc).__name__, str(exc))
+        refusal = broadcast_error(info, refusal)
+        if refusal is not None:
+            raise _REFUSALS.get(refusal[0], OutputError)(refusal[1])
         lock = output_lock(out, what="output folder (--output)") if not info.distributed else _no_lock()
         with lock:
-            ran, reused = _run_cells(cfg, info, device, out, setup, splits, cells, cell_settings, fingerprints)
+            ran, reused = ([], []) if cfg.report_only else _run_cells(cfg, info, device, out, setup, splits, cells,
+                                                                      cell_settings, fingerprints)
             barrier(info)
             results = None
             if info.is_main:
@@ -238,6 +240,9 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
                                        plots=cfg.plots)
             barrier(info)
     return BenchResult(out, results, ran, reused, time.perf_counter() - t0)
+
+
+_REFUSALS: dict[str, type[OutputError]] = {"BenchSettingsError": BenchSettingsError, "OutputError": OutputError}
 
 
 class _no_lock:

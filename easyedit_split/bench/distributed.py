@@ -104,8 +104,9 @@ def barrier(info: RankInfo) -> None:
         dist.barrier()
 
 
-def broadcast_error(info: RankInfo, message: str | None) -> str | None:
-    """Rank 0's message (None: all is well), on every rank, so that all ranks stop on one rank's refusal."""
+def broadcast_error(info: RankInfo, message: Any) -> Any:
+    """Rank 0's ``message`` (None: all is well; any picklable value), on every rank, so that all ranks stop
+    on rank 0's refusal."""
     if not info.distributed:
         return message
     import torch.distributed as dist

@@ -54,6 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", dest="output_dir", default=None, help="output folder (default runs/bench-<timestamp>)")
     p.add_argument("--overwrite", action="store_true",
                    help="the output folder holds a run with other settings: delete its results and start over")
+    p.add_argument("--report-only", dest="report_only", action="store_true",
+                   help="run no cell: write the report from the concepts already complete in --output")
     p.add_argument("--no-plots", dest="no_plots", action="store_true")
     p.add_argument("--no-progress", dest="no_progress", action="store_true")
 
@@ -103,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         if value is not None:
             changes[name] = value
     cfg = dataclasses.replace(BenchConfig(), **changes, overwrite=args.overwrite, plots=not args.no_plots,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, report_only=args.report_only)
     result = run_bench(cfg)
     if result.results is None:  # a rank other than 0
         return 0
