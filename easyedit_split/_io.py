@@ -35,6 +35,7 @@ __all__ = [
     "atomic_save_safetensors",
     "atomic_write_bytes",
     "atomic_write_json",
+    "atomic_write_report",
     "atomic_write_text",
     "check_distinct",
     "check_writable",
@@ -112,6 +113,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_report(path: str | os.PathLike, text: str) -> Path:
+    """Write a human-readable report (``report.md``, ``summary.md``) atomically, with every control,
+    terminal-escape and bidi-override character of text that came from files escaped
+    (:func:`~easyedit_split.safe_text.markdown_safe`)."""
+    from .safe_text import markdown_safe
+
+    return atomic_write_text(path, markdown_safe(text))
 
 
 def json_safe(obj: Any) -> Any:

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from ._io import atomic_write_json, atomic_write_text, check_writable, output_lock
+from ._io import atomic_write_json, atomic_write_report, atomic_write_text, check_writable, output_lock
 from .checks import set_threads
 from .defaults import hparams_file_name, packaged_hparams_dir
 from .errors import InputError
@@ -233,7 +233,7 @@ def _run_main_job(cfg: MainJobConfig, out: Path, t_start: float, timings: dict[s
                                              "valid_region": ev.valid_region.to_dict() if ev.valid_region else None}
                                       for name, ev in e.methods.items()} for form, e in evaluations.items()}}
     atomic_write_json(out / "summary.json", summary)
-    atomic_write_text(out / "summary.md", _summary_markdown(cfg, table, evaluations, samples, timings, out,
+    atomic_write_report(out / "summary.md", _summary_markdown(cfg, table, evaluations, samples, timings, out,
                                                             probe, onset_table, onsets))
     return MainJobResult(out, table, seconds, timings)
 

@@ -444,7 +444,8 @@ def test_max_grad_norm_sentinels_turn_clipping_off(value):
 ])
 def test_bad_training_hparams_name_the_file_and_key(tmp_path, key, value, message):
     f = tmp_path / "split.yaml"
-    f.write_text(f"alg_name: split\nlayers: [1]\n{key}: {json.dumps(value)}\n".replace('".nan"', ".nan"))
+    base = "" if key == "layers" else "layers: [1]\n"  # a key given twice is refused on its own
+    f.write_text(f"alg_name: split\n{base}{key}: {json.dumps(value)}\n".replace('".nan"', ".nan"))
     with pytest.raises(HParamsError, match=f"{f}: key {message}"):
         SplitHyperParams.from_hparams(f)
 
@@ -872,3 +873,101 @@ def test_a_missing_data_path_is_a_missing_file_everywhere(tmp_path, missing):
     with pytest.raises(DataError, match="does not exist"):
         run_main_job(MainJobConfig(dataset=path, output_dir=str(tmp_path / "run"), model=None))
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+# ------------------------------------------------------------------------------ 10. text from files, shown safely
+
+_CONTROL = st.characters(min_codepoint=0, max_codepoint=0x9F) | st.sampled_from(list("\u202e\u2066\u200f\ufeff\udc9b"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(_CONTROL | st.characters(), max_size=40))
+def test_printable_leaves_no_control_bidi_or_surrogate_character(text):
+    from easyedit_split.safe_text import printable
+
+    out = printable(text)
+    assert all(c in "\n\t" or not (ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F) for c in out)
+    assert not set(out) & set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c\ufeff")
+    out.encode("utf-8")  # no lone surrogate left: always writable
+    if all(c.isprintable() or c in "\n\t" for c in text) and "\\" not in text:
+        assert out == text or any(0x200E <= ord(c) <= 0x206F or c == "\ufeff" for c in text)
+
+
+def test_cli_escapes_text_from_files_in_errors_output_and_logs(tmp_path, capsys):
+    hp = tmp_path / "h\x1b[31m\u202e\x00.yaml"  # a name that reaches the message unquoted
+    assert main(["train", "--hparams", str(hp)]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\u202e" not in err and "h\\x1b[31m\\u202e\\x00.yaml" in err
+
+
+def test_an_error_message_is_capped_and_a_huge_value_is_cut(tmp_path, capsys):
+    from easyedit_split.safe_text import MAX_MESSAGE_CHARS, shown
+
+    assert len(shown("x" * 10**6)) < 200 and len(shown([[1] * 1000] * 1000)) < 400
+    hp = tmp_path / "h.yaml"
+    hp.write_text("alg_name: split\nlayers: [1]\nlr: " + json.dumps(["x" * 100] * 5000) + "\n")
+    assert main(["train", "--hparams", str(hp)]) == 2
+    err = capsys.readouterr().err
+    assert "'lr'" in err and len(err) < 1000
+    from easyedit_split.cli import _fail
+
+    assert _fail("y" * (10 * MAX_MESSAGE_CHARS), 0) == 2
+    assert len(capsys.readouterr().err) < MAX_MESSAGE_CHARS + 200
+
+
+def test_overrides_may_follow_options(tmp_path, monkeypatch):
+    from easyedit_split.commands import train
+
+    seen = {}
+    monkeypatch.setattr(train, "run", lambda args: seen.setdefault("o", args.overrides) and 0)
+    assert main(["train", "--hparams", "h.yaml", "lr=0.1", "--overwrite", "n_epochs=2", "layers=[3]"]) == 0
+    assert seen["o"] == ["lr=0.1", "n_epochs=2", "layers=[3]"]
+    with pytest.raises(SystemExit):
+        main(["train", "--hparams", "h.yaml", "--overwrite", "--no-such-flag"])
+
+
+# ------------------------------------------------------------------------------ 11. the YAML reader
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("alg_name: split\nlr: 0.1\nlr: 5\n", "key 'lr' a second time \\(first on line 2\\)"),
+    ("a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(9)),
+     "aliases expand to more than"),
+    ("alg_name: [unclosed\n", "not valid YAML"),
+    ("- just\n- a list\n", "top level must be a mapping"),
+])
+def test_yaml_reader_refuses_duplicates_bombs_and_junk_quickly(tmp_path, text, message):
+    import time
+
+    from easyedit_split.hparams_io import read_yaml_mapping
+
+    f = tmp_path / "h.yaml"
+    f.write_text(text)
+    t0 = time.perf_counter()
+    with pytest.raises(HParamsError, match=message) as exc:
+        read_yaml_mapping(f)
+    assert time.perf_counter() - t0 < 2 and str(f) in str(exc.value) and len(str(exc.value)) < 2000
+
+
+def test_yaml_merge_keys_may_override_and_overrides_may_not_repeat():
+    from easyedit_split.hparams_io import parse_overrides, safe_load
+
+    assert safe_load("b: &b {x: 1, y: 2}\nd:\n  <<: *b\n  x: 3\n")["d"] == {"x": 3, "y": 2}
+    with pytest.raises(HParamsError, match="given twice"):
+        parse_overrides(["lr=1", "lr=2"])
+
+
+def test_hparams_that_are_not_utf8_or_not_a_file_name_the_file(tmp_path):
+    from easyedit_split.hparams_io import read_yaml_mapping
+
+    f = tmp_path / "h.yaml"
+    f.write_bytes(b"alg_name: split\nsystem_prompt: caf\xe9\n")
+    with pytest.raises(HParamsError, match=f"{f}:2: not UTF-8 text"):
+        read_yaml_mapping(f)
+    with pytest.raises(HParamsError, match="is a folder"):
+        read_yaml_mapping(tmp_path)
+    loop = tmp_path / "loop.yaml"
+    loop.symlink_to(loop)
+    with pytest.raises(HParamsError, match="loop.yaml"):
+        read_yaml_mapping(loop)
