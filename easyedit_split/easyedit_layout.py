@@ -39,6 +39,7 @@ the file's name and the likely cause.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -324,7 +325,9 @@ def write_easyedit_pt(path: str | os.PathLike, update: Update) -> Path:
     needs_sidecar = isinstance(update, VectorUpdate) and update.site.component != "residual"
     with contextlib.ExitStack() as stack:
         tmp_pt = stack.enter_context(atomic_path(dest, suffix=".pt"))
-        torch.save(state, str(tmp_pt))
+        buffer = io.BytesIO()  # torch.save reports a failed file write as a bare RuntimeError
+        torch.save(state, buffer)
+        tmp_pt.write_bytes(buffer.getvalue())
         if needs_sidecar:
             tmp_side = stack.enter_context(atomic_path(side))
             record = {"format": _SIDECAR_FORMAT, "site": update.site.to_dict(), "form": update.form,

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from ._io import atomic_save_safetensors
+from ._io import atomic_save_safetensors, staged_files
 from .errors import EasyEditSplitError
 from .sites import hidden_size, model_type
 from .updates import Update, update_class
@@ -155,9 +155,10 @@ def save_updates(
     would load and evaluate as if it were a real update.
 
     ``easyedit_pt``: also write EasyEdit's ``<stem>.pt`` beside it with this function of ``(pt_path,
-    update)`` (e.g. :func:`~easyedit_split.easyedit_layout.write_easyedit_pt`). The ``.pt`` is written first and its SHA-256 recorded in the
-    safetensors header, which is written last: a kill between the two leaves a ``.pt`` that no longer
-    matches, which :func:`companion_update` then refuses instead of loading a mismatched pair.
+    update)`` (e.g. :func:`~easyedit_split.easyedit_layout.write_easyedit_pt`). Both are written into a
+    staging folder and then moved in, the ``.safetensors`` (which records the ``.pt``'s SHA-256) last: a
+    failed write (a full disk) leaves neither, and a kill between the two moves leaves a ``.pt`` that no
+    longer matches, which :func:`companion_update` then refuses instead of loading a mismatched pair.
     """
     if isinstance(updates, UpdateBundle):
         bundle = updates
@@ -178,11 +179,23 @@ def save_updates(
     for i, u in enumerate(bundle.updates):
         for name, t in _tensors_of(u).items():
             tensors[f"u{i}.{name}"] = t.float()
-    if easyedit_pt is not None:
-        pt_path = Path(path).with_suffix(".pt")
-        easyedit_pt(pt_path, bundle.updates[0])
-        digest = hashlib.sha256(pt_path.read_bytes()).hexdigest()
-        bundle.extra = {**bundle.extra, "easyedit_pt": {"file": pt_path.name, "sha256": digest}}
+    if easyedit_pt is None:
+        return atomic_save_safetensors(path, tensors, _file_metadata(bundle, tensors))
+    # the .pt (and its sidecar) and the .safetensors are written all or nothing: into a staging folder
+    # first, then moved in, the .safetensors last (a disk that fills up leaves no orphan .pt)
+    from .easyedit_layout import sidecar_path
+
+    dest = Path(path)
+    with staged_files(dest.parent, last=(dest.name,), replaces=(sidecar_path(dest.with_suffix(".pt")).name,)) as stage:
+        pt_stage = stage / dest.with_suffix(".pt").name
+        easyedit_pt(pt_stage, bundle.updates[0])
+        digest = hashlib.sha256(pt_stage.read_bytes()).hexdigest()
+        bundle.extra = {**bundle.extra, "easyedit_pt": {"file": pt_stage.name, "sha256": digest}}
+        atomic_save_safetensors(stage / dest.name, tensors, _file_metadata(bundle, tensors))
+    return dest
+
+
+def _file_metadata(bundle: UpdateBundle, tensors: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     metadata = {
         "checksum": tensors_checksum(tensors),
         "format": FORMAT_NAME,
@@ -194,7 +207,7 @@ def save_updates(
         "updates": [u.config() for u in bundle.updates],
         "extra": bundle.extra,
     }
-    return atomic_save_safetensors(path, tensors, metadata)
+    return metadata
 
 
 class _Metadata(dict):

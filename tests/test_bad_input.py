@@ -971,3 +971,72 @@ def test_hparams_that_are_not_utf8_or_not_a_file_name_the_file(tmp_path):
     loop.symlink_to(loop)
     with pytest.raises(HParamsError, match="loop.yaml"):
         read_yaml_mapping(loop)
+
+
+# ------------------------------------------------------------------------------ 12. the atomic writer
+
+
+@pytest.fixture
+def umask_022():
+    import os
+
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_outputs_get_the_umask_mode_not_0600(tmp_path, umask_022):
+    import stat
+
+    from easyedit_split._io import atomic_dir, atomic_write_json
+    from easyedit_split.easyedit_layout import write_easyedit_pt
+
+    f = atomic_write_json(tmp_path / "r.json", {"a": 1})
+    assert stat.S_IMODE(f.stat().st_mode) == 0o644
+    out = save_updates(tmp_path / "layer_1.safetensors", [_vec(torch.ones(32))], easyedit_pt=write_easyedit_pt)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (out, tmp_path / "layer_1.pt")} == {0o644}
+    with atomic_dir(tmp_path / "export") as d:
+        (d / "config.json").write_text("{}")
+    assert stat.S_IMODE((tmp_path / "export").stat().st_mode) == 0o755
+
+
+def test_a_full_disk_names_the_real_path_and_leaves_no_half_set(tmp_path, monkeypatch):
+    import resource
+
+    from easyedit_split._io import atomic_write_bytes
+    from easyedit_split.easyedit_layout import write_easyedit_pt
+    from easyedit_split.errors import OutputError
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))  # ``ulimit -f``: Python ignores SIGXFSZ
+    try:
+        with pytest.raises(OutputError, match=f"cannot write {tmp_path / 'big.bin'}: File too large.*ulimit -f"):
+            atomic_write_bytes(tmp_path / "big.bin", b"x" * 10_000)
+        big = VectorUpdate(Site(1, "residual"), 4096, vector=torch.ones(4096))
+        with pytest.raises(OutputError, match=f"cannot write {tmp_path}"):
+            save_updates(tmp_path / "layer_1.safetensors", [big], easyedit_pt=write_easyedit_pt)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert [p.name for p in tmp_path.iterdir()] == []  # no temporary file, no staging folder, no orphan .pt
+
+    # the .pt written and the .safetensors failing (ENOSPC): neither is kept
+    import safetensors.torch
+
+    def no_space(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save", no_space)
+    with pytest.raises(OutputError, match="No space left on device.*disk is full"):
+        save_updates(tmp_path / "layer_1.safetensors", [_vec(torch.ones(32))], easyedit_pt=write_easyedit_pt)
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_the_folder_of_a_killed_export_is_removed_by_the_next_one(tmp_path):
+    from easyedit_split._io import atomic_dir
+
+    dead = tmp_path / ".model.999999999.abc.tmp"
+    (dead / "model.safetensors").parent.mkdir()
+    (dead / "model.safetensors").write_bytes(b"half")
+    with atomic_dir(tmp_path / "model") as d:
+        (d / "config.json").write_text("{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

@@ -26,7 +26,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -171,9 +170,9 @@ def prepare_run_folder(checkout: str | os.PathLike, into: str | os.PathLike, *, 
         target = Path(model).resolve()
         if not (target / "config.json").is_file():
             raise FileNotFoundError(f"model folder {target} has no config.json")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
+    from .._io import atomic_dir
+
+    with atomic_dir(dest, overwrite=dest.exists()) as tmp:  # an existing dest is an empty folder (checked above)
         _copy_checkout(checkout, tmp)
         configs = _install_configs(tmp, model_name, DATASET)
         (tmp / "models").mkdir()
@@ -184,12 +183,6 @@ def prepare_run_folder(checkout: str | os.PathLike, into: str | os.PathLike, *, 
             "checkout": str(checkout), "model": str(target), "model_name": model_name, "dataset": DATASET,
             "n_train": n_train, "n_test": n_test, "n_heldout": n_heldout, "seed": seed,
             "changed_in_copies": changes}, indent=2), encoding="utf-8")
-        if dest.exists():
-            dest.rmdir()
-        tmp.rename(dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     train_file, test_file, heldout_file = (dest / f.relative_to(tmp) for f in files)
     run = PreparedRun(dest, model_name, dest / "models" / model_name, target, train_file, test_file, heldout_file,
                       n_train, n_test, n_heldout, dtype, [dest / c.relative_to(tmp) for c in configs])
