@@ -49,6 +49,7 @@ __all__ = [
     "check_distinct",
     "check_writable",
     "dumps_json",
+    "encode_metadata",
     "json_safe",
     "non_finite_paths",
     "output_lock",
@@ -295,13 +296,18 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Pat
     return atomic_write_text(path, dumps_json(obj, indent=indent) + "\n")
 
 
+def encode_metadata(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """A safetensors header's metadata: strings as they are, anything else JSON-encoded."""
+    return {str(k): v if isinstance(v, str) else json.dumps(v, default=str) for k, v in metadata.items()}
+
+
 def atomic_save_safetensors(
     path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None
 ) -> Path:
     """Save ``tensors`` as safetensors; ``metadata`` values are JSON-encoded into the header."""
     from safetensors.torch import save
 
-    meta = {str(k): v if isinstance(v, str) else json.dumps(v, default=str) for k, v in (metadata or {}).items()}
+    meta = encode_metadata(metadata or {})
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     return atomic_write_bytes(path, save(contiguous, metadata=meta))  # a failed write is an OSError
 

@@ -227,7 +227,11 @@ def _load(spec: Any, model: nn.Module, *, layer: int | None, tokenizer: Any, tra
     if p.is_file():
         suffix = p.suffix.lower()
         if suffix == ".safetensors":
-            if read_metadata(p).get("format") == FORMAT_NAME:
+            meta = read_metadata(p)
+            if "trainer_state" in meta:
+                raise ArtefactError(f"{p} is a training checkpoint, not an update; give the trained "
+                                    "layer_N.safetensors (or resume training from the checkpoint with --resume)")
+            if meta.get("format") == FORMAT_NAME:
                 bundle = load_updates(p, model)
                 return LoadedUpdates(list(bundle.updates), "easyedit-split", bundle.method, str(p),
                                      {"hparams": bundle.hparams, "extra": bundle.extra})

@@ -265,10 +265,28 @@ def load_pt(path: str | os.PathLike) -> Any:
     p = Path(path)
     if not p.exists():
         raise AdapterError(f"EasyEdit artefact {p} does not exist")
+    if p.is_dir():
+        raise AdapterError(f"EasyEdit artefact {p} is a folder, not a .pt file")
+    with open(p, "rb") as fh:
+        head = fh.read(16)
+    if not head:
+        raise AdapterError(f"{p} is empty (0 bytes): an interrupted or failed write; re-create it")
+    if is_safetensors_header(head):
+        raise AdapterError(f"{p} is a safetensors file named .pt; rename it to {p.with_suffix('.safetensors').name} "
+                           "(it is then read as one)")
     try:
         return torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise AdapterError(f"{p} could not be read with torch.load(weights_only=True): {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for files it cannot read
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc):  # torch's advice (weights_only=False) would run code from the file
+            reason = "it holds objects other than tensors and plain values, which are not unpickled"
+        raise AdapterError(f"{p} is not a readable EasyEdit .pt artefact ({reason}); give a layer_N.pt written by "
+                           "EasyEdit or easyedit-split") from None
+
+
+def is_safetensors_header(head: bytes) -> bool:
+    """Whether the first bytes of a file look like safetensors (an 8-byte header length, then ``{``)."""
+    return len(head) >= 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < 100_000_000
 
 
 def read_easyedit_pt(path: str | os.PathLike, model: nn.Module, *, layer: int | None = None,

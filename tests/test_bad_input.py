@@ -339,18 +339,18 @@ def test_checksum_recorded_at_save_is_verified_at_load(tmp_path, llama):
         tensors["u0.vector"][5] = 2.0
 
     _rewrite(out, flip)
-    with pytest.raises(UpdateFileError, match=f"{out}: the tensors do not match the checksum"):
+    with pytest.raises(UpdateFileError, match=f"{out}: the tensors or metadata do not match the checksum"):
         load_updates(out, llama)
 
 
 @pytest.mark.parametrize("key", ["updates", "model"])
 def test_malformed_metadata_names_the_file_and_key(tmp_path, llama, key):
     out = save_updates(tmp_path / "u.safetensors", [_vec(torch.ones(32))])
-    _rewrite(out, lambda tensors, meta: meta.update({key: "{not json"}))
+    _rewrite(out, lambda tensors, meta: meta.pop("checksum") and meta.update({key: "{not json"}))
     with pytest.raises(UpdateFileError, match=f"{out}: metadata '{key}' is not valid JSON"):
         load_updates(out, llama)
     out = save_updates(tmp_path / "u.safetensors", [_vec(torch.ones(32))])
-    _rewrite(out, lambda tensors, meta: meta.update({"updates": '[{"form": "vector"}]'}))
+    _rewrite(out, lambda tensors, meta: meta.pop("checksum") and meta.update({"updates": '[{"form": "vector"}]'}))
     with pytest.raises(UpdateFileError, match=f"{out}: update 0: metadata has no 'site'"):
         load_updates(out, llama)
 
@@ -1040,3 +1040,132 @@ def test_the_folder_of_a_killed_export_is_removed_by_the_next_one(tmp_path):
     with atomic_dir(tmp_path / "model") as d:
         (d / "config.json").write_text("{}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+# ------------------------------------------------------------------------------ 13. update files: metadata
+
+
+def _saved(tmp_path, llama, **kw):
+    from easyedit_split.easyedit_layout import write_easyedit_pt
+
+    hp = SplitHyperParams(layers=[1], use_chat_template=False)
+    return save_updates(tmp_path / "layer_1.safetensors", [_vec(torch.arange(32.0) / 10 + 0.1)], model=llama,
+                        method="split", hparams=hp.to_dict(), easyedit_pt=write_easyedit_pt, **kw)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_changed_byte_is_refused_or_changes_nothing(tmp_path_factory, llama, data):
+    """The checksum covers the header's metadata too: a flipped byte never moves an update to another layer,
+    site or rendering silently."""
+    folder = tmp_path_factory.mktemp("flip")
+    out = _saved(folder, llama)
+    raw = bytearray(out.read_bytes())
+    header_len = int.from_bytes(raw[:8], "little")
+    where = data.draw(st.integers(8, 8 + header_len - 1) if data.draw(st.booleans()) else st.integers(0, len(raw) - 1))
+    new = data.draw(st.integers(0, 255).filter(lambda b: b != raw[where]))
+    original = load_updates(out, llama)
+    raw[where] = new
+    out.write_bytes(bytes(raw))
+    try:
+        got = load_updates(out, llama)
+    except UpdateFileError as exc:
+        assert str(out) in str(exc)
+        return
+    assert [u.config() for u in got.updates] == [u.config() for u in original.updates]
+    assert torch.equal(got.updates[0].vector, original.updates[0].vector) and got.hparams == original.hparams
+
+
+def _tamper(out, mutate):
+    """Edit the metadata as a hand edit would, recomputing the checksum (so that the values' checks are tested)."""
+    from easyedit_split.serialization import file_checksum
+
+    def edit(tensors, meta):
+        mutate(meta)
+        meta["checksum"] = file_checksum(tensors, meta)
+
+    _rewrite(out, edit)
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda m: m.update(updates=m["updates"].replace('"layer": 1', '"layer": -1')), "site.layer must be a whole number >= 0"),
+    (lambda m: m.update(updates=m["updates"].replace('"layer": 1', '"layer": 9')), "layer 9 is out of range: this model has"),
+    (lambda m: m.update(hparams=m["hparams"].replace('"use_chat_template": false', '"use_chat_template": "maybe"')),
+     "hparams.use_chat_template: expected true/false, got 'maybe'"),
+    (lambda m: m.update(hparams=m["hparams"].replace('"seed": 42', '"seed": "x"')), "hparams.seed: expected an integer"),
+    (lambda m: m.update(method="[1]"), None),
+    (lambda m: m.update(model='"gpt"'), "metadata 'model' must be an object"),
+    (lambda m: m.update(format_version="7"), "format_version '7' is not one this easyedit-split reads"),
+])
+def test_metadata_is_validated_like_hparams(tmp_path, llama, mutate, message):
+    out = _saved(tmp_path, llama)
+    _tamper(out, mutate)
+    if message is None:  # a method name that is not one of ours is only a label
+        load_updates(out, llama)
+        return
+    with pytest.raises(UpdateFileError, match=re.escape(message) if "(" not in message else message) as exc:
+        load_updates(out, llama)
+    assert str(out) in str(exc.value)
+
+
+def test_a_negative_layer_is_never_a_site():
+    from easyedit_split.sites import SiteError
+
+    with pytest.raises(SiteError, match="layers count from 0"):
+        Site(-1, "residual")
+
+
+def test_a_diverged_update_is_refused_by_its_norm(tmp_path):
+    with pytest.raises(UpdateFileError, match="norm of 'vector' overflows; training diverged"):
+        save_updates(tmp_path / "u.safetensors", [_vec(torch.full((32,), 1e30))])
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", "is empty \\(0 bytes\\)"),
+    ("safetensors", "is a safetensors file named .pt; rename it to layer_1.safetensors"),
+    (b"PK\x03\x04junk", "is not a readable EasyEdit .pt artefact"),
+])
+def test_unreadable_pt_files_say_what_they_are(tmp_path, llama, content, message):
+    from safetensors.torch import save_file
+
+    from easyedit_split.adapters import AdapterError, from_easyedit_pt
+
+    pt = tmp_path / "layer_1.pt"
+    if content == "safetensors":
+        save_file({"x": torch.ones(2)}, str(pt))
+    else:
+        pt.write_bytes(content)
+    with pytest.raises(AdapterError, match=message) as exc:
+        from_easyedit_pt(pt, llama)
+    assert "weights_only=False" not in str(exc.value)
+
+
+def test_a_plain_safetensors_checkpoint_or_a_training_checkpoint_is_not_an_update(tmp_path, llama):
+    from safetensors.torch import save_file
+
+    from easyedit_split.adapters import AdapterError
+    from easyedit_split.artefacts import ArtefactError, load_artefact
+
+    foreign = tmp_path / "other.safetensors"
+    save_file({"encoder.block.0.weight": torch.ones(2, 2)}, str(foreign))
+    with pytest.raises(AdapterError, match="none of its 1 tensors .* is a parameter of this"):
+        load_artefact(foreign, llama)
+    _train(tmp_path / "ck", __import__("tests.test_training", fromlist=["pairs"]).pairs(), max_steps=2)
+    with pytest.raises(ArtefactError, match="is a training checkpoint, not an update"):
+        load_artefact(next((tmp_path / "ck").glob("step_*.safetensors")), llama)
+
+
+def test_a_peft_adapter_whose_config_and_tensors_disagree_on_rank(tmp_path, llama):
+    from peft import LoraConfig, get_peft_model
+    from tiny_models import tiny_model
+
+    from easyedit_split.adapters import AdapterError, from_peft
+
+    pm = get_peft_model(tiny_model("llama"), LoraConfig(r=2, target_modules=["down_proj"], init_lora_weights=False))
+    pm.save_pretrained(tmp_path / "adapter")
+    cfg_path = tmp_path / "adapter" / "adapter_config.json"
+    assert from_peft(tmp_path / "adapter", llama)
+    cfg_path.write_text(json.dumps({**json.loads(cfg_path.read_text()), "r": 8}))
+    with pytest.raises(AdapterError, match="has rank 2 tensors, but adapter_config.json says r=8"):
+        from_peft(tmp_path / "adapter", llama)
