@@ -38,6 +38,8 @@ from .errors import OutputError
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "EVALUATION_RESULTS",
+    "MAIN_JOB_RESULTS",
     "JsonlAppender",
     "atomic_dir",
     "atomic_path",
@@ -53,6 +55,7 @@ __all__ = [
     "json_safe",
     "non_finite_paths",
     "output_lock",
+    "refuse_earlier_results",
     "refuse_existing",
     "staged_files",
     "write_failed",
@@ -347,6 +350,27 @@ def refuse_existing(paths: Iterable[str | os.PathLike], *, overwrite: bool, flag
     if existing and not overwrite:
         shown = ", ".join(existing[:4]) + (f" and {len(existing) - 4} more" if len(existing) > 4 else "")
         raise OutputError(f"{shown} already exist(s); pass {flag} to replace, or choose another output")
+
+
+#: the files a finished evaluation (sweep, compare, easyedit report) leaves in its output folder
+EVALUATION_RESULTS = ("results.json", "report.md", "sweep_*.csv", "sweep_*.parquet", "provenance.json")
+#: the files a finished main job (``run``) leaves in its output folder
+MAIN_JOB_RESULTS = ("summary.md", "summary.json", "config.json")
+
+
+def refuse_earlier_results(folder: str | os.PathLike, patterns: Iterable[str], *, overwrite: bool,
+                           what: str = "--output", flag: str = "--overwrite") -> None:
+    """Raise :class:`OutputError` when ``folder`` already holds results of an earlier run (files matching
+    ``patterns``) and ``overwrite`` is False: no command replaces results without being asked. Partial
+    results of an interrupted run (dot files) do not count: a rerun continues from them."""
+    p = Path(folder)
+    if overwrite or not p.is_dir():
+        return
+    found = sorted({f.name for pattern in patterns for f in p.glob(pattern)})
+    if found:
+        shown_names = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+        raise OutputError(f"{what} {p} already holds the results of an earlier run ({shown_names}); pass {flag} to "
+                          "replace them, or choose another folder")
 
 
 def check_distinct(outputs: Mapping[str, str | os.PathLike], *, what: str = "name") -> None:

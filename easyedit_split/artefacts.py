@@ -35,6 +35,7 @@ from torch import nn
 
 from . import adapters
 from .errors import EasyEditSplitError
+from .safe_text import shown
 from .serialization import (
     FORMAT_NAME,
     UpdateBundle,
@@ -48,7 +49,8 @@ from .updates import Update
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ArtefactError", "LoadedUpdates", "is_diffmean_spec", "load_artefact", "recorded_training_pairs"]
+__all__ = ["ArtefactError", "LoadedUpdates", "check_spec", "is_diffmean_spec", "is_pt_spec", "load_artefact",
+           "recorded_training_pairs"]
 
 _DIFFMEAN_SPEC = re.compile(r"^diffmean@(\d+)(?::(\w+))?$")
 
@@ -91,6 +93,35 @@ class LoadedUpdates:
 def is_diffmean_spec(spec: Any) -> bool:
     """True for the string ``diffmean@L`` / ``diffmean@L:component``."""
     return isinstance(spec, str) and _DIFFMEAN_SPEC.match(spec.strip()) is not None
+
+
+def is_pt_spec(spec: Any) -> bool:
+    """True for a path ending in ``.pt`` (an EasyEdit artefact, whose layer ``--layer`` may give)."""
+    return isinstance(spec, (str, os.PathLike)) and Path(spec).suffix.lower() == ".pt"
+
+
+def check_spec(spec: Any, *, what: str = "update") -> None:
+    """Check, before any model is loaded, that a string or path ``spec`` names something :func:`load_artefact`
+    can read: a well-formed ``diffmean@LAYER[:component]``, or a path that exists (a file or a folder).
+    Raises :class:`ArtefactError` saying what is wrong; objects are left to :func:`load_artefact`."""
+    if not isinstance(spec, (str, os.PathLike)):
+        return
+    text = os.fspath(spec)
+    if isinstance(spec, str) and text.strip().lower().startswith("diffmean@"):
+        if not is_diffmean_spec(text):
+            raise ArtefactError(f"{what}: {shown(text)} is not diffmean@LAYER or diffmean@LAYER:component (LAYER a whole "
+                                "number >= 0, e.g. diffmean@3 or diffmean@3:attn_out)")
+        return
+    p = Path(text)
+    try:
+        p.stat()
+    except FileNotFoundError:
+        raise ArtefactError(f"{what}: update path {p} does not exist") from None
+    except OSError as exc:  # a symlink loop, a name too long, no permission
+        raise ArtefactError(f"{what}: update path {p} cannot be read ({exc.strerror or exc})") from None
+    if p.is_file() and p.suffix.lower() not in (".safetensors", ".pt"):
+        raise ArtefactError(f"{what}: {p} has the unknown update file type {p.suffix!r}; give a .safetensors or .pt "
+                            "file, a peft adapter folder, an EasyEdit folder of layer_N.pt files or an edited checkpoint")
 
 
 def _json_field(meta: Mapping[str, str], key: str, path: Path) -> dict[str, Any]:
@@ -220,9 +251,8 @@ def _load(spec: Any, model: nn.Module, *, layer: int | None, tokenizer: Any, tra
         return _diffmean(spec, model, tokenizer, train_pairs, module_path)
     if not isinstance(spec, (str, os.PathLike)):
         raise TypeError(f"cannot load updates from a {type(spec).__name__}")
+    check_spec(spec)
     p = Path(spec)
-    if not p.exists():
-        raise FileNotFoundError(f"update path {p} does not exist")
     device = next(model.parameters()).device
     if p.is_file():
         suffix = p.suffix.lower()

@@ -25,6 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .apply import MergeError, apply_updates, merged_updates
+from .checks import check_seed
 from .data.encoding import pad_id_of, render_prompt
 from .errors import InputError
 from .updates import Update
@@ -203,6 +204,16 @@ def generate(
         raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if num_return_sequences < 1:
         raise InputError(f"num_return_sequences must be >= 1, got {num_return_sequences}")
+    if do_sample:
+        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+            raise InputError(f"temperature must be a finite number > 0 for sampling, got {temperature!r} (greedy "
+                             "decoding: do_sample=False)")
+        if not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+            raise InputError(f"top_p must be in (0, 1], got {top_p!r}")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+            raise InputError(f"top_k must be a whole number >= 0 (0: off), got {top_k!r}")
+    if seed is not None:
+        check_seed(seed, "seed")
     if num_return_sequences > 1 and not do_sample:
         raise InputError(
             "num_return_sequences > 1 needs do_sample=True (greedy decoding gives identical copies)"

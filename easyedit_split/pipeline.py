@@ -28,8 +28,16 @@ from typing import Any
 
 import torch
 
-from ._io import atomic_write_json, atomic_write_report, atomic_write_text, check_writable, output_lock
-from .checks import set_threads
+from ._io import (
+    MAIN_JOB_RESULTS,
+    atomic_write_json,
+    atomic_write_report,
+    atomic_write_text,
+    check_writable,
+    output_lock,
+    refuse_earlier_results,
+)
+from .checks import check_int_at_least, check_seed, set_threads
 from .defaults import hparams_file_name, packaged_hparams_dir
 from .errors import InputError
 from .evaluation.cells import cell
@@ -84,6 +92,7 @@ class MainJobConfig:
     threads: int | None = None  # torch threads; None: torch's default
     output_dir: str | None = None
     progress: bool = True
+    overwrite: bool = False  # replace the results of an earlier run in output_dir (else they are refused)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -128,6 +137,11 @@ def run_main_job(cfg: MainJobConfig) -> MainJobResult:
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     set_threads(cfg.threads)
+    check_seed(cfg.seed, "seed (--seed)")
+    for name in ("n_train", "n_test", "n_eval"):
+        check_int_at_least(getattr(cfg, name), 1, f"{name} (--{name.replace('_', '-')})")
+    for name in ("n_val", "n_transfer"):
+        check_int_at_least(getattr(cfg, name), 0, f"{name} (--{name.replace('_', '-')})")
     torch.manual_seed(cfg.seed)
     bad_forms = [f for f in cfg.forms if f not in FORMS]
     bad_methods = [m for m in cfg.methods if m not in METHODS]
@@ -139,12 +153,13 @@ def run_main_job(cfg: MainJobConfig) -> MainJobResult:
         raise InputError("the multiplier grid must contain 0 (unsteered) and 1 (the headline table)")
     out = Path(cfg.output_dir or f"runs/main-{time.strftime('%Y%m%d-%H%M%S')}")
     check_writable(out, what="output folder (--output)")  # before any work
+    refuse_earlier_results(out, MAIN_JOB_RESULTS, overwrite=cfg.overwrite, what="output folder (--output)")
     with output_lock(out, what="output folder (--output)"):
         return _run_main_job(cfg, out, t_start, timings)
 
 
 def _run_main_job(cfg: MainJobConfig, out: Path, t_start: float, timings: dict[str, float]) -> MainJobResult:
-    from .data import load_pairs, pair_digests, train_test_split
+    from .data import load_pairs, pair_digests, train_test_split, unique_pairs
     from .evaluation import evaluate_preference_utility
     from .evaluation.doses import dose_all
     from .generation import generate
@@ -155,15 +170,20 @@ def _run_main_job(cfg: MainJobConfig, out: Path, t_start: float, timings: dict[s
     from .serialization import save_updates
     from .training import Trainer, diffmean_update
 
-    pairs = load_pairs(cfg.dataset)  # bad data is reported before the model is loaded
+    # bad data and sizes that do not fit it are reported before the model is loaded; a repeated pair is kept
+    # once, so that no held-out pair is also a training pair
+    pairs = unique_pairs(load_pairs(cfg.dataset), f"dataset {cfg.dataset}")
+    if cfg.n_test + cfg.n_train + cfg.n_val > len(pairs):
+        raise InputError(f"--n-test {cfg.n_test} + --n-train {cfg.n_train} + --n-val {cfg.n_val} exceed the "
+                         f"{len(pairs)} (distinct) pairs of {cfg.dataset}; lower them or use more data")
+    if cfg.n_eval > cfg.n_test:
+        raise InputError(f"--n-eval {cfg.n_eval} exceeds --n-test {cfg.n_test}: only held-out pairs are swept")
+    train_all, test = train_test_split(pairs, cfg.n_test, seed=cfg.seed)
+    train = train_all[: cfg.n_train]
+    val = train_all[cfg.n_train: cfg.n_train + cfg.n_val]
     t = time.perf_counter()
     model, tok = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
     timings["load_model"] = time.perf_counter() - t
-    train_all, test = train_test_split(pairs, cfg.n_test, seed=cfg.seed)
-    train = train_all[: cfg.n_train]
-    if cfg.n_train + cfg.n_val > len(train_all):
-        raise ValueError(f"n_train {cfg.n_train} + n_val {cfg.n_val} exceed the {len(train_all)} non-test pairs")
-    val = train_all[cfg.n_train: cfg.n_train + cfg.n_val]
     eval_pairs = test[: cfg.n_eval]
     transfer = train[: cfg.n_transfer] if cfg.n_transfer else None
     logger.info("%d training pairs, %d held-out pairs swept (of %d held out)", len(train), len(eval_pairs), len(test))

@@ -594,7 +594,9 @@ def test_unwritable_output_fails_before_any_work(tmp_path, monkeypatch, capsys, 
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     bad = str(blocker / "sub" / ("out.jsonl" if command == "generate" else "out"))
-    argv = {"sweep": ["sweep", "--update", "u.safetensors", "--output", bad],
+    update = tmp_path / "u.safetensors"
+    update.write_bytes(b"x")  # exists: the spec is checked first, then the output, both before the model
+    argv = {"sweep": ["sweep", "--update", str(update), "--output", bad],
             "generate": ["generate", "--prompt", "hi", "--output", bad],
             "run": ["run", "--output", bad]}[command]
     assert main(argv) == 2

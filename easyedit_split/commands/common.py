@@ -8,12 +8,38 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..checks import finite_float_arg, nonnegative_int_arg, positive_int_arg, set_threads
+from ..checks import finite_float_arg, nonnegative_int_arg, positive_int_arg, seed_arg, set_threads
 from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["add_evaluation_arguments", "load_data", "run_evaluation"]
+__all__ = ["EVALUATION_FLAG_RULES", "add_evaluation_arguments", "load_data", "run_evaluation"]
+
+
+def _update_specs(args: argparse.Namespace) -> list[str]:
+    """The update specs of ``sweep`` (``--update PATH``) or ``compare`` (``--update NAME=PATH`` …)."""
+    if isinstance(args.update, list):
+        return [v.partition("=")[2].strip() for v in args.update]
+    return [args.update]
+
+
+def _any_spec(test):
+    from .. import artefacts
+
+    return lambda args: any(getattr(artefacts, test)(s) for s in _update_specs(args))
+
+
+#: flags of sweep/compare that apply only in some cases: (dest, applies(args), when) — see ``cli.FLAG_RULES``
+EVALUATION_FLAG_RULES = (
+    ("layer", _any_spec("is_pt_spec"), "to an EasyEdit .pt update file (whose name does not give the layer)"),
+    ("module_path", _any_spec("is_diffmean_spec"), "to a diffmean@LAYER update"),
+    ("dose_accuracy", lambda a: a.dose == "accuracy", "with --dose accuracy"),
+    ("manifold_positions", lambda a: a.manifold, "with --manifold"),
+    ("reference", lambda a: len(_update_specs(a)) > 1, "when several updates are compared (compare)"),
+    ("target_accuracy", lambda a: a.target_pref is None, "without --target-pref (give one calibration target)"),
+    ("train_sweep_pairs", lambda a: bool(a.n_train) or _any_spec("is_diffmean_spec")(a),
+     "with training pairs (--n-train, or a diffmean@LAYER update)"),
+)
 
 
 def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,7 +54,7 @@ def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
                    help="training pairs (for transfer R², and for building diffmean@L updates; default 0, or 200 with diffmean)")
     p.add_argument("--train-sweep-pairs", type=nonnegative_int_arg, default=None,
                    help="sweep only this many training pairs for the transfer R² (default: all; 0: no training sweep)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=seed_arg, default=0,
                    help="seed of the held-out split (pairs an update records as its training pairs are never held out)")
     p.add_argument("--layer", type=nonnegative_int_arg, default=None, help="layer for an EasyEdit .pt file not named layer_N.pt")
     p.add_argument("--module-path", dest="module_path", default=None,
@@ -59,6 +85,8 @@ def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-rows", type=positive_int_arg, default=128, help="(pair, m) rows per forward pass")
     p.add_argument("--format", choices=("csv", "parquet"), default="csv", help="sweep table format")
     p.add_argument("--output", required=True, help="output folder (tables, results.json, PNGs, report.md)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the results of an earlier run in --output (without it they are refused)")
     p.add_argument("--threads", type=positive_int_arg, default=None, help="torch CPU threads")
     p.add_argument("--title", default=None)
 
@@ -72,9 +100,9 @@ def load_data(args: argparse.Namespace, need_train: bool,
     :func:`~easyedit_split.artefacts.recorded_training_pairs`); those pairs are left out before the split,
     so that no held-out pair was seen in training whatever seed and sizes the update was trained with.
     """
-    from ..data import load_pairs, pair_digests, train_test_split
+    from ..data import load_pairs, pair_digests, train_test_split, unique_pairs
 
-    pairs = load_pairs(args.data)
+    pairs = unique_pairs(load_pairs(args.data), f"--data {args.data}")
     n_train = args.n_train or (200 if need_train else 0)
     if args.n_pairs < 1:
         raise InputError(f"--n-pairs must be >= 1, got {args.n_pairs}")
@@ -104,12 +132,17 @@ def load_data(args: argparse.Namespace, need_train: bool,
 def run_evaluation(args: argparse.Namespace, specs: dict[str, str]) -> int:
     """Check the output, then load every update spec once, sweep them on the held-out pairs and write one
     report (the output folder is locked while written)."""
-    from .._io import check_writable, output_lock
+    from .._io import EVALUATION_RESULTS, check_writable, output_lock, refuse_earlier_results
+    from ..artefacts import check_spec
     from ..multipliers import parse_multipliers, with_zero
 
     set_threads(args.threads)
     grid = with_zero(parse_multipliers(args.multipliers, what="--multipliers"))
-    check_writable(args.output, what="--output")  # before any work
+    parse_multipliers(getattr(args, "matched_accuracy", "0.75,0.9"), what="--matched-accuracy")
+    for name, spec in specs.items():  # before any work: a spec that names nothing
+        check_spec(spec, what=f"--update {name + '=' if name else ''}{spec}")
+    check_writable(args.output, what="--output")
+    refuse_earlier_results(args.output, EVALUATION_RESULTS, overwrite=getattr(args, "overwrite", False))
     with output_lock(args.output, what="--output"):
         return _evaluate(args, specs, grid)
 

@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..checks import positive_int_arg, seed_arg
 from ..errors import InputError
 
 HELP = ("inside EasyEdit: enable/disable/status of automatic registration, prepare a run_SPILT.py run folder, "
@@ -32,13 +33,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pr.add_argument("--model-name", default=None,
                     help="name of the model link under models/ and of the config folder; EasyEdit picks its wrapper "
                          "class from it (default: smollm2-135m-llama)")
-    pr.add_argument("--train-pairs", type=int, default=32, help="pairs in data/psychopathy/train.jsonl")
-    pr.add_argument("--test-pairs", type=int, default=8,
+    pr.add_argument("--train-pairs", type=positive_int_arg, default=32, help="pairs in data/psychopathy/train.jsonl")
+    pr.add_argument("--test-pairs", type=positive_int_arg, default=8,
                     help="pairs in data/psychopathy/test.jsonl (run_SPILT.py generates for each of them)")
-    pr.add_argument("--heldout-pairs", type=int, default=100,
+    pr.add_argument("--heldout-pairs", type=positive_int_arg, default=100,
                     help="held-out pairs in data/psychopathy/heldout.jsonl (test.jsonl is its first rows; the report's "
                          "default evaluation set)")
-    pr.add_argument("--seed", type=int, default=0, help="seed of the split")
+    pr.add_argument("--seed", type=seed_arg, default=0, help="seed of the split")
     pr.add_argument("--dtype", default=None,
                     help="rewrite the dtype line of the run folder's copies of EasyEdit's top-level spilt_experiment "
                          "configs (they say bfloat16, which run_SPILT.py cannot override; float32 is much faster on "
@@ -56,8 +57,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                     help="start:stop:num or a comma list; 0 is added (write --multipliers=-5:5:21 when it starts with -)")
     rp.add_argument("--dtype", default="float32")
     rp.add_argument("--device", default="cpu")
-    rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--seed", type=seed_arg, default=0)
     rp.add_argument("--output", required=True, help="report folder (tables, results.json, provenance.json, PNGs, report.md)")
+    rp.add_argument("--overwrite", action="store_true", help="replace the results of an earlier report in --output")
 
 
 def _enable(args: argparse.Namespace) -> int:
@@ -65,7 +67,9 @@ def _enable(args: argparse.Namespace) -> int:
 
     path = autoregister.enable(args.site_dir, keep_upstream=args.keep_upstream)
     keep = " (keeping EasyEdit's own spilt/sft/reps)" if args.keep_upstream else ""
-    sys.stdout.write(f"enabled{keep}: {path}\nundo with: easyedit-split easyedit disable\n")
+    where = "" if autoregister.site_dir_note(args.site_dir) is None else " (see the warning: not read by this Python)"
+    undo = "" if args.site_dir is None else f" --site-dir {args.site_dir}"
+    sys.stdout.write(f"enabled{keep}: {path}{where}\nundo with: easyedit-split easyedit disable{undo}\n")
     return 0
 
 
@@ -105,11 +109,15 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from .._io import EVALUATION_RESULTS, check_writable, refuse_earlier_results
     from ..data.pairs import load_pairs
     from ..easyedit.comparison import compare_vector_runs, find_vector_runs, run_prompt_settings
     from ..models import load_model
     from ..multipliers import parse_multipliers, with_zero
 
+    check_writable(args.output, what="--output")  # before any work
+    refuse_earlier_results(args.output, EVALUATION_RESULTS, overwrite=args.overwrite)
+    grid = with_zero(parse_multipliers(args.multipliers, what="--multipliers"))
     vectors = Path(args.vectors)
     runs = find_vector_runs(vectors)
     run_folder = vectors.resolve().parents[1] if vectors.resolve().parent.name == "vectors" else None
@@ -126,7 +134,7 @@ def _report(args: argparse.Namespace) -> int:
     train = load_pairs(args.train_data) if args.train_data else None
     encode_kwargs = run_prompt_settings(run_folder) if run_folder else {}
     base, tokenizer = load_model(model, dtype=args.dtype, device=args.device)
-    result, runs = compare_vector_runs(vectors, base, tokenizer, pairs, with_zero(parse_multipliers(args.multipliers, what="--multipliers")),
+    result, runs = compare_vector_runs(vectors, base, tokenizer, pairs, grid,
                                        output_dir=args.output, train_pairs=train, encode_kwargs=encode_kwargs,
                                        seed=args.seed)
     out = sys.stdout

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..checks import finite_float_arg, nonnegative_int_arg
 
 HELP = "export the model with an update merged at a fixed multiplier (loads with plain transformers / vLLM)"
+
+
+def _is_pt(args: argparse.Namespace) -> bool:
+    from ..artefacts import is_pt_spec
+
+    return is_pt_spec(args.update)
+
+
+#: flags that apply only in some cases (see ``cli``)
+FLAG_RULES = (("layer", _is_pt, "to an EasyEdit .pt update file (whose name does not give the layer)"),)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,10 +39,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..artefacts import load_artefact
+    from .._io import check_writable
+    from ..artefacts import check_spec, load_artefact
+    from ..errors import OutputError
     from ..export import export_merged
     from ..models import load_model
 
+    check_spec(args.update, what="--update")  # before the model load: the update, then the output
+    check_writable(Path(args.output).parent, what="the folder of --output")
+    if Path(args.output).exists() and not args.overwrite:
+        raise OutputError(f"--output {args.output} already exists; pass --overwrite to replace it, or choose another "
+                          "folder")
     model, tok = load_model(args.model, dtype=args.dtype)
     updates = load_artefact(args.update, model, layer=args.layer).updates
     result = export_merged(

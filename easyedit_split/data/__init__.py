@@ -25,6 +25,7 @@ from .pairs import (
     pair_digests,
     read_pairs,
     train_test_split,
+    unique_pairs,
 )
 
 __all__ = [
@@ -56,4 +57,5 @@ __all__ = [
     "render_prompt",
     "split_pairs",
     "train_test_split",
+    "unique_pairs",
 ]

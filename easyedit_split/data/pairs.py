@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..safe_text import shown
 from .formats import (
     SUFFIX_TYPES,
     DataError,
@@ -40,6 +41,7 @@ __all__ = [
     "pair_digests",
     "read_pairs",
     "train_test_split",
+    "unique_pairs",
 ]
 
 BUILTIN_DATASETS: dict[str, tuple[str, str]] = {
@@ -88,6 +90,9 @@ def _read_text(path: Path) -> str:
     skipped instead of failing the whole file.
     """
     raw = path.read_bytes()
+    if b"\x00" in raw[:4096] and not raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise DataError(f"{path}: holds NUL bytes, so it is not UTF-8 text — probably UTF-16 (or UTF-32) without a "
+                        "byte-order mark; re-save it as UTF-8 (or as UTF-16 with a BOM)")
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         try:
             return raw.decode("utf-16")
@@ -97,12 +102,30 @@ def _read_text(path: Path) -> str:
     return raw.decode("utf-8-sig", errors="surrogateescape")
 
 
+def _check_data_file(path: Path) -> None:
+    """A :class:`DataError` saying what ``path`` is when it is not a readable file (missing, a folder, a
+    broken symlink or a symlink loop)."""
+    try:
+        path.stat()
+    except FileNotFoundError:
+        if os.path.lexists(path):
+            raise DataError(f"data file {path} is a symbolic link to a file that does not exist") from None
+        raise DataError(f"data file {path} does not exist") from None
+    except OSError as exc:  # ELOOP, ENAMETOOLONG, EACCES …
+        raise DataError(f"data file {path} cannot be read ({exc.strerror or exc}"
+                        f"{'; a symbolic link that points back to itself' if exc.errno == 40 else ''})") from None
+    if path.is_dir():
+        raise DataError(f"data file {path} is a folder; give the data file inside it (.jsonl, .json, .csv, .tsv or "
+                        ".parquet)")
+    if not path.is_file():
+        raise DataError(f"data file {path} is not a regular file")
+
+
 def iter_records(path: str | os.PathLike, file_type: str | None = None) -> Iterator[tuple[int, Any]]:
     """Yield ``(line_or_index, record)``; a row that cannot be read (unparseable JSON, bytes that are not
     UTF-8) yields ``(line, DataError(...))`` so the caller can report it by line and skip it."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file not found: {path}")
+    _check_data_file(path)
     ftype = file_type or _infer_file_type(path)
     if ftype == "jsonl":
         for lineno, line in enumerate(_read_text(path).split("\n"), start=1):
@@ -127,10 +150,15 @@ def iter_records(path: str | os.PathLike, file_type: str | None = None) -> Itera
         if isinstance(obj, dict):  # {"data": [...]} or {id: record}
             if isinstance(obj.get("data"), list):
                 obj = obj["data"]
+            elif obj and all(isinstance(v, dict) for v in obj.values()):
+                obj = [dict(v, _key=k) for k, v in obj.items()]
             else:
-                obj = [dict(v, _key=k) if isinstance(v, dict) else v for k, v in obj.items()]
+                raise DataError(f"{path}: a JSON data file holds a list of records (objects with question and answer "
+                                "fields), {\"data\": [records]} or {id: record}; this is an object with keys "
+                                f"{shown(sorted(map(str, obj))[:8])}")
         if not isinstance(obj, list):
-            raise DataError(f"{path}: a JSON data file must hold a list of records")
+            raise DataError(f"{path}: a JSON data file must hold a list of records (objects with question and answer "
+                            f"fields), got a {type(obj).__name__}")
         yield from enumerate(obj, start=1)
     elif ftype == "csv":
         delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
@@ -207,8 +235,7 @@ def read_pairs(
     pairs returned (rows are read in file order).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file not found: {path}")
+    _check_data_file(path)
     if isinstance(format, DatasetFormat):
         fmt = format
         file_type = fmt.file_type if fmt.path is None or Path(fmt.path) == path else _infer_file_type(path)
@@ -217,7 +244,11 @@ def read_pairs(
         fmt = None if str(format).lower() == "auto" else get_format(str(format))
     columns = _peek_columns(path, file_type)
     if not columns:
-        raise DataError(f"no readable records in {path}")
+        first = next((r for _, r in iter_records(path, file_type) if not isinstance(r, DataError)), None)
+        what = "no records" if first is None else f"no record with named fields (the first is a {type(first).__name__})"
+        raise DataError(f"{path} holds {what}; a data file holds records such as {{\"question\": …, \"matching\": …, "
+                        "\"not_matching\": …}} (one JSON object per line in .jsonl, a list of them in .json, rows under a "
+                        "header in .csv)")
     source = str(path)
     fmt = detect_format(columns, source=source) if fmt is None else resolve_columns(fmt, columns, source=source)
     name = path.name
@@ -309,6 +340,22 @@ def train_test_split(
     return train, test
 
 
+def unique_pairs(pairs: Sequence[PolarityPair], source: str = "the data") -> list[PolarityPair]:
+    """``pairs`` without repeats (same question and answers, :func:`pair_digests`), first occurrence kept, with
+    a warning saying how many were dropped: split after this, a pair can never be both a training and a
+    held-out pair."""
+    seen: set[str] = set()
+    out = []
+    for p, d in zip(pairs, pair_digests(pairs)):
+        if d not in seen:
+            seen.add(d)
+            out.append(p)
+    if len(out) < len(pairs):
+        logger.warning("%s holds %d repeated pair(s) (same question and answers); each is kept once, so that no "
+                       "held-out pair is also a training pair", source, len(pairs) - len(out))
+    return out
+
+
 def pair_digests(pairs: Sequence[PolarityPair]) -> list[str]:
     """A short SHA-256 of each pair's content (question and both answers; not its id or source), so that
     the same example is recognised in another file, split or run (e.g. training pairs among held-out ones)."""
@@ -353,7 +400,7 @@ def load_pairs(
     """
     text = str(name_or_path)
     path = Path(text).expanduser()
-    if path.exists():
+    if path.exists() or os.path.lexists(path):  # (a broken link or a loop is reported as such by read_pairs)
         return read_pairs(path, format, limit=limit)
     looks_like_path = isinstance(name_or_path, os.PathLike) or "/" in text or os.sep in text \
         or path.suffix.lower() in SUFFIX_TYPES

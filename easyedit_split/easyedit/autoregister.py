@@ -18,14 +18,18 @@ off for one process; ``EASYEDIT_SPLIT_KEEP_UPSTREAM=1`` keeps EasyEdit's own ``s
 from __future__ import annotations
 
 import importlib.abc
+import logging
 import os
+import site
 import sys
 import sysconfig
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PTH_NAME", "after_import", "disable", "enable", "install", "pth_path", "status"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["PTH_NAME", "after_import", "disable", "enable", "install", "pth_path", "read_site_dirs", "site_dir_note", "status"]
 
 PTH_NAME = "easyedit_split_autoregister.pth"
 _PTH_LINE = ('import sys; exec("try:\\n import easyedit_split.easyedit.autoregister as _m\\n'
@@ -128,7 +132,32 @@ def pth_path(site_dir: str | os.PathLike | None = None) -> Path:
     return Path(site_dir or sysconfig.get_paths()["purelib"]) / PTH_NAME
 
 
+def read_site_dirs() -> list[Path]:
+    """The folders whose ``.pth`` files this interpreter runs at start (its site-packages, the user's)."""
+    dirs = [*site.getsitepackages(), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    if site.ENABLE_USER_SITE:
+        dirs.append(site.getusersitepackages())
+    return [Path(d).resolve() for d in dict.fromkeys(dirs)]
+
+
+def site_dir_note(site_dir: str | os.PathLike | None) -> str | None:
+    """None when this interpreter reads ``.pth`` files from ``site_dir``; else a sentence saying that it does
+    not (a folder named site-packages/dist-packages may be another interpreter's, which is fine)."""
+    if site_dir is None or Path(site_dir).resolve() in read_site_dirs():
+        return None
+    name = Path(site_dir).name
+    other = name in ("site-packages", "dist-packages")
+    return (f"{site_dir} is not a folder this Python ({sys.executable}) reads .pth files from"
+            + (" (it may be another interpreter's site-packages: the hook works for that interpreter)" if other else
+               f"; the hook takes effect only in a Python that adds it with site.addsitedir() — its own site folders "
+               f"are {', '.join(map(str, read_site_dirs()))}"))
+
+
 def enable(site_dir: str | os.PathLike | None = None, *, keep_upstream: bool = False) -> Path:
+    """Write the ``.pth`` file (a ``site_dir`` this interpreter does not read is warned about at WARNING)."""
+    note = site_dir_note(site_dir)
+    if note:
+        logger.warning("%s", note)
     path = pth_path(site_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     from .._io import atomic_path

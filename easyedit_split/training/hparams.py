@@ -23,10 +23,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ..checks import MAX_SEED
 from ..hparams_io import HParamsError, HyperParams, check_layers, check_range
 from ..methods import canonical_form, method_spec
 
 logger = logging.getLogger(__name__)
+
+#: the largest LoRA rank accepted before a model is loaded (the site's size bounds it further, at training)
+MAX_RANK = 65_536
 
 __all__ = [
     "DPOHyperParams",
@@ -77,7 +81,7 @@ class _ModelDataKeys(HyperParams):
         check_layers(source, self.layers)
         if len(set(self.layers)) != len(self.layers):
             raise HParamsError(f"{source}: key 'layers' lists a layer twice: {self.layers}")
-        check_range(source, "seed", self.seed, minimum=0)
+        check_range(source, "seed", self.seed, minimum=0, maximum=MAX_SEED)
         if self.max_num_of_examples is not None and self.max_num_of_examples < 1:
             raise HParamsError(f"{source}: key 'max_num_of_examples' must be >= 1, or null for all pairs; got "
                                f"{self.max_num_of_examples}")
@@ -211,8 +215,9 @@ class TrainHyperParams(_ModelDataKeys):
         if self.intervention_positions not in ("all",):
             raise HParamsError(f"{source}: key 'intervention_positions' {self.intervention_positions!r} is not "
                                "supported; training steers all positions ('all')")
-        if self.form == "lora" and self.low_rank_dimension < 1:
-            raise HParamsError(f"{source}: key 'low_rank_dimension' must be >= 1 for LoRA")
+        if self.form == "lora":
+            check_range(source, "low_rank_dimension", self.low_rank_dimension, minimum=1, maximum=MAX_RANK,
+                        hint=" (the rank is at most the site's smaller dimension)")
 
     def lora_scale(self) -> float:
         return 1.0 if self.lora_alpha is None else float(self.lora_alpha) / float(self.low_rank_dimension)
