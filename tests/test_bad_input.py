@@ -1171,3 +1171,213 @@ def test_a_peft_adapter_whose_config_and_tensors_disagree_on_rank(tmp_path, llam
     cfg_path.write_text(json.dumps({**json.loads(cfg_path.read_text()), "r": 8}))
     with pytest.raises(AdapterError, match="has rank 2 tensors, but adapter_config.json says r=8"):
         from_peft(tmp_path / "adapter", llama)
+
+
+# ------------------------------------------------------------------------------ 14. numbers, flags, outputs
+
+
+@pytest.mark.parametrize("argv", [
+    ["generate", "--prompt", "hi", "--do-sample", "--seed", "1" * 25],
+    ["generate", "--prompt", "hi", "--do-sample", "--seed", "-1"],
+    ["generate", "--prompt", "hi", "--do-sample", "--temperature", "0"],
+    ["generate", "--prompt", "hi", "--do-sample", "--top-p", "1.5"],
+    ["sweep", "--update", "x", "--output", "o", "--seed", "4294967296"],
+    ["run", "--seed", "-1"],
+])
+def test_numbers_out_of_range_are_refused_by_the_parser(argv, capsys, monkeypatch):
+    _no_model(monkeypatch)
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and "Traceback" not in capsys.readouterr().err
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.from_regex(r"-?[0-9.e+-]{1,12}:-?[0-9.e+-]{1,12}:[0-9]{1,30}", fullmatch=True),
+                 st.builds(lambda a, b, n: f"{a!r}:{b!r}:{n}", st.floats(), st.floats(), st.integers(-5, 10**30)),
+                 st.text(max_size=20)))
+def test_any_multiplier_text_is_a_grid_or_a_named_error(text):
+    from easyedit_split.multipliers import MultiplierError, parse_multipliers
+
+    try:
+        values = parse_multipliers(text, what="--multipliers")
+    except MultiplierError as exc:
+        assert str(exc).startswith("--multipliers")
+        return
+    assert values and all(math.isfinite(v) for v in values) and len(set(values)) == len(values)
+
+
+def test_a_lora_rank_larger_than_the_site_is_refused_before_allocating(llama, tiny_tokenizer):
+    from easyedit_split.training.trainer import Trainer
+
+    with pytest.raises(HParamsError, match="'low_rank_dimension' must be .*<= 65536"):
+        SplitHyperParams(layers=[1], intervention_method="lora", low_rank_dimension=100_000_000)
+    hp = SplitHyperParams(layers=[1], intervention_method="lora", low_rank_dimension=4096)
+    with pytest.raises(HParamsError, match="'low_rank_dimension' is 4096, but layer 1 mlp_down is 48→32"):
+        Trainer(llama, tiny_tokenizer, hp)
+
+
+def test_the_python_api_refuses_sampling_at_temperature_zero(llama, tiny_tokenizer):
+    from easyedit_split.errors import InputError
+    from easyedit_split.generation import generate
+
+    with pytest.raises(InputError, match="temperature must be a finite number > 0"):
+        generate(llama, tiny_tokenizer, ["hi"], [], 0.0, do_sample=True, temperature=0.0, progress=False)
+    with pytest.raises(InputError, match="seed"):
+        generate(llama, tiny_tokenizer, ["hi"], [], 0.0, do_sample=True, seed=-1, progress=False)
+
+
+@pytest.mark.parametrize(("argv", "flag"), [
+    (["sweep", "--update", "{u}", "--layer", "3", "--output", "{o}"], "--layer"),
+    (["sweep", "--update", "{u}", "--module-path", "model.layers.1.mlp", "--output", "{o}"], "--module-path"),
+    (["sweep", "--update", "{u}", "--dose-accuracy", "0.8", "--output", "{o}"], "--dose-accuracy"),
+    (["sweep", "--update", "{u}", "--reference", "x", "--output", "{o}"], "--reference"),
+    (["sweep", "--update", "{u}", "--target-pref", "1", "--target-accuracy", "0.8", "--output", "{o}"],
+     "--target-accuracy"),
+    (["export", "--update", "{u}", "--layer", "3", "--multiplier", "1", "--output", "{o}"], "--layer"),
+    (["generate", "--update", "{u}", "--prompt", "hi", "--temperature", "0.5"], "--temperature"),
+    (["generate", "--update", "{u}", "--prompt", "hi", "--mode", "merged", "--positions", "prompt"], "--positions"),
+    (["generate", "--prompt", "hi", "--multiplier", "2"], "--multiplier"),
+    (["run", "--dose-accuracy", "0.8"], "--dose-accuracy"),
+])
+def test_a_flag_that_does_nothing_is_refused(tmp_path, monkeypatch, capsys, argv, flag):
+    _no_model(monkeypatch)
+    u = tmp_path / "u.safetensors"
+    u.write_bytes(b"x")
+    argv = [a.format(u=u, o=tmp_path / "out") for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {flag} does nothing here: it applies only") and "leave it out" in err
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("diffmean@abc", "is not diffmean@LAYER or diffmean@LAYER:component"),
+    ("diffmean@-1", "is not diffmean@LAYER"),
+    ("nosuch.safetensors", "update path nosuch.safetensors does not exist"),
+    ("notes.txt", "unknown update file type '.txt'"),
+])
+def test_a_bad_update_spec_is_named_before_the_model(tmp_path, monkeypatch, capsys, spec, message):
+    _no_model(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("x")
+    for argv in (["sweep", "--update", spec, "--output", "o"], ["compare", "--update", f"a={spec}", "--output", "o"]):
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_every_command_refuses_to_replace_earlier_results_without_overwrite(tmp_path, monkeypatch, capsys):
+    _no_model(monkeypatch)
+    u = tmp_path / "u.safetensors"
+    u.write_bytes(b"x")
+    for name in ("sweep", "run", "report"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "sweep" / "report.md").write_text("earlier")
+    (tmp_path / "run" / "summary.md").write_text("earlier")
+    (tmp_path / "report" / "results.json").write_text("{}")
+    (tmp_path / "export").mkdir()
+    (tmp_path / "g.jsonl").write_text("earlier")
+    vectors = tmp_path / "vectors" / "m"
+    vectors.mkdir(parents=True)
+    for argv in (["sweep", "--update", str(u), "--output", str(tmp_path / "sweep")],
+                 ["compare", "--update", f"a={u}", "--output", str(tmp_path / "sweep")],
+                 ["run", "--output", str(tmp_path / "run")],
+                 ["generate", "--prompt", "hi", "--output", str(tmp_path / "g.jsonl")],
+                 ["export", "--update", str(u), "--multiplier", "1", "--output", str(tmp_path / "export")],
+                 ["easyedit", "report", str(vectors), "--output", str(tmp_path / "report")]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "--overwrite" in err and "Traceback" not in err, (argv, err)
+    assert (tmp_path / "sweep" / "report.md").read_text() == "earlier"
+
+
+def test_run_checks_its_sizes_against_the_data_before_the_model(tmp_path, monkeypatch):
+    from easyedit_split.errors import InputError
+    from easyedit_split.pipeline import MainJobConfig, run_main_job
+
+    _no_model(monkeypatch)
+    data = _pairs_file(tmp_path, 30)
+    for kw, message in (({"n_train": 100}, "exceed the 30"), ({"n_eval": 50, "n_test": 10, "n_train": 5, "n_val": 0}, "--n-eval 50"),
+                        ({"seed": 2**40}, "seed")):
+        with pytest.raises(InputError, match=message):
+            run_main_job(MainJobConfig(dataset=str(data), output_dir=str(tmp_path / "run"), **kw))
+
+
+def test_repeated_pairs_never_end_up_both_trained_and_held_out(tmp_path, caplog):
+    from easyedit_split.commands.common import load_data
+    from easyedit_split.data import pair_digests
+
+    rows = [{"question": f"is {w} great ?", "matching": "yes", "not_matching": "no"} for w in _WORDS] * 3
+    data = tmp_path / "dup.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with caplog.at_level(logging.WARNING):
+        train, test, val = load_data(_split_args(data, n_pairs=3, n_train=4, n_val=1), False)
+    assert not set(pair_digests(test)) & set(pair_digests(train + val))
+    assert "16 repeated pair(s)" in caplog.text
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda p: p.mkdir(), "is a folder; give the data file inside it"),
+    (lambda p: p.symlink_to(p), "symbolic link that points back to itself"),
+    (lambda p: p.write_bytes("question,matching,not_matching\nq,a,b\n".encode("utf-16-le")), "UTF-16 .*without a byte"),
+    (lambda p: p.write_text('{"question": "q", "matching": "a"}'), "a JSON data file holds a list of records"),
+    (lambda p: p.write_text('[1, 2]'), "holds no record with named fields \\(the first is a int\\)"),
+])
+def test_data_paths_that_are_not_data_files_say_what_they_are(tmp_path, make, message):
+    from easyedit_split.data import load_pairs
+
+    path = tmp_path / "d.json"
+    make(path)
+    with pytest.raises(DataError, match=message):
+        load_pairs(str(path))
+
+
+def test_training_that_exploded_is_warned_about_and_recorded(tmp_path, caplog):
+    from easyedit_split.training.trainer import Trainer
+    from tests.test_training import TOK, hp, pairs
+    from tests.tiny_models import tiny_model
+
+    with caplog.at_level(logging.WARNING):
+        res = Trainer(tiny_model("llama"), TOK, hp(lr=1e6, n_epochs=1)).train(
+            pairs(), output_path=tmp_path / "u.safetensors", progress=False)
+    health = load_updates(tmp_path / "u.safetensors").extra["training_health"]
+    assert health["warnings"] and "the update exploded" in health["warnings"][0]
+    assert "exploded" in caplog.text and res.extra["training_health"] == health
+    with pytest.raises(UpdateFileError, match="overflows; training diverged"):  # lr 1e30: never saved
+        Trainer(tiny_model("llama"), TOK, hp(lr=1e30, n_epochs=1)).train(
+            pairs(), output_path=tmp_path / "v.safetensors", progress=False)
+    assert not (tmp_path / "v.safetensors").exists()
+
+
+def test_generate_does_not_reuse_completions_of_a_replaced_update(tmp_path, tiny_tokenizer, monkeypatch):
+    from easyedit_split import generation
+    from tests.test_generation import _saved_tiny
+
+    _saved_tiny(tmp_path, tiny_tokenizer)
+    out, upd = tmp_path / "out.jsonl", tmp_path / "u.safetensors"
+    argv = ["generate", "--model", str(tmp_path / "model"), "--update", str(upd), "--prompt", "is the sky blue ?",
+            "--prompt", "i like it", "--multiplier", "4", "--batch-size", "1", "--max-new-tokens", "3",
+            "--output", str(out)]
+    real = generation.generate
+
+    def dies_after_one_batch(*a, on_batch=None, **k):
+        def wrapped(gens):
+            on_batch(gens)
+            raise KeyboardInterrupt
+
+        return real(*a, on_batch=wrapped, **k)
+
+    monkeypatch.setattr(generation, "generate", dies_after_one_batch)
+    assert main(argv) == 130 and Path(f"{out}.partial").exists()
+    bundle = load_updates(upd)
+    save_updates(upd, [_vec(-bundle.updates[0].vector.detach() * 5)], model=None)  # another update, same path
+    monkeypatch.setattr(generation, "generate", real)
+    assert main(argv) == 0
+    fresh = tmp_path / "fresh.jsonl"
+    assert main([*argv[:-1], str(fresh)]) == 0
+    assert out.read_text() == fresh.read_text()  # nothing of the old update's completions
+
+
+def test_enable_into_a_folder_python_does_not_read_says_so(tmp_path, capsys, caplog):
+    with caplog.at_level(logging.WARNING):
+        assert main(["easyedit", "enable", "--site-dir", str(tmp_path / "nowhere")]) == 0
+    assert "is not a folder this Python" in caplog.text and "site.addsitedir" in caplog.text
+    assert "not read by this Python" in capsys.readouterr().out
