@@ -28,8 +28,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     import easyedit_split
-    from easyedit_split.data import load_builtin
     from easyedit_split.base.hparams_io import load_yaml
+    from easyedit_split.data import load_builtin
 
     if args.easyedit:
         sys.path.insert(0, args.easyedit)

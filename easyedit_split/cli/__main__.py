@@ -4,4 +4,5 @@ import sys
 
 from easyedit_split.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a package walk imports this module
+    sys.exit(main())
