@@ -20,14 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import easyedit_split
+from easyedit_split.base.hparams_io import HParamsError, coerce_value
 from easyedit_split.cli import main
+from easyedit_split.core.serialization import UpdateFileError, load_updates, save_updates
+from easyedit_split.core.sites import Site
+from easyedit_split.core.updates import VectorUpdate
 from easyedit_split.data import DataError, read_pairs
 from easyedit_split.errors import EasyEditSplitError
-from easyedit_split.hparams_io import HParamsError, coerce_value
-from easyedit_split.serialization import UpdateFileError, load_updates, save_updates
-from easyedit_split.sites import Site
 from easyedit_split.training.hparams import DiffMeanHyperParams, SplitHyperParams
-from easyedit_split.updates import VectorUpdate
 
 # ------------------------------------------------------------------------------ 1. errors and the CLI
 
@@ -83,7 +83,7 @@ def test_cli_bad_numbers_are_refused_by_the_parser(argv, capsys):
 
 
 def test_cli_io_error_names_the_path(tmp_path, capsys, monkeypatch):
-    from easyedit_split.commands import info
+    from easyedit_split.cli import info
 
     def boom(args):
         raise PermissionError(13, "Permission denied", str(tmp_path / "locked"))
@@ -95,7 +95,7 @@ def test_cli_io_error_names_the_path(tmp_path, capsys, monkeypatch):
 
 
 def test_cli_lets_genuine_bugs_show(monkeypatch):
-    from easyedit_split.commands import info
+    from easyedit_split.cli import info
 
     def bug(args):
         return {}["missing"]
@@ -106,7 +106,7 @@ def test_cli_lets_genuine_bugs_show(monkeypatch):
 
 
 def test_set_threads_refuses_zero_and_negative():
-    from easyedit_split.checks import set_threads
+    from easyedit_split.base.checks import set_threads
     from easyedit_split.errors import InputError
 
     with pytest.raises(InputError, match="threads"):
@@ -236,9 +236,9 @@ def test_pairs_longer_than_the_context_are_refused_before_training(arch, tiny_to
 def test_pairs_longer_than_the_context_are_refused_before_a_sweep(tiny_tokenizer):
     from tiny_models import tiny_model
 
+    from easyedit_split.core.sites import Site
+    from easyedit_split.core.updates import VectorUpdate
     from easyedit_split.evaluation.sweep import sweep
-    from easyedit_split.sites import Site
-    from easyedit_split.updates import VectorUpdate
 
     model = tiny_model("gpt2")
     u = VectorUpdate(Site(1, "residual"), 32, vector=torch_ones(32))
@@ -249,9 +249,9 @@ def test_pairs_longer_than_the_context_are_refused_before_a_sweep(tiny_tokenizer
 def test_long_validation_pairs_are_refused_before_any_sweep(tiny_tokenizer, monkeypatch):
     from tiny_models import tiny_model
 
+    from easyedit_split.core.sites import Site
+    from easyedit_split.core.updates import VectorUpdate
     from easyedit_split.evaluation import api
-    from easyedit_split.sites import Site
-    from easyedit_split.updates import VectorUpdate
 
     model = tiny_model("gpt2")
     u = VectorUpdate(Site(1, "residual"), 32, vector=torch_ones(32))
@@ -356,7 +356,7 @@ def test_malformed_metadata_names_the_file_and_key(tmp_path, llama, key):
 
 
 def test_generation_refuses_a_non_finite_update_in_both_modes(llama, tiny_tokenizer):
-    from easyedit_split.generation import generate
+    from easyedit_split.core.generation import generate
 
     v = torch.ones(32)
     v[0] = float("nan")
@@ -367,8 +367,8 @@ def test_generation_refuses_a_non_finite_update_in_both_modes(llama, tiny_tokeni
 
 
 def test_generation_refuses_a_non_finite_multiplier(llama, tiny_tokenizer):
+    from easyedit_split.core.generation import generate
     from easyedit_split.errors import InputError
-    from easyedit_split.generation import generate
 
     with pytest.raises(InputError, match="finite"):
         generate(llama, tiny_tokenizer, ["is the sky blue ?"], [_vec(torch.ones(32))], float("nan"),
@@ -376,8 +376,8 @@ def test_generation_refuses_a_non_finite_multiplier(llama, tiny_tokenizer):
 
 
 def test_pt_written_with_the_safetensors_keeps_the_site_and_detects_a_mixed_pair(tmp_path, llama):
-    from easyedit_split.adapters import from_easyedit_pt
-    from easyedit_split.easyedit_layout import write_easyedit_pt
+    from easyedit_split.adapters.builders import from_easyedit_pt
+    from easyedit_split.core.easyedit_layout import write_easyedit_pt
 
     u = _vec(torch.arange(32.0) + 1, component="attn_out")
     out = save_updates(tmp_path / "layer_1.safetensors", [u], model=llama, easyedit_pt=write_easyedit_pt)
@@ -398,7 +398,7 @@ def test_peft_adapter_for_another_base_model_is_flagged(tmp_path, llama, caplog,
     pm.save_pretrained(tmp_path / "adapter")
     cfg_path = tmp_path / "adapter" / "adapter_config.json"
     cfg_path.write_text(json.dumps({**json.loads(cfg_path.read_text()), "base_model_name_or_path": "acme/other-model"}))
-    from easyedit_split.adapters import from_peft
+    from easyedit_split.adapters.builders import from_peft
 
     monkeypatch.setattr(llama.config, "_name_or_path", "acme/tiny-llama")
     with caplog.at_level(logging.WARNING):
@@ -580,7 +580,7 @@ def test_resume_with_no_intact_checkpoint_is_a_clear_error(tmp_path):
 
 
 def _no_model(monkeypatch):
-    from easyedit_split import models
+    from easyedit_split.core import models
 
     def refuse(*a, **k):
         raise AssertionError("the model was loaded before the output was checked")
@@ -605,7 +605,7 @@ def test_unwritable_output_fails_before_any_work(tmp_path, monkeypatch, capsys, 
 
 
 def test_train_refuses_to_replace_layer_files_without_overwrite(tmp_path, monkeypatch, capsys):
-    import easyedit_split.easyedit_api as api
+    import easyedit_split.easyedit.entry_points as api
 
     monkeypatch.setattr(api, "generate", lambda *a, **k: pytest.fail("trained before checking the output"))
     hp = tmp_path / "h.yaml"
@@ -623,11 +623,11 @@ def test_a_second_writer_of_the_same_output_fails_clearly(tmp_path):
     import subprocess
     import sys
 
-    from easyedit_split._io import output_lock
+    from easyedit_split.base.atomic_io import output_lock
     from easyedit_split.errors import OutputError
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", ("import sys, time; from easyedit_split._io import output_lock\n"
+        [sys.executable, "-c", ("import sys, time; from easyedit_split.base.atomic_io import output_lock\n"
                                 f"with output_lock({str(tmp_path)!r}):\n    print('locked', flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -654,7 +654,7 @@ def test_compare_names_writing_the_same_table_are_refused(tmp_path, llama, tiny_
 
 
 def test_tmp_litter_of_a_killed_writer_is_cleaned_on_the_next_write(tmp_path):
-    from easyedit_split._io import atomic_write_json
+    from easyedit_split.base.atomic_io import atomic_write_json
 
     dead = tmp_path / ".r.json.999999999.abc.tmp"  # no such process
     dead.write_text("half")
@@ -676,7 +676,7 @@ def _strict_json(text):
 
 
 def test_nan_is_never_written_into_json(tmp_path):
-    from easyedit_split._io import JsonlAppender, atomic_write_json
+    from easyedit_split.base.atomic_io import JsonlAppender, atomic_write_json
 
     atomic_write_json(tmp_path / "s.json", {"r2": float("nan"), "rows": [1.0, float("inf")]})
     assert _strict_json((tmp_path / "s.json").read_text()) == {"r2": None, "rows": [1.0, None],
@@ -686,8 +686,8 @@ def test_nan_is_never_written_into_json(tmp_path):
 
 
 def test_an_interrupted_sweep_keeps_its_rows_and_a_rerun_resumes(tmp_path, llama, tiny_tokenizer, monkeypatch):
+    from easyedit_split.core.scoring import PairScorer
     from easyedit_split.evaluation.sweep import sweep
-    from easyedit_split.scoring import PairScorer
 
     pairs, u, grid = _pairs(4, 2), _vec(torch.ones(32) * 0.1), [0.0, 1.0]
     full = sweep(llama, tiny_tokenizer, pairs, [u], grid, batch_rows=2, progress=False)
@@ -725,7 +725,7 @@ def test_a_nan_in_a_sweep_stops_it_at_once(llama, tiny_tokenizer, tmp_path):
 
 
 def test_generate_keeps_finished_batches_and_a_rerun_completes(tmp_path, tiny_tokenizer, monkeypatch):
-    from easyedit_split import generation
+    from easyedit_split.core import generation
     from tests.test_generation import _saved_tiny
 
     _saved_tiny(tmp_path, tiny_tokenizer)
@@ -802,8 +802,8 @@ def _split_args(data, **kw):
 
 
 def test_sweep_never_holds_out_a_pair_the_update_was_trained_on(tmp_path, llama, tiny_tokenizer, monkeypatch, caplog):
-    from easyedit_split.artefacts import recorded_training_pairs
-    from easyedit_split.commands.common import load_data
+    from easyedit_split.adapters.artefacts import recorded_training_pairs
+    from easyedit_split.cli.common import load_data
     from easyedit_split.data import load_pairs, pair_digests, train_test_split
     from easyedit_split.training.api import train_layers
     from easyedit_split.training.trainer import select_pairs
@@ -833,7 +833,7 @@ def test_sweep_never_holds_out_a_pair_the_update_was_trained_on(tmp_path, llama,
     # end to end: `sweep` with the default seed sweeps only pairs the update was not trained on
     import pandas as pd
 
-    from easyedit_split import models
+    from easyedit_split.core import models
 
     monkeypatch.setattr(models, "load_model", lambda *a, **k: (llama, tiny_tokenizer))
     out = tmp_path / "sweep"
@@ -848,7 +848,7 @@ def test_sweep_never_holds_out_a_pair_the_update_was_trained_on(tmp_path, llama,
 def test_an_update_without_recorded_pairs_is_checked_from_its_recorded_split(tmp_path):
     """Files saved before the digests were recorded: the split is redone from the saved seed, test_size,
     max_num_of_examples and dataset."""
-    from easyedit_split.artefacts import recorded_training_pairs
+    from easyedit_split.adapters.artefacts import recorded_training_pairs
     from easyedit_split.data import load_pairs, pair_digests
     from easyedit_split.training.trainer import select_pairs
 
@@ -864,9 +864,9 @@ def test_an_update_without_recorded_pairs_is_checked_from_its_recorded_split(tmp
 
 @pytest.mark.parametrize("missing", ["no/such/dir/d.jsonl", "nosuch.csv"])
 def test_a_missing_data_path_is_a_missing_file_everywhere(tmp_path, missing):
-    from easyedit_split.commands.common import load_data
-    from easyedit_split.easyedit_api import dataset_to_pairs
-    from easyedit_split.pipeline import MainJobConfig, run_main_job
+    from easyedit_split.cli.common import load_data
+    from easyedit_split.easyedit.entry_points import dataset_to_pairs
+    from easyedit_split.jobs.main_job import MainJobConfig, run_main_job
 
     path = str(tmp_path / missing) if "/" in missing else missing
     for call in (lambda: dataset_to_pairs(path), lambda: load_data(_split_args(path), False)):
@@ -885,7 +885,7 @@ _CONTROL = st.characters(min_codepoint=0, max_codepoint=0x9F) | st.sampled_from(
 @settings(max_examples=300, deadline=None)
 @given(st.text(_CONTROL | st.characters(), max_size=40))
 def test_printable_leaves_no_control_bidi_or_surrogate_character(text):
-    from easyedit_split.safe_text import printable
+    from easyedit_split.base.safe_text import printable
 
     out = printable(text)
     assert all(c in "\n\t" or not (ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F) for c in out)
@@ -903,7 +903,7 @@ def test_cli_escapes_text_from_files_in_errors_output_and_logs(tmp_path, capsys)
 
 
 def test_an_error_message_is_capped_and_a_huge_value_is_cut(tmp_path, capsys):
-    from easyedit_split.safe_text import MAX_MESSAGE_CHARS, shown
+    from easyedit_split.base.safe_text import MAX_MESSAGE_CHARS, shown
 
     assert len(shown("x" * 10**6)) < 200 and len(shown([[1] * 1000] * 1000)) < 400
     hp = tmp_path / "h.yaml"
@@ -918,7 +918,7 @@ def test_an_error_message_is_capped_and_a_huge_value_is_cut(tmp_path, capsys):
 
 
 def test_overrides_may_follow_options(tmp_path, monkeypatch):
-    from easyedit_split.commands import train
+    from easyedit_split.cli import train
 
     seen = {}
     monkeypatch.setattr(train, "run", lambda args: seen.setdefault("o", args.overrides) and 0)
@@ -942,7 +942,7 @@ def test_overrides_may_follow_options(tmp_path, monkeypatch):
 def test_yaml_reader_refuses_duplicates_bombs_and_junk_quickly(tmp_path, text, message):
     import time
 
-    from easyedit_split.hparams_io import read_yaml_mapping
+    from easyedit_split.base.hparams_io import read_yaml_mapping
 
     f = tmp_path / "h.yaml"
     f.write_text(text)
@@ -953,7 +953,7 @@ def test_yaml_reader_refuses_duplicates_bombs_and_junk_quickly(tmp_path, text, m
 
 
 def test_yaml_merge_keys_may_override_and_overrides_may_not_repeat():
-    from easyedit_split.hparams_io import parse_overrides, safe_load
+    from easyedit_split.base.hparams_io import parse_overrides, safe_load
 
     assert safe_load("b: &b {x: 1, y: 2}\nd:\n  <<: *b\n  x: 3\n")["d"] == {"x": 3, "y": 2}
     with pytest.raises(HParamsError, match="given twice"):
@@ -961,7 +961,7 @@ def test_yaml_merge_keys_may_override_and_overrides_may_not_repeat():
 
 
 def test_hparams_that_are_not_utf8_or_not_a_file_name_the_file(tmp_path):
-    from easyedit_split.hparams_io import read_yaml_mapping
+    from easyedit_split.base.hparams_io import read_yaml_mapping
 
     f = tmp_path / "h.yaml"
     f.write_bytes(b"alg_name: split\nsystem_prompt: caf\xe9\n")
@@ -990,8 +990,8 @@ def umask_022():
 def test_outputs_get_the_umask_mode_not_0600(tmp_path, umask_022):
     import stat
 
-    from easyedit_split._io import atomic_dir, atomic_write_json
-    from easyedit_split.easyedit_layout import write_easyedit_pt
+    from easyedit_split.base.atomic_io import atomic_dir, atomic_write_json
+    from easyedit_split.core.easyedit_layout import write_easyedit_pt
 
     f = atomic_write_json(tmp_path / "r.json", {"a": 1})
     assert stat.S_IMODE(f.stat().st_mode) == 0o644
@@ -1005,8 +1005,8 @@ def test_outputs_get_the_umask_mode_not_0600(tmp_path, umask_022):
 def test_a_full_disk_names_the_real_path_and_leaves_no_half_set(tmp_path, monkeypatch):
     import resource
 
-    from easyedit_split._io import atomic_write_bytes
-    from easyedit_split.easyedit_layout import write_easyedit_pt
+    from easyedit_split.base.atomic_io import atomic_write_bytes
+    from easyedit_split.core.easyedit_layout import write_easyedit_pt
     from easyedit_split.errors import OutputError
 
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
@@ -1034,7 +1034,7 @@ def test_a_full_disk_names_the_real_path_and_leaves_no_half_set(tmp_path, monkey
 
 
 def test_the_folder_of_a_killed_export_is_removed_by_the_next_one(tmp_path):
-    from easyedit_split._io import atomic_dir
+    from easyedit_split.base.atomic_io import atomic_dir
 
     dead = tmp_path / ".model.999999999.abc.tmp"
     (dead / "model.safetensors").parent.mkdir()
@@ -1048,7 +1048,7 @@ def test_the_folder_of_a_killed_export_is_removed_by_the_next_one(tmp_path):
 
 
 def _saved(tmp_path, llama, **kw):
-    from easyedit_split.easyedit_layout import write_easyedit_pt
+    from easyedit_split.core.easyedit_layout import write_easyedit_pt
 
     hp = SplitHyperParams(layers=[1], use_chat_template=False)
     return save_updates(tmp_path / "layer_1.safetensors", [_vec(torch.arange(32.0) / 10 + 0.1)], model=llama,
@@ -1080,7 +1080,7 @@ def test_any_changed_byte_is_refused_or_changes_nothing(tmp_path_factory, llama,
 
 def _tamper(out, mutate):
     """Edit the metadata as a hand edit would, recomputing the checksum (so that the values' checks are tested)."""
-    from easyedit_split.serialization import file_checksum
+    from easyedit_split.core.serialization import file_checksum
 
     def edit(tensors, meta):
         mutate(meta)
@@ -1111,7 +1111,7 @@ def test_metadata_is_validated_like_hparams(tmp_path, llama, mutate, message):
 
 
 def test_a_negative_layer_is_never_a_site():
-    from easyedit_split.sites import SiteError
+    from easyedit_split.core.sites import SiteError
 
     with pytest.raises(SiteError, match="layers count from 0"):
         Site(-1, "residual")
@@ -1131,7 +1131,7 @@ def test_a_diverged_update_is_refused_by_its_norm(tmp_path):
 def test_unreadable_pt_files_say_what_they_are(tmp_path, llama, content, message):
     from safetensors.torch import save_file
 
-    from easyedit_split.adapters import AdapterError, from_easyedit_pt
+    from easyedit_split.adapters.builders import AdapterError, from_easyedit_pt
 
     pt = tmp_path / "layer_1.pt"
     if content == "safetensors":
@@ -1146,8 +1146,8 @@ def test_unreadable_pt_files_say_what_they_are(tmp_path, llama, content, message
 def test_a_plain_safetensors_checkpoint_or_a_training_checkpoint_is_not_an_update(tmp_path, llama):
     from safetensors.torch import save_file
 
-    from easyedit_split.adapters import AdapterError
-    from easyedit_split.artefacts import ArtefactError, load_artefact
+    from easyedit_split.adapters.artefacts import ArtefactError, load_artefact
+    from easyedit_split.adapters.builders import AdapterError
 
     foreign = tmp_path / "other.safetensors"
     save_file({"encoder.block.0.weight": torch.ones(2, 2)}, str(foreign))
@@ -1162,7 +1162,7 @@ def test_a_peft_adapter_whose_config_and_tensors_disagree_on_rank(tmp_path, llam
     from peft import LoraConfig, get_peft_model
     from tiny_models import tiny_model
 
-    from easyedit_split.adapters import AdapterError, from_peft
+    from easyedit_split.adapters.builders import AdapterError, from_peft
 
     pm = get_peft_model(tiny_model("llama"), LoraConfig(r=2, target_modules=["down_proj"], init_lora_weights=False))
     pm.save_pretrained(tmp_path / "adapter")
@@ -1196,7 +1196,7 @@ def test_numbers_out_of_range_are_refused_by_the_parser(argv, capsys, monkeypatc
                  st.builds(lambda a, b, n: f"{a!r}:{b!r}:{n}", st.floats(), st.floats(), st.integers(-5, 10**30)),
                  st.text(max_size=20)))
 def test_any_multiplier_text_is_a_grid_or_a_named_error(text):
-    from easyedit_split.multipliers import MultiplierError, parse_multipliers
+    from easyedit_split.base.multipliers import MultiplierError, parse_multipliers
 
     try:
         values = parse_multipliers(text, what="--multipliers")
@@ -1217,8 +1217,8 @@ def test_a_lora_rank_larger_than_the_site_is_refused_before_allocating(llama, ti
 
 
 def test_the_python_api_refuses_sampling_at_temperature_zero(llama, tiny_tokenizer):
+    from easyedit_split.core.generation import generate
     from easyedit_split.errors import InputError
-    from easyedit_split.generation import generate
 
     with pytest.raises(InputError, match="temperature must be a finite number > 0"):
         generate(llama, tiny_tokenizer, ["hi"], [], 0.0, do_sample=True, temperature=0.0, progress=False)
@@ -1291,7 +1291,7 @@ def test_every_command_refuses_to_replace_earlier_results_without_overwrite(tmp_
 
 def test_run_checks_its_sizes_against_the_data_before_the_model(tmp_path, monkeypatch):
     from easyedit_split.errors import InputError
-    from easyedit_split.pipeline import MainJobConfig, run_main_job
+    from easyedit_split.jobs.main_job import MainJobConfig, run_main_job
 
     _no_model(monkeypatch)
     data = _pairs_file(tmp_path, 30)
@@ -1302,7 +1302,7 @@ def test_run_checks_its_sizes_against_the_data_before_the_model(tmp_path, monkey
 
 
 def test_repeated_pairs_never_end_up_both_trained_and_held_out(tmp_path, caplog):
-    from easyedit_split.commands.common import load_data
+    from easyedit_split.cli.common import load_data
     from easyedit_split.data import pair_digests
 
     rows = [{"question": f"is {w} great ?", "matching": "yes", "not_matching": "no"} for w in _WORDS] * 3
@@ -1348,7 +1348,7 @@ def test_training_that_exploded_is_warned_about_and_recorded(tmp_path, caplog):
 
 
 def test_generate_does_not_reuse_completions_of_a_replaced_update(tmp_path, tiny_tokenizer, monkeypatch):
-    from easyedit_split import generation
+    from easyedit_split.core import generation
     from tests.test_generation import _saved_tiny
 
     _saved_tiny(tmp_path, tiny_tokenizer)
