@@ -49,7 +49,7 @@ from easyedit_split.errors import EasyEditSplitError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ArtefactError", "LoadedUpdates", "check_spec", "is_diffmean_spec", "is_pt_spec", "load_artefact",
+__all__ = ["ArtefactError", "LoadedUpdates", "MissingArtefactError", "check_spec", "is_diffmean_spec", "is_pt_spec", "load_artefact",
            "recorded_training_pairs"]
 
 _DIFFMEAN_SPEC = re.compile(r"^diffmean@(\d+)(?::(\w+))?$")
@@ -57,6 +57,10 @@ _DIFFMEAN_SPEC = re.compile(r"^diffmean@(\d+)(?::(\w+))?$")
 
 class ArtefactError(EasyEditSplitError, ValueError):
     """An artefact cannot be recognised or turned into updates."""
+
+
+class MissingArtefactError(ArtefactError, FileNotFoundError):
+    """An update path does not exist (also a ``FileNotFoundError``, as before)."""
 
 
 @dataclass
@@ -116,7 +120,7 @@ def check_spec(spec: Any, *, what: str = "update") -> None:
     try:
         p.stat()
     except FileNotFoundError:
-        raise ArtefactError(f"{what}: update path {p} does not exist") from None
+        raise MissingArtefactError(f"{what}: update path {p} does not exist") from None
     except OSError as exc:  # a symlink loop, a name too long, no permission
         raise ArtefactError(f"{what}: update path {p} cannot be read ({exc.strerror or exc})") from None
     if p.is_file() and p.suffix.lower() not in (".safetensors", ".pt"):

@@ -373,13 +373,12 @@ def _hparams_hints(method: str) -> dict[str, Any]:
     """Field types of the hyperparameter class of ``method`` (of every training class when unknown)."""
     import typing
 
-    from easyedit_split.base.methods import UnknownMethodError, hparams_class
-    from easyedit_split.training.hparams import DiffMeanHyperParams, SplitHyperParams
+    from easyedit_split.base.methods import METHOD_NAMES, UnknownMethodError, hparams_class
 
     try:
         classes = [hparams_class(method, "train")]
-    except (UnknownMethodError, KeyError, ValueError):
-        classes = [DiffMeanHyperParams, SplitHyperParams]
+    except (UnknownMethodError, KeyError, ValueError):  # another method's file: every training class's types
+        classes = [hparams_class(name, "train") for name in METHOD_NAMES]
     hints: dict[str, Any] = {}
     for cls in classes:
         hints.update(typing.get_type_hints(cls))
