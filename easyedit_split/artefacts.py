@@ -75,7 +75,7 @@ class LoadedUpdates:
         return len(self.updates)
 
     def rendering(self) -> dict[str, Any]:
-        """``chat_template`` / ``system_prompt`` / ``answer_instruction`` recorded in the saved hparams
+        """``chat_template`` / ``system_prompt`` / ``prompt_rule`` / ``answer_instruction`` recorded in the saved hparams
         (empty when none)."""
         hp = self.info.get("hparams") or {}
         out: dict[str, Any] = {}
@@ -83,6 +83,8 @@ class LoadedUpdates:
             out["chat_template"] = hp["use_chat_template"]
         if "system_prompt" in hp:
             out["system_prompt"] = hp["system_prompt"]
+        if hp.get("prompt_rule"):
+            out["prompt_rule"] = hp["prompt_rule"]
         if hp.get("answer_instruction"):
             out["answer_instruction"] = hp["answer_instruction"]
         return out

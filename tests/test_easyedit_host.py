@@ -434,8 +434,10 @@ def test_evaluator_preference_utility_equals_package_sweep(registered, tmp_path,
 
     plain = tiny_model("llama")
     update = VectorUpdate(Site(1, "residual"), 32, vector=vec)
+    # the sweep as `easyedit-split sweep` runs it on a bare .pt (no recorded rendering): the config's
+    # system_prompt '' means "no system prompt" in EasyEdit, and the Evaluator renders it so (issue #18)
     table = sweep(plain, tiny_tokenizer, dataset_to_pairs(PAIRS), [update], [0.0, 3.0], progress=False,
-                  encode_kwargs={"chat_template": True, "system_prompt": ""})
+                  encode_kwargs={})
     at_m = table[table["m"] == 3.0].reset_index(drop=True)
     ours = [(r["pref_odds"], r["util_odds"]) for r in pu["per_example"]]
     assert torch.allclose(torch.tensor(ours, dtype=torch.float64),

@@ -23,6 +23,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ..data.formats import DataError
+from ..data.prompts import check_prompt_rule
 from ..hparams_io import HParamsError, HyperParams, check_layers, check_range
 from ..methods import canonical_form, method_spec
 
@@ -63,6 +65,8 @@ class _ModelDataKeys(HyperParams):
     # ours: the module the update sits on, overriding intervention_components ('{layer}' = the layer)
     intervention_module_path: str | None = None
     answer_instruction: str | None = None  # ours: appended to every question (e.g. "Answer with Yes or No.")
+    # ours: how question + system prompt become the prompt text (data/prompts.py): plugin | easyedit
+    prompt_rule: str = "plugin"
 
     # === Dataset Config ===
     steer_train_dataset: str | None = None
@@ -75,6 +79,10 @@ class _ModelDataKeys(HyperParams):
         """Layers, seed, data sizes (sentinels: ``max_num_of_examples: null`` = all pairs, ``test_size:
         null`` or 0 = no hold-out)."""
         check_layers(source, self.layers)
+        try:
+            self.prompt_rule = check_prompt_rule(self.prompt_rule, f"{source}: key 'prompt_rule'")
+        except DataError as exc:
+            raise HParamsError(str(exc)) from None
         if len(set(self.layers)) != len(self.layers):
             raise HParamsError(f"{source}: key 'layers' lists a layer twice: {self.layers}")
         check_range(source, "seed", self.seed, minimum=0)

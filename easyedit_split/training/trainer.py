@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from .._io import atomic_save_safetensors, atomic_write_json
 from ..data.encoding import EncodedPair, check_context_length, encode_pairs, pad_id_of
 from ..data.pairs import PolarityPair, pair_digests, train_test_split
+from ..data.prompts import upstream_training_differs
 from ..errors import EasyEditSplitError
 from ..scoring import PairScorer, PreparedPairs
 from ..serialization import save_updates
@@ -112,8 +113,14 @@ def select_pairs(hp: Any, pairs: Sequence[PolarityPair]) -> list[PolarityPair]:
 
 
 def encode_for(hp: Any, pairs: Sequence[PolarityPair], tokenizer: Any) -> list[EncodedPair]:
+    rule = getattr(hp, "prompt_rule", "plugin")
+    if rule == "easyedit" and upstream_training_differs(tokenizer, hp.use_chat_template, hp.system_prompt):
+        logger.warning("use_chat_template is false (or the tokenizer has no template) and system_prompt is %r: "
+                       "upstream EasyEdit's spilt/sft/reps trainer would drop the system prompt from training "
+                       "prompts; the plugin trains on the prompt EasyEdit's applier generates with "
+                       "('<system_prompt> <question>')", hp.system_prompt)
     return encode_pairs(pairs, tokenizer, chat_template=hp.use_chat_template, system_prompt=hp.system_prompt,
-                        answer_instruction=getattr(hp, "answer_instruction", None))
+                        answer_instruction=getattr(hp, "answer_instruction", None), prompt_rule=rule)
 
 
 def make_minibatches(encoded: Sequence[EncodedPair], batch_size: int, seed: int) -> list[list[EncodedPair]]:
