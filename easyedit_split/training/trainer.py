@@ -279,8 +279,6 @@ class Trainer:
             layer = hp.layers[0]
         self.layer = int(layer)
         self.objective = objective or hp.objective
-        if hp.dropout:
-            logger.info("dropout=%s is not applied: updates are trained without dropout", hp.dropout)
         torch.manual_seed(hp.seed)  # LoRA's A is initialised from the global generator
         self.update = update if update is not None else build_update(model, hp, self.layer)
         self.scorer = PairScorer(model, [self.update], pad_token_id=pad_id_of(tokenizer), use_prefix_cache=hp.use_prefix_cache,

@@ -157,3 +157,64 @@ def test_training_warns_where_upstreams_trainer_would_drop_the_system_prompt(hos
     with caplog.at_level("WARNING"):
         encode_for(hp, [PolarityPair(id="0", question="is it ?", positive="yes", negative="no", source="t")], _tokenizer("plain"))
     assert any("would drop the system prompt" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+
+
+# ------------------------------------------------------------------------------ upstream trainer keys (item 2)
+
+UPSTREAM_REPS_LORA = ("hparams/Steer/experiment_hparams/spilt_experiment/psychopathy/gemma-2-9b-it/reps/"
+                      "generate_reps_lora.yaml")
+
+
+def _load_upstream_yaml(tmp_path: Path, **changes):
+    """EasyEdit's own spilt_experiment YAML (its keys as shipped, with ``changes``), built by EasyEdit's loader."""
+    import yaml
+    from steer.utils import load_generate_vector_hparams
+
+    data = yaml.safe_load((EASYEDIT / UPSTREAM_REPS_LORA).read_text())
+    data.update(changes)
+    method = tmp_path / "generate_reps_lora.yaml"
+    method.write_text(json.dumps(data))
+    top = {"model_name_or_path": str(tmp_path / "tiny-llama"), "device": "cpu", "dtype": "float32",
+           "steer_train_hparam_paths": [str(method)], "steer_vector_output_dirs": [str(tmp_path / "vectors")],
+           "steer_train_dataset": ["pairs"]}
+    return load_generate_vector_hparams(OmegaConf.create(top))[data["alg_name"]]
+
+
+def test_upstream_yaml_warns_at_warning_naming_each_unimplemented_key(host, tmp_path, caplog):
+    with caplog.at_level("WARNING"):
+        hp = _load_upstream_yaml(tmp_path, intervention_positions_dropout=0.2, loss_output_dir=str(tmp_path))
+    assert hp.intervention_type == "addition" and hp.steering_prompt_type == "blend_in" and hp.max_concepts == 1
+    warned = {r.getMessage().split("key '")[1].split("'")[0] for r in caplog.records
+              if r.levelname == "WARNING" and "is not implemented by the plugin" in r.getMessage()}
+    assert warned == {"intervention_positions_dropout", "dropout", "output_length", "loss_output_dir"}
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"intervention_type": "clamping"}, "key 'intervention_type' is 'clamping'.*raise 'Intervention type clamping not"),
+    ({"inference": True}, "key 'inference' is true"),
+    ({"steering_prompt_type": "append"}, "key 'steering_prompt_type' must be prepend or blend_in"),
+    ({"preference_pairs": ["steered_add"]}, "steered_input' columns"),
+])
+def test_upstream_keys_that_would_change_the_update_are_refused(host, tmp_path, changes, message):
+    from easyedit_split.hparams_io import HParamsError
+
+    with pytest.raises(HParamsError, match=message):
+        _load_upstream_yaml(tmp_path, **changes)
+
+
+def test_upstream_trainer_refuses_clamping_too(host):
+    """The refusal mirrors EasyEdit: its own SFT trainer (spilt's) raises for intervention_type clamping."""
+    from steer.trainer.SFTTrainer import SFTTrainer
+
+    trainer = SFTTrainer.__new__(SFTTrainer)
+
+    class Cfg:
+        hidden_size = 8
+
+    class Wrapper:
+        class model:
+            config = Cfg
+
+    trainer.model = Wrapper
+    with pytest.raises(ValueError, match="Intervention type clamping not supported"):
+        trainer.make_model(intervention_type="clamping", intervention_method="vector")
