@@ -340,3 +340,45 @@ def test_autoregister_hook_puts_the_editor_into_alg_dict_when_easyeditor_is_impo
         done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
         assert done.stdout.strip().splitlines()[-1] == expected
+
+
+def test_enabled_hook_makes_an_unmodified_script_import_easyeditor(easyedit, tmp_path):
+    """After `easyedit-split easyedit enable`, a script that only says `from easyeditor import BaseEditor`
+    (EasyEdit's editing examples do) imports, with SPLIT in ALG_DICT; placeholders are made only for the
+    modules whose dependencies are missing here. Without the hook the same script fails where they are."""
+    import os
+    import subprocess
+
+    from easyedit_split.cli import main
+    from tests.easyedit_checkout import REPO
+
+    site_dir = tmp_path / "site"
+    assert main(["easyedit", "enable", "--site-dir", str(site_dir)]) == 0
+    script = tmp_path / "edit_script.py"
+    script.write_text(textwrap.dedent("""
+        from easyeditor import BaseEditor
+        from easyeditor.util.alg_dict import ALG_DICT
+        from easyedit_split.editing.easyeditor_import import stubbed_modules
+        print("RESULT", BaseEditor.__name__, "SPLIT" in ALG_DICT, len(stubbed_modules()))
+    """))
+    boot = textwrap.dedent(f"""
+        import runpy, site, sys
+        sys.path[:0] = [{str(REPO)!r}, {str(easyedit)!r}]
+        if {{site_arg}}:
+            site.addsitedir({str(site_dir)!r})
+        runpy.run_path({str(script)!r}, run_name="__main__")
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EASYEDIT_SPLIT_")}
+    env["OMP_NUM_THREADS"] = "1"
+    missing = shim.shim_reasons()
+    enabled = subprocess.run([sys.executable, "-c", boot.replace("{site_arg}", "True")], check=False,
+                             capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert enabled.returncode == 0, enabled.stderr[-3000:]
+    tag, name, has_split, n_stubbed = enabled.stdout.strip().splitlines()[-1].split()
+    assert (tag, name, has_split) == ("RESULT", "BaseEditor", "True")
+    assert (int(n_stubbed) > 0) == bool(missing)  # placeholders only where dependencies are missing
+    plain = subprocess.run([sys.executable, "-c", boot.replace("{site_arg}", "False")], check=False,
+                           capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    if missing:
+        assert plain.returncode != 0 and "ModuleNotFoundError" in plain.stderr
+    assert main(["easyedit", "disable", "--site-dir", str(site_dir)]) == 0

@@ -5,7 +5,10 @@
 :func:`install`, which puts a finder on ``sys.meta_path`` that does nothing until a module named
 ``steer.utils.alg_dict`` (EasyEdit's steering registry) is imported; right after EasyEdit's module
 has run, :func:`easyedit_split.registry.register_with_easyedit` is called (and when
-``easyeditor.util.alg_dict``, the editing registry, is imported, ``SPLIT`` is put into its ``ALG_DICT``) (:func:`after_import`
+``easyeditor.util.alg_dict``, the editing registry, is imported, ``SPLIT`` is put into its ``ALG_DICT``;
+while ``easyeditor`` itself is imported, the modules it imports eagerly whose multimodal or legacy
+dependencies do not import here get placeholders, :func:`easyedit_split.editing.easyeditor_import.shim_where_needed`,
+so that an unmodified script's ``from easyeditor import BaseEditor`` works on a text-only install) (:func:`after_import`
 is the general mechanism; registration also uses it for EasyEdit's ``Evaluator``). So EasyEdit's unmodified
 scripts (``steering.py``, ``vectors_generate.py``, ``vectors_apply.py``) and the ones it launches as
 subprocesses (``examples/run_SPILT.py``) see the plugin. ``easyedit-split easyedit disable`` removes
@@ -32,6 +35,7 @@ _PTH_LINE = ('import sys; exec("try:\\n import easyedit_split.easyedit.autoregis
              'except ImportError:\\n _m = None\\nif _m is not None:\\n _m.install({args})")\n')
 _REGISTRY = "steer.utils.alg_dict"
 _EDIT_REGISTRY = "easyeditor.util.alg_dict"
+_EDITING_PACKAGE = "easyeditor"
 
 
 def _switched_off() -> bool:
@@ -63,15 +67,30 @@ class _ThenCall(importlib.abc.Loader):
             callback(module)
 
 
+class _Around(importlib.abc.Loader):
+    """The module's own loader, run inside a context manager (made fresh at each execution)."""
+
+    def __init__(self, loader: importlib.abc.Loader, context: Callable[[], Any]) -> None:
+        self._loader, self._context = loader, context
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        with self._context():
+            self._loader.exec_module(module)
+
+
 class _ImportWatcher(importlib.abc.MetaPathFinder):
     """Finds nothing itself; wraps the loader (found by the other finders) of each watched module so
     that its callbacks run right after the module has run (at every import, e.g. after a reload)."""
 
     def __init__(self) -> None:
         self.callbacks: dict[str, list[Callable[[Any], None]]] = {}
+        self.contexts: dict[str, Callable[[], Any]] = {}
 
     def find_spec(self, fullname, path, target=None):
-        if fullname not in self.callbacks:
+        if fullname not in self.callbacks and fullname not in self.contexts:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -79,7 +98,10 @@ class _ImportWatcher(importlib.abc.MetaPathFinder):
             spec = finder.find_spec(fullname, path, target)
             if spec is not None:
                 if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = _ThenCall(spec.loader, self.callbacks[fullname])
+                    if fullname in self.contexts:
+                        spec.loader = _Around(spec.loader, self.contexts[fullname])
+                    if self.callbacks.get(fullname):
+                        spec.loader = _ThenCall(spec.loader, self.callbacks[fullname])
                 return spec
         return None
 
@@ -105,6 +127,18 @@ def after_import(module_name: str, callback: Callable[[Any], None], *, key: str 
         callback(sys.modules[module_name])
 
 
+def _easyeditor_import_context() -> Any:
+    """While ``easyeditor`` itself runs: the placeholder shim for exactly the multimodal/legacy modules whose
+    dependencies do not import in this environment (none where they all do; none when switched off)."""
+    if _switched_off():
+        import contextlib
+
+        return contextlib.nullcontext()
+    from ..editing.easyeditor_import import shim_where_needed
+
+    return shim_where_needed()
+
+
 def _on_editing_registry_imported(module: Any) -> None:
     if _switched_off():
         return
@@ -121,6 +155,7 @@ def install(keep_upstream: bool = False) -> None:
                                        (_EDIT_REGISTRY, _on_editing_registry_imported, "autoregister-editor")):
         if not any(getattr(c, "_easyedit_split_key", None) == key for c in _watcher().callbacks.get(module_name, [])):
             after_import(module_name, callback, key=key)
+    _watcher().contexts[_EDITING_PACKAGE] = _easyeditor_import_context
 
 
 def pth_path(site_dir: str | os.PathLike | None = None) -> Path:
