@@ -133,6 +133,16 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_text(label: str, fit) -> str:
+    """``R²(label)=…`` for a converged fit, else what happened to it (skipped: the fitter's reason)."""
+    if fit is None:
+        return f"R²({label}): no fit"
+    status = getattr(fit, "status", "ok")
+    if status != "ok":
+        return f"R²({label}): fit {status} ({getattr(fit, 'message', '')})"
+    return f"R²({label})={fit.r2:.3f}"
+
+
 def _report(args: argparse.Namespace) -> int:
     from ..data.pairs import load_pairs
     from ..easyedit.comparison import compare_vector_runs, find_vector_runs, run_prompt_settings
@@ -161,8 +171,7 @@ def _report(args: argparse.Namespace) -> int:
     out = sys.stdout
     for r in runs:
         ev = result.methods[r.name]
-        fp, fu = ev.fits.get("pref"), ev.fits.get("util")
-        fits = f"R²(PrefOdds)={fp.r2:.3f} R²(UtilOdds)={fu.r2:.3f}" if fp and fu else "a fit failed"
+        fits = "; ".join(_fit_text(label, ev.fits.get(key)) for key, label in (("pref", "PrefOdds"), ("util", "UtilOdds")))
         out.write(f"{r.name}: {r.implementation} ({r.folder}); {fits}\n")
     out.write(f"report: {result.files.get('report')}\n")
     return 0
