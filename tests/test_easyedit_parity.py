@@ -93,7 +93,7 @@ def test_training_scoring_generation_prompts_equal_easyedits(host, tmp_path, mon
     from easyedit_split.data.encoding import encode_pairs
     from easyedit_split.data.pairs import PolarityPair
     from easyedit_split.easyedit.evaluator import _prompt_kwargs
-    from easyedit_split.generation import render_prompts
+    from easyedit_split.core.generation import render_prompts
     from easyedit_split.training.trainer import encode_for
 
     if outside:  # the plugin's own copy of the rule, as used where EasyEdit's module is not imported
@@ -142,7 +142,7 @@ def test_plugin_rule_outside_easyedit_keeps_an_explicit_empty_system_turn():
 
 
 def test_unknown_prompt_rule_is_refused():
-    from easyedit_split.hparams_io import HParamsError
+    from easyedit_split.base.hparams_io import HParamsError
     from easyedit_split.training.hparams import SplitHyperParams
 
     with pytest.raises(HParamsError, match="key 'prompt_rule'.*'upstream' is not a prompt rule"):
@@ -196,7 +196,7 @@ def test_upstream_yaml_warns_at_warning_naming_each_unimplemented_key(host, tmp_
     ({"preference_pairs": ["steered_add"]}, "steered_input' columns"),
 ])
 def test_upstream_keys_that_would_change_the_update_are_refused(host, tmp_path, changes, message):
-    from easyedit_split.hparams_io import HParamsError
+    from easyedit_split.base.hparams_io import HParamsError
 
     with pytest.raises(HParamsError, match=message):
         _load_upstream_yaml(tmp_path, **changes)

@@ -31,9 +31,9 @@ from typing import Any
 
 import torch
 
-from .formats import DataError
-from .pairs import PolarityPair
-from .prompts import check_prompt_rule, render_easyedit, render_plugin
+from easyedit_split.data.formats import DataError
+from easyedit_split.data.pairs import PolarityPair
+from easyedit_split.data.prompts import check_prompt_rule, render_easyedit, render_plugin
 
 logger = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .formats import DataError
+from easyedit_split.data.formats import DataError
 
 logger = logging.getLogger(__name__)
 

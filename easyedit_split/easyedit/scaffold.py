@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from easyedit_split.errors import InputError
 
 __all__ = ["DATASET", "Scaffold"]
 
@@ -48,7 +48,7 @@ def _checkout(path: str | os.PathLike | None) -> Path:
 
 def _model_folder(model: str) -> tuple[Path, str]:
     """The model's Hugging Face folder and its ``model_type``."""
-    from ..models import builtin_model_path, canonical_builtin
+    from easyedit_split.core.models import builtin_model_path, canonical_builtin
 
     path = Path(model).expanduser()
     if not path.exists():
@@ -125,8 +125,8 @@ class Scaffold:
 
     # ------------------------------------------------------------------------------------------ writing
     def write(self, out: str | os.PathLike) -> Path:
-        from .._io import atomic_write_text
-        from ..data.pairs import load_builtin, train_test_split
+        from easyedit_split.base.atomic_io import atomic_write_text
+        from easyedit_split.data.pairs import load_builtin, train_test_split
 
         root = Path(out).expanduser().resolve()
         if root.exists() and any(root.iterdir()):

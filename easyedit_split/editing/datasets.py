@@ -26,8 +26,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..data.formats import DataError
-from .requests import EditRequest, _request_from_record
+from easyedit_split.data.formats import DataError
+from easyedit_split.editing.requests import EditRequest, _request_from_record
 
 __all__ = ["DATA_TYPES", "read_easyedit_dataset"]
 
@@ -70,7 +70,7 @@ DATA_TYPES: dict[str, tuple[str, Callable[[Mapping[str, Any], Mapping[str, Any]]
 def read_easyedit_dataset(data_type: str, path: str | os.PathLike, *, size: int | None = None,
                           easyedit_path: str | os.PathLike | None = None) -> list[EditRequest]:
     """The requests of an EasyEdit benchmark file (see the module doc)."""
-    from .easyeditor_import import import_easyeditor
+    from easyedit_split.editing.easyeditor_import import import_easyeditor
 
     kind = str(data_type).lower()
     if kind not in DATA_TYPES:
