@@ -81,7 +81,7 @@ class LoadedUpdates:
         return len(self.updates)
 
     def rendering(self) -> dict[str, Any]:
-        """``chat_template`` / ``system_prompt`` / ``answer_instruction`` recorded in the saved hparams
+        """``chat_template`` / ``system_prompt`` / ``prompt_rule`` / ``answer_instruction`` recorded in the saved hparams
         (empty when none)."""
         hp = self.info.get("hparams") or {}
         out: dict[str, Any] = {}
@@ -89,6 +89,8 @@ class LoadedUpdates:
             out["chat_template"] = hp["use_chat_template"]
         if "system_prompt" in hp:
             out["system_prompt"] = hp["system_prompt"]
+        if hp.get("prompt_rule"):
+            out["prompt_rule"] = hp["prompt_rule"]
         if hp.get("answer_instruction"):
             out["answer_instruction"] = hp["answer_instruction"]
         return out
@@ -220,16 +222,19 @@ def load_artefact(
     tokenizer: Any = None,
     train_pairs: Sequence | None = None,
     module_path: str | None = None,
+    steer_values: Sequence[float] | None = None,
 ) -> LoadedUpdates:
     """Updates from any supported artefact (see the module doc), on ``model``'s device.
 
     ``layer`` is for a ``.pt`` file not named ``layer_N.pt``; ``tokenizer``, ``train_pairs`` and
-    ``module_path`` (the module the vector is read from and sits on) are for ``diffmean@L``.
+    ``module_path`` (the module the vector is read from and sits on) are for ``diffmean@L``;
+    ``steer_values`` (EasyEdit's apply-time values, one per steer) for an lm_steer checkpoint.
 
     Whatever the source, updates with NaN/inf values or that are all zero are refused
     (:class:`~easyedit_split.core.serialization.UpdateFileError` naming the source).
     """
-    loaded = _load(spec, model, layer=layer, tokenizer=tokenizer, train_pairs=train_pairs, module_path=module_path)
+    loaded = _load(spec, model, layer=layer, tokenizer=tokenizer, train_pairs=train_pairs, module_path=module_path,
+                   steer_values=steer_values)
     where = loaded.source or f"the given {loaded.kind} update"
     check_updates_finite(loaded.updates, where)
     check_updates_nonzero(loaded.updates, where)
@@ -237,7 +242,7 @@ def load_artefact(
 
 
 def _load(spec: Any, model: nn.Module, *, layer: int | None, tokenizer: Any, train_pairs: Sequence | None,
-          module_path: str | None) -> LoadedUpdates:
+          module_path: str | None, steer_values: Sequence[float] | None = None) -> LoadedUpdates:
     if isinstance(spec, LoadedUpdates):
         return spec
     if isinstance(spec, Update):
@@ -271,14 +276,14 @@ def _load(spec: Any, model: nn.Module, *, layer: int | None, tokenizer: Any, tra
                                      {"hparams": bundle.hparams, "extra": bundle.extra})
             return LoadedUpdates(_on(builders.from_edited_weights(model, p), device), "edited-weights", "edit", str(p))
         if suffix == ".pt":
-            u = builders.from_easyedit_pt(p, model, layer=layer)
+            u = builders.from_easyedit_pt(p, model, layer=layer, steer_values=steer_values)
             return LoadedUpdates(_on([u], device), "easyedit-pt", u.form, str(p))
         raise ArtefactError(f"{p}: unknown update file type {suffix!r} (expected .safetensors or .pt, or a folder)")
     if (p / "adapter_config.json").exists():
         return LoadedUpdates(_on(builders.from_peft(p, model), device), "peft", "lora", str(p))
     pts = sorted(p.glob("layer_*.pt"))
     if pts:
-        ups = [builders.from_easyedit_pt(f, model) for f in pts]
+        ups = [builders.from_easyedit_pt(f, model, steer_values=steer_values) for f in pts]
         return LoadedUpdates(_on(ups, device), "easyedit-pt", ups[0].form, str(p))
     if list(p.glob("*.safetensors")):
         return LoadedUpdates(_on(builders.from_edited_weights(model, p), device), "edited-weights", "edit", str(p))

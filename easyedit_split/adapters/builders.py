@@ -180,7 +180,7 @@ def from_easyedit_pt(
     if p.name == LM_STEER_FILE:
         if steer_values is None:
             raise AdapterError(f"{p} is an lm_steer checkpoint: pass steer_values= (EasyEdit's apply hparam "
-                               "steer_values, one per steer)")
+                               "steer_values, one per steer; on the command line --steer-values, e.g. --steer-values 3,1)")
         return from_lm_steer(p, model, steer_values, epsilon=epsilon)
     return read_easyedit_pt(p, model, layer=layer, component=component, concept_id=concept_id)
 

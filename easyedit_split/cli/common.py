@@ -48,6 +48,17 @@ EVALUATION_FLAG_RULES = (
 )
 
 
+def parse_steer_values(text: str) -> list[float]:
+    """``--steer-values 3,1`` as floats; a clear error naming the option otherwise."""
+    try:
+        values = [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"--steer-values {text!r}: give comma-separated numbers, e.g. 3,1") from None
+    if not values or any(v != v or v in (float("inf"), float("-inf")) for v in values):
+        raise InputError(f"--steer-values {text!r}: give comma-separated finite numbers, e.g. 3,1")
+    return values
+
+
 def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model folder / hub id / .gguf / built-in name (default: smollm2)")
     p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 (fp32/bf16/fp16)")
@@ -63,6 +74,8 @@ def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=seed_arg, default=0,
                    help="seed of the held-out split (pairs an update records as its training pairs are never held out)")
     p.add_argument("--layer", type=nonnegative_int_arg, default=None, help="layer for an EasyEdit .pt file not named layer_N.pt")
+    p.add_argument("--steer-values", dest="steer_values", default=None,
+                   help="an lm_steer checkpoint's apply-time steer_values, comma-separated (e.g. 3,1)")
     p.add_argument("--module-path", dest="module_path", default=None,
                    help="module a diffmean@LAYER vector is read from and sits on, e.g. 'model.layers.{layer}.mlp.down_proj'")
     p.add_argument("--reduction", choices=("sum", "mean"), default="sum", help="sequence-sum or per-token-mean losses")
@@ -175,8 +188,10 @@ def _evaluate(args: argparse.Namespace, specs: dict[str, str], grid: list[float]
     targets = parse_multipliers(getattr(args, "matched_accuracy", "0.75,0.9"), what="--matched-accuracy")
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device, device_map=args.device_map)
     sweep_train = train if args.train_sweep_pairs is None else train[: args.train_sweep_pairs]
+    steer_values = getattr(args, "steer_values", None)
     resolved = {name: load_artefact(spec, model, layer=args.layer, tokenizer=tokenizer, train_pairs=train,
-                                    module_path=args.module_path)
+                                    module_path=args.module_path,
+                                    steer_values=parse_steer_values(steer_values) if steer_values else None)
                 for name, spec in specs.items()}
     for name, loaded in resolved.items():
         if loaded.kind == "diffmean":  # keep the train-free vector that was evaluated, with its rendering

@@ -59,13 +59,15 @@ def render_prompts(
     *,
     chat_template: bool | None = None,
     system_prompt: str | None = None,
+    prompt_rule: str = "plugin",
 ) -> tuple[list[str], bool]:
     """The text fed to the model for each prompt, and whether the chat template was used."""
     use_template = (
         bool(getattr(tokenizer, "chat_template", None)) if chat_template is None else bool(chat_template)
     )
     rendered = [
-        render_prompt(tokenizer, p, chat_template=use_template, system_prompt=system_prompt) for p in prompts
+        render_prompt(tokenizer, p, chat_template=use_template, system_prompt=system_prompt, prompt_rule=prompt_rule)
+        for p in prompts
     ]
     return rendered, use_template
 
@@ -158,6 +160,7 @@ def generate(
     positions: str = "all",
     chat_template: bool | None = None,
     system_prompt: str | None = None,
+    prompt_rule: str = "plugin",
     max_new_tokens: int = 64,
     do_sample: bool = False,
     temperature: float = 1.0,
@@ -176,7 +179,8 @@ def generate(
     ``multiplier``: a scalar, or one value per prompt. Hook mode runs rows with different
     multipliers in the same batched call (per-row multiplier); merged mode merges once per distinct
     multiplier. ``positions`` (hook mode only): ``"all"`` | ``"prompt"`` | ``"generated"``.
-    ``chat_template``: None uses the tokenizer's template when it has one. Sampling
+    ``chat_template``: None uses the tokenizer's template when it has one; ``prompt_rule``: ``plugin`` or
+    ``easyedit`` (:mod:`easyedit_split.data.prompts`). Sampling
     (``do_sample=True``) uses ``temperature``, ``top_p``, ``top_k`` (0 = off) and, with ``seed``, is
     reproducible: each batch is seeded from ``seed`` and its index, inside a forked RNG so the
     caller's global random state is untouched. ``num_return_sequences`` > 1 (sampling) returns that many
@@ -226,7 +230,7 @@ def generate(
         )
 
     rendered, use_template = render_prompts(
-        tokenizer, prompts, chat_template=chat_template, system_prompt=system_prompt
+        tokenizer, prompts, chat_template=chat_template, system_prompt=system_prompt, prompt_rule=prompt_rule
     )
     _check_generation_length(model, tokenizer, rendered, prompts, not use_template, int(max_new_tokens))
     device = _model_device(model)

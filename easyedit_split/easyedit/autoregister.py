@@ -5,7 +5,11 @@
 :func:`install`, which puts a finder on ``sys.meta_path`` that does nothing until a module named
 ``steer.utils.alg_dict`` (EasyEdit's steering registry) is imported; right after EasyEdit's module
 has run, :func:`easyedit_split.easyedit.registry.register_with_easyedit` is called (and when
-``easyeditor.util.alg_dict``, the editing registry, is imported, ``SPLIT`` is put into its ``ALG_DICT``) (:func:`~easyedit_split.easyedit.import_hooks.after_import`
+``easyeditor.util.alg_dict``, the editing registry, is imported, ``SPLIT`` is put into its ``ALG_DICT``;
+while ``easyeditor`` itself is imported, the modules it imports eagerly whose multimodal or legacy
+dependencies do not import here get placeholders, :func:`easyedit_split.editing.easyeditor_import.shim_where_needed`,
+so that an unmodified script's ``from easyeditor import BaseEditor`` works on a text-only install)
+(:func:`~easyedit_split.easyedit.import_hooks.after_import`
 is the general mechanism; registration also uses it for EasyEdit's ``Evaluator``). So EasyEdit's unmodified
 scripts (``steering.py``, ``vectors_generate.py``, ``vectors_apply.py``) and the ones it launches as
 subprocesses (``examples/run_SPILT.py``) see the plugin. ``easyedit-split easyedit disable`` removes
@@ -25,7 +29,7 @@ import sysconfig
 from pathlib import Path
 from typing import Any
 
-from easyedit_split.easyedit.import_hooks import after_import, has_callback
+from easyedit_split.easyedit.import_hooks import after_import, has_callback, run_import_inside
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +41,7 @@ _PTH_LINE = ('import sys; exec("try:\\n import easyedit_split.easyedit.autoregis
              'except ImportError:\\n _m = None\\nif _m is not None:\\n _m.install({args})")\n')
 _REGISTRY = "steer.utils.alg_dict"
 _EDIT_REGISTRY = "easyeditor.util.alg_dict"
+_EDITING_PACKAGE = "easyeditor"
 
 
 def _switched_off() -> bool:
@@ -51,6 +56,18 @@ def _on_registry_imported(keep_upstream: bool) -> None:
 
     keep = keep_upstream or os.environ.get("EASYEDIT_SPLIT_KEEP_UPSTREAM", "").strip() in ("1", "true", "yes")
     register_with_easyedit(keep_upstream=keep)
+
+
+def _easyeditor_import_context() -> Any:
+    """While ``easyeditor`` itself runs: the placeholder shim for exactly the multimodal/legacy modules whose
+    dependencies do not import in this environment (none where they all do; none when switched off)."""
+    if _switched_off():
+        import contextlib
+
+        return contextlib.nullcontext()
+    from easyedit_split.editing.easyeditor_import import shim_where_needed
+
+    return shim_where_needed()
 
 
 def _on_editing_registry_imported(module: Any) -> None:
@@ -69,6 +86,7 @@ def install(keep_upstream: bool = False) -> None:
                                        (_EDIT_REGISTRY, _on_editing_registry_imported, "autoregister-editor")):
         if not has_callback(module_name, key):
             after_import(module_name, callback, key=key)
+    run_import_inside(_EDITING_PACKAGE, _easyeditor_import_context)
 
 
 def pth_path(site_dir: str | os.PathLike | None = None) -> Path:

@@ -118,7 +118,7 @@ def find_vector_runs(vectors_dir: str | os.PathLike) -> list[VectorRun]:
 
 
 def run_prompt_settings(run_folder: str | os.PathLike) -> dict[str, Any]:
-    """``chat_template`` / ``system_prompt`` of a run folder's top-level spilt_experiment config (empty if none)."""
+    """``chat_template`` / ``system_prompt`` (and ``prompt_rule: easyedit``) of a run folder's top-level spilt_experiment config (empty if none)."""
     from easyedit_split.base.hparams_io import read_yaml_mapping
 
     path = Path(run_folder) / "hparams/Steer/experiment_hparams/spilt_experiment/config.yaml"
@@ -130,6 +130,7 @@ def run_prompt_settings(run_folder: str | os.PathLike) -> dict[str, Any]:
         out["chat_template"] = bool(cfg["use_chat_template"])
     if "system_prompt" in cfg:
         out["system_prompt"] = cfg["system_prompt"]
+    out["prompt_rule"] = "easyedit"  # EasyEdit generated with its own rule; score on the same prompts
     return out
 
 

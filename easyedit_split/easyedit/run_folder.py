@@ -25,7 +25,9 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
+import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -64,7 +66,7 @@ class PreparedRun:
 
     def run_command(self, method: str = "all", intervention_method: str = "vector", device: str = "cpu") -> str:
         """The run_SPILT.py command line for this folder (run from inside it)."""
-        return (f"python examples/run_SPILT.py --dataset {DATASET} --method {method} --model_name {self.model_name} "
+        return (f"{shlex.quote(sys.executable)} examples/run_SPILT.py --dataset {DATASET} --method {method} --model_name {self.model_name} "
                 f"--intervention_method {intervention_method} --device {device}")
 
 

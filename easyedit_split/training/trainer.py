@@ -47,6 +47,7 @@ from easyedit_split.core.sites import Site, resolve_site
 from easyedit_split.core.updates import Update, make_update
 from easyedit_split.data.encoding import EncodedPair, check_context_length, encode_pairs, pad_id_of
 from easyedit_split.data.pairs import PolarityPair, pair_digests, train_test_split
+from easyedit_split.data.prompts import upstream_training_differs
 from easyedit_split.errors import EasyEditSplitError
 from easyedit_split.training.hparams import TrainHyperParams
 from easyedit_split.training.objectives import (
@@ -153,8 +154,14 @@ def select_pairs(hp: Any, pairs: Sequence[PolarityPair]) -> list[PolarityPair]:
 
 
 def encode_for(hp: Any, pairs: Sequence[PolarityPair], tokenizer: Any) -> list[EncodedPair]:
+    rule = getattr(hp, "prompt_rule", "plugin")
+    if rule == "easyedit" and upstream_training_differs(tokenizer, hp.use_chat_template, hp.system_prompt):
+        logger.warning("use_chat_template is false (or the tokenizer has no template) and system_prompt is %r: "
+                       "upstream EasyEdit's spilt/sft/reps trainer would drop the system prompt from training "
+                       "prompts; the plugin trains on the prompt EasyEdit's applier generates with "
+                       "('<system_prompt> <question>')", hp.system_prompt)
     return encode_pairs(pairs, tokenizer, chat_template=hp.use_chat_template, system_prompt=hp.system_prompt,
-                        answer_instruction=getattr(hp, "answer_instruction", None))
+                        answer_instruction=getattr(hp, "answer_instruction", None), prompt_rule=rule)
 
 
 def make_minibatches(encoded: Sequence[EncodedPair], batch_size: int, seed: int) -> list[list[EncodedPair]]:
@@ -313,8 +320,6 @@ class Trainer:
             layer = hp.layers[0]
         self.layer = int(layer)
         self.objective = objective or hp.objective
-        if hp.dropout:
-            logger.info("dropout=%s is not applied: updates are trained without dropout", hp.dropout)
         torch.manual_seed(hp.seed)  # LoRA's A is initialised from the global generator
         self.update = update if update is not None else build_update(model, hp, self.layer)
         self.scorer = PairScorer(model, [self.update], pad_token_id=pad_id_of(tokenizer), use_prefix_cache=hp.use_prefix_cache,
