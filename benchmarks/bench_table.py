@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from easyedit_split._io import atomic_write_text
+from easyedit_split.base.atomic_io import atomic_write_text
 from easyedit_split.bench.report import aggregate_table, paired_table
 
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
@@ -25,7 +25,7 @@ START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 def tables(results: dict) -> str:
     s = results["settings"]
     wall = results["seconds"]["wall_this_run"]
-    head = (f"{len(results['concepts'])} {', '.join(sorted(set(s['roles'][c] for c in results['concepts'])))} "
+    head = (f"{len(results['concepts'])} {', '.join(sorted({s["roles"][c] for c in results["concepts"]}))} "
             f"concepts ({s['concepts_source']}); {s['sizes']['train']} / {s['sizes']['val']} / {s['sizes']['test']} "
             f"training / validation / test pairs per concept; grid {s['grid']}; model {s['model']}; "
             f"last run's wall time {wall / 60:.1f} min (cells summed {results['seconds']['cells_sum'] / 60:.1f} min).")

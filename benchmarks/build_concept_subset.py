@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from easyedit_split._io import atomic_write_bytes, atomic_write_json
+from easyedit_split.base.atomic_io import atomic_write_bytes, atomic_write_json
 from easyedit_split.bench.concepts import SPLIT_FILE, concept_files, split_concepts
 
 N_REPORT, N_TUNING = 8, 4

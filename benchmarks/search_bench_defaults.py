@@ -27,7 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from easyedit_split._io import atomic_write_json
+from easyedit_split.base.atomic_io import atomic_write_json
+from easyedit_split.base.checks import set_threads
 from easyedit_split.bench.api import QUICK
 from easyedit_split.bench.cells import CellSetup
 from easyedit_split.bench.concepts import (
@@ -38,7 +39,6 @@ from easyedit_split.bench.concepts import (
     roles_for,
     split_pairs,
 )
-from easyedit_split.checks import set_threads
 
 logger = logging.getLogger("search_bench_defaults")
 DIAL = (1.0, 1.5, 2.0)
@@ -86,9 +86,9 @@ def main(argv=None) -> int:
                 "grid": grid, "seed": args.seed, "model": args.model or "smollm2", "source": str(folder)}
     if record.get("settings") != settings:
         record = {"settings": settings, "runs": {}}
+    from easyedit_split.core.models import load_model
     from easyedit_split.evaluation.logodds import summarize
     from easyedit_split.evaluation.sweep import sweep
-    from easyedit_split.models import load_model
     from easyedit_split.training.api import train_layers
     from easyedit_split.training.trainer import encode_for
 

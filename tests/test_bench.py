@@ -126,7 +126,7 @@ def test_resume_after_a_kill(paths, reference_run, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "EASYEDIT_SPLIT_BENCH_KILL_AT": "likes-things/reps_vector"}
     cmd = [sys.executable, "-m", "easyedit_split.cli", *bf.bench_args(paths, out)]
-    killed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    killed = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=600)
     assert killed.returncode == -9, killed.stderr[-2000:]
     done = sorted(p.parent.name + "/" + p.stem for p in (out / "cells").glob("*/*.json"))
     assert done == ["hates-things/diffmean_vector", "hates-things/prompt", "hates-things/reps_vector",
@@ -139,7 +139,7 @@ def test_resume_after_a_kill(paths, reference_run, tmp_path):
     partial = json.loads((out / "results.json").read_text())
     assert partial["concepts"] == ["hates-things"] and partial["missing_concepts"] == ["likes-things", "short-answers"]
     env.pop("EASYEDIT_SPLIT_BENCH_KILL_AT")
-    rerun = subprocess.run(cmd[:3] + ["-v"] + cmd[3:], env=env, capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(cmd[:3] + ["-v"] + cmd[3:], check=False, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "0 reused" not in rerun.stdout and "8 cell(s) run, 7 reused" in rerun.stdout
     assert kept == {p: p.stat().st_mtime_ns for p in kept}  # finished cells were not redone
@@ -156,7 +156,7 @@ def _torchrun(paths, out, env_extra=None, timeout=600):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
            "-m", "easyedit_split.cli",
            *bf.bench_args(paths, out, "--device", "cpu", "--methods", ",".join(DIST_METHODS))]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_two_ranks_equal_one_process_and_a_killed_rank_resumes(paths, reference_run, tmp_path):

@@ -9,6 +9,14 @@ one cell), :mod:`.select` (choosing the factor), :mod:`.aggregate` (statistics a
 
 from __future__ import annotations
 
-from .api import FULL_GRID, QUICK, QUICK_GRID, BenchConfig, BenchResult, BenchSettingsError, run_bench
+from easyedit_split.bench.api import (
+    FULL_GRID,
+    QUICK,
+    QUICK_GRID,
+    BenchConfig,
+    BenchResult,
+    BenchSettingsError,
+    run_bench,
+)
 
 __all__ = ["FULL_GRID", "QUICK", "QUICK_GRID", "BenchConfig", "BenchResult", "BenchSettingsError", "run_bench"]

@@ -26,15 +26,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from .._io import atomic_write_json, check_writable, output_lock
-from ..checks import set_threads
-from ..errors import InputError, OutputError
-from ..evaluation.fitting import MIN_EXTRA_POINTS, n_free_params
-from ..multipliers import parse_multipliers
-from .cells import BENCH_METHODS, PROMPT_TEMPLATE, Cell, CellSetup, plan_cells, read_cell, run_cell
-from .concepts import ConceptSplit, concept_files, digest, embedded_concepts_dir, load_concept_pairs, roles_for, split_pairs
-from .distributed import RankInfo, assigned, barrier, broadcast_error, device_for, process_group, rank_info
+from easyedit_split import __version__
+from easyedit_split.base.atomic_io import atomic_write_json, check_writable, output_lock
+from easyedit_split.base.checks import set_threads
+from easyedit_split.base.multipliers import parse_multipliers
+from easyedit_split.bench.cells import (
+    BENCH_METHODS,
+    PROMPT_TEMPLATE,
+    Cell,
+    CellSetup,
+    plan_cells,
+    read_cell,
+    run_cell,
+)
+from easyedit_split.bench.concepts import (
+    ConceptSplit,
+    concept_files,
+    digest,
+    embedded_concepts_dir,
+    load_concept_pairs,
+    roles_for,
+    split_pairs,
+)
+from easyedit_split.bench.distributed import (
+    RankInfo,
+    assigned,
+    barrier,
+    broadcast_error,
+    device_for,
+    process_group,
+    rank_info,
+)
+from easyedit_split.errors import InputError, OutputError
+from easyedit_split.evaluation.fitting import MIN_EXTRA_POINTS, n_free_params
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +257,7 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
             barrier(info)
             results = None
             if info.is_main:
-                from .report import write_concept_files, write_report
+                from easyedit_split.bench.report import write_concept_files, write_report
 
                 records = write_concept_files(out, cells, fingerprints, splits, roles, setup)
                 results = write_report(out, cfg, settings, records, roles, seconds=time.perf_counter() - t0,
@@ -264,7 +288,7 @@ def _run_cells(cfg: BenchConfig, info: RankInfo, device: str, out: Path, setup: 
     ran: list[str] = []
     if not todo:
         return ran, reused
-    from ..models import load_model
+    from easyedit_split.core.models import load_model
 
     model, tok = load_model(cfg.model, dtype=cfg.dtype, device=device)
     bar = None

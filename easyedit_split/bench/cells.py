@@ -7,7 +7,7 @@ the grid's positive multipliers and the test pairs over the whole grid
 (:func:`~.select.choose_factor`), fits both curves on the test means
 (:func:`~easyedit_split.evaluation.api.fit_summary`) and finds UtilOdds at matched accuracy with ``m*``
 from the validation pairs (:func:`~easyedit_split.evaluation.frontier.matched_accuracy`). The prompt
-baseline (:class:`~easyedit_split.prompt_baseline.PromptBaseline`) is a point, not a curve: the
+baseline (:class:`~easyedit_split.adapters.prompt_baseline.PromptBaseline`) is a point, not a curve: the
 unmodified model on prompted questions.
 
 Every cell's result is one JSON file (written atomically) that records its settings and their
@@ -26,14 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
-from .._io import atomic_write_json
-from ..defaults import hparams_file_name, packaged_hparams_dir
-from ..errors import EasyEditSplitError, InputError
-from ..methods import FORM_NAMES, METHOD_NAMES, method_spec
-from .concepts import ConceptSplit, digest
-from .select import RULE as SELECT_RULE
-from .select import choose_factor
+from easyedit_split import __version__
+from easyedit_split.base.atomic_io import atomic_write_json
+from easyedit_split.base.defaults import hparams_file_name, packaged_hparams_dir
+from easyedit_split.base.methods import FORM_NAMES, METHOD_NAMES, method_spec
+from easyedit_split.bench.concepts import ConceptSplit, digest
+from easyedit_split.bench.select import RULE as SELECT_RULE
+from easyedit_split.bench.select import choose_factor
+from easyedit_split.errors import EasyEditSplitError, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class CellSetup:
     def hparams(self, method: str, form: str, seed: int):
         """The method's training hparams: its YAML, then this run's overrides; the benchmark's own split
         replaces the YAML's ``test_size``/``max_num_of_examples`` and nothing is saved to disk."""
-        from ..training.api import load_train_hparams
+        from easyedit_split.training.api import load_train_hparams
 
         over: dict[str, Any] = {"alg_name": method, **dict(self.overrides.get(method, {})),
                                 **dict(self.overrides.get(f"{method}_{form}", {}))}
@@ -183,7 +183,7 @@ def _matrices(data) -> dict[str, Any]:
 
 def per_example_from(record: Mapping[str, Any]):
     """The stored matrices of a cell file as :class:`~easyedit_split.evaluation.frontier.PerExample`."""
-    from ..evaluation.frontier import PerExample
+    from easyedit_split.evaluation.frontier import PerExample
 
     util = np.array([[math.nan if v is None else v for v in row] for row in record["util"]], dtype=np.float64)
     return PerExample(list(record["ids"]), np.asarray(record["grid"], dtype=np.float64),
@@ -195,8 +195,8 @@ def _at(per_m: Mapping[str, Mapping[str, float]], m: float) -> dict[str, float]:
 
 
 def _zero_update(model, layer: int):
-    from ..sites import Site, resolve_site
-    from ..updates import VectorUpdate
+    from easyedit_split.core.sites import Site, resolve_site
+    from easyedit_split.core.updates import VectorUpdate
 
     site = Site(layer, "residual")
     return VectorUpdate(site, resolve_site(model, site).d_out).to(next(model.parameters()).device)
@@ -204,7 +204,7 @@ def _zero_update(model, layer: int):
 
 def _train(setup: CellSetup, cell: Cell, split: ConceptSplit, model, tok, timings: dict[str, float]):
     """Train (or compute) the cell's update(s); returns (updates, rendering hparams)."""
-    from ..training.api import train_layers
+    from easyedit_split.training.api import train_layers
 
     hp = setup.hparams(cell.method, cell.form, setup.seed)
     t = time.perf_counter()
@@ -215,11 +215,11 @@ def _train(setup: CellSetup, cell: Cell, split: ConceptSplit, model, tok, timing
 
 
 def _trained_cell(setup: CellSetup, cell: Cell, split: ConceptSplit, model, tok) -> dict[str, Any]:
-    from ..evaluation.api import fit_summary
-    from ..evaluation.frontier import matched_accuracy, per_example
-    from ..evaluation.logodds import summarize
-    from ..evaluation.sweep import sweep
-    from ..training.trainer import encode_for
+    from easyedit_split.evaluation.api import fit_summary
+    from easyedit_split.evaluation.frontier import matched_accuracy, per_example
+    from easyedit_split.evaluation.logodds import summarize
+    from easyedit_split.evaluation.sweep import sweep
+    from easyedit_split.training.trainer import encode_for
 
     timings: dict[str, float] = {}
     updates, hp, losses = _train(setup, cell, split, model, tok, timings)
@@ -257,10 +257,10 @@ def _trained_cell(setup: CellSetup, cell: Cell, split: ConceptSplit, model, tok)
 
 
 def _prompt_cell(setup: CellSetup, cell: Cell, split: ConceptSplit, model, tok) -> dict[str, Any]:
-    from ..evaluation.logodds import summarize
-    from ..evaluation.sweep import sweep
-    from ..prompt_baseline import PromptBaseline
-    from ..training.trainer import encode_for
+    from easyedit_split.adapters.prompt_baseline import PromptBaseline
+    from easyedit_split.evaluation.logodds import summarize
+    from easyedit_split.evaluation.sweep import sweep
+    from easyedit_split.training.trainer import encode_for
 
     render = setup.hparams("split", "vector", setup.seed)
     zero = [_zero_update(model, int(render.layers[0]))]

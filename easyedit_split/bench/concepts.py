@@ -26,9 +26,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..data.formats import DataError
-from ..data.pairs import PolarityPair, pair_digests, read_pairs
-from ..errors import InputError
+from easyedit_split.data.formats import DataError, read_pairs
+from easyedit_split.data.pairs import pair_digests
+from easyedit_split.data.records import PolarityPair
+from easyedit_split.errors import InputError
 
 logger = logging.getLogger(__name__)
 

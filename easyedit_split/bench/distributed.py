@@ -48,7 +48,7 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(text)
     except ValueError:
-        from ..errors import InputError
+        from easyedit_split.errors import InputError
 
         raise InputError(f"environment variable {name}={text!r} is not an integer") from None
 
@@ -58,7 +58,7 @@ def rank_info() -> RankInfo:
     world = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     if not 0 <= rank < max(world, 1):
-        from ..errors import InputError
+        from easyedit_split.errors import InputError
 
         raise InputError(f"RANK={rank} is outside WORLD_SIZE={world}")
     return RankInfo(rank, world, _env_int("LOCAL_RANK", 0))

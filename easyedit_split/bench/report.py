@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_write_json, atomic_write_text
-from ..evaluation.cells import cell as fmt
-from .aggregate import METRICS, aggregate, metric_values
-from .cells import PROMPT_FORM, Cell, per_example_from, read_cell
+from easyedit_split.base.atomic_io import atomic_write_json, atomic_write_text
+from easyedit_split.bench.aggregate import METRICS, aggregate, metric_values
+from easyedit_split.bench.cells import PROMPT_FORM, Cell, per_example_from, read_cell
+from easyedit_split.evaluation.cells import cell as fmt
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def _compact(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _paired_matched(cells: Mapping[str, Mapping[str, Any]], targets: Sequence[float], n_boot: int, seed: int):
-    from ..evaluation.frontier import matched_accuracy
+    from easyedit_split.evaluation.frontier import matched_accuracy
 
     curves = {n: r for n, r in cells.items() if r.get("status") == "ok" and r.get("per_example")}
     out: dict[str, Any] = {}
@@ -196,11 +196,11 @@ def _markdown(results: Mapping[str, Any], names: Sequence[str], files: Sequence[
         lines += [f"Incomplete concepts (left out): {', '.join(results['missing_concepts'])}", ""]
     lines += ["## Per method", "", *aggregate_table(results), "",
               "## Against SPLIT (paired over concepts)", "",
-              "Mean difference [95 % CI]; wins / ties / losses of the method against SPLIT (tie: within 2 points "
-              "of accuracy, 0.1 nats of UtilOdds).", "", *paired_table(results), "",
+              ("Mean difference [95 % CI]; wins / ties / losses of the method against SPLIT (tie: within 2 points "
+               "of accuracy, 0.1 nats of UtilOdds)."), "", *paired_table(results), "",
               "## Failures", "",
-              "A method fails on a concept when its test accuracy at the chosen factor is below the unsteered "
-              "accuracy + 10 points (or the cell raised an error).", ""]
+              ("A method fails on a concept when its test accuracy at the chosen factor is below the unsteered "
+               "accuracy + 10 points (or the cell raised an error)."), ""]
     for name, entry in results["methods"].items():
         fails = entry["failures"]
         errors = entry["errors"]
@@ -221,7 +221,7 @@ def _markdown(results: Mapping[str, Any], names: Sequence[str], files: Sequence[
 
 
 def _plots(out: Path, by_method, names: Sequence[str], targets: Sequence[float]) -> list[str]:
-    from ..evaluation.plots import pyplot, save_figure
+    from easyedit_split.evaluation.plots import pyplot, save_figure
 
     plt = pyplot()
     files = []

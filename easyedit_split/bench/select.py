@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..errors import InputError
+from easyedit_split.errors import InputError
 
 __all__ = ["RULE", "TIE", "ChosenFactor", "choose_factor"]
 
