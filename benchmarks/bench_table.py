@@ -24,11 +24,13 @@ START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 
 def tables(results: dict) -> str:
     s = results["settings"]
-    wall = results["seconds"]["wall_this_run"]
-    head = (f"{len(results['concepts'])} {', '.join(sorted({s["roles"][c] for c in results["concepts"]}))} "
+    roles = ", ".join(sorted({s["roles"][c] for c in results["concepts"]}))
+    head = (f"{len(results['concepts'])} {roles} "
             f"concepts ({s['concepts_source']}); {s['sizes']['train']} / {s['sizes']['val']} / {s['sizes']['test']} "
             f"training / validation / test pairs per concept; grid {s['grid']}; model {s['model']}; "
-            f"last run's wall time {wall / 60:.1f} min (cells summed {results['seconds']['cells_sum'] / 60:.1f} min).")
+            f"the cells' own times sum to {results['seconds']['cells_sum'] / 60:.1f} min"
+            + (f"; missing concepts: {', '.join(results['missing_concepts'])}" if results["missing_concepts"] else "")
+            + ".")
     return "\n".join([head, "", "Per method (median over concepts [95 % CI]; accuracy %, odds in nats):", "",
                       *aggregate_table(results), "", "Against SPLIT (mean paired difference [95 % CI]; wins/ties/losses):",
                       "", *paired_table(results)])
