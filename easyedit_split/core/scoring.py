@@ -121,10 +121,13 @@ class PairScorer:
         prepared: PreparedPairs,
         multipliers: torch.Tensor | float | Sequence[float] = 0.0,
         pair_index: torch.Tensor | Sequence[int] | None = None,
+        *,
+        unsteered: bool = False,
     ) -> PairLosses:
         """Losses of rows ``(pair_index[r], multipliers[r])``.
 
         ``pair_index`` defaults to every pair once; a scalar multiplier applies to every row.
+        ``unsteered``: the base model, without the updates (``m = 0`` is not that for a clamped vector).
         """
         B = prepared.n_pairs
         idx = torch.arange(B) if pair_index is None else torch.as_tensor(pair_index, dtype=torch.long)
@@ -137,19 +140,22 @@ class PairScorer:
                 m_rows = m_rows.expand(R).clone()
         if m_rows.numel() != R:
             raise ValueError(f"{m_rows.numel()} multipliers for {R} rows")
+        steered = not unsteered
         if prepared.single_token:
-            return self._score_single(prepared, idx, m_rows)
-        return self._score_sequences(prepared, idx, m_rows)
+            return self._score_single(prepared, idx, m_rows, steered)
+        return self._score_sequences(prepared, idx, m_rows, steered)
 
-    def _steering(self, m_rows: torch.Tensor):
-        if not self.updates or bool((m_rows == 0).all()):
+    def _steering(self, m_rows: torch.Tensor, steered: bool):
+        if not steered or not self.updates:
+            return contextlib.nullcontext()
+        if bool((m_rows == 0).all()) and not any(u.acts_at_zero for u in self.updates):
             return contextlib.nullcontext()  # m = 0 everywhere is the base model: no hooks needed
         return apply_updates(self.model, self.updates, m_rows.to(self.device))
 
-    def _hidden(self, prepared: PreparedPairs, rows: torch.Tensor, m_rows: torch.Tensor) -> torch.Tensor:
+    def _hidden(self, prepared: PreparedPairs, rows: torch.Tensor, m_rows: torch.Tensor, steered: bool) -> torch.Tensor:
         n_batch = prepared.batch.input_ids.shape[0]
         identity = rows.numel() == n_batch and bool((rows == torch.arange(n_batch)).all())
-        with self._steering(m_rows):
+        with self._steering(m_rows, steered):
             if prepared.cache is not None:
                 cache = prepared.cache if identity else prepared.cache.select(rows)
                 return run_suffix(self.model, cache)
@@ -157,21 +163,23 @@ class PairScorer:
             am = prepared.batch.attention_mask if identity else prepared.batch.attention_mask[rows.to(self.device)]
             return final_hidden(self.model, ids, am)
 
-    def _score_single(self, prepared: PreparedPairs, idx: torch.Tensor, m_rows: torch.Tensor) -> PairLosses:
+    def _score_single(self, prepared: PreparedPairs, idx: torch.Tensor, m_rows: torch.Tensor,
+                      steered: bool) -> PairLosses:
         batch: PromptBatch = prepared.batch  # type: ignore[assignment]
-        h = self._hidden(prepared, idx, m_rows)[:, -1]  # left padding: last column is the last token
+        h = self._hidden(prepared, idx, m_rows, steered)[:, -1]  # left padding: last column is the last token
         logp = torch.log_softmax(self._head(h).float(), dim=-1)
         dev_idx = idx.to(logp.device)
         lp = -logp.gather(-1, batch.positive_token[dev_idx].unsqueeze(-1)).squeeze(-1)
         ln = -logp.gather(-1, batch.negative_token[dev_idx].unsqueeze(-1)).squeeze(-1)
         return PairLosses(lp, ln, lp, ln)
 
-    def _score_sequences(self, prepared: PreparedPairs, idx: torch.Tensor, m_rows: torch.Tensor) -> PairLosses:
+    def _score_sequences(self, prepared: PreparedPairs, idx: torch.Tensor, m_rows: torch.Tensor,
+                         steered: bool) -> PairLosses:
         batch: SequenceBatch = prepared.batch  # type: ignore[assignment]
         B = prepared.n_pairs
         R = idx.numel()
         rows = torch.cat([idx, idx + B])  # positive rows then negative rows
-        h = self._hidden(prepared, rows, torch.cat([m_rows, m_rows]))
+        h = self._hidden(prepared, rows, torch.cat([m_rows, m_rows]), steered)
         dev_rows = rows.to(h.device)
         answer_mask = batch.answer_mask[dev_rows]
         target_mask = answer_mask[:, 1:]

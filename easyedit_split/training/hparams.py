@@ -25,7 +25,7 @@ from typing import ClassVar
 
 from easyedit_split.base.checks import MAX_SEED
 from easyedit_split.base.hparams_io import HParamsError, HyperParams, check_layers, check_range
-from easyedit_split.base.methods import canonical_form, method_spec
+from easyedit_split.base.methods import INTERVENTION_TYPE_NAMES, canonical_form, method_spec
 from easyedit_split.data.formats import DataError
 from easyedit_split.data.prompts import check_prompt_rule
 
@@ -134,7 +134,7 @@ class TrainHyperParams(_ModelDataKeys):
     substraction_type: str = "normal"  # normal | null_it_out
 
     # === upstream spilt/sft/reps trainer keys (see UPSTREAM_TRAINER_KEYS) ===
-    intervention_type: str = "addition"  # upstream's trainers accept only addition (clamping raises there)
+    intervention_type: str = "addition"  # addition (h + m·v) | clamping (h − (h·v̂)v̂ + m·v; vector form only)
     steering_prompt_type: str = "blend_in"  # prepend | blend_in: picks steered_* columns, only for steered_* pairs
     intervention_positions_dropout: float = 0.0
     output_length: int | None = None
@@ -241,12 +241,15 @@ class TrainHyperParams(_ModelDataKeys):
         """Upstream's spilt/sft/reps trainer keys: refuse what would change the update and cannot be done,
         warn (WARNING, naming the key) for what the plugin does not implement."""
         kind = str(self.intervention_type).strip().lower()
-        if kind != "addition":
+        if kind not in INTERVENTION_TYPE_NAMES:
+            raise HParamsError(f"{source}: key 'intervention_type' is {self.intervention_type!r}; use one of "
+                               f"{', '.join(INTERVENTION_TYPE_NAMES)} (EasyEdit's values)")
+        if kind != "addition" and self.form != "vector":
             raise HParamsError(
-                f"{source}: key 'intervention_type' is {self.intervention_type!r}; only 'addition' is trained. "
-                "Upstream EasyEdit's spilt/sft/reps trainers (steer/trainer/SFTTrainer.py, RepsVectorTrainer.py) "
-                f"implement no other type either: they raise 'Intervention type {self.intervention_type} not "
-                "supported'. Use intervention_type: addition (clamping exists only in the YAML comment upstream)")
+                f"{source}: key 'intervention_type' is {kind!r} with intervention_method {self.intervention_method!r}; "
+                "clamping replaces the hidden state's component along a steering vector's direction "
+                "(h − (h·v̂)v̂ + m·v), and a lora/local_weight update has no single direction to clamp along. Use "
+                "intervention_method: vector, or intervention_type: addition")
         self.intervention_type = kind
         if str(self.steering_prompt_type) not in ("prepend", "blend_in"):
             raise HParamsError(f"{source}: key 'steering_prompt_type' must be prepend or blend_in, got "

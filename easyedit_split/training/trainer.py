@@ -135,7 +135,8 @@ def build_update(model: nn.Module, hp: TrainHyperParams, layer: int) -> Update:
         raise HParamsError(f"key 'low_rank_dimension' is {hp.low_rank_dimension}, but {site} is {rs.d_in}→{rs.d_out}: "
                            f"a rank above {min(rs.d_in, rs.d_out)} adds nothing; lower it")
     update = make_update(hp.form, site, rs.d_in, rs.d_out, rank=hp.low_rank_dimension, scale=hp.lora_scale(),
-                         init_std=getattr(hp, "init_std", 0.0))
+                         init_std=getattr(hp, "init_std", 0.0),
+                         intervention_type=getattr(hp, "intervention_type", "addition"))
     dtype_device = next(model.parameters()).device
     return update.to(dtype_device)
 
@@ -334,7 +335,8 @@ class Trainer:
                 prepared = self.scorer.prepare(chunk)
                 b = _Batch(prepared)
                 if need_ref:
-                    L_p, L_n = self.scorer.score(prepared, 0.0).losses(self.hp.loss_reduction)
+                    # the base model (for a clamped vector m = 0 is not that)
+                    L_p, L_n = self.scorer.score(prepared, 0.0, unsteered=True).losses(self.hp.loss_reduction)
                     b.ref_p, b.ref_n = L_p.detach(), L_n.detach()
                 batches.append(b)
         return batches
