@@ -194,7 +194,7 @@ def test_upstream_yaml_warns_at_warning_naming_each_unimplemented_key(host, tmp_
     ({"intervention_type": "scaling"}, "key 'intervention_type' is 'scaling'; use one of addition, clamping"),
     ({"inference": True}, "key 'inference' is true"),
     ({"steering_prompt_type": "append"}, "key 'steering_prompt_type' must be prepend or blend_in"),
-    ({"preference_pairs": ["steered_add"]}, "steered_input' columns"),
+    ({"preference_pairs": ["steered_mul"]}, "supported: orig_add, orig_sub, steered_add, steered_sub"),
 ])
 def test_upstream_keys_that_would_change_the_update_are_refused(host, tmp_path, changes, message):
     from easyedit_split.base.hparams_io import HParamsError

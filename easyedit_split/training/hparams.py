@@ -28,6 +28,7 @@ from easyedit_split.base.hparams_io import HParamsError, HyperParams, check_laye
 from easyedit_split.base.methods import INTERVENTION_TYPE_NAMES, canonical_form, method_spec
 from easyedit_split.data.formats import DataError
 from easyedit_split.data.prompts import check_prompt_rule
+from easyedit_split.training.preference_pairs import PREFERENCE_PAIRS, STEERING_PROMPT_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class TrainHyperParams(_ModelDataKeys):
 
     # === upstream spilt/sft/reps trainer keys (see UPSTREAM_TRAINER_KEYS) ===
     intervention_type: str = "addition"  # addition (h + m·v) | clamping (h − (h·v̂)v̂ + m·v; vector form only)
-    steering_prompt_type: str = "blend_in"  # prepend | blend_in: picks steered_* columns, only for steered_* pairs
+    steering_prompt_type: str = "blend_in"  # prepend | blend_in: the <type>_steered_input/_output fields steered_* read
     intervention_positions_dropout: float = 0.0
     output_length: int | None = None
     max_concepts: int | None = None
@@ -219,11 +220,11 @@ class TrainHyperParams(_ModelDataKeys):
             raise HParamsError(f"{source}: key 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
         if not self.steering_factors:
             raise HParamsError(f"{source}: key 'steering_factors' must not be empty")
-        bad = [p for p in self.preference_pairs if p not in ("orig_add", "orig_sub")]
+        bad = [p for p in self.preference_pairs if p not in PREFERENCE_PAIRS]
         if bad:
-            raise HParamsError(f"{source}: key 'preference_pairs' has {bad}; supported: orig_add, orig_sub "
-                               "(steered_add/steered_sub need the data's '<steering_prompt_type>_steered_input' "
-                               "columns, which this plugin does not read)")
+            raise HParamsError(f"{source}: key 'preference_pairs' has {bad}; supported: {', '.join(PREFERENCE_PAIRS)} "
+                               "(steered_add/steered_sub read the data's '<steering_prompt_type>_steered_input' and "
+                               "'_steered_output' fields)")
         self.check_upstream_trainer_keys(source)
         if not self.preference_pairs:
             raise HParamsError(f"{source}: key 'preference_pairs' must not be empty")
@@ -251,9 +252,9 @@ class TrainHyperParams(_ModelDataKeys):
                 "(h − (h·v̂)v̂ + m·v), and a lora/local_weight update has no single direction to clamp along. Use "
                 "intervention_method: vector, or intervention_type: addition")
         self.intervention_type = kind
-        if str(self.steering_prompt_type) not in ("prepend", "blend_in"):
-            raise HParamsError(f"{source}: key 'steering_prompt_type' must be prepend or blend_in, got "
-                               f"{self.steering_prompt_type!r}")
+        if str(self.steering_prompt_type) not in STEERING_PROMPT_TYPES:
+            raise HParamsError(f"{source}: key 'steering_prompt_type' must be prepend or blend_in (the prefix of the "
+                               f"data's steered fields), got {self.steering_prompt_type!r}")
         if self.inference:
             raise HParamsError(f"{source}: key 'inference' is true (upstream: build vectors without training); "
                                "the plugin always trains. Set inference: false")

@@ -47,7 +47,7 @@ from easyedit_split.core.sites import Site, resolve_site
 from easyedit_split.core.updates import Update, make_update
 from easyedit_split.data.encoding import EncodedPair, check_context_length, encode_pairs, pad_id_of
 from easyedit_split.data.pairs import PolarityPair, pair_digests, train_test_split
-from easyedit_split.data.prompts import upstream_training_differs
+from easyedit_split.data.prompts import template_in_use, upstream_training_differs
 from easyedit_split.errors import EasyEditSplitError
 from easyedit_split.training.hparams import TrainHyperParams
 from easyedit_split.training.objectives import (
@@ -58,6 +58,15 @@ from easyedit_split.training.objectives import (
     sft_loss,
     split_loss,
 )
+from easyedit_split.training.preference_pairs import (
+    PREFERENCE_PAIRS,
+    field_name,
+    needed_by,
+    slots_of,
+    uses_steered,
+    variant_pairs,
+    variants_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +76,7 @@ __all__ = [
     "TrainingError",
     "build_update",
     "compute_objective",
+    "encode_examples",
     "encode_for",
     "linear_schedule",
     "make_minibatches",
@@ -165,7 +175,26 @@ def encode_for(hp: Any, pairs: Sequence[PolarityPair], tokenizer: Any) -> list[E
                         answer_instruction=getattr(hp, "answer_instruction", None), prompt_rule=rule)
 
 
-def make_minibatches(encoded: Sequence[EncodedPair], batch_size: int, seed: int) -> list[list[EncodedPair]]:
+#: one training example: its encoded pairs, one per variant of :func:`~.preference_pairs.variants_of`
+Example = tuple[EncodedPair, ...]
+
+
+def encode_examples(hp: Any, pairs: Sequence[PolarityPair], tokenizer: Any) -> list[Example]:
+    """Each pair's encoded pairs, one per variant its ``preference_pairs`` rows score (the plain pair alone
+    for ``orig_add``/``orig_sub``; the steered prompt and answers of ``steered_*``, read from the pair's
+    ``<steering_prompt_type>_steered_input``/``_output`` fields — a :class:`DataError` names a missing one)."""
+    preference = list(hp.preference_pairs)
+    spt = getattr(hp, "steering_prompt_type", "blend_in")
+    if uses_steered(preference) and template_in_use(tokenizer, hp.use_chat_template, getattr(hp, "prompt_rule", "plugin")):
+        logger.warning("preference_pairs %s: the steered inputs (%s) are rendered with the chat template like the "
+                       "questions; upstream EasyEdit's spilt/sft/reps trainer applies the template to the question "
+                       "only and would train on the raw steered text", preference, field_name("steered_input", spt))
+    columns = [encode_for(hp, variant_pairs(pairs, variant, spt, needed_by(preference, variant)), tokenizer)
+               for variant in variants_of(preference)]
+    return list(zip(*columns))
+
+
+def make_minibatches(encoded: Sequence[Any], batch_size: int, seed: int) -> list[list[Any]]:
     """Shuffle once with ``seed`` and cut into minibatches (the composition stays fixed)."""
     g = torch.Generator().manual_seed(int(seed))
     order = torch.randperm(len(encoded), generator=g).tolist()
@@ -182,19 +211,23 @@ def sample_rows(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rows of one step: ``(pair_index [R], multipliers [R], positive_wins [R] bool)``.
 
-    One row per pair and direction, in the order of ``preference_pairs``; ``m`` is drawn per row.
+    One row per pair and direction, in the order of ``preference_pairs`` (the table
+    :data:`~.preference_pairs.PREFERENCE_PAIRS`); ``m`` is drawn per row. ``pair_index`` points into the
+    prepared rows ``[variant 0 of every pair, variant 1 of every pair, …]`` (:func:`encode_examples`).
     """
     fac = torch.tensor([float(f) for f in factors], dtype=torch.float32)
+    unknown = [d for d in preference_pairs if d not in PREFERENCE_PAIRS]
+    if unknown:
+        raise ValueError(f"unsupported preference pair(s) {unknown}; known: {', '.join(PREFERENCE_PAIRS)}")
     idx, ms, wins = [], [], []
-    for direction in preference_pairs:
+    for direction, slot in zip(preference_pairs, slots_of(preference_pairs)):
         draw = fac[torch.randint(len(fac), (n_pairs,), generator=generator)]
-        if direction == "orig_add":
+        rule = PREFERENCE_PAIRS[direction]
+        if rule.adds:
             m, pos_wins = draw, True
-        elif direction == "orig_sub":
-            m, pos_wins = (torch.zeros_like(draw) if null_it_out else -draw), False
         else:
-            raise ValueError(f"unsupported preference pair {direction!r}")
-        idx.append(torch.arange(n_pairs))
+            m, pos_wins = (torch.zeros_like(draw) if null_it_out else -draw), False
+        idx.append(torch.arange(n_pairs) + slot * n_pairs)
         ms.append(m)
         wins.append(torch.full((n_pairs,), pos_wins))
     return torch.cat(idx), torch.cat(ms), torch.cat(wins)
@@ -301,7 +334,8 @@ def _fingerprint(hp: TrainHyperParams, encoded: Sequence[EncodedPair], layer: in
 
 @dataclass
 class _Batch:
-    prepared: PreparedPairs
+    prepared: PreparedPairs  # rows: variant 0 of every pair, then variant 1 of every pair, …
+    n_pairs: int
     ref_p: torch.Tensor | None = None
     ref_n: torch.Tensor | None = None
 
@@ -327,13 +361,14 @@ class Trainer:
                                  single_token_sharing=hp.single_token_sharing)
 
     # -- data ----------------------------------------------------------------------------------
-    def prepare(self, encoded: Sequence[EncodedPair]) -> list[_Batch]:
+    def prepare(self, examples: Sequence[Example]) -> list[_Batch]:
         batches = []
         need_ref = needs_reference(self.objective, self.hp)
         with torch.no_grad():
-            for chunk in make_minibatches(encoded, self.hp.batch_size, self.hp.seed):
-                prepared = self.scorer.prepare(chunk)
-                b = _Batch(prepared)
+            for chunk in make_minibatches(examples, self.hp.batch_size, self.hp.seed):
+                rows = [ex[slot] for slot in range(len(chunk[0])) for ex in chunk]
+                prepared = self.scorer.prepare(rows)
+                b = _Batch(prepared, len(chunk))
                 if need_ref:
                     # the base model (for a clamped vector m = 0 is not that)
                     L_p, L_n = self.scorer.score(prepared, 0.0, unsteered=True).losses(self.hp.loss_reduction)
@@ -344,7 +379,7 @@ class Trainer:
     # -- one minibatch -------------------------------------------------------------------------
     def minibatch_loss(self, batch: _Batch, generator: torch.Generator) -> torch.Tensor:
         hp = self.hp
-        idx, ms, pos_wins = sample_rows(batch.prepared.n_pairs, hp.preference_pairs, hp.steering_factors, generator,
+        idx, ms, pos_wins = sample_rows(batch.n_pairs, hp.preference_pairs, hp.steering_factors, generator,
                                         null_it_out=hp.substraction_type == "null_it_out")
         L_p, L_n = self.scorer.score(batch.prepared, ms, idx).losses(hp.loss_reduction)
         pw = pos_wins.to(L_p.device)
@@ -377,25 +412,28 @@ class Trainer:
         """
         hp = self.hp
         if pairs and isinstance(pairs[0], EncodedPair):
-            encoded, self._pair_digests = list(pairs), None
+            if uses_steered(hp.preference_pairs):
+                raise TrainingError(f"preference_pairs {hp.preference_pairs} read the pairs' steered fields; pass "
+                                    "PolarityPair objects (data read from a file or records), not encoded pairs")
+            examples, self._pair_digests = [(e,) for e in pairs], None
         else:
-            encoded, self._pair_digests = encode_for(hp, pairs, self.tokenizer), pair_digests(pairs)
-        if not encoded:
+            examples, self._pair_digests = encode_examples(hp, pairs, self.tokenizer), pair_digests(pairs)
+        if not examples:
             raise TrainingError("no training pairs")
-        check_context_length(encoded, self.model, what="training pair")
+        check_context_length([e for ex in examples for e in ex], self.model, what="training pair")
         frozen_restore = [p for p in self.model.parameters() if p.requires_grad]
         for p in frozen_restore:
             p.requires_grad_(False)
         try:
-            return self._train(encoded, output_path, checkpoint_dir, resume, progress, max_steps, easyedit_pt)
+            return self._train(examples, output_path, checkpoint_dir, resume, progress, max_steps, easyedit_pt)
         finally:
             for p in frozen_restore:
                 p.requires_grad_(True)
 
-    def _train(self, encoded, output_path, checkpoint_dir, resume, progress, max_steps, easyedit_pt) -> TrainResult:
+    def _train(self, examples, output_path, checkpoint_dir, resume, progress, max_steps, easyedit_pt) -> TrainResult:
         hp = self.hp
         t0 = time.perf_counter()
-        batches = self.prepare(encoded)
+        batches = self.prepare(examples)
         n_mb = len(batches)
         accum = hp.gradient_accumulation_steps
         steps_per_epoch = math.ceil(n_mb / accum)
@@ -412,7 +450,8 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(total_steps, warmup))
         factor_gen = torch.Generator().manual_seed(int(hp.seed) + 1)
 
-        ckpt = _Checkpointer(checkpoint_dir or hp.checkpoint_dir, _fingerprint(hp, encoded, self.layer))
+        ckpt = _Checkpointer(checkpoint_dir or hp.checkpoint_dir,
+                             _fingerprint(hp, [e for ex in examples for e in ex], self.layer))
         step, history = 0, []
         if resume:
             state = ckpt.load(self.update, optimizer, scheduler, factor_gen)
@@ -441,7 +480,7 @@ class Trainer:
                             f"last good checkpoint: {ckpt.latest_file() or 'none'} — lower lr or steering_factors")
                     (loss / len(group)).backward()
                     step_loss += loss.item() / len(group)
-                    pairs_seen += batches[mb].prepared.n_pairs
+                    pairs_seen += batches[mb].n_pairs
                 if not checked_frozen:
                     leaked = [n for n, p in self.model.named_parameters() if p.grad is not None]
                     assert not leaked, f"gradients reached base-model parameters: {leaked[:3]}"
@@ -472,7 +511,7 @@ class Trainer:
         if output_path is not None and step >= total_steps:
             out = save_updates(output_path, [self.update], model=self.model, method=hp.method, hparams=hp.to_dict(),
                                extra={"layer": self.layer, "objective": self.objective, "steps": step,
-                                      "loss_history": history, "n_train_pairs": len(encoded),
+                                      "loss_history": history, "n_train_pairs": len(examples),
                                       "training_health": health,
                                       **({"train_pair_digests": self._pair_digests} if self._pair_digests else {})},
                                easyedit_pt=easyedit_pt)
