@@ -83,6 +83,12 @@ class Update(nn.Module):
         return "addition"
 
     @property
+    def form_key(self) -> str:
+        """The form, with the intervention type when it is not addition (``vector:clamping``): what tells two
+        updates with the same tensors apart (run keys, listings)."""
+        return self.form if self.intervention_type == "addition" else f"{self.form}:{self.intervention_type}"
+
+    @property
     def needs_input(self) -> bool:
         return self.delta_weight_is_nonzero
 

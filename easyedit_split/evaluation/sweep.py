@@ -263,7 +263,7 @@ def _run_key(encoded: Sequence[EncodedPair], updates: Sequence[Update], grid: np
     h = hashlib.sha256()
     h.update(data_fingerprint(encoded).encode())
     for i, u in enumerate(updates):
-        h.update(f"{i}|{u.form}|{u.site}|".encode())
+        h.update(f"{i}|{u.form_key}|{u.site}|".encode())
         h.update(tensors_checksum({n: p.detach() for n, p in u.named_parameters()}).encode())
     h.update(f"{grid.tolist()}|{layer}".encode())
     return h.hexdigest()[:16]
