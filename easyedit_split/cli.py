@@ -16,6 +16,7 @@ import sys
 
 from . import __version__
 from .errors import EXIT_BAD_INPUT, EasyEditSplitError
+from .progress import set_progress
 
 #: sub-command → module (imported only when that command runs, or for --help)
 COMMANDS: dict[str, str] = {
@@ -37,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"easyedit-split {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
+    parser.add_argument("--no-progress", dest="no_progress", action="store_true",
+                        help="no progress bars (on a terminal) or progress log lines (otherwise)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         try:
@@ -47,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
+        if "no_progress" not in {a.dest for a in p._actions}:  # the global flag, also accepted after the command
+            p.add_argument("--no-progress", dest="no_progress", action="store_true", default=argparse.SUPPRESS,
+                           help="no progress bars or progress log lines (same as before the command)")
         p.set_defaults(_run=module.run)
     return parser
 
@@ -57,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.WARNING if args.verbose == 0 else (logging.INFO if args.verbose == 1 else logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("easyedit_split").setLevel(min(level, logging.INFO))
+    set_progress(not args.no_progress)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from .progress import progress as progress_bar
 
 from .apply import MergeError, apply_updates, merged_updates
 from .data.encoding import pad_id_of, render_prompt
@@ -252,7 +252,7 @@ def generate(
     was_training = model.training
     model.eval()
     try:
-        for b_idx, rows in enumerate(tqdm(batches, desc="generate", unit="batch", disable=not progress)):
+        for b_idx, rows in enumerate(progress_bar(batches, desc="generate", unit="batch", enabled=progress)):
             enc = left_padded_batch(
                 tokenizer, [rendered[i] for i in rows], add_special_tokens=not use_template, device=device
             )

@@ -43,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--threads", type=positive_int_arg, default=None, help="torch threads")
     p.add_argument("--output", dest="output_dir", default=None, help="report folder (default runs/main-<timestamp>)")
-    p.add_argument("--no-progress", dest="no_progress", action="store_true")
+    p.add_argument("--no-progress", dest="no_progress", action="store_true", default=argparse.SUPPRESS,
+                   help="no progress bars or progress log lines (same as before the command)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if args.matched_accuracy is not None:
         args.matched_accuracy = parse_multipliers(args.matched_accuracy, what="--matched-accuracy")
     cfg = config_from_args(args)
-    if args.no_progress:
+    if getattr(args, "no_progress", False):
         cfg.progress = False
     result = run_main_job(cfg)
     out = sys.stdout

@@ -19,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", default=None, help="output folder (default: hparams steer_vector_output_dir)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace existing layer_L files in the output folder")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", dest="no_progress", action="store_true", default=argparse.SUPPRESS,
+                   help="no progress bars or progress log lines (same as before the command)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         refuse_existing([folder / f"layer_{layer}.{ext}" for layer in hp.layers for ext in ("safetensors", "pt")],
                         overwrite=args.overwrite or args.resume)
     with output_lock(folder, what="output folder") if folder is not None else contextlib.nullcontext():
-        result = train_layers(hp, resume=args.resume, progress=not args.no_progress)
+        result = train_layers(hp, resume=args.resume, progress=not getattr(args, "no_progress", False))
     for r in result.layers:
         loss = r.final_loss
         tail = f", final loss {loss:.4f}" if loss is not None else ""

@@ -30,6 +30,7 @@ from .._io import JsonlAppender, atomic_path
 from ..data.encoding import EncodedPair, check_context_length, encode_pairs, pad_id_of
 from ..data.pairs import PolarityPair
 from ..errors import InputError, NonFiniteResultError
+from ..progress import progress as progress_bar
 from ..scoring import PairScorer
 from ..serialization import check_updates_finite
 from ..sites import Site
@@ -225,11 +226,7 @@ def sweep(
     if layers is None and update_factory is not None:
         raise ValueError("update_factory needs layers=[...]")
     total = len(encoded) * grid.size * len(layer_list)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc="sweep (pair, m) rows", unit="row", leave=False)
+    bar = progress_bar(total=total, desc="sweep (pair, m) rows", unit="row", enabled=progress)
     appender = JsonlAppender(partial) if partial is not None else None
     frames = []
     try:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+from ..progress import progress as progress_bar
 
 from ..errors import EasyEditSplitError, InputError
 
@@ -283,7 +283,7 @@ def judge_to_jsonl(
         )
     if todo:
         client = client or ChatClient(config)
-        for it in tqdm(todo, desc="judge", unit="item", disable=not progress):
+        for it in progress_bar(todo, desc="judge", unit="item", enabled=progress):
             rec = judge_item(client, it)
             rec["model"] = config.model
             append_jsonl(path, rec)

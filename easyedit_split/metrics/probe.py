@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from ..progress import progress as progress_bar
 
 from ..data.encoding import collate_sequences, encode_pairs, pad_id_of
 from ..data.pairs import PolarityPair, train_test_split
@@ -55,7 +55,7 @@ def pooled_hidden_states(
     out: list[torch.Tensor] = []
     batches = [list(range(k, min(k + batch_size, len(items)))) for k in range(0, len(items), batch_size)]
     with torch.no_grad():
-        for rows in tqdm(batches, desc="probe features", unit="batch", disable=not progress):
+        for rows in progress_bar(batches, desc="probe features", unit="batch", enabled=progress):
             batch = collate_sequences([items[i] for i in rows], pad_token_id, "right").to(device)
             h = site_output(model, site, batch.input_ids, batch.attention_mask).float()  # [B, T, D]; stops there
             mask = batch.answer_mask if pooling == "answer" else batch.attention_mask.bool()

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from ..progress import progress as progress_bar
 
 from .._io import atomic_save_safetensors, atomic_write_json
 from ..data.encoding import EncodedPair, check_context_length, encode_pairs, pad_id_of
@@ -280,11 +280,15 @@ class Trainer:
                                  single_token_sharing=hp.single_token_sharing)
 
     # -- data ----------------------------------------------------------------------------------
-    def prepare(self, encoded: Sequence[EncodedPair]) -> list[_Batch]:
+    def prepare(self, encoded: Sequence[EncodedPair], *, progress: bool = True) -> list[_Batch]:
+        """Frozen-prefix states (and reference losses where the objective needs them) of every minibatch."""
         batches = []
         need_ref = needs_reference(self.objective, self.hp)
+        chunks = make_minibatches(encoded, self.hp.batch_size, self.hp.seed)
+        what = "prefix states" + (" and reference losses" if need_ref else "")
         with torch.no_grad():
-            for chunk in make_minibatches(encoded, self.hp.batch_size, self.hp.seed):
+            for chunk in progress_bar(chunks, desc=f"{self.objective} L{self.layer}: preparing {what}", unit="batch",
+                                      enabled=progress):
                 prepared = self.scorer.prepare(chunk)
                 b = _Batch(prepared)
                 if need_ref:
@@ -347,7 +351,7 @@ class Trainer:
     def _train(self, encoded, output_path, checkpoint_dir, resume, progress, max_steps, easyedit_pt) -> TrainResult:
         hp = self.hp
         t0 = time.perf_counter()
-        batches = self.prepare(encoded)
+        batches = self.prepare(encoded, progress=progress)
         n_mb = len(batches)
         accum = hp.gradient_accumulation_steps
         steps_per_epoch = math.ceil(n_mb / accum)
@@ -373,8 +377,8 @@ class Trainer:
                 logger.info("resumed from %s at step %d/%d", state["file"], step, total_steps)
         stop_at = total_steps if max_steps is None else min(total_steps, max_steps)
 
-        bar = tqdm(total=total_steps, initial=step, desc=f"{self.objective} {hp.form} L{self.layer}",
-                   disable=not progress, leave=False)
+        bar = progress_bar(total=total_steps, initial=step, desc=f"{self.objective} {hp.form} L{self.layer}", unit="step",
+                           enabled=progress)
         pairs_seen = 0
         checked_frozen = False
         t_loop = time.perf_counter()
