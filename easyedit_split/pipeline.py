@@ -252,7 +252,8 @@ def _headline_table(cfg: MainJobConfig, evaluations) -> list[dict[str, Any]]:
             fits = {k: (v.r2 if v is not None else None) for k, v in me.fits.items()}
             cal = me.calibration.to_dict() if me.calibration else {}
             rows.append({"form": form, "method": name, "m": 1.0, **cell, "r2_pref": fits.get("pref"),
-                         "r2_util": fits.get("util"), "calibrated_m": cal.get("multiplier")})
+                         "r2_util": fits.get("util"), "calibrated_m": cal.get("multiplier"),
+                         "calibration_reason": cal.get("reason")})
     return rows
 
 
@@ -310,10 +311,20 @@ def _summary_markdown(cfg, table, evaluations, samples, timings, out: Path, prob
               f"{cfg.n_eval} held-out pairs swept over m ∈ {list(cfg.multipliers)}. Total {timings['total']:.0f} s."), ""]
     lines += [("| form | method | accuracy at m | mean PrefOdds | mean UtilOdds | R² pref fit | R² util fit "
                "| calibrated m (acc 0.9) |"), "|---|---|---|---|---|---|---|---|"]
+    uncalibrated = []
     for r in table:
+        cal = "– (no update)" if r["method"] == "unsteered" else cell(r.get("calibrated_m"), ".2f")
+        if r["method"] != "unsteered" and r.get("calibrated_m") is None:
+            cal = "none (see below)"
+            uncalibrated.append(f"{r['method']} ({r['form']}): {r.get('calibration_reason') or 'not computed'}")
         lines.append(f"| {r['form']} | {r['method']} | {cell(100 * r['accuracy'], '.0f')}% (m={r['m']:g}) | "
                      f"{cell(r['pref'], '.2f')} | {cell(r['util'], '.2f')} | {cell(r.get('r2_pref'), '.3f')} | "
-                     f"{cell(r.get('r2_util'), '.3f')} | {cell(r.get('calibrated_m'), '.2f')} |")
+                     f"{cell(r.get('r2_util'), '.3f')} | {cal} |")
+    lines += ["", ("R²: the design-form fit to the per-m means (– for the unsteered row: nothing is fitted; – for a "
+                   "method: its fit was skipped or failed, see the form's report). Calibrated m: the smallest m reaching "
+                   "accuracy 0.9 on the swept pairs with UtilOdds within the drop budget.")]
+    if uncalibrated:
+        lines += ["", "No calibrated m: " + "; ".join(uncalibrated) + "."]
     lines += ["", "Per-form reports with plots: " + ", ".join(f"[eval_{f}/report.md](eval_{f}/report.md)" for f in evaluations), ""]
     for form, ev in evaluations.items():
         doses = {n: me.dose for n, me in ev.methods.items() if me.dose is not None}

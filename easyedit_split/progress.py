@@ -24,6 +24,8 @@ __all__ = ["LOG_EVERY_SECONDS", "LogProgress", "progress", "progress_enabled", "
 
 #: seconds between two log lines of one loop when the output is not a terminal
 LOG_EVERY_SECONDS = 30.0
+#: a loop that ends sooner than this logs no "done" line (its "started" line is enough)
+QUIET_BELOW_SECONDS = 1.0
 
 _STATE = {"enabled": True}
 
@@ -117,13 +119,17 @@ class LogProgress(_Silent):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            logger.info("%s: done, %s", self.desc, self._line(self._clock()).split(": ", 1)[1])
+            now = self._clock()
+            if now - self._start >= QUIET_BELOW_SECONDS:
+                logger.info("%s: done, %s", self.desc, self._line(now).split(": ", 1)[1])
 
 
 def progress(iterable: Iterable | None = None, *, total: int | None = None, desc: str = "", unit: str = "it",
              enabled: bool = True, initial: int = 0, leave: bool = False):
     """A progress reporter for one loop: a tqdm bar on a terminal, INFO log lines otherwise, nothing when off."""
-    if not (enabled and _STATE["enabled"]):
+    if total is None and iterable is not None and hasattr(iterable, "__len__"):
+        total = len(iterable)  # type: ignore[arg-type]
+    if not (enabled and _STATE["enabled"]) or total == 0:  # off, or nothing to do
         return _Silent(iterable)
     if _on_terminal():
         from tqdm.auto import tqdm

@@ -64,11 +64,16 @@ def test_a_log_file_gets_periodic_info_lines_and_no_carriage_returns(monkeypatch
     assert "\r" not in err.getvalue() and err.getvalue() == ""
 
 
-def test_wrapping_an_iterable_logs_its_end(monkeypatch, caplog):
+def test_wrapping_an_iterable_logs_its_end_unless_it_was_quick_or_empty(monkeypatch, caplog):
     monkeypatch.setattr(sys, "stderr", io.StringIO())
+    clock = iter([0.0, 0.1, 0.2, 0.3, 100.0, 200.0, 300.0, 400.0])
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: next(clock))
     with caplog.at_level(logging.INFO, logger="easyedit_split.progress"):
-        assert list(progress(["a", "b"], desc="generate", unit="batch")) == ["a", "b"]
-    assert [r.getMessage().split(",")[0] for r in caplog.records] == ["generate: started (0/2 batch", "generate: done"]
+        assert list(progress(["a", "b"], desc="quick", unit="batch")) == ["a", "b"]  # 0.3 s: no "done"
+        assert list(progress([], desc="empty")) == []  # nothing at all
+        assert list(progress(["a"], desc="slow", unit="batch")) == ["a"]
+    assert [r.getMessage().split(",")[0] for r in caplog.records] == [
+        "quick: started (0/2 batch", "slow: started (0/1 batch", "slow: 1/1 batch", "slow: done"]
 
 
 def test_off_per_loop_and_for_the_process(monkeypatch, caplog):
