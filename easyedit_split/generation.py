@@ -22,11 +22,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from .progress import progress as progress_bar
 
 from .apply import MergeError, apply_updates, merged_updates
 from .data.encoding import pad_id_of, render_prompt
 from .errors import InputError
+from .progress import progress as progress_bar
 from .updates import Update
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,12 @@ import pandas as pd
 import pytest
 
 from easyedit_split.evaluation import plots
-from easyedit_split.evaluation.frontier import curve_points, format_matched_table, matched_accuracy, per_example
+from easyedit_split.evaluation.frontier import (
+    curve_points,
+    format_matched_table,
+    matched_accuracy,
+    per_example,
+)
 from easyedit_split.evaluation.report import param_with_interval
 from tests.test_frontier import synthetic_table
 

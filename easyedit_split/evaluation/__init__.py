@@ -4,18 +4,10 @@ the activation-manifold measure, plots and reports (docs/design.md §2–3)."""
 from __future__ import annotations
 
 from .api import EvaluationResult, MethodEvaluation, evaluate_preference_utility
+from .curves import CurveFit, pref_curve, rq_decay, transfer_r2, util_curve
 from .derived import Calibration, ValidRegion, calibrate, valid_region
-from .fitting import (
-    CurveFit,
-    bootstrap_fit,
-    fit_curve,
-    fit_pref_odds,
-    fit_util_odds,
-    pref_curve,
-    rq_decay,
-    transfer_r2,
-    util_curve,
-)
+from .fit_bootstrap import bootstrap_fit
+from .fitting import fit_curve, fit_pref_odds, fit_util_odds
 from .logodds import MeanCI, accuracy, bootstrap_mean_ci, pref_odds, summarize, util_odds
 from .manifold import ManifoldResult, correlate_with_utility, manifold_distance
 from .sweep import read_table, sweep, write_table

@@ -23,8 +23,10 @@ from ..data.encoding import check_context_length
 from ..data.pairs import pair_digests
 from ..errors import InputError
 from ..multipliers import parse_multipliers
+from .curves import FORMS, CurveFit, transfer_r2
 from .derived import Calibration, ValidRegion, calibrate, valid_region
-from .fitting import FORMS, CurveFit, bootstrap_fit, fit_curve, transfer_r2
+from .fit_bootstrap import bootstrap_fit
+from .fitting import fit_curve
 from .frontier import MatchedComparison, PerExample, curve_points, matched_accuracy, per_example
 from .logodds import summarize
 from .manifold import ManifoldResult, manifold_distance

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .._io import atomic_path
-from .fitting import CurveFit
+from .curves import CurveFit
 
 __all__ = ["plot_curves", "plot_frontier", "plot_manifold", "plot_tradeoff"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._io import atomic_write_text
-from .fitting import CurveFit
+from .curves import CurveFit
 from .frontier import format_matched_table
 from .plots import plot_curves, plot_frontier, plot_manifold, plot_tradeoff
 

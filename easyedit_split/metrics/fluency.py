@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from ..progress import progress as progress_bar
 
 from ..data.encoding import collate_sequences
 from ..data.logprobs import answer_nll
 from ..generation import Generation
+from ..progress import progress as progress_bar
 
 __all__ = ["PerplexityResult", "perplexity"]
 

@@ -32,9 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..progress import progress as progress_bar
-
 from ..errors import EasyEditSplitError, InputError
+from ..progress import progress as progress_bar
 
 logger = logging.getLogger(__name__)
 

@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from ..progress import progress as progress_bar
 
 from ..data.encoding import collate_sequences, encode_pairs, pad_id_of
 from ..data.pairs import PolarityPair, train_test_split
 from ..errors import InputError
 from ..generation import Generation
+from ..progress import progress as progress_bar
 from ..record import site_output
 from ..sites import Site
 

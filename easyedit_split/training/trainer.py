@@ -35,12 +35,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from ..progress import progress as progress_bar
 
 from .._io import atomic_save_safetensors, atomic_write_json
 from ..data.encoding import EncodedPair, check_context_length, encode_pairs, pad_id_of
 from ..data.pairs import PolarityPair, pair_digests, train_test_split
 from ..errors import EasyEditSplitError
+from ..progress import progress as progress_bar
 from ..scoring import PairScorer, PreparedPairs
 from ..serialization import save_updates
 from ..sites import Site, resolve_site
