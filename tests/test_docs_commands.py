@@ -48,8 +48,7 @@ def doc_commands(text: str) -> list[str]:
         joined = re.sub(r"\\\n\s*", " ", body)
         for line in joined.splitlines():
             line = line.strip()
-            if line.startswith("$ "):
-                line = line[2:]
+            line = line.removeprefix("$ ")
             line = re.sub(r"\s+#.*$", "", line).strip()
             if line.startswith(_PROGRAMS):
                 for part in line.split("&&"):
