@@ -150,7 +150,7 @@ def main(argv=None) -> int:
             stale += len(changed)
             continue
         if changed:
-            from easyedit_split._io import atomic_write_text
+            from easyedit_split.base.atomic_io import atomic_write_text
 
             atomic_write_text(page, new)
         print(f"{page.relative_to(ROOT)}: re-rendered {', '.join(changed) or 'nothing (up to date)'}")

@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from easyedit_split._io import atomic_path, atomic_write_text, check_writable
+from easyedit_split.base.atomic_io import atomic_path, atomic_write_text, check_writable
 
 logger = logging.getLogger("reproduce_readme")
 

@@ -37,11 +37,11 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     import easyedit_split
-    from easyedit_split._io import refuse_existing
+    from easyedit_split.base.atomic_io import refuse_existing
+    from easyedit_split.base.hparams_io import load_yaml
     from easyedit_split.data import load_builtin
     from easyedit_split.editing.compare import easyedit_model_dir
     from easyedit_split.errors import OutputError
-    from easyedit_split.hparams_io import load_yaml
 
     if args.easyedit:
         sys.path.insert(0, args.easyedit)
@@ -52,7 +52,7 @@ def main(argv=None) -> None:
     else:
         if args.easyedit:
             ap.error(f"EasyEdit's steering registry could not be imported from {args.easyedit} (see the warning above)")
-        from easyedit_split import registry as tables
+        from easyedit_split.easyedit import registry as tables
         print("EasyEdit not importable: using the plugin's own registry (same shape)")
 
     out = Path(args.output)

@@ -4,9 +4,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from easyedit_split.artefacts import ArtefactError, LoadedUpdates, is_diffmean_spec, load_artefact
-from easyedit_split.serialization import save_updates
-from easyedit_split.sites import Site
+from easyedit_split.adapters.artefacts import ArtefactError, LoadedUpdates, is_diffmean_spec, load_artefact
+from easyedit_split.core.serialization import save_updates
+from easyedit_split.core.sites import Site
 from tests.test_core import random_update
 from tests.tiny_models import tiny_model
 

@@ -20,14 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import easyedit_split
+from easyedit_split.base.hparams_io import HParamsError, coerce_value
 from easyedit_split.cli import main
+from easyedit_split.core.serialization import UpdateFileError, load_updates, save_updates
+from easyedit_split.core.sites import Site
+from easyedit_split.core.updates import VectorUpdate
 from easyedit_split.data import DataError, read_pairs
 from easyedit_split.errors import EasyEditSplitError
-from easyedit_split.hparams_io import HParamsError, coerce_value
-from easyedit_split.serialization import UpdateFileError, load_updates, save_updates
-from easyedit_split.sites import Site
 from easyedit_split.training.hparams import DiffMeanHyperParams, SplitHyperParams
-from easyedit_split.updates import VectorUpdate
 
 # ------------------------------------------------------------------------------ 1. errors and the CLI
 
@@ -83,7 +83,7 @@ def test_cli_bad_numbers_are_refused_by_the_parser(argv, capsys):
 
 
 def test_cli_io_error_names_the_path(tmp_path, capsys, monkeypatch):
-    from easyedit_split.commands import info
+    from easyedit_split.cli import info
 
     def boom(args):
         raise PermissionError(13, "Permission denied", str(tmp_path / "locked"))
@@ -95,7 +95,7 @@ def test_cli_io_error_names_the_path(tmp_path, capsys, monkeypatch):
 
 
 def test_cli_lets_genuine_bugs_show(monkeypatch):
-    from easyedit_split.commands import info
+    from easyedit_split.cli import info
 
     def bug(args):
         return {}["missing"]
@@ -106,7 +106,7 @@ def test_cli_lets_genuine_bugs_show(monkeypatch):
 
 
 def test_set_threads_refuses_zero_and_negative():
-    from easyedit_split.checks import set_threads
+    from easyedit_split.base.checks import set_threads
     from easyedit_split.errors import InputError
 
     with pytest.raises(InputError, match="threads"):
@@ -236,9 +236,9 @@ def test_pairs_longer_than_the_context_are_refused_before_training(arch, tiny_to
 def test_pairs_longer_than_the_context_are_refused_before_a_sweep(tiny_tokenizer):
     from tiny_models import tiny_model
 
+    from easyedit_split.core.sites import Site
+    from easyedit_split.core.updates import VectorUpdate
     from easyedit_split.evaluation.sweep import sweep
-    from easyedit_split.sites import Site
-    from easyedit_split.updates import VectorUpdate
 
     model = tiny_model("gpt2")
     u = VectorUpdate(Site(1, "residual"), 32, vector=torch_ones(32))
@@ -249,9 +249,9 @@ def test_pairs_longer_than_the_context_are_refused_before_a_sweep(tiny_tokenizer
 def test_long_validation_pairs_are_refused_before_any_sweep(tiny_tokenizer, monkeypatch):
     from tiny_models import tiny_model
 
+    from easyedit_split.core.sites import Site
+    from easyedit_split.core.updates import VectorUpdate
     from easyedit_split.evaluation import api
-    from easyedit_split.sites import Site
-    from easyedit_split.updates import VectorUpdate
 
     model = tiny_model("gpt2")
     u = VectorUpdate(Site(1, "residual"), 32, vector=torch_ones(32))
@@ -356,7 +356,7 @@ def test_malformed_metadata_names_the_file_and_key(tmp_path, llama, key):
 
 
 def test_generation_refuses_a_non_finite_update_in_both_modes(llama, tiny_tokenizer):
-    from easyedit_split.generation import generate
+    from easyedit_split.core.generation import generate
 
     v = torch.ones(32)
     v[0] = float("nan")
@@ -367,8 +367,8 @@ def test_generation_refuses_a_non_finite_update_in_both_modes(llama, tiny_tokeni
 
 
 def test_generation_refuses_a_non_finite_multiplier(llama, tiny_tokenizer):
+    from easyedit_split.core.generation import generate
     from easyedit_split.errors import InputError
-    from easyedit_split.generation import generate
 
     with pytest.raises(InputError, match="finite"):
         generate(llama, tiny_tokenizer, ["is the sky blue ?"], [_vec(torch.ones(32))], float("nan"),
@@ -376,8 +376,8 @@ def test_generation_refuses_a_non_finite_multiplier(llama, tiny_tokenizer):
 
 
 def test_pt_written_with_the_safetensors_keeps_the_site_and_detects_a_mixed_pair(tmp_path, llama):
-    from easyedit_split.adapters import from_easyedit_pt
-    from easyedit_split.easyedit_layout import write_easyedit_pt
+    from easyedit_split.adapters.builders import from_easyedit_pt
+    from easyedit_split.core.easyedit_layout import write_easyedit_pt
 
     u = _vec(torch.arange(32.0) + 1, component="attn_out")
     out = save_updates(tmp_path / "layer_1.safetensors", [u], model=llama, easyedit_pt=write_easyedit_pt)
@@ -398,7 +398,7 @@ def test_peft_adapter_for_another_base_model_is_flagged(tmp_path, llama, caplog,
     pm.save_pretrained(tmp_path / "adapter")
     cfg_path = tmp_path / "adapter" / "adapter_config.json"
     cfg_path.write_text(json.dumps({**json.loads(cfg_path.read_text()), "base_model_name_or_path": "acme/other-model"}))
-    from easyedit_split.adapters import from_peft
+    from easyedit_split.adapters.builders import from_peft
 
     monkeypatch.setattr(llama.config, "_name_or_path", "acme/tiny-llama")
     with caplog.at_level(logging.WARNING):
@@ -579,7 +579,7 @@ def test_resume_with_no_intact_checkpoint_is_a_clear_error(tmp_path):
 
 
 def _no_model(monkeypatch):
-    from easyedit_split import models
+    from easyedit_split.core import models
 
     def refuse(*a, **k):
         raise AssertionError("the model was loaded before the output was checked")
@@ -602,7 +602,7 @@ def test_unwritable_output_fails_before_any_work(tmp_path, monkeypatch, capsys, 
 
 
 def test_train_refuses_to_replace_layer_files_without_overwrite(tmp_path, monkeypatch, capsys):
-    import easyedit_split.easyedit_api as api
+    import easyedit_split.easyedit.entry_points as api
 
     monkeypatch.setattr(api, "generate", lambda *a, **k: pytest.fail("trained before checking the output"))
     hp = tmp_path / "h.yaml"
@@ -620,11 +620,11 @@ def test_a_second_writer_of_the_same_output_fails_clearly(tmp_path):
     import subprocess
     import sys
 
-    from easyedit_split._io import output_lock
+    from easyedit_split.base.atomic_io import output_lock
     from easyedit_split.errors import OutputError
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", ("import sys, time; from easyedit_split._io import output_lock\n"
+        [sys.executable, "-c", ("import sys, time; from easyedit_split.base.atomic_io import output_lock\n"
                                 f"with output_lock({str(tmp_path)!r}):\n    print('locked', flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -651,7 +651,7 @@ def test_compare_names_writing_the_same_table_are_refused(tmp_path, llama, tiny_
 
 
 def test_tmp_litter_of_a_killed_writer_is_cleaned_on_the_next_write(tmp_path):
-    from easyedit_split._io import atomic_write_json
+    from easyedit_split.base.atomic_io import atomic_write_json
 
     dead = tmp_path / ".r.json.999999999.abc.tmp"  # no such process
     dead.write_text("half")
@@ -673,7 +673,7 @@ def _strict_json(text):
 
 
 def test_nan_is_never_written_into_json(tmp_path):
-    from easyedit_split._io import JsonlAppender, atomic_write_json
+    from easyedit_split.base.atomic_io import JsonlAppender, atomic_write_json
 
     atomic_write_json(tmp_path / "s.json", {"r2": float("nan"), "rows": [1.0, float("inf")]})
     assert _strict_json((tmp_path / "s.json").read_text()) == {"r2": None, "rows": [1.0, None],
@@ -683,8 +683,8 @@ def test_nan_is_never_written_into_json(tmp_path):
 
 
 def test_an_interrupted_sweep_keeps_its_rows_and_a_rerun_resumes(tmp_path, llama, tiny_tokenizer, monkeypatch):
+    from easyedit_split.core.scoring import PairScorer
     from easyedit_split.evaluation.sweep import sweep
-    from easyedit_split.scoring import PairScorer
 
     pairs, u, grid = _pairs(4, 2), _vec(torch.ones(32) * 0.1), [0.0, 1.0]
     full = sweep(llama, tiny_tokenizer, pairs, [u], grid, batch_rows=2, progress=False)
@@ -722,7 +722,7 @@ def test_a_nan_in_a_sweep_stops_it_at_once(llama, tiny_tokenizer, tmp_path):
 
 
 def test_generate_keeps_finished_batches_and_a_rerun_completes(tmp_path, tiny_tokenizer, monkeypatch):
-    from easyedit_split import generation
+    from easyedit_split.core import generation
     from tests.test_generation import _saved_tiny
 
     _saved_tiny(tmp_path, tiny_tokenizer)
@@ -799,8 +799,8 @@ def _split_args(data, **kw):
 
 
 def test_sweep_never_holds_out_a_pair_the_update_was_trained_on(tmp_path, llama, tiny_tokenizer, monkeypatch, caplog):
-    from easyedit_split.artefacts import recorded_training_pairs
-    from easyedit_split.commands.common import load_data
+    from easyedit_split.adapters.artefacts import recorded_training_pairs
+    from easyedit_split.cli.common import load_data
     from easyedit_split.data import load_pairs, pair_digests, train_test_split
     from easyedit_split.training.api import train_layers
     from easyedit_split.training.trainer import select_pairs
@@ -830,7 +830,7 @@ def test_sweep_never_holds_out_a_pair_the_update_was_trained_on(tmp_path, llama,
     # end to end: `sweep` with the default seed sweeps only pairs the update was not trained on
     import pandas as pd
 
-    from easyedit_split import models
+    from easyedit_split.core import models
 
     monkeypatch.setattr(models, "load_model", lambda *a, **k: (llama, tiny_tokenizer))
     out = tmp_path / "sweep"
@@ -845,7 +845,7 @@ def test_sweep_never_holds_out_a_pair_the_update_was_trained_on(tmp_path, llama,
 def test_an_update_without_recorded_pairs_is_checked_from_its_recorded_split(tmp_path):
     """Files saved before the digests were recorded: the split is redone from the saved seed, test_size,
     max_num_of_examples and dataset."""
-    from easyedit_split.artefacts import recorded_training_pairs
+    from easyedit_split.adapters.artefacts import recorded_training_pairs
     from easyedit_split.data import load_pairs, pair_digests
     from easyedit_split.training.trainer import select_pairs
 
@@ -861,9 +861,9 @@ def test_an_update_without_recorded_pairs_is_checked_from_its_recorded_split(tmp
 
 @pytest.mark.parametrize("missing", ["no/such/dir/d.jsonl", "nosuch.csv"])
 def test_a_missing_data_path_is_a_missing_file_everywhere(tmp_path, missing):
-    from easyedit_split.commands.common import load_data
-    from easyedit_split.easyedit_api import dataset_to_pairs
-    from easyedit_split.pipeline import MainJobConfig, run_main_job
+    from easyedit_split.cli.common import load_data
+    from easyedit_split.easyedit.entry_points import dataset_to_pairs
+    from easyedit_split.jobs.main_job import MainJobConfig, run_main_job
 
     path = str(tmp_path / missing) if "/" in missing else missing
     for call in (lambda: dataset_to_pairs(path), lambda: load_data(_split_args(path), False)):

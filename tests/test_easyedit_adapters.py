@@ -18,21 +18,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from easyedit_split.adapters import AdapterError, from_easyedit_pt, from_edited_weights
-from easyedit_split.apply import apply_updates
-from easyedit_split.easyedit_layout import (
+from easyedit_split.adapters.builders import AdapterError, from_easyedit_pt, from_edited_weights
+from easyedit_split.adapters.lm_steer import from_lm_steer
+from easyedit_split.adapters.prompt_baseline import PromptBaseline
+from easyedit_split.adapters.sae import load_sae, sae_feature_update, sta_update_from_scores
+from easyedit_split.core.apply import apply_updates
+from easyedit_split.core.easyedit_layout import (
     from_easyedit_state,
     layer_from_filename,
     sidecar_path,
     to_easyedit_state,
     write_easyedit_pt,
 )
-from easyedit_split.export import export_merged
-from easyedit_split.lm_steer import from_lm_steer
-from easyedit_split.prompt_baseline import PromptBaseline
-from easyedit_split.sae import load_sae, sae_feature_update, sta_update_from_scores
-from easyedit_split.sites import Site
-from easyedit_split.updates import LocalWeightUpdate, LoRAUpdate, VectorUpdate
+from easyedit_split.core.export import export_merged
+from easyedit_split.core.sites import Site
+from easyedit_split.core.updates import LocalWeightUpdate, LoRAUpdate, VectorUpdate
 from tests.easyedit_checkout import require_steering, save_tiny_llama, steer_on_path
 from tests.tiny_models import tiny_inputs, tiny_model
 
@@ -247,7 +247,7 @@ def write_sae(folder: Path, d_in=32, d_sae=24, layer=1, seed=0) -> Path:
 @pytest.fixture()
 def sae_lens_stub(monkeypatch, easyedit):
     """EasyEdit's SAE modules import sae_lens at module level; when it is not installed, stand-ins
-    let them import (the SAE itself is read by ``easyedit_split.sae.load_sae``, patched in below)."""
+    let them import (the SAE itself is read by ``easyedit_split.adapters.sae.load_sae``, patched in below)."""
     if importlib.util.find_spec("sae_lens") is None:
         for name, attrs in {"sae_lens": {"SAE": object}, "sae_lens.loading": {},
                             "sae_lens.loading.pretrained_sae_loaders": {"get_gemma_2_config_from_hf": None,

@@ -139,7 +139,7 @@ def tiny_dir(tmp_path):
 
 
 def _reference(folder):
-    from easyedit_split.models import load_model
+    from easyedit_split.core.models import load_model
 
     return load_model(folder)
 
@@ -161,7 +161,7 @@ def _split_hparams(folder, **kw):
 
 
 def test_split_hparams_refuse_what_basededitor_cannot_run(tmp_path):
-    from easyedit_split.hparams_io import HParamsError
+    from easyedit_split.base.hparams_io import HParamsError
 
     with pytest.raises(HParamsError, match="'batch_size' must be 1"):
         _split_hparams(tmp_path, batch_size=2)
@@ -212,7 +212,7 @@ def test_an_edit_becomes_an_update_that_reproduces_it(easyedit, tiny_dir, alg):
     from easyeditor import FTHyperParams, LoRAHyperParams
     from easyeditor.util.alg_dict import ALG_DICT
 
-    from easyedit_split.apply import apply_updates
+    from easyedit_split.core.apply import apply_updates
     from easyedit_split.editing.capture import edit_as_updates
 
     model, tok = _reference(tiny_dir)
@@ -307,7 +307,7 @@ def test_editor_comparison_end_to_end(easyedit, tiny_dir, tmp_path):
 def test_register_with_easyedit_registers_the_editor_where_easyeditor_is_imported(easyedit):
     from easyeditor.util import alg_dict
 
-    from easyedit_split import registry
+    from easyedit_split.easyedit import registry
     from easyedit_split.editing.split_editor import apply_split_to_model
 
     del alg_dict.ALG_DICT["SPLIT"]  # put in by the fixture; registration must put it back

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from easyedit_split.evaluation.derived import calibrate, valid_region
+from easyedit_split.evaluation.fit_bootstrap import bootstrap_fit
 from easyedit_split.evaluation.fitting import (
     FORMS,
     CurveFit,
-    bootstrap_fit,
     curve_params,
     fit_curve,
     fit_pref_odds,
@@ -183,7 +183,8 @@ import os, types
 pkg = sys.modules["fitpkg"] = types.ModuleType("fitpkg")  # the fitting modules alone, as a package: no torch import
 pkg.__path__ = [os.path.dirname(sys.argv[2])]
 fitting = importlib.import_module("fitpkg.fitting")
-FORMS, bootstrap_fit, fit_curve, util_curve = fitting.FORMS, fitting.bootstrap_fit, fitting.fit_curve, fitting.util_curve
+bootstrap_fit = importlib.import_module("fitpkg.fit_bootstrap").bootstrap_fit
+FORMS, fit_curve, util_curve = fitting.FORMS, fitting.fit_curve, fitting.util_curve
 t = json.loads(sys.argv[1])
 m = np.linspace(-6, 6, 25)
 rng = np.random.default_rng(5)
@@ -341,9 +342,9 @@ def test_calibration_when_utility_rises():
 def test_evaluation_flags_skipped_fits_and_uses_the_means(tmp_path):
     import torch
 
+    from easyedit_split.core.sites import Site
+    from easyedit_split.core.updates import VectorUpdate
     from easyedit_split.evaluation.api import evaluate_preference_utility
-    from easyedit_split.sites import Site
-    from easyedit_split.updates import VectorUpdate
     from tests.test_scoring import make_pairs
     from tests.tiny_models import tiny_model
 

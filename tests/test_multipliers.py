@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from easyedit_split.base.multipliers import MAX_GRID_POINTS, MultiplierError, parse_multipliers, with_zero
 from easyedit_split.errors import EasyEditSplitError
-from easyedit_split.multipliers import MAX_GRID_POINTS, MultiplierError, parse_multipliers, with_zero
 
 
 def test_grammar_lists_grids_and_sequences():
@@ -33,8 +33,8 @@ def test_bad_specs_name_the_bad_value(bad, msg):
 
 
 def test_commands_share_the_grammar(capsys, monkeypatch):
-    from easyedit_split import models
     from easyedit_split.cli import main
+    from easyedit_split.core import models
 
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded before the multipliers were checked")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from easyedit_split import progress as progress_module
-from easyedit_split._io import output_lock
-from easyedit_split.progress import LogProgress, progress, set_progress
+from easyedit_split.base import progress as progress_module
+from easyedit_split.base.atomic_io import output_lock
+from easyedit_split.base.progress import LogProgress, progress, set_progress
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +46,7 @@ def test_a_log_file_gets_periodic_info_lines_and_no_carriage_returns(monkeypatch
     monkeypatch.setattr(sys, "stderr", err)
     clock = iter(float(t) for t in range(0, 1000, 10))  # every call 10 s later
     monkeypatch.setattr(progress_module.time, "monotonic", lambda: next(clock))
-    with caplog.at_level(logging.INFO, logger="easyedit_split.progress"):
+    with caplog.at_level(logging.INFO, logger="easyedit_split.base.progress"):
         bar = progress(total=8, desc="sweep rows", unit="row")
         assert isinstance(bar, LogProgress)
         bar.every = 25.0
@@ -68,7 +68,7 @@ def test_wrapping_an_iterable_logs_its_end_unless_it_was_quick_or_empty(monkeypa
     monkeypatch.setattr(sys, "stderr", io.StringIO())
     clock = iter([0.0, 0.1, 0.2, 0.3, 100.0, 200.0, 300.0, 400.0])
     monkeypatch.setattr(progress_module.time, "monotonic", lambda: next(clock))
-    with caplog.at_level(logging.INFO, logger="easyedit_split.progress"):
+    with caplog.at_level(logging.INFO, logger="easyedit_split.base.progress"):
         assert list(progress(["a", "b"], desc="quick", unit="batch")) == ["a", "b"]  # 0.3 s: no "done"
         assert list(progress([], desc="empty")) == []  # nothing at all
         assert list(progress(["a"], desc="slow", unit="batch")) == ["a"]
@@ -78,7 +78,7 @@ def test_wrapping_an_iterable_logs_its_end_unless_it_was_quick_or_empty(monkeypa
 
 def test_off_per_loop_and_for_the_process(monkeypatch, caplog):
     monkeypatch.setattr(sys, "stderr", _Terminal())
-    with caplog.at_level(logging.INFO, logger="easyedit_split.progress"):
+    with caplog.at_level(logging.INFO, logger="easyedit_split.base.progress"):
         assert list(progress([1, 2], desc="x", enabled=False)) == [1, 2]
         set_progress(False)
         quiet = progress(total=3, desc="y")
@@ -105,13 +105,13 @@ def test_no_progress_is_one_global_flag_accepted_before_and_after_every_command(
 def test_no_tqdm_outside_the_progress_module():
     offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "easyedit_split").rglob("*.py")
                  if p.name != "progress.py" and "tqdm" in p.read_text(encoding="utf-8")]
-    assert not offenders, f"use easyedit_split.progress instead of tqdm in {offenders}"
+    assert not offenders, f"use easyedit_split.base.progress instead of tqdm in {offenders}"
 
 
 def test_the_lock_file_is_removed_on_release_and_still_excludes_a_second_writer(tmp_path):
     with output_lock(tmp_path, what="--output"):
         assert (tmp_path / ".easyedit-split.lock").exists()
-        code = f"from easyedit_split._io import output_lock\nwith output_lock({str(tmp_path)!r}):\n    pass"
+        code = f"from easyedit_split.base.atomic_io import output_lock\nwith output_lock({str(tmp_path)!r}):\n    pass"
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
                               check=False)
         assert proc.returncode != 0 and "being written by another easyedit-split process" in proc.stderr

@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from easyedit_split.apply import apply_updates
-from easyedit_split.serialization import UpdateFileError, load_updates, save_updates
-from easyedit_split.sites import Site
+from easyedit_split.core.apply import apply_updates
+from easyedit_split.core.serialization import UpdateFileError, load_updates, save_updates
+from easyedit_split.core.sites import Site
 from tests.test_core import random_update
 from tests.tiny_models import tiny_inputs, tiny_model
 

@@ -31,8 +31,8 @@ from typing import Any
 
 import torch
 
-from .formats import DataError
-from .pairs import PolarityPair
+from easyedit_split.data.formats import DataError
+from easyedit_split.data.pairs import PolarityPair
 
 logger = logging.getLogger(__name__)
 

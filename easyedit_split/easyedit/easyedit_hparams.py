@@ -16,8 +16,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from ..hparams_io import HParamsError, HyperParams, coerce_value
-from ..methods import METHOD_NAMES, hparams_class
+from easyedit_split.base.hparams_io import HParamsError, HyperParams, coerce_value
+from easyedit_split.base.methods import METHOD_NAMES, hparams_class
 
 __all__ = ["EASYEDIT_APPLY_HPARAMS", "EASYEDIT_TRAIN_HPARAMS", "EasyEditKeys", "is_easyedit_hparams"]
 

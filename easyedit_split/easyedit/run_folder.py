@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from ..errors import InputError
+from easyedit_split.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def _install_configs(dest: Path, model_name: str, dataset: str) -> list[Path]:
 
 
 def _write_split(dest: Path, dataset: str, n_train: int, n_test: int, n_heldout: int, seed: int) -> list[Path]:
-    from ..data.pairs import load_builtin, train_test_split
+    from easyedit_split.data.pairs import load_builtin, train_test_split
 
     pairs = load_builtin(dataset)
     if n_train < 1 or n_test < 1 or n_heldout < n_test:
@@ -164,7 +164,7 @@ def prepare_run_folder(checkout: str | os.PathLike, into: str | os.PathLike, *, 
     if "/" in model_name or not model_name.strip():
         raise InputError(f"--model-name {model_name!r}: a plain folder name is needed")
     if model is None:
-        from ..models import builtin_model_path
+        from easyedit_split.core.models import builtin_model_path
 
         target = builtin_model_path("smollm2")
     else:

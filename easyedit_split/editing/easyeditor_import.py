@@ -43,7 +43,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import EasyEditSplitError
+from easyedit_split.errors import EasyEditSplitError
 
 logger = logging.getLogger(__name__)
 

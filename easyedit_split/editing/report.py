@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_write_text
-from ..evaluation.cells import cell
-from ..evaluation.plots import pyplot, save_figure
+from easyedit_split.base.atomic_io import atomic_write_text
+from easyedit_split.evaluation.cells import cell
+from easyedit_split.evaluation.plots import pyplot, save_figure
 
 __all__ = ["plot_comparison", "write_comparison_report"]
 

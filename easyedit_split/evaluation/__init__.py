@@ -3,14 +3,21 @@ the activation-manifold measure, plots and reports (docs/design.md §2–3)."""
 
 from __future__ import annotations
 
-from .api import EvaluationResult, MethodEvaluation, evaluate_preference_utility
-from .curves import CurveFit, pref_curve, rq_decay, transfer_r2, util_curve
-from .derived import Calibration, ValidRegion, calibrate, valid_region
-from .fit_bootstrap import bootstrap_fit
-from .fitting import fit_curve, fit_pref_odds, fit_util_odds
-from .logodds import MeanCI, accuracy, bootstrap_mean_ci, pref_odds, summarize, util_odds
-from .manifold import ManifoldResult, correlate_with_utility, manifold_distance
-from .sweep import read_table, sweep, write_table
+from easyedit_split.evaluation.api import EvaluationResult, MethodEvaluation, evaluate_preference_utility
+from easyedit_split.evaluation.curves import CurveFit, pref_curve, rq_decay, transfer_r2, util_curve
+from easyedit_split.evaluation.derived import Calibration, ValidRegion, calibrate, valid_region
+from easyedit_split.evaluation.fit_bootstrap import bootstrap_fit
+from easyedit_split.evaluation.fitting import fit_curve, fit_pref_odds, fit_util_odds
+from easyedit_split.evaluation.logodds import (
+    MeanCI,
+    accuracy,
+    bootstrap_mean_ci,
+    pref_odds,
+    summarize,
+    util_odds,
+)
+from easyedit_split.evaluation.manifold import ManifoldResult, correlate_with_utility, manifold_distance
+from easyedit_split.evaluation.sweep import read_table, sweep, write_table
 
 __all__ = [
     "Calibration", "CurveFit", "EvaluationResult", "ManifoldResult", "MeanCI", "MethodEvaluation",

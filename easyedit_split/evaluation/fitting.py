@@ -39,7 +39,7 @@ parameters::
 least two on each side of 0; otherwise the result has ``status == "skipped"`` and a ``message`` saying
 why, and a warning is logged. A 7-point grid therefore fits none of the four curves.
 
-**Uncertainty**: :func:`~.fit_bootstrap.bootstrap_fit` resamples examples (seeded), refits the per-m means
+**Uncertainty**: :func:`~.fit_bootstrap.bootstrap_fit` (in its own module, built on this one) resamples examples (seeded), refits the per-m means
 from the fitted optimum and gives percentile intervals on R² and every parameter.
 
 The curves themselves, their parameters and :class:`~.curves.CurveFit` live in :mod:`.curves` (and are
@@ -501,11 +501,3 @@ def fit_util_odds(m: Sequence[float], y: Sequence[float], *, form: str = "design
     """Fit ``UtilOdds(m)`` (see :func:`fit_curve`)."""
     return fit_curve("util", m, y, form=form, **kw)
 
-
-def __getattr__(name: str):
-    """``bootstrap_fit`` lives in :mod:`.fit_bootstrap` (it builds on this module); importable from here too."""
-    if name == "bootstrap_fit":
-        from .fit_bootstrap import bootstrap_fit
-
-        return bootstrap_fit
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import EasyEditSplitError, InputError
-from ..progress import progress as progress_bar
+from easyedit_split.base.progress import progress as progress_bar
+from easyedit_split.errors import EasyEditSplitError, InputError
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Hyperparameters of the training methods, with EasyEdit's key names (applying: :mod:`easyedit_split.apply_hparams`).
+"""Hyperparameters of the training methods, with EasyEdit's key names (applying: :mod:`easyedit_split.core.apply_hparams`).
 
 Defaults follow upstream EasyEdit's ``SpiltHyperParams`` where the key exists there; keys marked
 "ours" are this plugin's additions. Upstream keys that have no meaning here are listed in
@@ -7,12 +7,12 @@ Defaults follow upstream EasyEdit's ``SpiltHyperParams`` where the key exists th
 Upstream quirks handled:
 
 * upstream spells SPLIT ``spilt``; ``alg_name`` is matched case-insensitively against the method
-  table's names (:mod:`easyedit_split.methods`);
+  table's names (:mod:`easyedit_split.base.methods`);
 * upstream's SPLIT experiment files ("our" configs) say ``alg_name: sft`` — SPLIT is EasyEdit's SFT
   trainer with ``neg_loss_weight``/``margin_penalty_weight`` switched on — so
   :class:`SplitHyperParams` accepts ``sft`` too, and :class:`SFTHyperParams` with a non-zero
   ``neg_loss_weight`` or ``margin_penalty_weight`` trains that same objective (with a warning);
-* ``intervention_method: weight`` means ``local_weight`` (the form table, :mod:`easyedit_split.methods`);
+* ``intervention_method: weight`` means ``local_weight`` (the form table, :mod:`easyedit_split.base.methods`);
 * ``loss_type`` of RePS files: ``scaled_simpo`` (default) or ``simpo``; ``dpo`` selects the DPO
   objective.
 """
@@ -23,8 +23,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ..hparams_io import HParamsError, HyperParams, check_layers, check_range
-from ..methods import canonical_form, method_spec
+from easyedit_split.base.hparams_io import HParamsError, HyperParams, check_layers, check_range
+from easyedit_split.base.methods import canonical_form, method_spec
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """One trainer for every objective (SFT, SPLIT, RePS, DPO/BiPO) and every update form.
 
-Built on :class:`~easyedit_split.scoring.PairScorer`:
+Built on :class:`~easyedit_split.core.scoring.PairScorer`:
 
 * the training pairs are shuffled once with the seed and cut into fixed minibatches; each
   minibatch is prepared once (padding, and the frozen prefix: hidden states entering the steered
@@ -36,17 +36,24 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._io import atomic_save_safetensors, atomic_write_json
-from ..data.encoding import EncodedPair, check_context_length, encode_pairs, pad_id_of
-from ..data.pairs import PolarityPair, pair_digests, train_test_split
-from ..errors import EasyEditSplitError
-from ..progress import progress as progress_bar
-from ..scoring import PairScorer, PreparedPairs
-from ..serialization import save_updates
-from ..sites import Site, resolve_site
-from ..updates import Update, make_update
-from .hparams import TrainHyperParams
-from .objectives import OBJECTIVES, dpo_loss, ref_violation_loss, reps_loss, sft_loss, split_loss
+from easyedit_split.base.atomic_io import atomic_save_safetensors, atomic_write_json
+from easyedit_split.base.progress import progress as progress_bar
+from easyedit_split.core.scoring import PairScorer, PreparedPairs
+from easyedit_split.core.serialization import save_updates
+from easyedit_split.core.sites import Site, resolve_site
+from easyedit_split.core.updates import Update, make_update
+from easyedit_split.data.encoding import EncodedPair, check_context_length, encode_pairs, pad_id_of
+from easyedit_split.data.pairs import PolarityPair, pair_digests, train_test_split
+from easyedit_split.errors import EasyEditSplitError
+from easyedit_split.training.hparams import TrainHyperParams
+from easyedit_split.training.objectives import (
+    OBJECTIVES,
+    dpo_loss,
+    ref_violation_loss,
+    reps_loss,
+    sft_loss,
+    split_loss,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -327,7 +334,7 @@ class Trainer:
 
         ``max_steps`` stops after that many optimizer steps (the schedule still spans the whole
         run), which is how an interruption is simulated in the tests. ``easyedit_pt``: also write
-        EasyEdit's ``.pt`` beside ``output_path`` (see :func:`~easyedit_split.serialization.save_updates`).
+        EasyEdit's ``.pt`` beside ``output_path`` (see :func:`~easyedit_split.core.serialization.save_updates`).
         The saved file records a digest of every training pair (``extra["train_pair_digests"]``, when
         ``pairs`` are not already encoded), so that evaluation can keep them out of its held-out pairs.
         """

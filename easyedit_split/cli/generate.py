@@ -1,0 +1,229 @@
+"""``easyedit-split generate``: steered completions of prompts, batched, in hook or merged mode."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from easyedit_split.base.checks import finite_float_arg, nonnegative_int_arg, positive_int_arg, set_threads
+from easyedit_split.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+HELP = "generate steered completions (batched; hook or merged mode; one or many multipliers)"
+
+_PROMPT_FIELDS = ("prompt", "instruction", "question", "input")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--update",
+        default=None,
+        help="update file or folder (.safetensors, EasyEdit .pt, peft folder, edited checkpoint). "
+        "Omit for unsteered generation",
+    )
+    p.add_argument(
+        "--layer", type=nonnegative_int_arg, default=None, help="layer for an EasyEdit .pt file not named layer_N.pt"
+    )
+    p.add_argument(
+        "--multiplier",
+        nargs="+",
+        default=["1"],
+        help="multipliers: values, a comma list or start:stop:num; every prompt is generated at every "
+        "multiplier, in one batched run",
+    )
+    p.add_argument("--mode", choices=("hook", "merged"), default="hook")
+    p.add_argument(
+        "--positions",
+        choices=("all", "prompt", "generated"),
+        default="all",
+        help="hook mode: which positions to steer",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", action="append", metavar="TEXT", help="a prompt (repeat for several)")
+    src.add_argument(
+        "--prompts-file",
+        metavar="F",
+        help=f"one prompt per line (.txt), or .jsonl/.json records with a {'/'.join(_PROMPT_FIELDS)} field",
+    )
+    p.add_argument("--model", default=None, help="HF folder, .gguf, or built-in name (default: smollm2)")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--max-new-tokens", type=positive_int_arg, default=64)
+    p.add_argument("--batch-size", type=positive_int_arg, default=16)
+    p.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--temperature", type=finite_float_arg, default=1.0)
+    p.add_argument("--top-p", type=finite_float_arg, default=1.0)
+    p.add_argument("--top-k", type=nonnegative_int_arg, default=0)
+    p.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
+    p.add_argument("--system-prompt", default=None)
+    p.add_argument(
+        "--no-chat-template", action="store_true", help="feed prompts raw, without the chat template"
+    )
+    p.add_argument(
+        "--metrics",
+        action="store_true",
+        help="add perplexity under the unsteered model and distinct-n / repetition per multiplier",
+    )
+    p.add_argument("--threads", type=positive_int_arg, default=None, help="torch CPU threads")
+    p.add_argument("--output", default=None, metavar="F.jsonl", help="write one JSON record per completion")
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """Prompts from a .txt (one per non-empty line), .jsonl or .json file."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"prompts file {p} does not exist")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{p}: not UTF-8 text (byte {exc.start}: {exc.reason}); re-save it as UTF-8") from None
+    suffix = p.suffix.lower()
+    if suffix not in (".jsonl", ".json"):
+        prompts = [line.strip() for line in text.splitlines() if line.strip()]
+    else:
+        if suffix == ".json":
+            try:
+                records = json.loads(text)
+            except ValueError as exc:
+                raise InputError(f"{p}: not valid JSON ({exc})") from None
+            if not isinstance(records, list):
+                raise InputError(f"{p}: expected a JSON list of records or strings")
+            numbered = list(enumerate(records, start=1))
+        else:
+            numbered = []
+            for lineno, line in enumerate(text.splitlines(), start=1):
+                if line.strip():
+                    try:
+                        numbered.append((lineno, json.loads(line)))
+                    except ValueError as exc:
+                        raise InputError(f"{p}:{lineno}: not valid JSON ({exc})") from None
+        prompts = []
+        for where, rec in numbered:
+            if isinstance(rec, str):
+                prompts.append(rec)
+                continue
+            field = next(
+                (f for f in _PROMPT_FIELDS if isinstance(rec, dict) and isinstance(rec.get(f), str)), None
+            )
+            if field is None:
+                raise InputError(f"{p}:{where}: record has no text field ({', '.join(_PROMPT_FIELDS)})")
+            prompts.append(rec[field])
+    if not prompts:
+        raise InputError(f"prompts file {p} has no prompts")
+    return prompts
+
+
+def _run_key(args: argparse.Namespace, prompts: list[str], mults: list[float]) -> str:
+    """What the completions depend on; partial results of another run are not reused."""
+    settings = {k: getattr(args, k) for k in ("update", "layer", "mode", "positions", "model", "dtype", "max_new_tokens",
+                                              "do_sample", "temperature", "top_p", "top_k", "seed", "system_prompt",
+                                              "no_chat_template", "batch_size")}
+    blob = json.dumps({"settings": settings, "prompts": prompts, "multipliers": mults}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run(args: argparse.Namespace) -> int:
+    from easyedit_split.adapters.artefacts import load_artefact
+    from easyedit_split.base.atomic_io import JsonlAppender, check_writable, output_lock
+    from easyedit_split.base.multipliers import parse_multipliers
+    from easyedit_split.core.generation import Generation, generate
+    from easyedit_split.core.models import load_model
+
+    set_threads(args.threads)
+    multipliers = parse_multipliers(args.multiplier, what="--multiplier")
+    prompts = args.prompt if args.prompt else read_prompts(args.prompts_file)
+    if args.output:  # before any work: an unwritable --output must not cost the completions
+        check_writable(args.output, what="--output", is_dir=False)
+    out_file = Path(args.output) if args.output else None
+    lock = output_lock(out_file.parent, what="--output", name=f".{out_file.name}.lock") if out_file else None
+    with lock or contextlib.nullcontext():
+        model, tok = load_model(args.model, dtype=args.dtype, device=args.device)
+        updates = load_artefact(args.update, model, layer=args.layer).updates if args.update else []
+        if not updates and multipliers != [1.0]:
+            logger.warning("no --update given: multipliers have no effect")
+        mults = multipliers if updates else [0.0]
+        rows = [(p, m) for m in mults for p in prompts]
+        # completions are appended to <output>.partial as batches finish; a rerun reuses them
+        partial = JsonlAppender(f"{args.output}.partial") if args.output else None
+        key = _run_key(args, prompts, list(mults))
+        done: dict[int, Generation] = {}
+        if partial is not None:
+            for rec in partial.read():
+                if rec.get("run") == key and isinstance(rec.get("row"), int) and 0 <= rec["row"] < len(rows):
+                    done[rec["row"]] = Generation(**{k: rec[k] for k in Generation.__dataclass_fields__ if k in rec})
+            if done:
+                logger.warning("resuming: %d of %d completions found in %s", len(done), len(rows), partial.path)
+        todo = [i for i in range(len(rows)) if i not in done]
+
+        def save_batch(batch: list) -> None:
+            if partial is not None:
+                partial.append([{"run": key, "row": todo[g.index], **g.to_dict()} for g in batch])
+
+        new = generate(
+            model,
+            tok,
+            [rows[i][0] for i in todo],
+            updates,
+            [rows[i][1] for i in todo],
+            mode=args.mode,
+            positions=args.positions,
+            chat_template=False if args.no_chat_template else None,
+            system_prompt=args.system_prompt,
+            max_new_tokens=args.max_new_tokens,
+            do_sample=args.do_sample,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            top_k=args.top_k,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            on_batch=save_batch,
+        ) if todo else []
+        for i, g in zip(todo, new):
+            done[i] = g
+        gens = [done[i] for i in range(len(rows))]
+        for i, g in enumerate(gens):
+            g.index = i
+        return _finish(args, model, tok, prompts, mults, gens, partial)
+
+
+def _finish(args, model, tok, prompts, mults, gens, partial) -> int:
+    from easyedit_split.base.atomic_io import atomic_write_text, dumps_json
+
+    records = [{"id": f"m{g.multiplier:g}-p{i % len(prompts)}", **g.to_dict()} for i, g in enumerate(gens)]
+    summary: dict[str, Any] = {}
+    if args.metrics:
+        from easyedit_split.data.encoding import pad_id_of
+        from easyedit_split.metrics.diversity import diversity_summary
+        from easyedit_split.metrics.fluency import perplexity
+
+        ppl = perplexity(model, gens, pad_token_id=pad_id_of(tok), batch_size=args.batch_size)
+        for rec, value in zip(records, ppl.per_text):
+            rec["perplexity"] = value
+        for m in mults:
+            sel = [g for g in gens if g.multiplier == m]
+            vals = [v for g, v in zip(gens, ppl.per_text) if g.multiplier == m and not math.isnan(v)]
+            summary[f"{m:g}"] = {
+                "perplexity_mean": sum(vals) / len(vals) if vals else None,
+                **diversity_summary([g.token_ids for g in sel]),
+            }
+    if args.output:
+        atomic_write_text(args.output, "".join(dumps_json(r) + "\n" for r in records))
+        if partial is not None:
+            partial.remove()
+    out = sys.stdout
+    for rec in records:
+        extra = f"  [ppl {rec['perplexity']:.1f}]" if "perplexity" in rec else ""
+        out.write(f"--- m={rec['multiplier']:g} | {rec['prompt']}{extra}\n{rec['text']}\n")
+    for m, s in summary.items():
+        out.write(f"m={m}: " + ", ".join(f"{k}={v:.3f}" for k, v in s.items() if isinstance(v, float)) + "\n")
+    if args.output:
+        out.write(f"wrote {len(records)} completions to {args.output}\n")
+    return 0
