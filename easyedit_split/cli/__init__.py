@@ -17,6 +17,7 @@ import sys
 
 from easyedit_split import __version__
 from easyedit_split.base.progress import set_progress
+from easyedit_split.cli.common import HelpFormatter
 from easyedit_split.errors import EXIT_BAD_INPUT, EasyEditSplitError
 
 #: sub-command → module (imported only when that command runs, or for --help)
@@ -55,7 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--no-progress", dest="no_progress", action="store_true", default=argparse.SUPPRESS,
                            help="no progress bars or progress log lines (same as before the command)")
         p.set_defaults(_run=module.run)
+    for p in _all_parsers(parser):
+        p.formatter_class = HelpFormatter  # every --help shows the defaults
     return parser
+
+
+def _all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """``parser`` and every sub-command parser under it, nested ones included."""
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                found += _all_parsers(sub)
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted; outputs written so far are complete (partial results are kept for a rerun)\n")
         return 130
+    finally:
+        for note in getattr(args, "deprecated_options", None) or []:
+            logging.getLogger("easyedit_split.cli").warning("%s", note)
 
 
 def _describe_os_error(exc: OSError) -> str:

@@ -1,4 +1,5 @@
-"""Options and the job shared by ``sweep`` and ``compare`` (commands import this module, never each other)."""
+"""The vocabulary every command shares (model options, the help formatter, deprecated spellings) and the job
+shared by ``sweep`` and ``compare`` (commands import this module, never each other)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,72 @@ from easyedit_split.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["add_evaluation_arguments", "load_data", "run_evaluation"]
+__all__ = ["HelpFormatter", "add_deprecated_alias", "add_evaluation_arguments", "add_model_arguments",
+           "check_update_exists", "load_data", "run_evaluation"]
+
+MODEL_HELP = "Hugging Face folder, cached hub id, .gguf file or built-in name (smollm2, gemma3-270m); default smollm2"
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that shows every option's default (unless it is none, or the help already names it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (default in (None, False, argparse.SUPPRESS) or "default" in text or "%(default)" in text
+                or action.option_strings == [] and action.nargs in ("*", "+")):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def add_model_arguments(p: argparse.ArgumentParser, *, dtype: str | None = "float32", device: str | None = "cpu",
+                        model_help: str = MODEL_HELP) -> None:
+    """``--model``, ``--dtype``, ``--device``: the same names and meanings in every command."""
+    p.add_argument("--model", default=None, help=model_help)
+    p.add_argument("--dtype", default=dtype, help="float32 | bfloat16 | float16 (also fp32, bf16, fp16)"
+                   + ("" if dtype else "; default: the hparams files'"))
+    p.add_argument("--device", default=device, help="cpu | cuda | cuda:N | mps"
+                   + ("" if device else "; default: the hparams files'"))
+
+
+class _Deprecated(argparse.Action):
+    """An old spelling of an option: stores as the new one does and says which name to use."""
+
+    def __init__(self, option_strings, dest, new: str = "", target: type[argparse.Action] | None = None, **kw):
+        self.new = new
+        self.inner = (target or argparse._StoreAction)(option_strings, dest, **kw)
+        super().__init__(option_strings, dest, nargs=self.inner.nargs, default=argparse.SUPPRESS,
+                         help=argparse.SUPPRESS, type=kw.get("type"))
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        notes = list(getattr(namespace, "deprecated_options", None) or [])
+        notes.append(f"{option_string} is deprecated; use {self.new} (same meaning)")
+        namespace.deprecated_options = notes  # said by the CLI once the command has run (after any error line)
+        self.inner(parser, namespace, values, option_string)
+
+
+def add_deprecated_alias(p: argparse.ArgumentParser, old: str, new: str, dest: str, **kw) -> None:
+    """Accept ``old`` (hidden from help) as a deprecated spelling of ``new``: existing scripts keep working."""
+    p.add_argument(old, dest=dest, action=_Deprecated, new=new, **kw)
+
+
+def check_update_exists(spec: str | None, what: str = "--update") -> None:
+    """An update path that does not exist is an error before any model is loaded (``diffmean@L`` specs are
+    built later)."""
+    from easyedit_split.adapters.artefacts import is_diffmean_spec
+
+    if spec is None or is_diffmean_spec(spec):
+        return
+    if not Path(spec).exists():
+        raise InputError(f"{what} {spec}: no such file or folder (an update .safetensors, an EasyEdit layer_L.pt, a "
+                         "peft adapter folder or an edited checkpoint)")
 
 
 def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="model folder / hub id / .gguf / built-in name (default: smollm2)")
-    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 (fp32/bf16/fp16)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | mps")
+    add_model_arguments(p)
     p.add_argument("--device-map", dest="device_map", default=None, help="e.g. auto: spread a large model over GPUs")
-    p.add_argument("--data", default="psychopathy", help="built-in dataset (psychopathy, power-seeking, sentiment) or a file")
+    p.add_argument("--data", default="psychopathy", help="built-in dataset (psychopathy, power-seeking, sentiment) or a data file")
+    add_deprecated_alias(p, "--dataset", "--data", "data")
     p.add_argument("--multipliers", default="-5:5:21", help="start:stop:num or a comma list; 0 is added if missing (write --multipliers=-5:5:21 when it starts with -)")
     p.add_argument("--n-pairs", type=positive_int_arg, default=100, help="evaluation pairs (held-out part of the split)")
     p.add_argument("--n-train", type=nonnegative_int_arg, default=0,
@@ -60,7 +118,7 @@ def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("csv", "parquet"), default="csv", help="sweep table format")
     p.add_argument("--output", required=True, help="output folder (tables, results.json, PNGs, report.md)")
     p.add_argument("--threads", type=positive_int_arg, default=None, help="torch CPU threads")
-    p.add_argument("--title", default=None)
+    p.add_argument("--title", default=None, help="report title")
 
 
 def load_data(args: argparse.Namespace, need_train: bool,

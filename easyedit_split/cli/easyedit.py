@@ -54,9 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                     help="also sweep these pairs for the transfer R² (e.g. RUN/data/psychopathy/train.jsonl)")
     rp.add_argument("--multipliers", default="-5:5:21",
                     help="start:stop:num or a comma list; 0 is added (write --multipliers=-5:5:21 when it starts with -)")
-    rp.add_argument("--dtype", default="float32")
-    rp.add_argument("--device", default="cpu")
-    rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 (also fp32, bf16, fp16)")
+    rp.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | mps")
+    rp.add_argument("--seed", type=int, default=0, help="seed of the bootstrap intervals")
     rp.add_argument("--output", required=True, help="report folder (tables, results.json, provenance.json, PNGs, report.md)")
 
 

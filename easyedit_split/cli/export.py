@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from easyedit_split.base.checks import finite_float_arg, nonnegative_int_arg
+from easyedit_split.cli.common import add_model_arguments, check_update_exists
 
 HELP = "export the model with an update merged at a fixed multiplier (loads with plain transformers / vLLM)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--update", required=True, help="update file (see `generate --help`)")
+    p.add_argument("--update", required=True,
+                   help="update file or folder (.safetensors, EasyEdit .pt, peft folder, edited checkpoint)")
     p.add_argument(
         "--layer", type=nonnegative_int_arg, default=None, help="layer for an EasyEdit .pt file not named layer_N.pt"
     )
@@ -22,8 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--output", required=True, metavar="DIR", help="output folder (must not exist unless --overwrite)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    p.add_argument("--model", default=None, help="HF folder, .gguf, or built-in name (default: smollm2)")
-    p.add_argument("--dtype", default="float32", help="dtype of the exported weights")
+    add_model_arguments(p)
     p.add_argument("--no-safe-merge", action="store_true", help="skip the NaN/inf check of merged weights")
 
 
@@ -32,7 +34,12 @@ def run(args: argparse.Namespace) -> int:
     from easyedit_split.core.export import export_merged
     from easyedit_split.core.models import load_model
 
-    model, tok = load_model(args.model, dtype=args.dtype)
+    from easyedit_split.base.atomic_io import check_writable, refuse_existing
+
+    check_update_exists(args.update)  # before the model is loaded: a wrong path or output must not cost a load
+    refuse_existing([args.output] if any(Path(args.output).glob("*")) else [], overwrite=args.overwrite)
+    check_writable(args.output, what="--output")
+    model, tok = load_model(args.model, dtype=args.dtype, device=args.device)
     updates = load_artefact(args.update, model, layer=args.layer).updates
     result = export_merged(
         model,

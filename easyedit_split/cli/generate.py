@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from easyedit_split.base.checks import finite_float_arg, nonnegative_int_arg, positive_int_arg, set_threads
+from easyedit_split.cli.common import add_deprecated_alias, add_model_arguments, check_update_exists
 from easyedit_split.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -33,13 +34,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--layer", type=nonnegative_int_arg, default=None, help="layer for an EasyEdit .pt file not named layer_N.pt"
     )
     p.add_argument(
-        "--multiplier",
+        "--multipliers",
         nargs="+",
         default=["1"],
         help="multipliers: values, a comma list or start:stop:num; every prompt is generated at every "
         "multiplier, in one batched run",
     )
-    p.add_argument("--mode", choices=("hook", "merged"), default="hook")
+    add_deprecated_alias(p, "--multiplier", "--multipliers", "multipliers", nargs="+")
+    p.add_argument("--mode", choices=("hook", "merged"), default="hook",
+                   help="hook: the update added by forward hooks; merged: folded into the weights for the run")
     p.add_argument(
         "--positions",
         choices=("all", "prompt", "generated"),
@@ -53,17 +56,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="F",
         help=f"one prompt per line (.txt), or .jsonl/.json records with a {'/'.join(_PROMPT_FIELDS)} field",
     )
-    p.add_argument("--model", default=None, help="HF folder, .gguf, or built-in name (default: smollm2)")
-    p.add_argument("--dtype", default="float32")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--max-new-tokens", type=positive_int_arg, default=64)
-    p.add_argument("--batch-size", type=positive_int_arg, default=16)
+    add_model_arguments(p)
+    p.add_argument("--max-new-tokens", type=positive_int_arg, default=64, help="tokens generated per completion")
+    p.add_argument("--batch-size", type=positive_int_arg, default=16, help="(prompt, multiplier) rows per batch")
     p.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
-    p.add_argument("--temperature", type=finite_float_arg, default=1.0)
-    p.add_argument("--top-p", type=finite_float_arg, default=1.0)
-    p.add_argument("--top-k", type=nonnegative_int_arg, default=0)
+    p.add_argument("--temperature", type=finite_float_arg, default=1.0, help="sampling temperature (--do-sample)")
+    p.add_argument("--top-p", type=finite_float_arg, default=1.0, help="nucleus sampling mass (--do-sample)")
+    p.add_argument("--top-k", type=nonnegative_int_arg, default=0, help="sample among the k likeliest tokens; 0: all")
     p.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
-    p.add_argument("--system-prompt", default=None)
+    p.add_argument("--system-prompt", default=None, help="system message of the chat template (default: the model's)")
     p.add_argument(
         "--no-chat-template", action="store_true", help="feed prompts raw, without the chat template"
     )
@@ -138,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
     from easyedit_split.core.models import load_model
 
     set_threads(args.threads)
-    multipliers = parse_multipliers(args.multiplier, what="--multiplier")
+    multipliers = parse_multipliers(args.multipliers, what="--multipliers")
+    check_update_exists(args.update)  # before the model is loaded
     prompts = args.prompt if args.prompt else read_prompts(args.prompts_file)
     if args.output:  # before any work: an unwritable --output must not cost the completions
         check_writable(args.output, what="--output", is_dir=False)
