@@ -61,7 +61,7 @@ def test_old_spellings_still_work_with_a_deprecation_warning(argv, dest, value):
 
 
 def test_main_says_which_spelling_to_use_after_the_command(monkeypatch, caplog, capsys):
-    import easyedit_split.core.models as models
+    from easyedit_split.core import models
 
     monkeypatch.setattr(models, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
     with caplog.at_level(logging.WARNING, logger="easyedit_split.cli"):
@@ -75,7 +75,7 @@ def test_main_says_which_spelling_to_use_after_the_command(monkeypatch, caplog, 
     ["generate", "--update", "missing.safetensors", "--prompt", "hi"],
 ])
 def test_a_wrong_update_path_is_an_error_before_any_model_loads(argv, tmp_path, monkeypatch, capsys):
-    import easyedit_split.core.models as models
+    from easyedit_split.core import models
 
     def no_load(*a, **k):
         raise AssertionError("the model was loaded before the update path was checked")
@@ -87,7 +87,7 @@ def test_a_wrong_update_path_is_an_error_before_any_model_loads(argv, tmp_path, 
 
 
 def test_export_refuses_an_existing_output_before_loading(tmp_path, monkeypatch, capsys):
-    import easyedit_split.core.models as models
+    from easyedit_split.core import models
 
     monkeypatch.setattr(models, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
     update = tmp_path / "u.safetensors"

@@ -31,10 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from easyedit_split.adapters.artefacts import load_artefact
+    from easyedit_split.base.atomic_io import check_writable, refuse_existing
     from easyedit_split.core.export import export_merged
     from easyedit_split.core.models import load_model
-
-    from easyedit_split.base.atomic_io import check_writable, refuse_existing
 
     check_update_exists(args.update)  # before the model is loaded: a wrong path or output must not cost a load
     refuse_existing([args.output] if any(Path(args.output).glob("*")) else [], overwrite=args.overwrite)
