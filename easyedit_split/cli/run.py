@@ -13,7 +13,7 @@ HELP = "run the main job: train SPLIT/SFT/DiffMean, sweep preference and utility
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p, dtype=None, device=None)
-    p.add_argument("--data", dest="dataset", default=None,
+    p.add_argument("--data", dest="dataset", metavar="DATA", default=None,
                    help="built-in dataset (psychopathy, power-seeking, sentiment) or a data file; default psychopathy")
     add_deprecated_alias(p, "--dataset", "--data", "dataset")
     p.add_argument("--forms", default=None, help="'all' or a comma list of vector,lora,local_weight (default: vector)")

@@ -86,26 +86,8 @@ from .curves import (  # noqa: F401 - the curves are importable from here, as be
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "FORMS",
-    "LOSS_RTOL",
-    "MIN_EXTRA_POINTS",
-    "PREF_PARAMS",
-    "UTIL_PARAMS",
-    "CurveFit",
-    "curve_params",
-    "fit_curve",
-    "fit_pref_odds",
-    "fit_util_odds",
-    "n_free_params",
-    "pref_curve",
-    "pref_curve_per_side",
-    "r2_score",
-    "rq_decay",
-    "transfer_r2",
-    "util_curve",
-    "util_curve_per_side",
-]
+#: this module's own names; the curves it re-exports are listed in :mod:`.curves`
+__all__ = ["LOSS_RTOL", "MIN_EXTRA_POINTS", "fit_curve", "fit_pref_odds", "fit_util_odds"]
 
 MIN_EXTRA_POINTS = 3  # a fit needs n_points >= n_free + MIN_EXTRA_POINTS
 LOSS_RTOL = 1e-7  # squared errors within this relative tolerance count as a tie
