@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from easyedit_split.base.checks import finite_float_arg, nonnegative_int_arg
 from easyedit_split.cli.common import add_model_arguments, check_update_exists
@@ -31,13 +30,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from easyedit_split.adapters.artefacts import load_artefact
-    from easyedit_split.base.atomic_io import check_writable, refuse_existing
+    from easyedit_split.base.atomic_io import refuse_existing
     from easyedit_split.core.export import export_merged
     from easyedit_split.core.models import load_model
 
     check_update_exists(args.update)  # before the model is loaded: a wrong path or output must not cost a load
-    refuse_existing([args.output] if any(Path(args.output).glob("*")) else [], overwrite=args.overwrite)
-    check_writable(args.output, what="--output")
+    refuse_existing([args.output], overwrite=args.overwrite)  # export_merged refuses it too, after the load
     model, tok = load_model(args.model, dtype=args.dtype, device=args.device)
     updates = load_artefact(args.update, model, layer=args.layer).updates
     result = export_merged(
