@@ -83,7 +83,7 @@ def test_a_wrong_update_path_is_an_error_before_any_model_loads(argv, tmp_path, 
     monkeypatch.setattr(models, "load_model", no_load)
     monkeypatch.chdir(tmp_path)
     assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
-    assert "missing.safetensors: no such file" in capsys.readouterr().err
+    assert "missing.safetensors" in capsys.readouterr().err
 
 
 def test_export_refuses_an_existing_output_before_loading(tmp_path, monkeypatch, capsys):

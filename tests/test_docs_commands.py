@@ -1,7 +1,8 @@
 """Every shell command shown in README.md and the docs pages runs as shown: each is checked against the program
 it calls (the CLI's parser, a benchmark script's parser, an example's options, a file that must exist), or is
-in MANUAL with the reason it cannot be checked here. Fenced blocks (```bash, ``` and 4-space indented ones)
-and `$ `-prompted lines count; the generated tables of docs pages match their data."""
+in MANUAL with the reason it cannot be checked here. Commands are the lines of ```bash blocks and 4-space
+indented blocks and the `$ `-prompted lines of other blocks; the generated tables of docs pages match their
+data."""
 
 from __future__ import annotations
 
@@ -29,26 +30,30 @@ _PROGRAMS = ("easyedit-split", ".venv/bin/easyedit-split", "python", ".venv/bin/
              "EASYEDIT_PATH=", "PYTHONPATH=", "OMP_NUM_THREADS=")
 
 
-def _blocks(text: str) -> list[str]:
-    """Shell-looking lines of fenced blocks (no language, bash, sh, console) and of 4-space indented blocks."""
+def _blocks(text: str) -> list[tuple[str, bool]]:
+    """(block text, every line is a command): fenced ```bash/sh/shell blocks and 4-space indented blocks hold
+    commands; other fenced blocks (no language, console, text: output) only their `$ `-prompted lines."""
     out = []
     for lang, body in re.findall(r"```(\w*)\n(.*?)```", text, re.DOTALL):
-        if lang in ("", "bash", "sh", "console", "shell"):
-            out.append(body)
+        out.append((body, lang in ("bash", "sh", "shell")))
     text_wo_fences = re.sub(r"```.*?```", "", text, flags=re.DOTALL)
     indented = re.findall(r"(?:^|\n\n)((?:    +\S.*\n?)+)", text_wo_fences)
-    out += ["\n".join(line[4:] for line in block.splitlines()) for block in indented]
+    out += [("\n".join(line[4:] for line in block.splitlines()), True) for block in indented]
     return out
 
 
 def doc_commands(text: str) -> list[str]:
     """Command lines (continuations joined, prompts and comments dropped) that call a program."""
     commands = []
-    for body in _blocks(text):
+    for body, all_lines in _blocks(text):
         joined = re.sub(r"\\\n\s*", " ", body)
         for line in joined.splitlines():
             line = line.strip()
-            line = line.removeprefix("$ ")
+            prompted = line.startswith("$ ")
+            if prompted:
+                line = line[2:]
+            elif not all_lines:
+                continue  # program output, not a command
             line = re.sub(r"\s+#.*$", "", line).strip()
             if line.startswith(_PROGRAMS):
                 for part in line.split("&&"):

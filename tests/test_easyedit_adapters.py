@@ -384,3 +384,19 @@ def test_export_round_trips_through_from_edited_weights(tmp_path, tiny_tokenizer
         else:
             assert torch.allclose(got, m * want, atol=1e-6)
     assert max_diff(ours(model, u, 1.0), target) < TOL
+
+
+def test_lm_steer_checkpoint_on_the_command_line_takes_steer_values(easyedit, llama_dir, tmp_path, capsys):
+    """`easyedit-split sweep --update lm_steer_vector.pt --steer-values 3,1` (issue #18 item 6): without the
+    values the error names the CLI option; with them the sweep runs."""
+    from easyedit_split.cli import main
+
+    ee_train("lm_steer", llama_dir, tmp_path, adaptor_class="add", rank=3, num_steers=2, n_steps=2,
+             batch_size=2, lr=0.05, epsilon=0.01, init_var=0.1)
+    path = tmp_path / "lm_steer_vector" / "lm_steer_vector.pt"
+    args = ["sweep", "--update", str(path), "--model", str(llama_dir), "--n-pairs", "3", "--multipliers=-1,0,1",
+            "--output", str(tmp_path / "out")]
+    assert main(args) == 2
+    assert "--steer-values" in capsys.readouterr().err
+    assert main([*args, "--steer-values", "3,1"]) == 0
+    assert list((tmp_path / "out").iterdir())

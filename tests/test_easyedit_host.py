@@ -434,8 +434,10 @@ def test_evaluator_preference_utility_equals_package_sweep(registered, tmp_path,
 
     plain = tiny_model("llama")
     update = VectorUpdate(Site(1, "residual"), 32, vector=vec)
+    # the sweep as `easyedit-split sweep` runs it on a bare .pt (no recorded rendering): the config's
+    # system_prompt '' means "no system prompt" in EasyEdit, and the Evaluator renders it so (issue #18)
     table = sweep(plain, tiny_tokenizer, dataset_to_pairs(PAIRS), [update], [0.0, 3.0], progress=False,
-                  encode_kwargs={"chat_template": True, "system_prompt": ""})
+                  encode_kwargs={})
     at_m = table[table["m"] == 3.0].reset_index(drop=True)
     ours = [(r["pref_odds"], r["util_odds"]) for r in pu["per_example"]]
     assert torch.allclose(torch.tensor(ours, dtype=torch.float64),
@@ -510,3 +512,39 @@ def test_prepared_run_folder_and_comparison_report(registered, tmp_path, llama_d
     report = (out / "report.md").read_text()
     assert "| caa | `caa/psychopathy/caa_vector` | 1 | EasyEdit |" in report
     assert "| spilt | `spilt/psychopathy/spilt_vector` | 1 | easyedit-split |" in report
+
+
+# ------------------------------------------------------------------------------------------ scaffold (issue #18, item 5)
+
+
+def test_scaffold_runs_easyedits_scripts_verbatim(tmp_path, llama_dir):
+    """`easyedit-split easyedit scaffold --model M --out DIR` writes a llama-named model folder, the data layout and
+    the hydra configs; the two commands it prints (EasyEdit's unmodified vectors_generate.py and vectors_apply.py,
+    --config-path/--config-name) run as printed, in a shell, after `easyedit enable`."""
+    import contextlib
+    import io
+
+    from easyedit_split.cli import main
+
+    site_dir, boot = tmp_path / "site", tmp_path / "boot"
+    assert main(["easyedit", "enable", "--site-dir", str(site_dir)]) == 0
+    boot.mkdir()
+    (boot / "sitecustomize.py").write_text(f"import site; site.addsitedir({str(site_dir)!r})\n")
+    out = tmp_path / "scaffold"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["easyedit", "scaffold", "--checkout", str(EASYEDIT), "--model", str(llama_dir), "--layer", "1",
+                     "--train-pairs", "4", "--test-pairs", "1", "--out", str(out)]) == 0
+    text = printed.getvalue()
+    assert f"models/{llama_dir.name} -> links to {llama_dir}" in text
+    commands = [line.strip() for line in text.splitlines() if "vectors_" in line and "--config-name" in line]
+    assert len(commands) == 2 and all(c.startswith(f"cd {out} && {sys.executable} ") for c in commands)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EASYEDIT_SPLIT_")}
+    env.update(PYTHONPATH=f"{boot}{os.pathsep}{REPO}", OMP_NUM_THREADS="1")
+    for command in commands:
+        done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=600, env=env, check=False)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (out / "vectors" / "psychopathy" / "split_vector" / "layer_1.pt").is_file()
+    results = json.loads((out / "generation" / "psychopathy_results.json").read_text())
+    assert len(results) == 1
+    assert main(["easyedit", "disable", "--site-dir", str(site_dir)]) == 0

@@ -44,7 +44,7 @@ def test_commands_share_the_grammar(capsys, monkeypatch):
     for argv in (["sweep", "--update", "x.safetensors", "--output", "o", "--multipliers=0,inf"],
                  ["compare", "--update", "a=x.safetensors", "--output", "o", "--multipliers=0,inf"],
                  ["run", "--multipliers", "0,inf"],
-                 ["generate", "--prompt", "hi", "--multiplier", "0,inf"]):
+                 ["generate", "--prompt", "hi", "--update", "x.safetensors", "--multiplier", "0,inf"]):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("error: --") and "'inf' is not finite" in err and "Traceback" not in err, argv

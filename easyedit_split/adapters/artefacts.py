@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from easyedit_split.adapters import builders
+from easyedit_split.base.safe_text import shown
 from easyedit_split.core.serialization import (
     FORMAT_NAME,
     UpdateBundle,
@@ -48,13 +49,18 @@ from easyedit_split.errors import EasyEditSplitError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ArtefactError", "LoadedUpdates", "is_diffmean_spec", "load_artefact", "recorded_training_pairs"]
+__all__ = ["ArtefactError", "LoadedUpdates", "MissingArtefactError", "check_spec", "is_diffmean_spec", "is_pt_spec", "load_artefact",
+           "recorded_training_pairs"]
 
 _DIFFMEAN_SPEC = re.compile(r"^diffmean@(\d+)(?::(\w+))?$")
 
 
 class ArtefactError(EasyEditSplitError, ValueError):
     """An artefact cannot be recognised or turned into updates."""
+
+
+class MissingArtefactError(ArtefactError, FileNotFoundError):
+    """An update path does not exist (also a ``FileNotFoundError``, as before)."""
 
 
 @dataclass
@@ -75,7 +81,7 @@ class LoadedUpdates:
         return len(self.updates)
 
     def rendering(self) -> dict[str, Any]:
-        """``chat_template`` / ``system_prompt`` / ``answer_instruction`` recorded in the saved hparams
+        """``chat_template`` / ``system_prompt`` / ``prompt_rule`` / ``answer_instruction`` recorded in the saved hparams
         (empty when none)."""
         hp = self.info.get("hparams") or {}
         out: dict[str, Any] = {}
@@ -83,6 +89,8 @@ class LoadedUpdates:
             out["chat_template"] = hp["use_chat_template"]
         if "system_prompt" in hp:
             out["system_prompt"] = hp["system_prompt"]
+        if hp.get("prompt_rule"):
+            out["prompt_rule"] = hp["prompt_rule"]
         if hp.get("answer_instruction"):
             out["answer_instruction"] = hp["answer_instruction"]
         return out
@@ -91,6 +99,35 @@ class LoadedUpdates:
 def is_diffmean_spec(spec: Any) -> bool:
     """True for the string ``diffmean@L`` / ``diffmean@L:component``."""
     return isinstance(spec, str) and _DIFFMEAN_SPEC.match(spec.strip()) is not None
+
+
+def is_pt_spec(spec: Any) -> bool:
+    """True for a path ending in ``.pt`` (an EasyEdit artefact, whose layer ``--layer`` may give)."""
+    return isinstance(spec, (str, os.PathLike)) and Path(spec).suffix.lower() == ".pt"
+
+
+def check_spec(spec: Any, *, what: str = "update") -> None:
+    """Check, before any model is loaded, that a string or path ``spec`` names something :func:`load_artefact`
+    can read: a well-formed ``diffmean@LAYER[:component]``, or a path that exists (a file or a folder).
+    Raises :class:`ArtefactError` saying what is wrong; objects are left to :func:`load_artefact`."""
+    if not isinstance(spec, (str, os.PathLike)):
+        return
+    text = os.fspath(spec)
+    if isinstance(spec, str) and text.strip().lower().startswith("diffmean@"):
+        if not is_diffmean_spec(text):
+            raise ArtefactError(f"{what}: {shown(text)} is not diffmean@LAYER or diffmean@LAYER:component (LAYER a whole "
+                                "number >= 0, e.g. diffmean@3 or diffmean@3:attn_out)")
+        return
+    p = Path(text)
+    try:
+        p.stat()
+    except FileNotFoundError:
+        raise MissingArtefactError(f"{what}: update path {p} does not exist") from None
+    except OSError as exc:  # a symlink loop, a name too long, no permission
+        raise ArtefactError(f"{what}: update path {p} cannot be read ({exc.strerror or exc})") from None
+    if p.is_file() and p.suffix.lower() not in (".safetensors", ".pt"):
+        raise ArtefactError(f"{what}: {p} has the unknown update file type {p.suffix!r}; give a .safetensors or .pt "
+                            "file, a peft adapter folder, an EasyEdit folder of layer_N.pt files or an edited checkpoint")
 
 
 def _json_field(meta: Mapping[str, str], key: str, path: Path) -> dict[str, Any]:
@@ -185,16 +222,19 @@ def load_artefact(
     tokenizer: Any = None,
     train_pairs: Sequence | None = None,
     module_path: str | None = None,
+    steer_values: Sequence[float] | None = None,
 ) -> LoadedUpdates:
     """Updates from any supported artefact (see the module doc), on ``model``'s device.
 
     ``layer`` is for a ``.pt`` file not named ``layer_N.pt``; ``tokenizer``, ``train_pairs`` and
-    ``module_path`` (the module the vector is read from and sits on) are for ``diffmean@L``.
+    ``module_path`` (the module the vector is read from and sits on) are for ``diffmean@L``;
+    ``steer_values`` (EasyEdit's apply-time values, one per steer) for an lm_steer checkpoint.
 
     Whatever the source, updates with NaN/inf values or that are all zero are refused
     (:class:`~easyedit_split.core.serialization.UpdateFileError` naming the source).
     """
-    loaded = _load(spec, model, layer=layer, tokenizer=tokenizer, train_pairs=train_pairs, module_path=module_path)
+    loaded = _load(spec, model, layer=layer, tokenizer=tokenizer, train_pairs=train_pairs, module_path=module_path,
+                   steer_values=steer_values)
     where = loaded.source or f"the given {loaded.kind} update"
     check_updates_finite(loaded.updates, where)
     check_updates_nonzero(loaded.updates, where)
@@ -202,7 +242,7 @@ def load_artefact(
 
 
 def _load(spec: Any, model: nn.Module, *, layer: int | None, tokenizer: Any, train_pairs: Sequence | None,
-          module_path: str | None) -> LoadedUpdates:
+          module_path: str | None, steer_values: Sequence[float] | None = None) -> LoadedUpdates:
     if isinstance(spec, LoadedUpdates):
         return spec
     if isinstance(spec, Update):
@@ -220,27 +260,30 @@ def _load(spec: Any, model: nn.Module, *, layer: int | None, tokenizer: Any, tra
         return _diffmean(spec, model, tokenizer, train_pairs, module_path)
     if not isinstance(spec, (str, os.PathLike)):
         raise TypeError(f"cannot load updates from a {type(spec).__name__}")
+    check_spec(spec)
     p = Path(spec)
-    if not p.exists():
-        raise FileNotFoundError(f"update path {p} does not exist")
     device = next(model.parameters()).device
     if p.is_file():
         suffix = p.suffix.lower()
         if suffix == ".safetensors":
-            if read_metadata(p).get("format") == FORMAT_NAME:
+            meta = read_metadata(p)
+            if "trainer_state" in meta:
+                raise ArtefactError(f"{p} is a training checkpoint, not an update; give the trained "
+                                    "layer_N.safetensors (or resume training from the checkpoint with --resume)")
+            if meta.get("format") == FORMAT_NAME:
                 bundle = load_updates(p, model)
                 return LoadedUpdates(list(bundle.updates), "easyedit-split", bundle.method, str(p),
                                      {"hparams": bundle.hparams, "extra": bundle.extra})
             return LoadedUpdates(_on(builders.from_edited_weights(model, p), device), "edited-weights", "edit", str(p))
         if suffix == ".pt":
-            u = builders.from_easyedit_pt(p, model, layer=layer)
+            u = builders.from_easyedit_pt(p, model, layer=layer, steer_values=steer_values)
             return LoadedUpdates(_on([u], device), "easyedit-pt", u.form, str(p))
         raise ArtefactError(f"{p}: unknown update file type {suffix!r} (expected .safetensors or .pt, or a folder)")
     if (p / "adapter_config.json").exists():
         return LoadedUpdates(_on(builders.from_peft(p, model), device), "peft", "lora", str(p))
     pts = sorted(p.glob("layer_*.pt"))
     if pts:
-        ups = [builders.from_easyedit_pt(f, model) for f in pts]
+        ups = [builders.from_easyedit_pt(f, model, steer_values=steer_values) for f in pts]
         return LoadedUpdates(_on(ups, device), "easyedit-pt", ups[0].form, str(p))
     if list(p.glob("*.safetensors")):
         return LoadedUpdates(_on(builders.from_edited_weights(model, p), device), "edited-weights", "edit", str(p))

@@ -87,7 +87,10 @@ def from_peft(adapter: str | os.PathLike | nn.Module, model: nn.Module, adapter_
     check_base_model(cfg.get("base_model_name_or_path"), model, source=str(folder))
     from safetensors.torch import load_file
 
-    sd = load_file(str(weights_path))
+    try:
+        sd = load_file(str(weights_path))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for corrupt files
+        raise AdapterError(f"{weights_path} is not a readable safetensors file ({exc})") from None
     pairs: dict[str, dict[str, torch.Tensor]] = {}
     for key, t in sd.items():
         for part in ("lora_A", "lora_B"):
@@ -102,9 +105,27 @@ def from_peft(adapter: str | os.PathLike | nn.Module, model: nn.Module, adapter_
         if set(ab) != {"lora_A", "lora_B"}:
             raise AdapterError(f"{weights_path}: {mod_path} lacks lora_A or lora_B")
         A, B = ab["lora_A"].float(), ab["lora_B"].float()
-        rank = A.shape[0]
+        rank = _checked_rank(cfg, mod_path, A, B, weights_path)
         updates.append(_lora_for_module(model, mod_path, A, B, _lora_scale(cfg, mod_path, rank)))
     return updates
+
+
+def _checked_rank(cfg: Mapping[str, Any], mod_path: str, A: torch.Tensor, B: torch.Tensor, source: Path) -> int:
+    """The LoRA rank of ``mod_path``: ``A`` is ``[r, in]`` and ``B`` ``[out, r]``, and ``r`` is the config's
+    (``rank_pattern`` for this module, else ``r``); an :class:`AdapterError` when they disagree."""
+    if A.dim() != 2 or B.dim() != 2 or A.shape[0] != B.shape[1]:
+        raise AdapterError(f"{source}: {mod_path} has lora_A {tuple(A.shape)} and lora_B {tuple(B.shape)}, which do not "
+                           "make a low-rank product (A is [r, in], B is [out, r]); the adapter is corrupt")
+    rank = int(A.shape[0])
+    wanted = cfg.get("r")
+    patterns = cfg.get("rank_pattern") or {}
+    matched = [value for pattern, value in patterns.items() if mod_path.endswith(str(pattern))]
+    # a pattern this simple suffix match cannot read (a regex) may give this module any of its ranks
+    allowed = {matched[-1]} if matched else {wanted, *patterns.values()}
+    if wanted is not None and rank not in allowed:
+        raise AdapterError(f"{source}: {mod_path} has rank {rank} tensors, but adapter_config.json says r={wanted!r}; "
+                           "the config and the weights are of different adapters — re-save the adapter")
+    return rank
 
 
 def _lora_for_module(model: nn.Module, mod_path: str, A: torch.Tensor, B: torch.Tensor, scale: float) -> LoRAUpdate:
@@ -159,7 +180,7 @@ def from_easyedit_pt(
     if p.name == LM_STEER_FILE:
         if steer_values is None:
             raise AdapterError(f"{p} is an lm_steer checkpoint: pass steer_values= (EasyEdit's apply hparam "
-                               "steer_values, one per steer)")
+                               "steer_values, one per steer; on the command line --steer-values, e.g. --steer-values 3,1)")
         return from_lm_steer(p, model, steer_values, epsilon=epsilon)
     return read_easyedit_pt(p, model, layer=layer, component=component, concept_id=concept_id)
 
@@ -187,6 +208,13 @@ def from_edited_weights(
     """
     edited_sd = _edited_state_dict(edited)
     base_sd = model.state_dict()
+    if edited_sd and not any(k in base_sd or k.endswith(".bias") for k in edited_sd):
+        where = f"{edited}" if isinstance(edited, (str, os.PathLike)) else "the edited weights"
+        example = ", ".join(repr(k) for k in list(edited_sd)[:3])
+        raise AdapterError(f"{where}: none of its {len(edited_sd)} tensors ({example}…) is a parameter of this "
+                           f"{type(model).__name__}, so it is neither edited weights of this model nor an "
+                           "easyedit-split update file (its metadata has no 'format'); give an update file saved by "
+                           "easyedit-split, an EasyEdit layer_N.pt, a peft adapter folder, or a checkpoint of this model")
     by_module: dict[str, dict[str, torch.Tensor]] = {}
     for key, new in edited_sd.items():
         mod_path, _, param = key.rpartition(".")
@@ -251,5 +279,8 @@ def _edited_state_dict(edited) -> Mapping[str, torch.Tensor]:
 
     sd: dict[str, torch.Tensor] = {}
     for f in files:
-        sd.update(load_file(str(f)))
+        try:
+            sd.update(load_file(str(f)))
+        except Exception as exc:  # noqa: BLE001 - safetensors raises several types for corrupt files
+            raise AdapterError(f"{f} is not a readable safetensors file ({exc})") from None
     return sd

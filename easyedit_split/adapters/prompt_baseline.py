@@ -55,13 +55,10 @@ class PromptBaseline:
         depend on a generation, not on a fixed prompt."""
         where = "prompt hparams"
         if not isinstance(hparams, Mapping):
-            import yaml
+            from easyedit_split.base.hparams_io import read_yaml_mapping
 
             where = str(hparams)
-            try:
-                hparams = yaml.safe_load(Path(hparams).read_text(encoding="utf-8")) or {}
-            except OSError as exc:
-                raise ValueError(f"{where}: cannot be read ({exc})") from exc
+            hparams = read_yaml_mapping(Path(hparams))
         if str(hparams.get("alg_name", "prompt")).lower() != "prompt":
             raise ValueError(f"{where}: alg_name is {hparams.get('alg_name')!r}, not 'prompt'")
         if hparams.get("generate_prompt_params"):

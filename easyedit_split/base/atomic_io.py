@@ -1,9 +1,16 @@
 """Atomic file output: write to a temporary file in the target folder, then rename.
 
 A crash or an exception never leaves a half-written artefact at the destination: either the
-old file (if any) stays, or the complete new one replaces it. A temporary file names the process
-that writes it (``.<name>.<pid>.<random>.tmp``); litter left by a process that was killed is removed
-on the next write of the same file.
+old file (if any) stays, or the complete new one replaces it. A temporary file or folder names the
+process that writes it (``.<name>.<pid>.<random>.tmp``); litter left by a process that was killed is
+removed on the next write of the same name. Outputs get the permissions the umask gives (not the
+0600 of a temporary file), so other users of a shared machine can read results as they can read any
+other file. A write that fails (disk full, ``ulimit -f``, no permission, read-only file system) is an
+:class:`~easyedit_split.errors.OutputError` naming the destination, never the temporary name.
+
+Several files that belong together (an update's ``.safetensors`` and EasyEdit's ``.pt``) are written
+with :func:`staged_files`: all into a staging folder first, then moved in, so a failed write leaves
+none of them; a whole folder (an export) with :func:`atomic_dir`.
 
 Output checks made before any heavy work (:func:`check_writable`, :func:`refuse_existing`,
 :func:`check_distinct`) and :func:`output_lock`, an exclusive lock on an output folder while it is
@@ -13,6 +20,7 @@ written (a second writer fails at once with :class:`~easyedit_split.errors.Outpu
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import math
@@ -30,20 +38,71 @@ from easyedit_split.errors import OutputError
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "EVALUATION_RESULTS",
+    "MAIN_JOB_RESULTS",
     "JsonlAppender",
+    "atomic_dir",
     "atomic_path",
     "atomic_save_safetensors",
     "atomic_write_bytes",
     "atomic_write_json",
+    "atomic_write_report",
     "atomic_write_text",
     "check_distinct",
     "check_writable",
     "dumps_json",
+    "encode_metadata",
     "json_safe",
     "non_finite_paths",
     "output_lock",
+    "refuse_earlier_results",
     "refuse_existing",
+    "staged_files",
+    "write_failed",
 ]
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _give_umask_mode(path: Path, *, is_dir: bool = False) -> None:
+    """The mode a plain ``open``/``mkdir`` would have given (``mkstemp``/``mkdtemp`` give 0600/0700)."""
+    with contextlib.suppress(OSError):
+        os.chmod(path, (0o777 if is_dir else 0o666) & ~_umask())
+
+
+_WRITE_HINTS = {
+    errno.ENOSPC: "the disk is full; free some space or choose another location",
+    errno.EDQUOT: "the disk quota is exceeded; free some space or choose another location",
+    errno.EFBIG: "the file is larger than this process may write (ulimit -f) or the file system allows",
+    errno.EACCES: "no permission to write there; choose another location or fix its permissions",
+    errno.EPERM: "no permission to write there; choose another location or fix its permissions",
+    errno.EROFS: "the file system is read-only; choose another location",
+}
+
+
+def write_failed(dest: str | os.PathLike, exc: OSError) -> OutputError:
+    """An :class:`OutputError` naming ``dest`` (the real output, not a temporary name) and what to do."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    hint = _WRITE_HINTS.get(exc.errno or -1)
+    return OutputError(f"cannot write {dest}: {reason}" + (f" ({hint})" if hint else ""))
+
+
+@contextlib.contextmanager
+def _mapped_write_errors(dest: str | os.PathLike) -> Iterator[None]:
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise write_failed(dest, exc) from exc
+
+
+def _tmp_prefix(dest: Path) -> str:
+    return f".{dest.name}.{os.getpid()}."
 
 
 @contextlib.contextmanager
@@ -51,21 +110,92 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
 
     The caller writes the temporary file however it likes (``savefig``, ``to_parquet``…).
-    On any exception the temporary file is removed and the destination is untouched.
+    On any exception the temporary file is removed and the destination is untouched; an ``OSError``
+    becomes an :class:`OutputError` naming ``path``.
     """
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_tmp(dest)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=suffix + ".tmp", dir=dest.parent)
-    os.close(fd)
+    with _mapped_write_errors(dest):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_tmp(dest)
+        fd, tmp_name = tempfile.mkstemp(prefix=_tmp_prefix(dest), suffix=suffix + ".tmp", dir=dest.parent)
+        os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
-        os.replace(tmp, dest)
+        with _mapped_write_errors(dest):
+            yield tmp
+            _give_umask_mode(tmp)
+            os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; on success it replaces ``path`` (an existing folder only
+    with ``overwrite``, and only once the new one is complete). Folders of killed writers are removed on the
+    next write of the same name; an ``OSError`` becomes an :class:`OutputError` naming ``path``."""
+    dest = Path(path)
+    with _mapped_write_errors(dest):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_tmp(dest)
+        tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(dest), suffix=".tmp", dir=dest.parent))
+    try:
+        with _mapped_write_errors(dest):
+            yield tmp
+            _give_umask_mode(tmp, is_dir=True)
+            _replace_dir(tmp, dest, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _replace_dir(tmp: Path, dest: Path, overwrite: bool) -> None:
+    if not dest.exists():
+        os.replace(tmp, dest)
+        return
+    if not overwrite:
+        raise OutputError(f"{dest} appeared while it was being written; not replacing it")
+    backup = Path(tempfile.mkdtemp(prefix=_tmp_prefix(dest), suffix=".old.tmp", dir=dest.parent))
+    backup.rmdir()
+    os.replace(dest, backup)
+    try:
+        os.replace(tmp, dest)
+    except BaseException:
+        os.replace(backup, dest)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_files(folder: str | os.PathLike, *, last: tuple[str, ...] = (),
+                 replaces: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Write several files of ``folder`` all or nothing: yield a staging folder; the caller writes the files
+    there under their final names; on success each is moved into ``folder`` (the names in ``last``
+    after all the others, in that order) and the names in ``replaces`` that were not written are removed
+    from ``folder`` (a stale companion file); on any failure nothing changes. An ``OSError`` becomes an
+    :class:`OutputError` naming ``folder``."""
+    dest = Path(folder)
+    marker = dest / ".easyedit-split-staging"
+    with _mapped_write_errors(dest):
+        dest.mkdir(parents=True, exist_ok=True)
+        _remove_stale_tmp(marker)
+        stage = Path(tempfile.mkdtemp(prefix=_tmp_prefix(marker), suffix=".tmp", dir=dest))
+    try:
+        with _mapped_write_errors(dest):
+            yield stage
+            names = sorted(p.name for p in stage.iterdir())
+            order = [n for n in names if n not in last] + [n for n in last if n in names]
+            for name in order:
+                _give_umask_mode(stage / name)
+                os.replace(stage / name, dest / name)
+            for name in replaces:
+                if name not in names:
+                    with contextlib.suppress(FileNotFoundError):
+                        (dest / name).unlink()
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -114,6 +244,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def atomic_write_report(path: str | os.PathLike, text: str) -> Path:
+    """Write a human-readable report (``report.md``, ``summary.md``) atomically, with every control,
+    terminal-escape and bidi-override character of text that came from files escaped
+    (:func:`~easyedit_split.safe_text.markdown_safe`)."""
+    from easyedit_split.base.safe_text import markdown_safe
+
+    return atomic_write_text(path, markdown_safe(text))
+
+
 def json_safe(obj: Any) -> Any:
     """``obj`` with every NaN/inf float replaced by None (JSON has no NaN; ``NaN`` in a file is not JSON).
 
@@ -160,17 +299,20 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Pat
     return atomic_write_text(path, dumps_json(obj, indent=indent) + "\n")
 
 
+def encode_metadata(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """A safetensors header's metadata: strings as they are, anything else JSON-encoded."""
+    return {str(k): v if isinstance(v, str) else json.dumps(v, default=str) for k, v in metadata.items()}
+
+
 def atomic_save_safetensors(
     path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None
 ) -> Path:
     """Save ``tensors`` as safetensors; ``metadata`` values are JSON-encoded into the header."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    meta = {str(k): v if isinstance(v, str) else json.dumps(v, default=str) for k, v in (metadata or {}).items()}
+    meta = encode_metadata(metadata or {})
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    with atomic_path(path, suffix=".safetensors") as tmp:
-        save_file(contiguous, str(tmp), metadata=meta)
-    return Path(path)
+    return atomic_write_bytes(path, save(contiguous, metadata=meta))  # a failed write is an OSError
 
 
 # ------------------------------------------------------------------------------ checks before the work
@@ -208,6 +350,27 @@ def refuse_existing(paths: Iterable[str | os.PathLike], *, overwrite: bool, flag
     if existing and not overwrite:
         shown = ", ".join(existing[:4]) + (f" and {len(existing) - 4} more" if len(existing) > 4 else "")
         raise OutputError(f"{shown} already exist(s); pass {flag} to replace, or choose another output")
+
+
+#: the files a finished evaluation (sweep, compare, easyedit report) leaves in its output folder
+EVALUATION_RESULTS = ("results.json", "report.md", "sweep_*.csv", "sweep_*.parquet", "provenance.json")
+#: the files a finished main job (``run``) leaves in its output folder
+MAIN_JOB_RESULTS = ("summary.md", "summary.json", "config.json")
+
+
+def refuse_earlier_results(folder: str | os.PathLike, patterns: Iterable[str], *, overwrite: bool,
+                           what: str = "--output", flag: str = "--overwrite") -> None:
+    """Raise :class:`OutputError` when ``folder`` already holds results of an earlier run (files matching
+    ``patterns``) and ``overwrite`` is False: no command replaces results without being asked. Partial
+    results of an interrupted run (dot files) do not count: a rerun continues from them."""
+    p = Path(folder)
+    if overwrite or not p.is_dir():
+        return
+    found = sorted({f.name for pattern in patterns for f in p.glob(pattern)})
+    if found:
+        shown_names = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+        raise OutputError(f"{what} {p} already holds the results of an earlier run ({shown_names}); pass {flag} to "
+                          "replace them, or choose another folder")
 
 
 def check_distinct(outputs: Mapping[str, str | os.PathLike], *, what: str = "name") -> None:
@@ -326,7 +489,7 @@ class JsonlAppender:
         text = "".join(dumps_json(r) + "\n" for r in records)
         if not text:
             return
-        with open(self.path, "a", encoding="utf-8") as fh:
+        with _mapped_write_errors(self.path), open(self.path, "a", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())

@@ -1,8 +1,9 @@
 """Hyperparameters as dataclasses read from EasyEdit-style YAML files.
 
-``from_hparams(path)`` reads the YAML with ``yaml.safe_load``, warns about keys the dataclass does
-not know (naming them), and raises :class:`HParamsError` naming the file and the key for a
-missing required key or a value of the wrong type. Key names follow EasyEdit (``alg_name``,
+``from_hparams(path)`` reads the YAML with :func:`safe_load` (``yaml.safe_load`` that also refuses a key
+given twice in one mapping, bounds what aliases expand to and caps the file's size), warns about keys
+the dataclass does not know (naming them), and raises :class:`HParamsError` naming the file and the key
+for a missing required key or a value of the wrong type (the value echoed, cut short when long). Key names follow EasyEdit (``alg_name``,
 ``layers``, ``lr``, ``n_epochs``, ``steering_factors``, ``pos_loss_weight`` …).
 """
 
@@ -22,31 +23,117 @@ from typing import Any, ClassVar
 
 import yaml
 
+from easyedit_split.base.safe_text import printable, shown
 from easyedit_split.errors import EasyEditSplitError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HParamsError", "HyperParams", "coerce_value", "load_yaml", "read_yaml_mapping"]
+__all__ = ["MAX_YAML_BYTES", "MAX_YAML_NODES", "HParamsError", "HyperParams", "coerce_value", "load_yaml",
+           "read_yaml_mapping", "safe_load"]
+
+#: the largest YAML file read (hyperparameters, dataset formats, run configs are a few KB)
+MAX_YAML_BYTES = 4 * 1024 * 1024
+#: the most values a YAML document may hold once its aliases are expanded (a "billion laughs" document
+#: is small on disk but expands to billions of values)
+MAX_YAML_NODES = 1_000_000
 
 
 class HParamsError(EasyEditSplitError, ValueError):
     """A hyperparameter file or value is invalid."""
 
 
+class _StrictSafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML says keys are unique;
+    PyYAML keeps the last silently) and a document whose aliases expand to more than
+    :data:`MAX_YAML_NODES` values."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # ``<<: *base`` merges; its keys may be overridden on purpose
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:
+                    continue  # an unhashable key: the constructor reports it
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping", node.start_mark,
+                        f"found the key {shown(key)} a second time (first on line {first}); a key may be given once — "
+                        "delete one of them", key_node.start_mark)
+                seen[key] = key_node.start_mark.line + 1 if key_node.start_mark else "?"
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_document(self, node):
+        _check_expansion(node)
+        return super().construct_document(node)
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Raise when the document's values, aliases expanded, exceed :data:`MAX_YAML_NODES` (computed over the
+    node graph with memoisation, so in time linear in the document's size)."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()  # being expanded: an alias back to one (a recursive document) counts once
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if isinstance(node, yaml.ScalarNode):
+            sizes[id(node)] = 1
+            continue
+        children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+                    else list(node.value))
+        if not children_done:
+            if id(node) in sizes or id(node) in open_nodes:
+                continue
+            open_nodes.add(id(node))
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes and id(c) not in open_nodes)
+            continue
+        open_nodes.discard(id(node))
+        total = 1 + sum(sizes.get(id(c), 1) for c in children)
+        if total > MAX_YAML_NODES:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the document's aliases expand to more than {MAX_YAML_NODES:,} values (a 'billion "
+                "laughs' document?); write the values out, or use fewer aliases", node.start_mark)
+        sizes[id(node)] = total
+
+
+def safe_load(text: str | bytes, *, source: str = "YAML") -> Any:
+    """``yaml.safe_load`` with duplicate keys refused and alias expansion bounded (see
+    :class:`_StrictSafeLoader`); errors are ``yaml.YAMLError``. The one YAML reader of the package."""
+    return yaml.load(text, Loader=_StrictSafeLoader)
+
+
 def read_yaml_mapping(path: str | os.PathLike, *, error: type[Exception] = HParamsError,
                       what: str = "hyperparameter file") -> dict[str, Any]:
-    """A YAML file whose top level is a mapping, read with ``yaml.safe_load`` (an empty file is ``{}``).
+    """A YAML file whose top level is a mapping, read with :func:`safe_load` (an empty file is ``{}``).
 
-    Raises ``error`` naming the file (``what`` says what it is) when it is missing, not valid YAML or
-    not a mapping.
+    Raises ``error`` naming the file (``what`` says what it is) when it is missing, larger than
+    :data:`MAX_YAML_BYTES`, not UTF-8, not valid YAML (a key given twice, aliases that expand too far)
+    or not a mapping.
     """
     p = Path(path)
-    if not p.is_file():
-        raise error(f"{what} {p} {'is not a file' if p.exists() else 'does not exist'}")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        is_file = p.is_file()
+    except OSError as exc:  # a symlink loop, a name too long …
+        raise error(f"{what} {p} cannot be read ({exc.strerror or exc})") from None
+    if not is_file:
+        raise error(f"{what} {p} {'is a folder, not a file' if p.is_dir() else 'is not a file' if p.exists() else 'does not exist'}")
+    size = p.stat().st_size
+    if size > MAX_YAML_BYTES:
+        raise error(f"{what} {p} is {size:,} bytes; a YAML file of settings is at most {MAX_YAML_BYTES:,} bytes here")
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise error(f"{p}:{line}: not UTF-8 text (byte {exc.start}: {exc.reason}); re-save the file as UTF-8") from None
+    try:
+        data = safe_load(text, source=str(p))
     except yaml.YAMLError as exc:
-        raise error(f"{p}: not valid YAML: {exc}") from exc
+        raise error(f"{p}: not valid YAML: {printable(exc)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -88,17 +175,17 @@ def coerce_value(value: Any, tp: Any, where: str) -> Any:
                 return coerce_value(value, arg, where)
             except HParamsError:
                 continue
-        raise HParamsError(f"{where}: {value!r} matches none of {tp}")
+        raise HParamsError(f"{where}: {shown(value)} matches none of {tp}")
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise HParamsError(f"{where}: expected true/false, got {value!r}")
+        raise HParamsError(f"{where}: expected true/false, got {shown(value)}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise HParamsError(f"{where}: expected an integer, got {value!r}")
+        raise HParamsError(f"{where}: expected an integer, got {shown(value)}")
     if tp is float:
         number: float | None = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -109,16 +196,16 @@ def coerce_value(value: Any, tp: Any, where: str) -> Any:
             except ValueError:
                 pass
         if number is None:
-            raise HParamsError(f"{where}: expected a number, got {value!r}")
+            raise HParamsError(f"{where}: expected a number, got {shown(value)}")
         if not math.isfinite(number):
-            raise HParamsError(f"{where}: must be a finite number, got {value!r}")
+            raise HParamsError(f"{where}: must be a finite number, got {shown(value)}")
         return number
     if tp is str:
         if isinstance(value, str):
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
-        raise HParamsError(f"{where}: expected a string, got {value!r}")
+        raise HParamsError(f"{where}: expected a string, got {shown(value)}")
     if origin in (list, tuple) or tp in (list, tuple):
         args = typing.get_args(tp)
         item_tp = args[0] if args else Any
@@ -127,7 +214,7 @@ def coerce_value(value: Any, tp: Any, where: str) -> Any:
         return [coerce_value(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict or tp is dict:
         if not isinstance(value, Mapping):
-            raise HParamsError(f"{where}: expected a mapping, got {value!r}")
+            raise HParamsError(f"{where}: expected a mapping, got {shown(value)}")
         return dict(value)
     return value
 
@@ -190,7 +277,7 @@ class HyperParams:
         source = _SOURCE.get()
         bad = _non_finite_fields(self)
         if bad:
-            raise HParamsError(f"{source}: key '{bad[0]}' must be a finite number, got {getattr(self, bad[0])!r}")
+            raise HParamsError(f"{source}: key '{bad[0]}' must be a finite number, got {shown(getattr(self, bad[0]))}")
         self.apply_sentinels(source)
         self.validate(source)
 
@@ -223,7 +310,7 @@ def check_range(source: str, key: str, value: Any, *, minimum: float | None = No
         parts.append(f"{'>' if exclusive_min else '>='} {minimum:g}")
     if maximum is not None:
         parts.append(f"{'<' if exclusive_max else '<='} {maximum:g}")
-    raise HParamsError(f"{source}: key '{key}' must be {' and '.join(parts)}, got {value!r}{hint}")
+    raise HParamsError(f"{source}: key '{key}' must be {' and '.join(parts)}, got {shown(value)}{hint}")
 
 
 def check_layers(source: str, layers: list[int]) -> None:
@@ -246,9 +333,12 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         if not key.strip():
             raise HParamsError(f"override {item!r} has no key before '='")
         try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+            value = safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as exc:
-            raise HParamsError(f"override {item!r}: the value is not valid YAML ({exc}); quote it, "
+            raise HParamsError(f"override {shown(item)}: the value is not valid YAML ({printable(exc)}); quote it, "
                                f"e.g. {key.strip()}='\"…\"'") from None
+        if key.strip() in out:
+            raise HParamsError(f"override key {key.strip()!r} is given twice; give it once")
+        out[key.strip()] = value
     return out
 

@@ -19,6 +19,8 @@ __all__ = ["MAX_GRID_POINTS", "MultiplierError", "parse_multipliers", "with_zero
 
 #: the most values a ``start:stop:num`` grid may have
 MAX_GRID_POINTS = 10_000
+#: the smallest spacing of a grid's points (closer ones underflow when tidied; repeats are caught after)
+MIN_GRID_STEP = 1e-290
 
 
 class MultiplierError(InputError):
@@ -63,6 +65,9 @@ def _parse_text(text: str, what: str) -> list[float]:
         step = (stop - start) / (num - 1)
         if not math.isfinite(step):
             raise MultiplierError(f"{what} {text!r}: stop - start is too large to be a finite number")
+        if step < MIN_GRID_STEP:
+            raise MultiplierError(f"{what} {text!r}: the points would be {step:.3g} apart, too close to be told apart "
+                                  "as numbers; use fewer points or a wider range")
         return [start] + [_tidy(start + i * step, step) for i in range(1, num - 1)] + [stop]
     out = []
     for tok in s.split(","):

@@ -9,13 +9,19 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from easyedit_split.base.checks import finite_float_arg, nonnegative_int_arg, positive_int_arg, set_threads
+from easyedit_split.base.checks import (
+    finite_float_arg,
+    nonnegative_int_arg,
+    positive_int_arg,
+    seed_arg,
+    set_threads,
+)
 from easyedit_split.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HelpFormatter", "add_deprecated_alias", "add_evaluation_arguments", "add_model_arguments",
-           "check_update_exists", "load_data", "run_evaluation"]
+__all__ = ["EVALUATION_FLAG_RULES", "HelpFormatter", "add_deprecated_alias", "add_evaluation_arguments",
+           "add_model_arguments", "load_data", "run_evaluation"]
 
 MODEL_HELP = "Hugging Face folder, cached hub id, .gguf file or built-in name (smollm2, gemma3-270m); default smollm2"
 
@@ -63,16 +69,43 @@ def add_deprecated_alias(p: argparse.ArgumentParser, old: str, new: str, dest: s
     p.add_argument(old, dest=dest, action=_Deprecated, new=new, **kw)
 
 
-def check_update_exists(spec: str | None, what: str = "--update") -> None:
-    """An update path that does not exist is an error before any model is loaded (``diffmean@L`` specs are
-    built later)."""
-    from easyedit_split.adapters.artefacts import is_diffmean_spec
 
-    if spec is None or is_diffmean_spec(spec):
-        return
-    if not Path(spec).exists():
-        raise InputError(f"{what} {spec}: no such file or folder (an update .safetensors, an EasyEdit layer_L.pt, a "
-                         "peft adapter folder or an edited checkpoint)")
+
+def _update_specs(args: argparse.Namespace) -> list[str]:
+    """The update specs of ``sweep`` (``--update PATH``) or ``compare`` (``--update NAME=PATH`` …)."""
+    if isinstance(args.update, list):
+        return [v.partition("=")[2].strip() for v in args.update]
+    return [args.update]
+
+
+def _any_spec(test):
+    from easyedit_split.adapters import artefacts
+
+    return lambda args: any(getattr(artefacts, test)(s) for s in _update_specs(args))
+
+
+#: flags of sweep/compare that apply only in some cases: (dest, applies(args), when) — see ``cli.FLAG_RULES``
+EVALUATION_FLAG_RULES = (
+    ("layer", _any_spec("is_pt_spec"), "to an EasyEdit .pt update file (whose name does not give the layer)"),
+    ("module_path", _any_spec("is_diffmean_spec"), "to a diffmean@LAYER update"),
+    ("dose_accuracy", lambda a: a.dose == "accuracy", "with --dose accuracy"),
+    ("manifold_positions", lambda a: a.manifold, "with --manifold"),
+    ("reference", lambda a: len(_update_specs(a)) > 1, "when several updates are compared (compare)"),
+    ("target_accuracy", lambda a: a.target_pref is None, "without --target-pref (give one calibration target)"),
+    ("train_sweep_pairs", lambda a: bool(a.n_train) or _any_spec("is_diffmean_spec")(a),
+     "with training pairs (--n-train, or a diffmean@LAYER update)"),
+)
+
+
+def parse_steer_values(text: str) -> list[float]:
+    """``--steer-values 3,1`` as floats; a clear error naming the option otherwise."""
+    try:
+        values = [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"--steer-values {text!r}: give comma-separated numbers, e.g. 3,1") from None
+    if not values or any(v != v or v in (float("inf"), float("-inf")) for v in values):
+        raise InputError(f"--steer-values {text!r}: give comma-separated finite numbers, e.g. 3,1")
+    return values
 
 
 def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
@@ -86,9 +119,11 @@ def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
                    help="training pairs (for transfer R², and for building diffmean@L updates; default 0, or 200 with diffmean)")
     p.add_argument("--train-sweep-pairs", type=nonnegative_int_arg, default=None,
                    help="sweep only this many training pairs for the transfer R² (default: all; 0: no training sweep)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=seed_arg, default=0,
                    help="seed of the held-out split (pairs an update records as its training pairs are never held out)")
     p.add_argument("--layer", type=nonnegative_int_arg, default=None, help="layer for an EasyEdit .pt file not named layer_N.pt")
+    p.add_argument("--steer-values", dest="steer_values", default=None,
+                   help="an lm_steer checkpoint's apply-time steer_values, comma-separated (e.g. 3,1)")
     p.add_argument("--module-path", dest="module_path", default=None,
                    help="module a diffmean@LAYER vector is read from and sits on, e.g. 'model.layers.{layer}.mlp.down_proj'")
     p.add_argument("--reduction", choices=("sum", "mean"), default="sum", help="sequence-sum or per-token-mean losses")
@@ -117,6 +152,8 @@ def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-rows", type=positive_int_arg, default=128, help="(pair, m) rows per forward pass")
     p.add_argument("--format", choices=("csv", "parquet"), default="csv", help="sweep table format")
     p.add_argument("--output", required=True, help="output folder (tables, results.json, PNGs, report.md)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the results of an earlier run in --output (without it they are refused)")
     p.add_argument("--threads", type=positive_int_arg, default=None, help="torch CPU threads")
     p.add_argument("--title", default=None, help="report title")
 
@@ -130,9 +167,9 @@ def load_data(args: argparse.Namespace, need_train: bool,
     :func:`~easyedit_split.adapters.artefacts.recorded_training_pairs`); those pairs are left out before the split,
     so that no held-out pair was seen in training whatever seed and sizes the update was trained with.
     """
-    from easyedit_split.data import load_pairs, pair_digests, train_test_split
+    from easyedit_split.data import load_pairs, pair_digests, train_test_split, unique_pairs
 
-    pairs = load_pairs(args.data)
+    pairs = unique_pairs(load_pairs(args.data), f"--data {args.data}")
     n_train = args.n_train or (200 if need_train else 0)
     if args.n_pairs < 1:
         raise InputError(f"--n-pairs must be >= 1, got {args.n_pairs}")
@@ -162,12 +199,22 @@ def load_data(args: argparse.Namespace, need_train: bool,
 def run_evaluation(args: argparse.Namespace, specs: dict[str, str]) -> int:
     """Check the output, then load every update spec once, sweep them on the held-out pairs and write one
     report (the output folder is locked while written)."""
-    from easyedit_split.base.atomic_io import check_writable, output_lock
+    from easyedit_split.adapters.artefacts import check_spec
+    from easyedit_split.base.atomic_io import (
+        EVALUATION_RESULTS,
+        check_writable,
+        output_lock,
+        refuse_earlier_results,
+    )
     from easyedit_split.base.multipliers import parse_multipliers, with_zero
 
     set_threads(args.threads)
     grid = with_zero(parse_multipliers(args.multipliers, what="--multipliers"))
-    check_writable(args.output, what="--output")  # before any work
+    parse_multipliers(getattr(args, "matched_accuracy", "0.75,0.9"), what="--matched-accuracy")
+    for name, spec in specs.items():  # before any work: a spec that names nothing
+        check_spec(spec, what=f"--update {name + '=' if name else ''}{spec}")
+    check_writable(args.output, what="--output")
+    refuse_earlier_results(args.output, EVALUATION_RESULTS, overwrite=getattr(args, "overwrite", False))
     with output_lock(args.output, what="--output"):
         return _evaluate(args, specs, grid)
 
@@ -189,8 +236,10 @@ def _evaluate(args: argparse.Namespace, specs: dict[str, str], grid: list[float]
     targets = parse_multipliers(getattr(args, "matched_accuracy", "0.75,0.9"), what="--matched-accuracy")
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device, device_map=args.device_map)
     sweep_train = train if args.train_sweep_pairs is None else train[: args.train_sweep_pairs]
+    steer_values = getattr(args, "steer_values", None)
     resolved = {name: load_artefact(spec, model, layer=args.layer, tokenizer=tokenizer, train_pairs=train,
-                                    module_path=args.module_path)
+                                    module_path=args.module_path,
+                                    steer_values=parse_steer_values(steer_values) if steer_values else None)
                 for name, spec in specs.items()}
     for name, loaded in resolved.items():
         if loaded.kind == "diffmean":  # keep the train-free vector that was evaluated, with its rendering

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from easyedit_split.cli.common import add_evaluation_arguments, run_evaluation
+from easyedit_split.cli.common import EVALUATION_FLAG_RULES, add_evaluation_arguments, run_evaluation
 from easyedit_split.errors import InputError
 
 HELP = "compare several updates (NAME=PATH each) on the same data: one preference-utility report"
@@ -22,6 +22,9 @@ def parse_named(values: list[str]) -> dict[str, str]:
     if len(out) < 1:
         raise InputError("give at least one --update NAME=PATH")
     return out
+
+
+FLAG_RULES = EVALUATION_FLAG_RULES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from easyedit_split.base.checks import positive_int_arg, seed_arg
 from easyedit_split.errors import InputError
 
 HELP = ("inside EasyEdit: enable/disable/status of automatic registration, prepare a run_SPILT.py run folder, "
@@ -32,13 +33,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pr.add_argument("--model-name", default=None,
                     help="name of the model link under models/ and of the config folder; EasyEdit picks its wrapper "
                          "class from it (default: smollm2-135m-llama)")
-    pr.add_argument("--train-pairs", type=int, default=32, help="pairs in data/psychopathy/train.jsonl")
-    pr.add_argument("--test-pairs", type=int, default=8,
+    pr.add_argument("--train-pairs", type=positive_int_arg, default=32, help="pairs in data/psychopathy/train.jsonl")
+    pr.add_argument("--test-pairs", type=positive_int_arg, default=8,
                     help="pairs in data/psychopathy/test.jsonl (run_SPILT.py generates for each of them)")
-    pr.add_argument("--heldout-pairs", type=int, default=100,
+    pr.add_argument("--heldout-pairs", type=positive_int_arg, default=100,
                     help="held-out pairs in data/psychopathy/heldout.jsonl (test.jsonl is its first rows; the report's "
                          "default evaluation set)")
-    pr.add_argument("--seed", type=int, default=0, help="seed of the split")
+    pr.add_argument("--seed", type=seed_arg, default=0, help="seed of the split")
     pr.add_argument("--dtype", default=None,
                     help="rewrite the dtype line of the run folder's copies of EasyEdit's top-level spilt_experiment "
                          "configs (they say bfloat16, which run_SPILT.py cannot override; float32 is much faster on "
@@ -56,8 +57,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                     help="start:stop:num or a comma list; 0 is added (write --multipliers=-5:5:21 when it starts with -)")
     rp.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 (also fp32, bf16, fp16)")
     rp.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | mps")
-    rp.add_argument("--seed", type=int, default=0, help="seed of the bootstrap intervals")
+    rp.add_argument("--seed", type=seed_arg, default=0, help="seed of the bootstrap intervals")
     rp.add_argument("--output", required=True, help="report folder (tables, results.json, provenance.json, PNGs, report.md)")
+    rp.add_argument("--overwrite", action="store_true", help="replace the results of an earlier report in --output")
+
+    ed = sub.add_parser("edit", help="EasyEdit's editing benchmarks (ZsRE, CounterFact, KnowEdit JSON, read by EasyEdit's "
+                                     "dataset classes) with SPLIT beside EasyEdit's FT, LoRA, ROME, MEMIT through BaseEditor: "
+                                     "EasyEdit's metrics and the preference-utility comparison")
+    ed.add_argument("--editing_method", "--editing-method", dest="editing_method", nargs="+", required=True,
+                    metavar="METHOD", help="one or more of SPLIT FT LoRA ROME MEMIT (or any alg_name with a YAML in "
+                                           "--hparams_dir)")
+    ed.add_argument("--data_type", "--data-type", dest="data_type", required=True, choices=("zsre", "counterfact", "knowedit"),
+                    help="the EasyEdit dataset format of --data_dir")
+    ed.add_argument("--data_dir", "--data-dir", dest="data_dir", required=True,
+                    help="the benchmark's JSON file, as EasyEdit's run scripts take it")
+    ed.add_argument("--ds_size", "--ds-size", dest="ds_size", type=int, default=None, help="first N records")
+    ed.add_argument("--hparams_dir", "--hparams-dir", dest="hparams_dir", default=None,
+                    help="folder of <METHOD>.yaml files, or one YAML when one method is given "
+                         "(default: the shipped SmolLM2 YAMLs, hparams/smollm2/editing)")
+    ed.add_argument("--model", default=None, help="model for every editor (built-in name or folder); default: the YAMLs'")
+    ed.add_argument("--multipliers", default="-3:3:13", help="start:stop:num or a comma list; must hold 0 and 1")
+    ed.add_argument("--easyedit", default=None, help="EasyEdit checkout (default: $EASYEDIT_PATH)")
+    ed.add_argument("--output", required=True, help="output folder (report.md, results.json, comparison.png, ...)")
+
+    sc = sub.add_parser("scaffold", help="what running EasyEdit's steering scripts directly needs, for one model: a "
+                                         "llama-named model folder, the data layout and a hydra config (--out writes them; "
+                                         "without it they are printed)")
+    sc.add_argument("--model", default="smollm2", help="built-in name or Hugging Face folder (default: smollm2)")
+    sc.add_argument("--checkout", default=None, help="EasyEdit checkout (default: $EASYEDIT_PATH)")
+    sc.add_argument("--method", default="split", help="steering method of the generated configs (default: split)")
+    sc.add_argument("--layer", type=int, default=None, help="layer of the configs (default: the middle layer)")
+    sc.add_argument("--train-pairs", type=int, default=8, help="pairs in data/<dataset>/train.jsonl")
+    sc.add_argument("--test-pairs", type=int, default=2, help="pairs in data/<dataset>/test.jsonl")
+    sc.add_argument("--out", default=None, help="folder to write (must not exist, or be empty); omitted: print only")
 
 
 def _enable(args: argparse.Namespace) -> int:
@@ -65,7 +97,9 @@ def _enable(args: argparse.Namespace) -> int:
 
     path = autoregister.enable(args.site_dir, keep_upstream=args.keep_upstream)
     keep = " (keeping EasyEdit's own spilt/sft/reps)" if args.keep_upstream else ""
-    sys.stdout.write(f"enabled{keep}: {path}\nundo with: easyedit-split easyedit disable\n")
+    where = "" if autoregister.site_dir_note(args.site_dir) is None else " (see the warning: not read by this Python)"
+    undo = "" if args.site_dir is None else f" --site-dir {args.site_dir}"
+    sys.stdout.write(f"enabled{keep}: {path}{where}\nundo with: easyedit-split easyedit disable{undo}\n")
     return 0
 
 
@@ -104,12 +138,26 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_text(label: str, fit) -> str:
+    """``R²(label)=…`` for a converged fit, else what happened to it (skipped: the fitter's reason)."""
+    if fit is None:
+        return f"R²({label}): no fit"
+    status = getattr(fit, "status", "ok")
+    if status != "ok":
+        return f"R²({label}): fit {status} ({getattr(fit, 'message', '')})"
+    return f"R²({label})={fit.r2:.3f}"
+
+
 def _report(args: argparse.Namespace) -> int:
+    from easyedit_split.base.atomic_io import EVALUATION_RESULTS, check_writable, refuse_earlier_results
     from easyedit_split.base.multipliers import parse_multipliers, with_zero
     from easyedit_split.core.models import load_model
     from easyedit_split.data.pairs import load_pairs
     from easyedit_split.easyedit.comparison import compare_vector_runs, find_vector_runs, run_prompt_settings
 
+    check_writable(args.output, what="--output")  # before any work
+    refuse_earlier_results(args.output, EVALUATION_RESULTS, overwrite=args.overwrite)
+    grid = with_zero(parse_multipliers(args.multipliers, what="--multipliers"))
     vectors = Path(args.vectors)
     runs = find_vector_runs(vectors)
     run_folder = vectors.resolve().parents[1] if vectors.resolve().parent.name == "vectors" else None
@@ -126,20 +174,62 @@ def _report(args: argparse.Namespace) -> int:
     train = load_pairs(args.train_data) if args.train_data else None
     encode_kwargs = run_prompt_settings(run_folder) if run_folder else {}
     base, tokenizer = load_model(model, dtype=args.dtype, device=args.device)
-    result, runs = compare_vector_runs(vectors, base, tokenizer, pairs, with_zero(parse_multipliers(args.multipliers, what="--multipliers")),
+    result, runs = compare_vector_runs(vectors, base, tokenizer, pairs, grid,
                                        output_dir=args.output, train_pairs=train, encode_kwargs=encode_kwargs,
                                        seed=args.seed)
     out = sys.stdout
     for r in runs:
         ev = result.methods[r.name]
-        fp, fu = ev.fits.get("pref"), ev.fits.get("util")
-        fits = f"R²(PrefOdds)={fp.r2:.3f} R²(UtilOdds)={fu.r2:.3f}" if fp and fu else "a fit failed"
+        fits = "; ".join(_fit_text(label, ev.fits.get(key)) for key, label in (("pref", "PrefOdds"), ("util", "UtilOdds")))
         out.write(f"{r.name}: {r.implementation} ({r.folder}); {fits}\n")
     out.write(f"report: {result.files.get('report')}\n")
     return 0
 
 
-_ACTIONS = {"enable": _enable, "disable": _disable, "status": _status, "prepare": _prepare, "report": _report}
+def _edit(args: argparse.Namespace) -> int:
+    from easyedit_split.base.multipliers import parse_multipliers
+    from easyedit_split.editing.compare import SHIPPED_HPARAMS, compare_editors
+    from easyedit_split.editing.datasets import read_easyedit_dataset
+
+    root = Path(args.hparams_dir) if args.hparams_dir else SHIPPED_HPARAMS
+    if root.is_file():
+        if len(args.editing_method) != 1:
+            raise InputError(f"--hparams_dir {root} is one YAML; give a folder of <METHOD>.yaml for several methods")
+        files = [root]
+    else:
+        files = [root / f"{m}.yaml" for m in args.editing_method]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise InputError(f"--hparams_dir {root}: no YAML for {', '.join(missing)}")
+    requests = read_easyedit_dataset(args.data_type, args.data_dir, size=args.ds_size, easyedit_path=args.easyedit)
+    results = compare_editors(files, args.output, requests=requests, model=args.model,
+                              multipliers=parse_multipliers(args.multipliers, what="--multipliers"),
+                              easyedit_path=args.easyedit,
+                              command="easyedit-split easyedit edit " + " ".join(sys.argv[1:]))
+    out = sys.stdout
+    for name, r in results["methods"].items():
+        e, pairs = r["easyedit"], r["edit_pairs"]
+        out.write(f"{name}: rewrite acc {e['rewrite_acc_pre']:.2f} -> {e['rewrite_acc_post']:.2f}, locality acc "
+                  f"{e['locality_acc_post']:.2f}; PrefOdds m=0 {pairs['pref_m0']:.2f} -> m=1 {pairs['pref_m1']:.2f}\n")
+    for name, error in results["failed"].items():
+        sys.stderr.write(f"{name} FAILED: {error}\n")
+    out.write(f"report: {Path(args.output) / 'report.md'} ({len(requests)} {args.data_type} requests)\n")
+    return 1 if results["failed"] else 0
+
+
+def _scaffold(args: argparse.Namespace) -> int:
+    from easyedit_split.easyedit.scaffold import Scaffold
+
+    scaffold = Scaffold.for_model(args.model, checkout=args.checkout, method=args.method, layer=args.layer,
+                                  n_train=args.train_pairs, n_test=args.test_pairs)
+    if args.out:
+        scaffold.write(args.out)
+    sys.stdout.write(scaffold.describe(args.out))
+    return 0
+
+
+_ACTIONS = {"enable": _enable, "disable": _disable, "status": _status, "prepare": _prepare, "report": _report,
+            "edit": _edit, "scaffold": _scaffold}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from easyedit_split.base.checks import finite_float_arg, nonnegative_int_arg
-from easyedit_split.cli.common import add_model_arguments, check_update_exists
+from easyedit_split.cli.common import add_model_arguments
 
 HELP = "export the model with an update merged at a fixed multiplier (loads with plain transformers / vLLM)"
+
+
+def _is_pt(args: argparse.Namespace) -> bool:
+    from easyedit_split.adapters.artefacts import is_pt_spec
+
+    return is_pt_spec(args.update)
+
+
+#: flags that apply only in some cases (see ``cli``)
+FLAG_RULES = (("layer", _is_pt, "to an EasyEdit .pt update file (whose name does not give the layer)"),)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,13 +40,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from easyedit_split.adapters.artefacts import load_artefact
-    from easyedit_split.base.atomic_io import refuse_existing
+    from easyedit_split.adapters.artefacts import check_spec, load_artefact
+    from easyedit_split.base.atomic_io import check_writable
     from easyedit_split.core.export import export_merged
     from easyedit_split.core.models import load_model
+    from easyedit_split.errors import OutputError
 
-    check_update_exists(args.update)  # before the model is loaded: a wrong path or output must not cost a load
-    refuse_existing([args.output], overwrite=args.overwrite)  # export_merged refuses it too, after the load
+    check_spec(args.update, what="--update")  # before the model load: the update, then the output
+    check_writable(Path(args.output).parent, what="the folder of --output")
+    if Path(args.output).exists() and not args.overwrite:
+        raise OutputError(f"--output {args.output} already exists; pass --overwrite to replace it, or choose another "
+                          "folder")
     model, tok = load_model(args.model, dtype=args.dtype, device=args.device)
     updates = load_artefact(args.update, model, layer=args.layer).updates
     result = export_merged(

@@ -12,8 +12,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from easyedit_split.base.checks import finite_float_arg, nonnegative_int_arg, positive_int_arg, set_threads
-from easyedit_split.cli.common import add_deprecated_alias, add_model_arguments, check_update_exists
+from easyedit_split.base.checks import (
+    nonnegative_int_arg,
+    positive_float_arg,
+    positive_int_arg,
+    probability_arg,
+    seed_arg,
+    set_threads,
+)
+from easyedit_split.cli.common import add_deprecated_alias, add_model_arguments
 from easyedit_split.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -21,6 +28,26 @@ logger = logging.getLogger(__name__)
 HELP = "generate steered completions (batched; hook or merged mode; one or many multipliers)"
 
 _PROMPT_FIELDS = ("prompt", "instruction", "question", "input")
+
+
+def _is_pt(args: argparse.Namespace) -> bool:
+    from easyedit_split.adapters.artefacts import is_pt_spec
+
+    return is_pt_spec(args.update)
+
+
+#: flags that apply only in some cases (see ``cli``)
+FLAG_RULES = (
+    ("layer", _is_pt, "to an EasyEdit .pt update file (whose name does not give the layer)"),
+    ("multiplier", lambda a: a.update is not None, "with --update (unsteered generation has no multiplier)"),
+    ("mode", lambda a: a.update is not None, "with --update"),
+    ("positions", lambda a: a.update is not None and a.mode == "hook",
+     "with --update in --mode hook (merged mode steers every position)"),
+    ("temperature", lambda a: a.do_sample, "with --do-sample (greedy decoding has no temperature)"),
+    ("top_p", lambda a: a.do_sample, "with --do-sample"),
+    ("top_k", lambda a: a.do_sample, "with --do-sample"),
+    ("seed", lambda a: a.do_sample, "with --do-sample (greedy decoding is deterministic)"),
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,10 +87,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=positive_int_arg, default=64, help="tokens generated per completion")
     p.add_argument("--batch-size", type=positive_int_arg, default=16, help="(prompt, multiplier) rows per batch")
     p.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
-    p.add_argument("--temperature", type=finite_float_arg, default=1.0, help="sampling temperature (--do-sample)")
-    p.add_argument("--top-p", type=finite_float_arg, default=1.0, help="nucleus sampling mass (--do-sample)")
+    p.add_argument("--temperature", type=positive_float_arg, default=1.0, help="sampling temperature (> 0; --do-sample)")
+    p.add_argument("--top-p", type=probability_arg, default=1.0, help="nucleus sampling mass, in (0, 1] (--do-sample)")
     p.add_argument("--top-k", type=nonnegative_int_arg, default=0, help="sample among the k likeliest tokens; 0: all")
-    p.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
+    p.add_argument("--seed", type=seed_arg, default=None, help="makes sampling reproducible")
     p.add_argument("--system-prompt", default=None, help="system message of the chat template (default: the model's)")
     p.add_argument(
         "--no-chat-template", action="store_true", help="feed prompts raw, without the chat template"
@@ -75,6 +102,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--threads", type=positive_int_arg, default=None, help="torch CPU threads")
     p.add_argument("--output", default=None, metavar="F.jsonl", help="write one JSON record per completion")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
 
 
 def read_prompts(path: str | Path) -> list[str]:
@@ -122,28 +150,37 @@ def read_prompts(path: str | Path) -> list[str]:
     return prompts
 
 
-def _run_key(args: argparse.Namespace, prompts: list[str], mults: list[float]) -> str:
-    """What the completions depend on; partial results of another run are not reused."""
-    settings = {k: getattr(args, k) for k in ("update", "layer", "mode", "positions", "model", "dtype", "max_new_tokens",
+def _run_key(args: argparse.Namespace, prompts: list[str], mults: list[float], updates: list, model: Any) -> str:
+    """What the completions depend on, by content: the updates' tensors and sites (not the path they were read
+    from: a file replaced under the same name is another run), the model, the prompts and the settings;
+    partial results of another run are not reused."""
+    from easyedit_split.core.serialization import model_signature, tensors_checksum
+
+    settings = {k: getattr(args, k) for k in ("mode", "positions", "model", "dtype", "max_new_tokens",
                                               "do_sample", "temperature", "top_p", "top_k", "seed", "system_prompt",
                                               "no_chat_template", "batch_size")}
-    blob = json.dumps({"settings": settings, "prompts": prompts, "multipliers": mults}, sort_keys=True, default=str)
+    content = [[u.form, str(u.site), tensors_checksum({n: p.detach() for n, p in u.named_parameters()})]
+               for u in updates]
+    blob = json.dumps({"settings": settings, "prompts": prompts, "multipliers": mults, "updates": content,
+                       "model": model_signature(model)}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def run(args: argparse.Namespace) -> int:
-    from easyedit_split.adapters.artefacts import load_artefact
-    from easyedit_split.base.atomic_io import JsonlAppender, check_writable, output_lock
+    from easyedit_split.adapters.artefacts import check_spec, load_artefact
+    from easyedit_split.base.atomic_io import JsonlAppender, check_writable, output_lock, refuse_existing
     from easyedit_split.base.multipliers import parse_multipliers
     from easyedit_split.core.generation import Generation, generate
     from easyedit_split.core.models import load_model
 
     set_threads(args.threads)
     multipliers = parse_multipliers(args.multipliers, what="--multipliers")
-    check_update_exists(args.update)  # before the model is loaded
     prompts = args.prompt if args.prompt else read_prompts(args.prompts_file)
+    if args.update:
+        check_spec(args.update, what="--update")
     if args.output:  # before any work: an unwritable --output must not cost the completions
         check_writable(args.output, what="--output", is_dir=False)
+        refuse_existing([args.output], overwrite=args.overwrite)
     out_file = Path(args.output) if args.output else None
     lock = output_lock(out_file.parent, what="--output", name=f".{out_file.name}.lock") if out_file else None
     with lock or contextlib.nullcontext():
@@ -155,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         rows = [(p, m) for m in mults for p in prompts]
         # completions are appended to <output>.partial as batches finish; a rerun reuses them
         partial = JsonlAppender(f"{args.output}.partial") if args.output else None
-        key = _run_key(args, prompts, list(mults))
+        key = _run_key(args, prompts, list(mults), updates, model)
         done: dict[int, Generation] = {}
         if partial is not None:
             for rec in partial.read():

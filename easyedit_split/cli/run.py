@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from easyedit_split.base.checks import finite_float_arg, nonnegative_int_arg, positive_int_arg
+from easyedit_split.base.checks import finite_float_arg, nonnegative_int_arg, positive_int_arg, seed_arg
 from easyedit_split.cli.common import add_deprecated_alias, add_model_arguments
 
 HELP = "run the main job: train SPLIT/SFT/DiffMean, sweep preference and utility, fit, generate, report"
+
+
+#: flags that apply only in some cases (see ``cli``)
+FLAG_RULES = (("dose_accuracy", lambda a: a.dose == "accuracy", "with --dose accuracy"),)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,11 +51,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-val", dest="n_val", type=nonnegative_int_arg, default=None, help="validation pairs (default 40)")
     p.add_argument("--matched-accuracy", dest="matched_accuracy", default=None,
                    help="target accuracies of the matched comparison, comma list (default 0.75,0.9)")
-    p.add_argument("--seed", type=int, default=None, help="seed of the split, the training and generation (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=None, help="seed of the split, the training and generation (default 0)")
     p.add_argument("--threads", type=positive_int_arg, default=None, help="torch threads")
     p.add_argument("--output", dest="output_dir", default=None, help="report folder (default runs/main-<timestamp>)")
     p.add_argument("--no-progress", dest="no_progress", action="store_true", default=argparse.SUPPRESS,
                    help="no progress bars or progress log lines (same as before the command)")
+    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --output")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from easyedit_split.cli.common import add_evaluation_arguments, run_evaluation
+from easyedit_split.cli.common import EVALUATION_FLAG_RULES, add_evaluation_arguments, run_evaluation
 
 HELP = "sweep one update over multipliers: PrefOdds/UtilOdds, fitted curves, valid region, report"
+
+
+FLAG_RULES = EVALUATION_FLAG_RULES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

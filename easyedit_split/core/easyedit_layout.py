@@ -39,6 +39,7 @@ the file's name and the likely cause.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -264,10 +265,28 @@ def load_pt(path: str | os.PathLike) -> Any:
     p = Path(path)
     if not p.exists():
         raise AdapterError(f"EasyEdit artefact {p} does not exist")
+    if p.is_dir():
+        raise AdapterError(f"EasyEdit artefact {p} is a folder, not a .pt file")
+    with open(p, "rb") as fh:
+        head = fh.read(16)
+    if not head:
+        raise AdapterError(f"{p} is empty (0 bytes): an interrupted or failed write; re-create it")
+    if is_safetensors_header(head):
+        raise AdapterError(f"{p} is a safetensors file named .pt; rename it to {p.with_suffix('.safetensors').name} "
+                           "(it is then read as one)")
     try:
         return torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise AdapterError(f"{p} could not be read with torch.load(weights_only=True): {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for files it cannot read
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc):  # torch's advice (weights_only=False) would run code from the file
+            reason = "it holds objects other than tensors and plain values, which are not unpickled"
+        raise AdapterError(f"{p} is not a readable EasyEdit .pt artefact ({reason}); give a layer_N.pt written by "
+                           "EasyEdit or easyedit-split") from None
+
+
+def is_safetensors_header(head: bytes) -> bool:
+    """Whether the first bytes of a file look like safetensors (an 8-byte header length, then ``{``)."""
+    return len(head) >= 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < 100_000_000
 
 
 def read_easyedit_pt(path: str | os.PathLike, model: nn.Module, *, layer: int | None = None,
@@ -324,7 +343,9 @@ def write_easyedit_pt(path: str | os.PathLike, update: Update) -> Path:
     needs_sidecar = isinstance(update, VectorUpdate) and update.site.component != "residual"
     with contextlib.ExitStack() as stack:
         tmp_pt = stack.enter_context(atomic_path(dest, suffix=".pt"))
-        torch.save(state, str(tmp_pt))
+        buffer = io.BytesIO()  # torch.save reports a failed file write as a bare RuntimeError
+        torch.save(state, buffer)
+        tmp_pt.write_bytes(buffer.getvalue())
         if needs_sidecar:
             tmp_side = stack.enter_context(atomic_path(side))
             record = {"format": _SIDECAR_FORMAT, "site": update.site.to_dict(), "form": update.form,

@@ -13,8 +13,9 @@ it in the exported config, and writes zeros for every other bias the flag brings
 ``down_proj`` and ``o_proj``, every Gemma-2/3 ``down_proj``) are refused with an error that suggests
 hook mode or a form without ``Δb`` (LoRA). GPT-2 and GPT-NeoX always have these biases.
 
-The write is atomic (a temporary folder beside the destination, renamed on success) and the
-in-memory model is restored exactly (unmerged, temporary zero biases removed, config restored).
+The write is atomic (:func:`~easyedit_split.base.atomic_io.atomic_dir`: a temporary folder beside the destination,
+renamed on success; the folder of a killed export is removed by the next export to the same name; a
+full disk is an error naming the destination) and the in-memory model is restored exactly (unmerged, temporary zero biases removed, config restored).
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ import copy
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch
 from torch import nn
 
 from easyedit_split import __version__
+from easyedit_split.base.atomic_io import atomic_dir
 from easyedit_split.core.apply import MergeError, merge_updates
 from easyedit_split.core.updates import Update
 
@@ -217,10 +217,8 @@ def export_merged(
                 )
         zero_biases = list(extra_biases)
 
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
         old_values = {k: getattr(model.config, k) for k in changes}
-        try:
+        with atomic_dir(dest, overwrite=overwrite) as tmp:
             with _temporary_zero_biases(model, zero_biases, target):
                 for k, v in changes.items():
                     setattr(model.config, k, v)
@@ -241,10 +239,6 @@ def export_merged(
                 "zero_biases_added": zero_biases,
             }
             (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-            _replace_dir(tmp, dest, overwrite)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     finally:
         handle.unmerge()
     logger.info(
@@ -256,20 +250,3 @@ def export_merged(
         len(zero_biases),
     )
     return ExportResult(dest, m, changes, zero_biases, merged_modules)
-
-
-def _replace_dir(tmp: Path, dest: Path, overwrite: bool) -> None:
-    if not dest.exists():
-        os.replace(tmp, dest)
-        return
-    if not overwrite:
-        raise ExportError(f"output folder {dest} appeared while exporting; not overwriting it")
-    backup = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
-    backup.rmdir()
-    os.replace(dest, backup)
-    try:
-        os.replace(tmp, dest)
-    except BaseException:
-        os.replace(backup, dest)
-        raise
-    shutil.rmtree(backup, ignore_errors=True)

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from easyedit_split.base.checks import check_seed
 from easyedit_split.base.progress import progress as progress_bar
 from easyedit_split.core.apply import MergeError, apply_updates, merged_updates
 from easyedit_split.core.updates import Update
@@ -58,13 +59,15 @@ def render_prompts(
     *,
     chat_template: bool | None = None,
     system_prompt: str | None = None,
+    prompt_rule: str = "plugin",
 ) -> tuple[list[str], bool]:
     """The text fed to the model for each prompt, and whether the chat template was used."""
     use_template = (
         bool(getattr(tokenizer, "chat_template", None)) if chat_template is None else bool(chat_template)
     )
     rendered = [
-        render_prompt(tokenizer, p, chat_template=use_template, system_prompt=system_prompt) for p in prompts
+        render_prompt(tokenizer, p, chat_template=use_template, system_prompt=system_prompt, prompt_rule=prompt_rule)
+        for p in prompts
     ]
     return rendered, use_template
 
@@ -157,6 +160,7 @@ def generate(
     positions: str = "all",
     chat_template: bool | None = None,
     system_prompt: str | None = None,
+    prompt_rule: str = "plugin",
     max_new_tokens: int = 64,
     do_sample: bool = False,
     temperature: float = 1.0,
@@ -175,7 +179,8 @@ def generate(
     ``multiplier``: a scalar, or one value per prompt. Hook mode runs rows with different
     multipliers in the same batched call (per-row multiplier); merged mode merges once per distinct
     multiplier. ``positions`` (hook mode only): ``"all"`` | ``"prompt"`` | ``"generated"``.
-    ``chat_template``: None uses the tokenizer's template when it has one. Sampling
+    ``chat_template``: None uses the tokenizer's template when it has one; ``prompt_rule``: ``plugin`` or
+    ``easyedit`` (:mod:`easyedit_split.data.prompts`). Sampling
     (``do_sample=True``) uses ``temperature``, ``top_p``, ``top_k`` (0 = off) and, with ``seed``, is
     reproducible: each batch is seeded from ``seed`` and its index, inside a forked RNG so the
     caller's global random state is untouched. ``num_return_sequences`` > 1 (sampling) returns that many
@@ -203,6 +208,16 @@ def generate(
         raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if num_return_sequences < 1:
         raise InputError(f"num_return_sequences must be >= 1, got {num_return_sequences}")
+    if do_sample:
+        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+            raise InputError(f"temperature must be a finite number > 0 for sampling, got {temperature!r} (greedy "
+                             "decoding: do_sample=False)")
+        if not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+            raise InputError(f"top_p must be in (0, 1], got {top_p!r}")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+            raise InputError(f"top_k must be a whole number >= 0 (0: off), got {top_k!r}")
+    if seed is not None:
+        check_seed(seed, "seed")
     if num_return_sequences > 1 and not do_sample:
         raise InputError(
             "num_return_sequences > 1 needs do_sample=True (greedy decoding gives identical copies)"
@@ -215,7 +230,7 @@ def generate(
         )
 
     rendered, use_template = render_prompts(
-        tokenizer, prompts, chat_template=chat_template, system_prompt=system_prompt
+        tokenizer, prompts, chat_template=chat_template, system_prompt=system_prompt, prompt_rule=prompt_rule
     )
     _check_generation_length(model, tokenizer, rendered, prompts, not use_template, int(max_new_tokens))
     device = _model_device(model)

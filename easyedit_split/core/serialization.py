@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from easyedit_split import __version__
-from easyedit_split.base.atomic_io import atomic_save_safetensors
+from easyedit_split.base.atomic_io import atomic_save_safetensors, encode_metadata, staged_files
+from easyedit_split.base.safe_text import shown
 from easyedit_split.core.sites import hidden_size, model_type
 from easyedit_split.core.updates import Update, update_class
 from easyedit_split.errors import EasyEditSplitError
@@ -33,6 +34,7 @@ __all__ = [
     "UpdateFileError",
     "check_updates_finite",
     "check_updates_nonzero",
+    "file_checksum",
     "load_updates",
     "metadata_json",
     "model_signature",
@@ -42,7 +44,8 @@ __all__ = [
 ]
 
 FORMAT_NAME = "easyedit-split/updates"
-FORMAT_VERSION = 1
+#: 2: the checksum covers the metadata too (1: the tensors only; still read)
+FORMAT_VERSION = 2
 
 
 class UpdateFileError(EasyEditSplitError, ValueError):
@@ -86,7 +89,9 @@ def _describe(i: int, u: Update) -> str:
 
 
 def check_updates_finite(updates: Iterable[Update], source: str) -> None:
-    """Raise :class:`UpdateFileError` when any update holds NaN or infinite values."""
+    """Raise :class:`UpdateFileError` when any update holds NaN or infinite values, or values so large that
+    their norm is not a finite float32 number (a diverged training run: applied, such an update overflows
+    every activation it touches, so every pair would score the same)."""
     for i, u in enumerate(updates):
         for name, t in _tensors_of(u).items():
             if not torch.isfinite(t).all():
@@ -94,6 +99,11 @@ def check_updates_finite(updates: Iterable[Update], source: str) -> None:
                 raise UpdateFileError(
                     f"{source}: {_describe(i, u)} has {n_bad} non-finite value(s) (NaN/inf) in {name!r}; the file "
                     "is corrupt or training diverged — retrain it (lower lr or steering_factors) or use another file")
+            norm = torch.linalg.vector_norm(t.detach().float())
+            if not torch.isfinite(norm):
+                raise UpdateFileError(
+                    f"{source}: {_describe(i, u)} has values so large (max |x| = {float(t.abs().max()):.3g}) that the "
+                    f"norm of {name!r} overflows; training diverged — retrain it (lower lr or steering_factors)")
 
 
 def check_updates_nonzero(updates: Sequence[Update], source: str) -> None:
@@ -106,6 +116,14 @@ def check_updates_nonzero(updates: Sequence[Update], source: str) -> None:
             return
     raise UpdateFileError(f"{source}: every update is exactly zero (it changes nothing, so any evaluation of it "
                           "would be flat); it was saved before training or training did not move it")
+
+
+def file_checksum(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> str:
+    """SHA-256 over the tensors (:func:`tensors_checksum`) and every metadata entry but ``checksum`` itself,
+    as the header stores them (format version 2): a changed byte anywhere in the file is noticed."""
+    h = hashlib.sha256(tensors_checksum(tensors).encode())
+    h.update(json.dumps({k: v for k, v in metadata.items() if k != "checksum"}, sort_keys=True).encode())
+    return h.hexdigest()
 
 
 def tensors_checksum(tensors: Mapping[str, torch.Tensor]) -> str:
@@ -155,9 +173,10 @@ def save_updates(
     would load and evaluate as if it were a real update.
 
     ``easyedit_pt``: also write EasyEdit's ``<stem>.pt`` beside it with this function of ``(pt_path,
-    update)`` (e.g. :func:`~easyedit_split.core.easyedit_layout.write_easyedit_pt`). The ``.pt`` is written first and its SHA-256 recorded in the
-    safetensors header, which is written last: a kill between the two leaves a ``.pt`` that no longer
-    matches, which :func:`companion_update` then refuses instead of loading a mismatched pair.
+    update)`` (e.g. :func:`~easyedit_split.core.easyedit_layout.write_easyedit_pt`). Both are written into a
+    staging folder and then moved in, the ``.safetensors`` (which records the ``.pt``'s SHA-256) last: a
+    failed write (a full disk) leaves neither, and a kill between the two moves leaves a ``.pt`` that no
+    longer matches, which :func:`companion_update` then refuses instead of loading a mismatched pair.
     """
     if isinstance(updates, UpdateBundle):
         bundle = updates
@@ -178,13 +197,24 @@ def save_updates(
     for i, u in enumerate(bundle.updates):
         for name, t in _tensors_of(u).items():
             tensors[f"u{i}.{name}"] = t.float()
-    if easyedit_pt is not None:
-        pt_path = Path(path).with_suffix(".pt")
-        easyedit_pt(pt_path, bundle.updates[0])
-        digest = hashlib.sha256(pt_path.read_bytes()).hexdigest()
-        bundle.extra = {**bundle.extra, "easyedit_pt": {"file": pt_path.name, "sha256": digest}}
+    if easyedit_pt is None:
+        return atomic_save_safetensors(path, tensors, _file_metadata(bundle, tensors))
+    # the .pt (and its sidecar) and the .safetensors are written all or nothing: into a staging folder
+    # first, then moved in, the .safetensors last (a disk that fills up leaves no orphan .pt)
+    from easyedit_split.core.easyedit_layout import sidecar_path
+
+    dest = Path(path)
+    with staged_files(dest.parent, last=(dest.name,), replaces=(sidecar_path(dest.with_suffix(".pt")).name,)) as stage:
+        pt_stage = stage / dest.with_suffix(".pt").name
+        easyedit_pt(pt_stage, bundle.updates[0])
+        digest = hashlib.sha256(pt_stage.read_bytes()).hexdigest()
+        bundle.extra = {**bundle.extra, "easyedit_pt": {"file": pt_stage.name, "sha256": digest}}
+        atomic_save_safetensors(stage / dest.name, tensors, _file_metadata(bundle, tensors))
+    return dest
+
+
+def _file_metadata(bundle: UpdateBundle, tensors: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     metadata = {
-        "checksum": tensors_checksum(tensors),
         "format": FORMAT_NAME,
         "format_version": str(FORMAT_VERSION),
         "library_version": __version__,
@@ -194,7 +224,8 @@ def save_updates(
         "updates": [u.config() for u in bundle.updates],
         "extra": bundle.extra,
     }
-    return atomic_save_safetensors(path, tensors, metadata)
+    encoded = encode_metadata(metadata)
+    return {**encoded, "checksum": file_checksum(tensors, encoded)}
 
 
 class _Metadata(dict):
@@ -214,10 +245,14 @@ def _update_from(cfg: dict[str, Any], tensors: dict[str, torch.Tensor], prefix: 
     except ValueError:
         raise UpdateFileError(f"unknown update form {form!r}") from None
     own = {k[len(prefix):]: t for k, t in tensors.items() if k.startswith(prefix)}
+    from easyedit_split.core.sites import SiteError
+
     try:
         return cls.from_config(_Metadata(cfg), own)
     except KeyError as exc:
         raise UpdateFileError(f"tensor {prefix + str(exc.args[0])!r} missing for a {form} update") from None
+    except SiteError as exc:
+        raise UpdateFileError(f"metadata site: {exc}") from None
 
 
 def load_updates(path: str | os.PathLike, model: nn.Module | None = None, *, strict_model: bool = True,
@@ -225,8 +260,11 @@ def load_updates(path: str | os.PathLike, model: nn.Module | None = None, *, str
     """Read an update file; with ``model``, check it fits and move the updates to its device.
 
     Refused with an :class:`UpdateFileError` naming the file: a file that is not an easyedit-split
-    update file, malformed metadata, tensors that do not match the checksum recorded at save (a
-    corrupted or edited file), non-finite values, and updates that are all zero (unless ``allow_zero``).
+    update file, tensors or metadata that do not match the checksum recorded at save (a corrupted or
+    edited file), metadata that is malformed or of the wrong type (checked like hyperparameters: a
+    negative layer, ``use_chat_template: "maybe"``), non-finite values or norms, updates that are all
+    zero (unless ``allow_zero``) and, with ``model``, a site the model does not have (a layer out of
+    range) or of another size.
     """
     from safetensors import safe_open
 
@@ -239,8 +277,20 @@ def load_updates(path: str | os.PathLike, model: nn.Module | None = None, *, str
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - safe_open is no dict
     except Exception as exc:  # safetensors raises several error types for corrupt files
         raise UpdateFileError(f"{p} is not a readable safetensors file: {exc}") from exc
+    version = raw_meta.get("format_version", "1")
+    recorded = raw_meta.get("checksum")
+    if recorded is not None:
+        expected = tensors_checksum(tensors) if version == "1" else file_checksum(tensors, raw_meta)
+        if recorded != expected:
+            covered = "tensors" if version == "1" else "tensors or metadata"
+            raise UpdateFileError(f"{p}: the {covered} do not match the checksum recorded when the file was saved; "
+                                  "the file is corrupt or was modified — re-create it")
     if raw_meta.get("format") != FORMAT_NAME:
-        raise UpdateFileError(f"{p} is not an easyedit-split update file (format={raw_meta.get('format')!r})")
+        raise UpdateFileError(f"{p} is not an easyedit-split update file (format={shown(raw_meta.get('format'))}); "
+                              "give a file saved by easyedit-split (train, save_updates)")
+    if version not in ("1", str(FORMAT_VERSION)):
+        raise UpdateFileError(f"{p}: format_version {shown(version)} is not one this easyedit-split reads (1, "
+                              f"{FORMAT_VERSION}); upgrade easyedit-split")
     meta: dict[str, Any] = dict(raw_meta)
     for key in ("model", "hparams", "updates", "extra"):
         if key in raw_meta:
@@ -249,10 +299,7 @@ def load_updates(path: str | os.PathLike, model: nn.Module | None = None, *, str
     if not isinstance(configs, list):
         raise UpdateFileError(f"{p}: metadata has no 'updates' list; the file is corrupt or was not written by "
                               "easyedit-split")
-    recorded = raw_meta.get("checksum")
-    if recorded is not None and recorded != tensors_checksum(tensors):
-        raise UpdateFileError(f"{p}: the tensors do not match the checksum recorded when the file was saved; the file "
-                              "is corrupt or was modified — re-create it")
+    _check_metadata(meta, p)
     updates = []
     for i, cfg in enumerate(configs):
         try:
@@ -275,10 +322,82 @@ def load_updates(path: str | os.PathLike, model: nn.Module | None = None, *, str
     )
     if model is not None:
         check_compatible(bundle, model, source=str(p), strict=strict_model)
+        check_sites(bundle.updates, model, source=str(p))
         device = next(model.parameters()).device
         for u in bundle.updates:
             u.to(device)
     return bundle
+
+
+def _check_metadata(meta: dict[str, Any], path: Path) -> None:
+    """Types and ranges of the metadata, checked like hyperparameters (the saved ``hparams`` through the
+    method's hyperparameter class's field types, coerced in place); an :class:`UpdateFileError` naming the
+    file and the key otherwise."""
+    from easyedit_split.base.hparams_io import HParamsError, coerce_value
+
+    for key in ("model", "hparams", "extra"):
+        if not isinstance(meta.get(key, {}), dict):
+            raise UpdateFileError(f"{path}: metadata {key!r} must be an object, got {shown(meta.get(key))}")
+    if not isinstance(meta.get("method", ""), str):
+        raise UpdateFileError(f"{path}: metadata 'method' must be a string, got {shown(meta.get('method'))}")
+    for key in ("hidden_size", "num_hidden_layers"):
+        value = (meta.get("model") or {}).get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UpdateFileError(f"{path}: metadata model.{key} must be a whole number >= 1, got {shown(value)}")
+    for i, cfg in enumerate(meta["updates"]):
+        if not isinstance(cfg, dict):
+            raise UpdateFileError(f"{path}: update {i}: metadata is a {type(cfg).__name__}, not an object")
+        site = cfg.get("site")
+        layer = site.get("layer") if isinstance(site, dict) else None
+        if isinstance(site, dict) and (isinstance(layer, bool) or not isinstance(layer, int) or layer < 0):
+            raise UpdateFileError(f"{path}: update {i}: metadata site.layer must be a whole number >= 0 (layers count "
+                                  f"from 0), got {shown(layer)}; the file is corrupt or was edited")
+        for key in ("d_in", "d_out"):
+            value = cfg.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise UpdateFileError(f"{path}: update {i}: metadata {key} must be a whole number >= 1, got "
+                                      f"{shown(value)}")
+    hparams = meta.get("hparams") or {}
+    hints = _hparams_hints(meta.get("method") or "")
+    for key, value in list(hparams.items()):
+        if key in hints:
+            try:
+                hparams[key] = coerce_value(value, hints[key], f"{path}: metadata hparams.{key}")
+            except HParamsError as exc:
+                raise UpdateFileError(f"{exc}; the file is corrupt or was edited") from None
+    if "layers" in hparams and any(layer < 0 for layer in hparams["layers"]):
+        raise UpdateFileError(f"{path}: metadata hparams.layers has a negative layer {hparams['layers']}")
+
+
+def _hparams_hints(method: str) -> dict[str, Any]:
+    """Field types of the hyperparameter class of ``method`` (of every training class when unknown)."""
+    import typing
+
+    from easyedit_split.base.methods import METHOD_NAMES, UnknownMethodError, hparams_class
+
+    try:
+        classes = [hparams_class(method, "train")]
+    except (UnknownMethodError, KeyError, ValueError):  # another method's file: every training class's types
+        classes = [hparams_class(name, "train") for name in METHOD_NAMES]
+    hints: dict[str, Any] = {}
+    for cls in classes:
+        hints.update(typing.get_type_hints(cls))
+    return {k: v for k, v in hints.items() if not str(v).startswith("typing.ClassVar")}
+
+
+def check_sites(updates: Sequence[Update], model: nn.Module, *, source: str) -> None:
+    """Raise :class:`UpdateFileError` when an update's site is not in ``model`` (a layer out of range, a
+    module it lacks) or has another shape than the update."""
+    from easyedit_split.core.sites import SiteError, resolve_site
+
+    for i, u in enumerate(updates):
+        try:
+            rs = resolve_site(model, u.site)
+        except SiteError as exc:
+            raise UpdateFileError(f"{source}: {_describe(i, u)} does not fit this model: {exc}") from None
+        if rs.d_out != u.d_out or (u.delta_weight_is_nonzero and rs.d_in != u.d_in):
+            raise UpdateFileError(f"{source}: {_describe(i, u)} is {u.d_in}→{u.d_out}, but that site of this model is "
+                                  f"{rs.d_in}→{rs.d_out}")
 
 
 def companion_update(pt_path: str | os.PathLike, model: nn.Module | None = None) -> Update | None:

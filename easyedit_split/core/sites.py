@@ -174,6 +174,9 @@ class Site:
     module_path: str | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.layer, bool) or int(self.layer) != self.layer or self.layer < 0:
+            raise SiteError(f"layer {self.layer!r}: layers count from 0 (a negative layer would name a different "
+                            "layer on a model of another depth)")
         object.__setattr__(self, "layer", int(self.layer))
         if self.module_path:
             object.__setattr__(self, "module_path", str(self.module_path).replace("{layer}", str(self.layer)))
@@ -324,9 +327,9 @@ def final_norm(model: nn.Module) -> nn.Module | None:
 
 
 def _layer_index(layers: nn.ModuleList, layer: int) -> int:
-    if not -len(layers) <= layer < len(layers):
+    if not 0 <= layer < len(layers):
         raise SiteError(f"layer {layer} is out of range: this model has {len(layers)} layers (0..{len(layers) - 1})")
-    return layer % len(layers)
+    return layer
 
 
 def layer_sites(model: nn.Module, layer: int) -> LayerSites:

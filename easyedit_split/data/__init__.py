@@ -32,6 +32,7 @@ from easyedit_split.data.pairs import (
     pair_digests,
     read_pairs,
     train_test_split,
+    unique_pairs,
 )
 
 __all__ = [
@@ -63,4 +64,5 @@ __all__ = [
     "render_prompt",
     "split_pairs",
     "train_test_split",
+    "unique_pairs",
 ]

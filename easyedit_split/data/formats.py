@@ -33,8 +33,10 @@ from easyedit_split.base.hparams_io import read_yaml_mapping
 from easyedit_split.data.records import (
     DataError,
     PolarityPair,
+    check_data_file,
     first_entry,
     infer_file_type,
+    iter_records,
     pairs_from_rows,
     peek_columns,
 )
@@ -387,8 +389,7 @@ def read_pairs(
     pairs returned (rows are read in file order).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file not found: {path}")
+    check_data_file(path)
     if isinstance(format, DatasetFormat):
         fmt = format
         file_type = fmt.file_type if fmt.path is None or Path(fmt.path) == path else infer_file_type(path)
@@ -397,7 +398,11 @@ def read_pairs(
         fmt = None if str(format).lower() == "auto" else get_format(str(format))
     columns = peek_columns(path, file_type)
     if not columns:
-        raise DataError(f"no readable records in {path}")
+        first = next((r for _, r in iter_records(path, file_type) if not isinstance(r, DataError)), None)
+        what = "no records" if first is None else f"no record with named fields (the first is a {type(first).__name__})"
+        raise DataError(f"{path} holds {what}; a data file holds records such as {{\"question\": …, \"matching\": …, "
+                        "\"not_matching\": …}} (one JSON object per line in .jsonl, a list of them in .json, rows under a "
+                        "header in .csv)")
     source = str(path)
     fmt = detect_format(columns, source=source) if fmt is None else resolve_columns(fmt, columns, source=source)
     return pairs_from_rows(path, file_type, fmt, strict=strict, limit=limit)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import random
 from collections.abc import Sequence
@@ -14,6 +15,8 @@ from pathlib import Path
 
 from easyedit_split.data.formats import DataError, DatasetFormat, read_pairs
 from easyedit_split.data.records import SUFFIX_TYPES, PolarityPair, iter_records
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -25,6 +28,7 @@ __all__ = [
     "pair_digests",
     "read_pairs",
     "train_test_split",
+    "unique_pairs",
 ]
 
 BUILTIN_DATASETS: dict[str, tuple[str, str]] = {
@@ -71,6 +75,22 @@ def train_test_split(
     return train, test
 
 
+def unique_pairs(pairs: Sequence[PolarityPair], source: str = "the data") -> list[PolarityPair]:
+    """``pairs`` without repeats (same question and answers, :func:`pair_digests`), first occurrence kept, with
+    a warning saying how many were dropped: split after this, a pair can never be both a training and a
+    held-out pair."""
+    seen: set[str] = set()
+    out = []
+    for p, d in zip(pairs, pair_digests(pairs)):
+        if d not in seen:
+            seen.add(d)
+            out.append(p)
+    if len(out) < len(pairs):
+        logger.warning("%s holds %d repeated pair(s) (same question and answers); each is kept once, so that no "
+                       "held-out pair is also a training pair", source, len(pairs) - len(out))
+    return out
+
+
 def pair_digests(pairs: Sequence[PolarityPair]) -> list[str]:
     """A short SHA-256 of each pair's content (question and both answers; not its id or source), so that
     the same example is recognised in another file, split or run (e.g. training pairs among held-out ones)."""
@@ -115,7 +135,7 @@ def load_pairs(
     """
     text = str(name_or_path)
     path = Path(text).expanduser()
-    if path.exists():
+    if path.exists() or os.path.lexists(path):  # (a broken link or a loop is reported as such by read_pairs)
         return read_pairs(path, format, limit=limit)
     looks_like_path = isinstance(name_or_path, os.PathLike) or "/" in text or os.sep in text \
         or path.suffix.lower() in SUFFIX_TYPES

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from easyedit_split.base.safe_text import shown
 from easyedit_split.errors import EasyEditSplitError
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ __all__ = [
     "SUFFIX_TYPES",
     "DataError",
     "PolarityPair",
+    "check_data_file",
     "first_entry",
     "infer_file_type",
     "iter_records",
@@ -95,6 +97,9 @@ def _read_text(path: Path) -> str:
     skipped instead of failing the whole file.
     """
     raw = path.read_bytes()
+    if b"\x00" in raw[:4096] and not raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise DataError(f"{path}: holds NUL bytes, so it is not UTF-8 text — probably UTF-16 (or UTF-32) without a "
+                        "byte-order mark; re-save it as UTF-8 (or as UTF-16 with a BOM)")
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         try:
             return raw.decode("utf-16")
@@ -104,12 +109,30 @@ def _read_text(path: Path) -> str:
     return raw.decode("utf-8-sig", errors="surrogateescape")
 
 
+def check_data_file(path: Path) -> None:
+    """A :class:`DataError` saying what ``path`` is when it is not a readable file (missing, a folder, a
+    broken symlink or a symlink loop)."""
+    try:
+        path.stat()
+    except FileNotFoundError:
+        if os.path.lexists(path):
+            raise DataError(f"data file {path} is a symbolic link to a file that does not exist") from None
+        raise DataError(f"data file {path} does not exist") from None
+    except OSError as exc:  # ELOOP, ENAMETOOLONG, EACCES …
+        raise DataError(f"data file {path} cannot be read ({exc.strerror or exc}"
+                        f"{'; a symbolic link that points back to itself' if exc.errno == 40 else ''})") from None
+    if path.is_dir():
+        raise DataError(f"data file {path} is a folder; give the data file inside it (.jsonl, .json, .csv, .tsv or "
+                        ".parquet)")
+    if not path.is_file():
+        raise DataError(f"data file {path} is not a regular file")
+
+
 def iter_records(path: str | os.PathLike, file_type: str | None = None) -> Iterator[tuple[int, Any]]:
     """Yield ``(line_or_index, record)``; a row that cannot be read (unparseable JSON, bytes that are not
     UTF-8) yields ``(line, DataError(...))`` so the caller can report it by line and skip it."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file not found: {path}")
+    check_data_file(path)
     ftype = file_type or infer_file_type(path)
     if ftype == "jsonl":
         for lineno, line in enumerate(_read_text(path).split("\n"), start=1):
@@ -134,10 +157,15 @@ def iter_records(path: str | os.PathLike, file_type: str | None = None) -> Itera
         if isinstance(obj, dict):  # {"data": [...]} or {id: record}
             if isinstance(obj.get("data"), list):
                 obj = obj["data"]
+            elif obj and all(isinstance(v, dict) for v in obj.values()):
+                obj = [dict(v, _key=k) for k, v in obj.items()]
             else:
-                obj = [dict(v, _key=k) if isinstance(v, dict) else v for k, v in obj.items()]
+                raise DataError(f"{path}: a JSON data file holds a list of records (objects with question and answer "
+                                "fields), {\"data\": [records]} or {id: record}; this is an object with keys "
+                                f"{shown(sorted(map(str, obj))[:8])}")
         if not isinstance(obj, list):
-            raise DataError(f"{path}: a JSON data file must hold a list of records")
+            raise DataError(f"{path}: a JSON data file must hold a list of records (objects with question and answer "
+                            f"fields), got a {type(obj).__name__}")
         yield from enumerate(obj, start=1)
     elif ftype == "csv":
         delimiter = "\t" if path.suffix.lower() == ".tsv" else ","

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from easyedit_split.base.atomic_io import atomic_write_json, atomic_write_text
+from easyedit_split.base.atomic_io import atomic_write_json, atomic_write_report
 
 logger = logging.getLogger(__name__)
 
@@ -118,18 +118,19 @@ def find_vector_runs(vectors_dir: str | os.PathLike) -> list[VectorRun]:
 
 
 def run_prompt_settings(run_folder: str | os.PathLike) -> dict[str, Any]:
-    """``chat_template`` / ``system_prompt`` of a run folder's top-level spilt_experiment config (empty if none)."""
-    import yaml
+    """``chat_template`` / ``system_prompt`` (and ``prompt_rule: easyedit``) of a run folder's top-level spilt_experiment config (empty if none)."""
+    from easyedit_split.base.hparams_io import read_yaml_mapping
 
     path = Path(run_folder) / "hparams/Steer/experiment_hparams/spilt_experiment/config.yaml"
     if not path.is_file():
         return {}
-    cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    cfg = read_yaml_mapping(path, what="run folder config")
     out: dict[str, Any] = {}
     if "use_chat_template" in cfg:
         out["chat_template"] = bool(cfg["use_chat_template"])
     if "system_prompt" in cfg:
         out["system_prompt"] = cfg["system_prompt"]
+    out["prompt_rule"] = "easyedit"  # EasyEdit generated with its own rule; score on the same prompts
     return out
 
 
@@ -171,7 +172,7 @@ def compare_vector_runs(vectors_dir: str | os.PathLike, model: Any, tokenizer: A
     report = out / "report.md"
     text = report.read_text(encoding="utf-8")
     head, sep, rest = text.partition("\n\n")
-    atomic_write_text(report, head + sep + _provenance_markdown(runs) + "\n" + rest)
+    atomic_write_report(report, head + sep + _provenance_markdown(runs) + "\n" + rest)
     atomic_write_json(out / "provenance.json", {"vectors_dir": str(vectors_dir), "runs": [r.to_dict() for r in runs]})
     result.files["provenance"] = str(out / "provenance.json")
     return result, runs

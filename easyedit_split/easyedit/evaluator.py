@@ -12,7 +12,9 @@ imported):
   applier steered, or ``(model, tokenizer)``), ``preference_utility_data`` (a list of
   ``question``/``matching``/``not_matching`` dicts, a data file or a built-in dataset name; default:
   the ``results`` themselves when they carry both answers), optionally ``use_chat_template``,
-  ``system_prompt`` (default: the wrapper's hyperparameters) and ``preference_utility_multiplier``;
+  ``system_prompt`` (default: the wrapper's hyperparameters; prompts follow EasyEdit's own rule,
+  ``build_model_input``, so ``system_prompt: ''`` means no system prompt) and
+  ``preference_utility_multiplier``;
 * ``evaluate`` hands every other method to EasyEdit's own code and adds
   ``results["preference_utility"]`` from :func:`evaluate_applied_steering`: the per-example
   PrefOdds/UtilOdds of the model *as it is steered now* (the plugin's hooks, EasyEdit's own
@@ -67,6 +69,8 @@ def _prompt_kwargs(model: Any, use_chat_template: bool | None, system_prompt: st
         out["chat_template"] = bool(use_chat_template)
     if system_prompt is not None:
         out["system_prompt"] = system_prompt
+    # EasyEdit-built hparams render as EasyEdit does; a wrapper without hparams too (it is EasyEdit's wrapper)
+    out["prompt_rule"] = getattr(hp, "prompt_rule", None) or "easyedit"
     return out
 
 

@@ -267,8 +267,8 @@ def register_with_easyedit(names: tuple[str, ...] | None = None, *, keep_upstrea
     ``editing=True`` (which imports ``easyeditor`` through the package's import shim, see
     :func:`easyedit_split.editing.register_editor`), ``ALG_DICT`` gets ``SPLIT``.
 
-    Returns the module names registered into. EasyEdit missing is logged at INFO; EasyEdit present but
-    failing to import is logged at WARNING with its real exception.
+    Returns the module names registered into. EasyEdit missing is logged at WARNING (nothing was
+    registered); EasyEdit present but failing to import is logged at WARNING with its real exception.
     """
     wanted = [canonical_method(n) for n in (names or METHOD_NAMES)]
     done = []
@@ -289,5 +289,6 @@ def register_with_easyedit(names: tuple[str, ...] | None = None, *, keep_upstrea
         logger.warning("%s", REGISTRATIONS[_EDIT_REGISTRY].summary())
         done.append(_EDIT_REGISTRY)
     if steer_mod is None and not steer_failed and not done:
-        logger.info("EasyEdit not found on sys.path (tried %s); the plugin runs standalone", _STEER_REGISTRY)
+        logger.warning("EasyEdit not found on sys.path (tried %s): nothing was registered; install EasyEdit or add "
+                       "its checkout to sys.path (the plugin itself runs standalone)", _STEER_REGISTRY)
     return done

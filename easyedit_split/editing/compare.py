@@ -297,8 +297,10 @@ def compare_editors(
 
 def _alg_of(path: str | os.PathLike) -> str:
     try:
-        return str((yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}).get("alg_name", ""))
-    except (OSError, yaml.YAMLError):
+        from easyedit_split.base.hparams_io import safe_load
+
+        return str((safe_load(Path(path).read_text(encoding="utf-8")) or {}).get("alg_name", ""))
+    except (OSError, UnicodeDecodeError, AttributeError, yaml.YAMLError):
         return ""
 
 
@@ -365,7 +367,12 @@ def _parse_sets(items: Sequence[str]) -> dict[str, dict[str, Any]]:
         alg, dot, key = target.partition(".")
         if not eq or not dot or not alg or not key:
             raise InputError(f"--set {item!r}: use ALG.key=value, e.g. SPLIT.lr=0.01")
-        out.setdefault(alg, {})[key] = yaml.safe_load(raw)
+        from easyedit_split.base.hparams_io import safe_load
+
+        try:
+            out.setdefault(alg, {})[key] = safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise InputError(f"--set {item!r}: the value is not valid YAML ({exc}); quote it") from None
     return out
 
 

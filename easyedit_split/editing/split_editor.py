@@ -202,5 +202,15 @@ def insert_editor(alg_dict: Any, *, overwrite: bool = False) -> bool:
         logger.info("EasyEdit's ALG_DICT already has %r; keeping it", ALG_NAME)
         return False
     alg_dict.ALG_DICT[ALG_NAME] = apply_split_to_model
+    _export_hparams_class()
     logger.info("registered the SPLIT editor in easyeditor.util.alg_dict.ALG_DICT")
     return True
+
+
+def _export_hparams_class() -> None:
+    """``from easyeditor import SplitEditHyperParams`` (where EasyEdit's scripts import FTHyperParams, ROMEHyperParams …)."""
+    import sys
+
+    package = sys.modules.get("easyeditor")
+    if package is not None and getattr(package, "SplitEditHyperParams", None) is not SplitEditHyperParams:
+        package.SplitEditHyperParams = SplitEditHyperParams

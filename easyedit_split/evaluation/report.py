@@ -7,7 +7,7 @@ import math
 import os
 from pathlib import Path
 
-from easyedit_split.base.atomic_io import atomic_write_text
+from easyedit_split.base.atomic_io import atomic_write_report
 from easyedit_split.evaluation.curves import CurveFit
 from easyedit_split.evaluation.frontier import format_matched_table
 from easyedit_split.evaluation.plots import plot_curves, plot_frontier, plot_manifold, plot_tradeoff
@@ -248,6 +248,6 @@ def write_report(result: EvaluationResult, output_dir: str | os.PathLike, *, tit
                          f"{_f(r['util'])} [{_f(r['util_lo'])}, {_f(r['util_hi'])}] | {_f(r['accuracy'])} | "
                          f"{int(r['util_n_inf'])} |")
         lines.append("")
-    path = atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
+    path = atomic_write_report(out / "report.md", "\n".join(lines) + "\n")
     result.files["report"] = str(path)
     return path

@@ -28,8 +28,16 @@ from typing import Any
 
 import torch
 
-from easyedit_split.base.atomic_io import atomic_write_json, atomic_write_text, check_writable, output_lock
-from easyedit_split.base.checks import set_threads
+from easyedit_split.base.atomic_io import (
+    MAIN_JOB_RESULTS,
+    atomic_write_json,
+    atomic_write_report,
+    atomic_write_text,
+    check_writable,
+    output_lock,
+    refuse_earlier_results,
+)
+from easyedit_split.base.checks import check_int_at_least, check_seed, set_threads
 from easyedit_split.base.defaults import hparams_file_name, packaged_hparams_dir
 from easyedit_split.base.hparams_io import load_yaml
 from easyedit_split.base.methods import FORM_NAMES, METHOD_NAMES, hparams_class
@@ -84,6 +92,7 @@ class MainJobConfig:
     threads: int | None = None  # torch threads; None: torch's default
     output_dir: str | None = None
     progress: bool = True
+    overwrite: bool = False  # replace the results of an earlier run in output_dir (else they are refused)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -128,6 +137,11 @@ def run_main_job(cfg: MainJobConfig) -> MainJobResult:
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     set_threads(cfg.threads)
+    check_seed(cfg.seed, "seed (--seed)")
+    for name in ("n_train", "n_test", "n_eval"):
+        check_int_at_least(getattr(cfg, name), 1, f"{name} (--{name.replace('_', '-')})")
+    for name in ("n_val", "n_transfer"):
+        check_int_at_least(getattr(cfg, name), 0, f"{name} (--{name.replace('_', '-')})")
     torch.manual_seed(cfg.seed)
     bad_forms = [f for f in cfg.forms if f not in FORMS]
     bad_methods = [m for m in cfg.methods if m not in METHODS]
@@ -139,6 +153,7 @@ def run_main_job(cfg: MainJobConfig) -> MainJobResult:
         raise InputError("the multiplier grid must contain 0 (unsteered) and 1 (the headline table)")
     out = Path(cfg.output_dir or f"runs/main-{time.strftime('%Y%m%d-%H%M%S')}")
     check_writable(out, what="output folder (--output)")  # before any work
+    refuse_earlier_results(out, MAIN_JOB_RESULTS, overwrite=cfg.overwrite, what="output folder (--output)")
     with output_lock(out, what="output folder (--output)"):
         return _run_main_job(cfg, out, t_start, timings)
 
@@ -147,7 +162,7 @@ def _run_main_job(cfg: MainJobConfig, out: Path, t_start: float, timings: dict[s
     from easyedit_split.core.generation import generate
     from easyedit_split.core.models import load_model
     from easyedit_split.core.serialization import save_updates
-    from easyedit_split.data import load_pairs, pair_digests, train_test_split
+    from easyedit_split.data import load_pairs, pair_digests, train_test_split, unique_pairs
     from easyedit_split.evaluation import evaluate_preference_utility
     from easyedit_split.evaluation.doses import dose_all
     from easyedit_split.metrics.concept import concept_onset
@@ -155,15 +170,20 @@ def _run_main_job(cfg: MainJobConfig, out: Path, t_start: float, timings: dict[s
     from easyedit_split.metrics.fluency import perplexity
     from easyedit_split.training import Trainer, diffmean_update
 
-    pairs = load_pairs(cfg.dataset)  # bad data is reported before the model is loaded
+    # bad data and sizes that do not fit it are reported before the model is loaded; a repeated pair is kept
+    # once, so that no held-out pair is also a training pair
+    pairs = unique_pairs(load_pairs(cfg.dataset), f"dataset {cfg.dataset}")
+    if cfg.n_test + cfg.n_train + cfg.n_val > len(pairs):
+        raise InputError(f"--n-test {cfg.n_test} + --n-train {cfg.n_train} + --n-val {cfg.n_val} exceed the "
+                         f"{len(pairs)} (distinct) pairs of {cfg.dataset}; lower them or use more data")
+    if cfg.n_eval > cfg.n_test:
+        raise InputError(f"--n-eval {cfg.n_eval} exceeds --n-test {cfg.n_test}: only held-out pairs are swept")
+    train_all, test = train_test_split(pairs, cfg.n_test, seed=cfg.seed)
+    train = train_all[: cfg.n_train]
+    val = train_all[cfg.n_train: cfg.n_train + cfg.n_val]
     t = time.perf_counter()
     model, tok = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
     timings["load_model"] = time.perf_counter() - t
-    train_all, test = train_test_split(pairs, cfg.n_test, seed=cfg.seed)
-    train = train_all[: cfg.n_train]
-    if cfg.n_train + cfg.n_val > len(train_all):
-        raise ValueError(f"n_train {cfg.n_train} + n_val {cfg.n_val} exceed the {len(train_all)} non-test pairs")
-    val = train_all[cfg.n_train: cfg.n_train + cfg.n_val]
     eval_pairs = test[: cfg.n_eval]
     transfer = train[: cfg.n_transfer] if cfg.n_transfer else None
     logger.info("%d training pairs, %d held-out pairs swept (of %d held out)", len(train), len(eval_pairs), len(test))
@@ -236,7 +256,7 @@ def _run_main_job(cfg: MainJobConfig, out: Path, t_start: float, timings: dict[s
                                              "valid_region": ev.valid_region.to_dict() if ev.valid_region else None}
                                       for name, ev in e.methods.items()} for form, e in evaluations.items()}}
     atomic_write_json(out / "summary.json", summary)
-    atomic_write_text(out / "summary.md", _summary_markdown(cfg, table, evaluations, samples, timings, out,
+    atomic_write_report(out / "summary.md", _summary_markdown(cfg, table, evaluations, samples, timings, out,
                                                             probe, onset_table, onsets))
     return MainJobResult(out, table, seconds, timings)
 
