@@ -113,7 +113,8 @@ def _refuse_inapplicable_flags(args: argparse.Namespace) -> None:
         if not applies(args):
             from easyedit_split.errors import InputError
 
-            raise InputError(f"{_option_name(parser, dest)} does nothing here: it applies only {when}; "
+            typed = (getattr(args, "option_spellings", None) or {}).get(dest)  # an old spelling, as typed
+            raise InputError(f"{typed or _option_name(parser, dest)} does nothing here: it applies only {when}; "
                              "leave it out")
 
 

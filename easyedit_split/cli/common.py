@@ -61,6 +61,7 @@ class _Deprecated(argparse.Action):
         notes = list(getattr(namespace, "deprecated_options", None) or [])
         notes.append(f"{option_string} is deprecated; use {self.new} (same meaning)")
         namespace.deprecated_options = notes  # said by the CLI once the command has run (after any error line)
+        namespace.option_spellings = {**(getattr(namespace, "option_spellings", None) or {}), self.dest: option_string}
         self.inner(parser, namespace, values, option_string)
 
 

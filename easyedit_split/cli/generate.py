@@ -39,7 +39,7 @@ def _is_pt(args: argparse.Namespace) -> bool:
 #: flags that apply only in some cases (see ``cli``)
 FLAG_RULES = (
     ("layer", _is_pt, "to an EasyEdit .pt update file (whose name does not give the layer)"),
-    ("multiplier", lambda a: a.update is not None, "with --update (unsteered generation has no multiplier)"),
+    ("multipliers", lambda a: a.update is not None, "with --update (unsteered generation has no multiplier)"),
     ("mode", lambda a: a.update is not None, "with --update"),
     ("positions", lambda a: a.update is not None and a.mode == "hook",
      "with --update in --mode hook (merged mode steers every position)"),
