@@ -60,12 +60,14 @@ def test_old_spellings_still_work_with_a_deprecation_warning(argv, dest, value):
     assert getattr(new, dest) == value and not getattr(new, "deprecated_options", None)
 
 
-def test_main_says_which_spelling_to_use_after_the_command(monkeypatch, caplog, capsys):
+def test_main_says_which_spelling_to_use_after_the_command(monkeypatch, caplog, capsys, tmp_path):
     from easyedit_split.core import models
 
     monkeypatch.setattr(models, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+    update = tmp_path / "u.safetensors"
+    update.write_bytes(b"x")
     with caplog.at_level(logging.WARNING, logger="easyedit_split.cli"):
-        assert main(["generate", "--prompt", "hi", "--multiplier", "0,inf"]) == 2
+        assert main(["generate", "--update", str(update), "--prompt", "hi", "--multiplier", "0,inf"]) == 2
     assert capsys.readouterr().err.startswith("error: --multipliers")
     assert [r.getMessage() for r in caplog.records] == ["--multiplier is deprecated; use --multipliers (same meaning)"]
 
