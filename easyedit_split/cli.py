@@ -29,6 +29,9 @@ COMMANDS: dict[str, str] = {
     "easyedit": "easyedit_split.commands.easyedit",
 }
 
+#: commands that share their work over the ranks of a torchrun job (the others run in one process)
+DISTRIBUTED_COMMANDS = frozenset({"train", "sweep", "compare"})
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        return _run_command(args)
     except EasyEditSplitError as exc:  # bad input: the message says what, where and what to do
         return _fail(str(exc), args.verbose)
     except OSError as exc:  # I/O: name the path
@@ -69,6 +72,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted; outputs written so far are complete (partial results are kept for a rerun)\n")
         return 130
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """Run the command; under torchrun (``WORLD_SIZE`` > 1) inside a process group that is destroyed after."""
+    from .distributed import DistributedError, context_from_env, distributed
+
+    if not context_from_env().enabled:
+        return int(args._run(args) or 0)
+    if args.command not in DISTRIBUTED_COMMANDS:
+        raise DistributedError(f"`{args.command}` runs in one process; start it without torchrun "
+                               f"(under torchrun: {', '.join(sorted(DISTRIBUTED_COMMANDS))})")
+    with distributed():
+        return int(args._run(args) or 0)
 
 
 def _describe_os_error(exc: OSError) -> str:

@@ -20,7 +20,11 @@ def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model folder / hub id / .gguf / built-in name (default: smollm2)")
     p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 (fp32/bf16/fp16)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | mps")
-    p.add_argument("--device-map", dest="device_map", default=None, help="e.g. auto: spread a large model over GPUs")
+    p.add_argument("--device-map", dest="device_map", default=None,
+                   help="auto (or balanced, sequential): spread a model that does not fit one device over the GPUs, "
+                        "CPU and disk with accelerate")
+    p.add_argument("--max-memory", dest="max_memory", default=None, metavar="DEV=SIZE,...",
+                   help="with --device-map: memory per device, e.g. 0=20GiB,1=20GiB,cpu=60GiB (the rest goes to disk)")
     p.add_argument("--data", default="psychopathy", help="built-in dataset (psychopathy, power-seeking, sentiment) or a file")
     p.add_argument("--multipliers", default="-5:5:21", help="start:stop:num or a comma list; 0 is added if missing (write --multipliers=-5:5:21 when it starts with -)")
     p.add_argument("--n-pairs", type=positive_int_arg, default=100, help="evaluation pairs (held-out part of the split)")
@@ -107,8 +111,12 @@ def run_evaluation(args: argparse.Namespace, specs: dict[str, str]) -> int:
     from .._io import check_writable, output_lock
     from ..multipliers import parse_multipliers, with_zero
 
+    from ..distributed import current
+
     set_threads(args.threads)
     grid = with_zero(parse_multipliers(args.multipliers, what="--multipliers"))
+    if not current().is_main:  # under torchrun: every rank sweeps its share, rank 0 writes the report
+        return _evaluate(args, specs, grid)
     check_writable(args.output, what="--output")  # before any work
     with output_lock(args.output, what="--output"):
         return _evaluate(args, specs, grid)
@@ -117,6 +125,7 @@ def run_evaluation(args: argparse.Namespace, specs: dict[str, str]) -> int:
 def _evaluate(args: argparse.Namespace, specs: dict[str, str], grid: list[float]) -> int:
     from ..artefacts import is_diffmean_spec, load_artefact, recorded_training_pairs
     from ..data import pair_digests
+    from ..distributed import current
     from ..evaluation.api import evaluate_preference_utility
     from ..models import load_model
     from ..multipliers import parse_multipliers
@@ -129,13 +138,15 @@ def _evaluate(args: argparse.Namespace, specs: dict[str, str], grid: list[float]
     if dose == "accuracy" and not val:
         raise InputError("--dose accuracy needs validation pairs: give --n-val N")
     targets = parse_multipliers(getattr(args, "matched_accuracy", "0.75,0.9"), what="--matched-accuracy")
-    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device, device_map=args.device_map)
+    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device, device_map=args.device_map,
+                                  max_memory=args.max_memory)
+    main = current().is_main
     sweep_train = train if args.train_sweep_pairs is None else train[: args.train_sweep_pairs]
     resolved = {name: load_artefact(spec, model, layer=args.layer, tokenizer=tokenizer, train_pairs=train,
                                     module_path=args.module_path)
                 for name, spec in specs.items()}
     for name, loaded in resolved.items():
-        if loaded.kind == "diffmean":  # keep the train-free vector that was evaluated, with its rendering
+        if loaded.kind == "diffmean" and main:  # keep the train-free vector that was evaluated, with its rendering
             path = Path(args.output) / f"diffmean_{name or 'update'}.safetensors"
             save_updates(path, loaded.updates, model=model, method="diffmean", hparams=loaded.info["hparams"],
                          extra={"n_train_pairs": len(train), "data": args.data, "seed": args.seed,
@@ -148,13 +159,15 @@ def _evaluate(args: argparse.Namespace, specs: dict[str, str], grid: list[float]
         resolved, doses = dose_all(model, tokenizer, resolved, dose, norm_pairs=test, validation_pairs=val or None,
                                    target_accuracy=args.dose_accuracy, batch_rows=args.batch_rows)
     result = evaluate_preference_utility(
-        model, tokenizer, resolved, test, grid, train_pairs=sweep_train or None, output_dir=args.output,
+        model, tokenizer, resolved, test, grid, train_pairs=sweep_train or None, output_dir=args.output if main else None,
         validation_pairs=val or None, matched_targets=targets, reference=getattr(args, "reference", None), doses=doses,
         manifold_positions=args.manifold_positions,
         reduction=args.reduction, delta=args.delta, target_pref=args.target_pref, target_accuracy=args.target_accuracy,
         max_util_drop=args.max_util_drop, derived_from=args.derived_from, fit_boot=args.fit_boot,
         manifold=args.manifold, batch_rows=args.batch_rows, seed=args.seed,
-        title=args.title, table_format=args.format)
+        title=args.title, table_format=args.format, progress=main)
+    if not main:
+        return 0
     out = sys.stdout
     for name, ev in result.methods.items():
         for fit in ev.fits.values():

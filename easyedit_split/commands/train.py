@@ -20,10 +20,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace existing layer_L files in the output folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--device-map", dest="device_map", default=None,
+                   help="auto (or balanced, sequential): spread the model over GPUs, CPU and disk with accelerate")
+    p.add_argument("--max-memory", dest="max_memory", default=None, metavar="DEV=SIZE,...",
+                   help="with --device-map: memory per device, e.g. 0=20GiB,cpu=60GiB")
 
 
 def run(args: argparse.Namespace) -> int:
     from .._io import check_writable, output_lock, refuse_existing
+    from ..distributed import current
     from ..hparams_io import parse_overrides
     from ..training.api import load_train_hparams, output_folder, train_layers
 
@@ -38,12 +43,17 @@ def run(args: argparse.Namespace) -> int:
         overrides["intervention_module_path"] = args.module_path
     hp = load_train_hparams(args.hparams, overrides)
     folder = output_folder(hp) if hp.save_vectors else None
-    if folder is not None:  # before any work: a location that cannot be written, or files that would be replaced
+    main = current().is_main  # under torchrun every rank trains on its share of each batch; rank 0 writes
+    if folder is not None and main:  # before any work: a location that cannot be written, or files that would be replaced
         check_writable(folder, what="output folder (--output / steer_vector_output_dir)")
         refuse_existing([folder / f"layer_{layer}.{ext}" for layer in hp.layers for ext in ("safetensors", "pt")],
                         overwrite=args.overwrite or args.resume)
-    with output_lock(folder, what="output folder") if folder is not None else contextlib.nullcontext():
-        result = train_layers(hp, resume=args.resume, progress=not args.no_progress)
+    lock = output_lock(folder, what="output folder") if folder is not None and main else contextlib.nullcontext()
+    with lock:
+        result = train_layers(hp, resume=args.resume, progress=not args.no_progress, device_map=args.device_map,
+                              max_memory=args.max_memory)
+    if not main:
+        return 0
     for r in result.layers:
         loss = r.final_loss
         tail = f", final loss {loss:.4f}" if loss is not None else ""
