@@ -32,7 +32,7 @@ from .updates import Update
 logger = logging.getLogger(__name__)
 
 __all__ = ["MergeError", "MergeHandle", "Steering", "apply_mixed_updates", "apply_updates", "as_update_groups",
-           "merge_updates", "merged_updates", "steer"]
+           "merge_updates", "merged_updates", "site_device", "steer"]
 
 POSITION_MODES = ("all", "prompt", "generated")
 
@@ -177,7 +177,7 @@ def _site_hook(update: Update, rs: ResolvedSite, state: Steering):
             return None
         if update.needs_input:
             x = h if use_output_as_input else args[0]
-            delta = update.delta(x)
+            delta = update.delta(_to_device(x, _param_device(update)))
         else:
             delta = update.delta(None)
         new_h = h + scale * delta.to(device=h.device, dtype=h.dtype)
@@ -190,6 +190,36 @@ def _site_hook(update: Update, rs: ResolvedSite, state: Steering):
 
 def _to_device(x: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
     return x if x is None or x.device == device else x.to(device)
+
+
+def _param_device(update: Update) -> torch.device:
+    return next(update.parameters()).device
+
+
+def site_device(model: nn.Module, rs: ResolvedSite) -> torch.device | None:
+    """Where the site's module computes: its parameters' device, or — when accelerate offloads it (its
+    weights sit on the ``meta`` device between forwards) — the execution device of the accelerate hook
+    on it or on its nearest ancestor. None when neither is known."""
+    for p in rs.module.parameters():
+        if p.device.type != "meta":
+            return p.device
+    parts = rs.module_path.split(".")
+    for i in range(len(parts), -1, -1):
+        try:
+            m = model.get_submodule(".".join(parts[:i])) if i else model
+        except AttributeError:
+            continue
+        dev = getattr(getattr(m, "_hf_hook", None), "execution_device", None)
+        if dev is not None:
+            return torch.device("cuda", dev) if isinstance(dev, int) else torch.device(dev)
+    return None
+
+
+def _place(update: Update, model: nn.Module, rs: ResolvedSite) -> None:
+    """Put the update where its site computes (inputs and outputs are moved in the hook if they differ)."""
+    device = site_device(model, rs)
+    if device is not None and _param_device(update) != device:
+        update.to(device)
 
 
 def _mixed_site_hook(choices: list[tuple[int, Update]], rs: ResolvedSite, state: Steering):
@@ -235,7 +265,7 @@ def _mixed_site_hook(choices: list[tuple[int, Update]], rs: ResolvedSite, state:
             rows = (sel == k).nonzero(as_tuple=True)[0]
             if rows.numel() == 0:
                 continue
-            d = u.delta(x_all.index_select(0, rows)).to(h.dtype)
+            d = u.delta(_to_device(x_all.index_select(0, rows), _param_device(u))).to(device=h.device, dtype=h.dtype)
             delta = delta.index_copy(0, rows, delta.index_select(0, rows) + row_scale.index_select(0, rows) * d)
         new_h = h + delta
         if isinstance(output, tuple):
@@ -285,9 +315,7 @@ def apply_mixed_updates(
         for u in group:
             rs = resolve_site(model, u.site)
             _check_dims(u, rs)
-            _, device = _dtype_device(rs.module)
-            if next(u.parameters()).device != device:
-                u.to(device)
+            _place(u, model, rs)
             by_module.setdefault(id(rs.module), (rs, []))[1].append((k, u))
     try:
         state.handles.append(model.register_forward_pre_hook(_model_pre_hook(state), with_kwargs=True))
@@ -344,9 +372,7 @@ def apply_updates(
         for u in ups:
             rs = resolve_site(model, u.site)
             _check_dims(u, rs)
-            _, device = _dtype_device(rs.module)
-            if next(u.parameters()).device != device:
-                u.to(device)
+            _place(u, model, rs)
             state.handles.append(rs.module.register_forward_hook(_site_hook(u, rs, state)))
         yield state
     finally:

@@ -95,8 +95,10 @@ def build_update(model: nn.Module, hp: TrainHyperParams, layer: int) -> Update:
     rs = resolve_site(model, site)
     update = make_update(hp.form, site, rs.d_in, rs.d_out, rank=hp.low_rank_dimension, scale=hp.lora_scale(),
                          init_std=getattr(hp, "init_std", 0.0))
-    dtype_device = next(model.parameters()).device
-    return update.to(dtype_device)
+    from ..apply import site_device
+
+    device = site_device(model, rs)  # with a device_map: the device of the steered layer
+    return update.to(device if device is not None else next(model.parameters()).device)
 
 
 def select_pairs(hp: Any, pairs: Sequence[PolarityPair]) -> list[PolarityPair]:
