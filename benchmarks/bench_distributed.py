@@ -34,6 +34,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--layer", type=int, default=15)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--model", default=None)
+    ap.add_argument("--gather-rows", type=int, default=0,
+                    help="only measure gathering a sweep table of this many (pair, m) rows over 2 gloo ranks")
     return ap.parse_args(argv)
 
 
@@ -85,6 +87,31 @@ def _worker(rank: int, world: int, threads: int, port: int, args: argparse.Names
             table.to_csv(Path(out) / f"{name}.csv", index=False)
 
 
+def _gather_worker(rank: int, world: int, port: int, rows: int, out: str) -> None:
+    """Time the all-gather of a sweep table's columns (as the sweep gathers them) of ``rows`` rows in all."""
+    torch.set_num_threads(1)
+    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    import numpy as np
+
+    from easyedit_split.distributed import distributed
+
+    with distributed() as ctx:
+        n = rows // world
+        local = {"example_id": [f"concept{rank}-pair{i}" for i in range(n)],
+                 **{k: np.random.default_rng(rank).standard_normal(n) for k in ("L_p", "L_n", "L_p_mean", "L_n_mean")},
+                 "_g": np.zeros(n, dtype=np.int64), "_k": np.zeros(n, dtype=np.int64)}
+        best = float("inf")
+        for _ in range(3):
+            ctx.barrier()
+            t0 = time.perf_counter()
+            parts = ctx.gather(local)
+            best = min(best, time.perf_counter() - t0)
+        assert sum(len(p["example_id"]) for p in parts) == n * world
+        if ctx.is_main:
+            (Path(out) / "gather.txt").write_text(f"{best:.4f}")
+
+
 def run(world: int, threads: int, args: argparse.Namespace, out: str) -> dict[str, float]:
     import json
 
@@ -95,6 +122,14 @@ def run(world: int, threads: int, args: argparse.Namespace, out: str) -> dict[st
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.gather_rows:
+        with tempfile.TemporaryDirectory() as out:
+            mp.start_processes(_gather_worker, args=(2, _port(), args.gather_rows, out), nprocs=2, join=True,
+                               start_method="spawn")
+            t = float((Path(out) / "gather.txt").read_text())
+        print(f"all-gather of a {args.gather_rows}-row sweep table over 2 gloo ranks (CPU): {t:.3f} s (best of 3); "
+              f"load average {os.getloadavg()[0]:.1f}")
+        return
     layouts = [(1, 1), (1, 2), (2, 1)]
     best: dict[tuple[int, int], dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as out:

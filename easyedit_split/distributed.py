@@ -7,9 +7,12 @@ nodes. :func:`init_from_env` reads those variables and initialises the default p
 when ``WORLD_SIZE > 1`` (``gloo`` on CPU, ``nccl`` on CUDA), so the same code runs unchanged in one
 process. :func:`distributed` does the same as a context manager that destroys the group it created.
 
-The library never passes a context around explicitly: :func:`current` describes the process group
-that is initialised (or a single process when none is), so sweeps and training shard their work
-whenever they run under ``torchrun`` — whoever initialised the group.
+Sweeps and training share their work over the ranks of :func:`current`: the context made active by
+:func:`distributed` (or :func:`share_work`), and a single process otherwise. Sharing is opt-in on
+purpose: a caller that initialises the process group itself to give each rank *different* work (the
+concept benchmark runs different cells on different ranks) gets rank-local sweeps and training inside
+each of them, not collectives that would pair up unrelated calls. :func:`process_context` describes
+the initialised group whether or not work is shared over it.
 
 * :meth:`DistContext.shard` — a deterministic contiguous block of a list for this rank;
 * :meth:`DistContext.gather` — every rank's Python object, in rank order, on every rank;
@@ -35,7 +38,8 @@ from .errors import EasyEditSplitError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DistContext", "DistributedError", "current", "distributed", "init_from_env", "shard_bounds"]
+__all__ = ["DistContext", "DistributedError", "context_from_env", "current", "distributed", "init_from_env",
+           "process_context", "shard_bounds", "share_work"]
 
 T = TypeVar("T")
 
@@ -137,7 +141,27 @@ def context_from_env(env: dict[str, str] | None = None) -> DistContext:
     return DistContext(rank, world, local)
 
 
+_ACTIVE: list[DistContext] = []  # the stack of share_work contexts
+
+
 def current() -> DistContext:
+    """The ranks that sweeps and training share their work over: the innermost :func:`share_work` (or
+    :func:`distributed`) context, or a single process."""
+    return _ACTIVE[-1] if _ACTIVE else DistContext()
+
+
+@contextlib.contextmanager
+def share_work(ctx: DistContext) -> Iterator[DistContext]:
+    """Inside the block, sweeps and training split their work over ``ctx``'s ranks (every rank must make
+    the same calls with the same arguments)."""
+    _ACTIVE.append(ctx)
+    try:
+        yield ctx
+    finally:
+        _ACTIVE.pop()
+
+
+def process_context() -> DistContext:
     """The initialised default process group as a context, or a single process when none is."""
     import torch.distributed as dist
 
@@ -157,7 +181,7 @@ def init_from_env(backend: str | None = None, *, timeout_s: float = 1800.0) -> t
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
-        return current(), False
+        return process_context(), False
     ctx = context_from_env()
     if not ctx.enabled:
         return ctx, False
@@ -177,14 +201,19 @@ def init_from_env(backend: str | None = None, *, timeout_s: float = 1800.0) -> t
 
 
 @contextlib.contextmanager
-def distributed(backend: str | None = None) -> Iterator[DistContext]:
-    """``with distributed() as ctx:`` — :func:`init_from_env`, and destroy the group on exit if this
-    call created it (exceptions included)."""
+def distributed(backend: str | None = None, *, share: bool = True) -> Iterator[DistContext]:
+    """``with distributed() as ctx:`` — :func:`init_from_env`, share sweeps and training over the ranks
+    inside the block (``share=False``: only set the group up), and destroy the group on exit if this call
+    created it (exceptions included)."""
     import torch.distributed as dist
 
     ctx, created = init_from_env(backend)
     try:
-        yield ctx
+        if share:
+            with share_work(ctx):
+                yield ctx
+        else:
+            yield ctx
     finally:
         if created and dist.is_initialized():
             dist.destroy_process_group()

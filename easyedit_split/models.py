@@ -416,9 +416,9 @@ def load_model(
     torch_dtype = resolve_dtype(dtype)
     dev = None if device_map is not None else resolve_device(device)
     if dev is not None and dev.type == "cuda" and dev.index is None:
-        from .distributed import current
+        from .distributed import process_context
 
-        ctx = current()
+        ctx = process_context()
         if ctx.enabled:
             dev = resolve_device(f"cuda:{ctx.local_rank}")
     extra: dict[str, Any] = {}

@@ -32,7 +32,12 @@ def test_shard_bounds_cover_in_order():
 
 
 def test_context_from_env_and_single_process():
+    from easyedit_split.distributed import share_work
+
     assert current() == DistContext()
+    with share_work(DistContext(1, 3)) as ctx:
+        assert current() is ctx
+    assert current() == DistContext()  # sharing is opt-in: an initialised group alone shares nothing
     assert context_from_env({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}) == DistContext(1, 2, 1)
     assert context_from_env({}).world_size == 1
     from easyedit_split.distributed import DistributedError
