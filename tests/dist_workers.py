@@ -40,7 +40,7 @@ def encoded_pairs(n: int, seed: int, single: bool):
 
 def sample_updates():
     from easyedit_split.sites import Site
-    from easyedit_split.updates import LoRAUpdate, LocalWeightUpdate, VectorUpdate
+    from easyedit_split.updates import LocalWeightUpdate, LoRAUpdate, VectorUpdate
 
     g = torch.Generator().manual_seed(7)
     return {

@@ -81,15 +81,15 @@ def test_selection_changes_between_forwards_and_bad_input():
                 refs.append(model(input_ids=ids).logits)
         assert torch.equal(a[0], refs[0][0]) and torch.equal(a[1], refs[1][1])  # vectors: bit for bit
         assert torch.equal(b[0], refs[1][0]) and torch.equal(b[1], refs[0][1])
-    with pytest.raises(ValueError, match="selection values must lie in -1..1"):
-        with apply_mixed_updates(model, groups, [0, 2], 1.0):
-            pass
-    with pytest.raises(MergeError, match="cannot give rows different updates"):
-        with steer(model, groups, 1.0, mode="merged", selection=[0, 1]):
-            pass
-    with torch.no_grad(), apply_mixed_updates(model, groups, [0, 1, 0], 1.0):
-        with pytest.raises(ValueError, match="selection has 3 rows but the batch has 2"):
-            model(input_ids=ids)
+    with pytest.raises(ValueError, match="selection values must lie in -1..1"), \
+            apply_mixed_updates(model, groups, [0, 2], 1.0):
+        pass
+    with pytest.raises(MergeError, match="cannot give rows different updates"), \
+            steer(model, groups, 1.0, mode="merged", selection=[0, 1]):
+        pass
+    with torch.no_grad(), apply_mixed_updates(model, groups, [0, 1, 0], 1.0), \
+            pytest.raises(ValueError, match="selection has 3 rows but the batch has 2"):
+        model(input_ids=ids)
     # the hooks are gone after an error
     assert all(not m._forward_hooks for m in model.modules())
 
@@ -148,7 +148,7 @@ def test_cli_generate_several_updates_and_per_prompt_fields(tmp_path, tiny_token
     from easyedit_split.serialization import save_updates
     from tests.test_generation import _saved_tiny
 
-    model, u = _saved_tiny(tmp_path, tiny_tokenizer)
+    model, _ = _saved_tiny(tmp_path, tiny_tokenizer)
     w = random_update(model, "lora", Site(2, "mlp_down"), seed=5)
     save_updates(tmp_path / "w.safetensors", [w], model=model, method="test")
     base = ["generate", "--model", str(tmp_path / "model"), "--update", f"vec={tmp_path / 'u.safetensors'}",

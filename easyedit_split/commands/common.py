@@ -109,9 +109,8 @@ def run_evaluation(args: argparse.Namespace, specs: dict[str, str]) -> int:
     """Check the output, then load every update spec once, sweep them on the held-out pairs and write one
     report (the output folder is locked while written)."""
     from .._io import check_writable, output_lock
-    from ..multipliers import parse_multipliers, with_zero
-
     from ..distributed import current
+    from ..multipliers import parse_multipliers, with_zero
 
     set_threads(args.threads)
     grid = with_zero(parse_multipliers(args.multipliers, what="--multipliers"))
