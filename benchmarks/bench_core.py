@@ -35,10 +35,10 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
 
-    from easyedit_split.apply import apply_updates, merged_updates
-    from easyedit_split.models import load_model
-    from easyedit_split.sites import Site, resolve_site
-    from easyedit_split.updates import LocalWeightUpdate, LoRAUpdate, VectorUpdate
+    from easyedit_split.core.apply import apply_updates, merged_updates
+    from easyedit_split.core.models import load_model
+    from easyedit_split.core.sites import Site, resolve_site
+    from easyedit_split.core.updates import LocalWeightUpdate, LoRAUpdate, VectorUpdate
 
     model, tok = load_model(args.model)
     vocab = model.config.vocab_size

@@ -51,14 +51,14 @@ def _worker(rank: int, world: int, threads: int, port: int, args: argparse.Names
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
     import numpy as np
 
+    from easyedit_split.core.distributed import distributed
+    from easyedit_split.core.models import load_model
+    from easyedit_split.core.sites import Site, resolve_site
+    from easyedit_split.core.updates import VectorUpdate
     from easyedit_split.data import load_pairs, train_test_split
-    from easyedit_split.distributed import distributed
     from easyedit_split.evaluation.sweep import sweep
-    from easyedit_split.models import load_model
-    from easyedit_split.sites import Site, resolve_site
     from easyedit_split.training.hparams import SplitHyperParams
     from easyedit_split.training.trainer import Trainer
-    from easyedit_split.updates import VectorUpdate
 
     with distributed() as ctx:
         model, tok = load_model(args.model)
@@ -94,7 +94,7 @@ def _gather_worker(rank: int, world: int, port: int, rows: int, out: str) -> Non
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
     import numpy as np
 
-    from easyedit_split.distributed import distributed
+    from easyedit_split.core.distributed import distributed
 
     with distributed() as ctx:
         n = rows // world

@@ -60,11 +60,11 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
 
-    from easyedit_split.apply import apply_updates
-    from easyedit_split.generation import generate, left_padded_batch, render_prompts
-    from easyedit_split.models import load_model
-    from easyedit_split.sites import Site, resolve_site
-    from easyedit_split.updates import LocalWeightUpdate, LoRAUpdate, VectorUpdate
+    from easyedit_split.core.apply import apply_updates
+    from easyedit_split.core.generation import generate, left_padded_batch, render_prompts
+    from easyedit_split.core.models import load_model
+    from easyedit_split.core.sites import Site, resolve_site
+    from easyedit_split.core.updates import LocalWeightUpdate, LoRAUpdate, VectorUpdate
 
     model, tok = load_model(args.model)
     prompts = (PROMPTS * (args.prompts // len(PROMPTS) + 1))[: args.prompts]
@@ -185,7 +185,7 @@ def main(argv=None) -> None:
         }
         print(f"{name:<42} {med:>9.1f} {med / base:>6.3f} {wmed:>10.1f}")
     if args.json:
-        from easyedit_split._io import atomic_write_json
+        from easyedit_split.base.atomic_io import atomic_write_json
 
         atomic_write_json(args.json, {"prompts": len(prompts), "new_tokens": n_new, "figures": figures})
 

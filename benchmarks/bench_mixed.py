@@ -37,9 +37,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(1)
+    from easyedit_split.core.models import load_model
     from easyedit_split.data import load_pairs, train_test_split
     from easyedit_split.evaluation.sweep import sweep, sweep_many
-    from easyedit_split.models import load_model
     from easyedit_split.training.diffmean import diffmean_update
     from easyedit_split.training.hparams import DiffMeanHyperParams
 

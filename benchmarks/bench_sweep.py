@@ -19,13 +19,13 @@ import time
 import numpy as np
 import torch
 
-from easyedit_split._io import atomic_write_json
-from easyedit_split.apply import apply_updates
+from easyedit_split.base.atomic_io import atomic_write_json
+from easyedit_split.core.apply import apply_updates
+from easyedit_split.core.models import load_model
 from easyedit_split.data import collate_pairs, encode_pairs, load_builtin, pad_id_of
 from easyedit_split.data.logprobs import answer_nll
 from easyedit_split.evaluation.fitting import fit_pref_odds, fit_util_odds
 from easyedit_split.evaluation.sweep import sweep
-from easyedit_split.models import load_model
 from easyedit_split.training.diffmean import default_diffmean_hparams, diffmean_update
 
 EASYEDIT_S_PER_ROW = 6.8

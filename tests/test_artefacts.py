@@ -4,9 +4,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from easyedit_split.artefacts import ArtefactError, LoadedUpdates, is_diffmean_spec, load_artefact
-from easyedit_split.serialization import save_updates
-from easyedit_split.sites import Site
+from easyedit_split.adapters.artefacts import ArtefactError, LoadedUpdates, is_diffmean_spec, load_artefact
+from easyedit_split.core.serialization import save_updates
+from easyedit_split.core.sites import Site
 from tests.test_core import random_update
 from tests.tiny_models import tiny_model
 
@@ -60,8 +60,8 @@ def test_diffmean_spec_uses_the_shipped_rendering_and_records_it(tmp_path, tiny_
     assert not is_diffmean_spec("diffmean@x") and not is_diffmean_spec(tmp_path)
     loaded = load_artefact("diffmean@2", model, tokenizer=tiny_tokenizer, train_pairs=_pairs())
     assert loaded.kind == "diffmean" and loaded.updates[0].site == Site(2, "residual")
-    # the shipped diffmean.yaml says: chat template on, empty system prompt; that is what was used and recorded
-    assert loaded.rendering() == {"chat_template": True, "system_prompt": ""}
+    # the shipped diffmean.yaml says: chat template on, empty system prompt (plugin rule); that is what was used and recorded
+    assert loaded.rendering() == {"chat_template": True, "system_prompt": "", "prompt_rule": "plugin"}
     hp = default_diffmean_hparams(2)
     same = diffmean_update(model, tiny_tokenizer, encode_pairs(_pairs(), tiny_tokenizer, chat_template=True,
                                                                system_prompt=""), hp)

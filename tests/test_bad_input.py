@@ -20,14 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import easyedit_split
+from easyedit_split.base.hparams_io import HParamsError, coerce_value
 from easyedit_split.cli import main
+from easyedit_split.core.serialization import UpdateFileError, load_updates, save_updates
+from easyedit_split.core.sites import Site
+from easyedit_split.core.updates import VectorUpdate
 from easyedit_split.data import DataError, read_pairs
 from easyedit_split.errors import EasyEditSplitError
-from easyedit_split.hparams_io import HParamsError, coerce_value
-from easyedit_split.serialization import UpdateFileError, load_updates, save_updates
-from easyedit_split.sites import Site
 from easyedit_split.training.hparams import DiffMeanHyperParams, SplitHyperParams
-from easyedit_split.updates import VectorUpdate
 
 # ------------------------------------------------------------------------------ 1. errors and the CLI
 
@@ -83,7 +83,7 @@ def test_cli_bad_numbers_are_refused_by_the_parser(argv, capsys):
 
 
 def test_cli_io_error_names_the_path(tmp_path, capsys, monkeypatch):
-    from easyedit_split.commands import info
+    from easyedit_split.cli import info
 
     def boom(args):
         raise PermissionError(13, "Permission denied", str(tmp_path / "locked"))
@@ -95,7 +95,7 @@ def test_cli_io_error_names_the_path(tmp_path, capsys, monkeypatch):
 
 
 def test_cli_lets_genuine_bugs_show(monkeypatch):
-    from easyedit_split.commands import info
+    from easyedit_split.cli import info
 
     def bug(args):
         return {}["missing"]
@@ -106,7 +106,7 @@ def test_cli_lets_genuine_bugs_show(monkeypatch):
 
 
 def test_set_threads_refuses_zero_and_negative():
-    from easyedit_split.checks import set_threads
+    from easyedit_split.base.checks import set_threads
     from easyedit_split.errors import InputError
 
     with pytest.raises(InputError, match="threads"):
@@ -236,9 +236,9 @@ def test_pairs_longer_than_the_context_are_refused_before_training(arch, tiny_to
 def test_pairs_longer_than_the_context_are_refused_before_a_sweep(tiny_tokenizer):
     from tiny_models import tiny_model
 
+    from easyedit_split.core.sites import Site
+    from easyedit_split.core.updates import VectorUpdate
     from easyedit_split.evaluation.sweep import sweep
-    from easyedit_split.sites import Site
-    from easyedit_split.updates import VectorUpdate
 
     model = tiny_model("gpt2")
     u = VectorUpdate(Site(1, "residual"), 32, vector=torch_ones(32))
@@ -249,9 +249,9 @@ def test_pairs_longer_than_the_context_are_refused_before_a_sweep(tiny_tokenizer
 def test_long_validation_pairs_are_refused_before_any_sweep(tiny_tokenizer, monkeypatch):
     from tiny_models import tiny_model
 
+    from easyedit_split.core.sites import Site
+    from easyedit_split.core.updates import VectorUpdate
     from easyedit_split.evaluation import api
-    from easyedit_split.sites import Site
-    from easyedit_split.updates import VectorUpdate
 
     model = tiny_model("gpt2")
     u = VectorUpdate(Site(1, "residual"), 32, vector=torch_ones(32))
@@ -339,24 +339,24 @@ def test_checksum_recorded_at_save_is_verified_at_load(tmp_path, llama):
         tensors["u0.vector"][5] = 2.0
 
     _rewrite(out, flip)
-    with pytest.raises(UpdateFileError, match=f"{out}: the tensors do not match the checksum"):
+    with pytest.raises(UpdateFileError, match=f"{out}: the tensors or metadata do not match the checksum"):
         load_updates(out, llama)
 
 
 @pytest.mark.parametrize("key", ["updates", "model"])
 def test_malformed_metadata_names_the_file_and_key(tmp_path, llama, key):
     out = save_updates(tmp_path / "u.safetensors", [_vec(torch.ones(32))])
-    _rewrite(out, lambda tensors, meta: meta.update({key: "{not json"}))
+    _rewrite(out, lambda tensors, meta: meta.pop("checksum") and meta.update({key: "{not json"}))
     with pytest.raises(UpdateFileError, match=f"{out}: metadata '{key}' is not valid JSON"):
         load_updates(out, llama)
     out = save_updates(tmp_path / "u.safetensors", [_vec(torch.ones(32))])
-    _rewrite(out, lambda tensors, meta: meta.update({"updates": '[{"form": "vector"}]'}))
+    _rewrite(out, lambda tensors, meta: meta.pop("checksum") and meta.update({"updates": '[{"form": "vector"}]'}))
     with pytest.raises(UpdateFileError, match=f"{out}: update 0: metadata has no 'site'"):
         load_updates(out, llama)
 
 
 def test_generation_refuses_a_non_finite_update_in_both_modes(llama, tiny_tokenizer):
-    from easyedit_split.generation import generate
+    from easyedit_split.core.generation import generate
 
     v = torch.ones(32)
     v[0] = float("nan")
@@ -367,8 +367,8 @@ def test_generation_refuses_a_non_finite_update_in_both_modes(llama, tiny_tokeni
 
 
 def test_generation_refuses_a_non_finite_multiplier(llama, tiny_tokenizer):
+    from easyedit_split.core.generation import generate
     from easyedit_split.errors import InputError
-    from easyedit_split.generation import generate
 
     with pytest.raises(InputError, match="finite"):
         generate(llama, tiny_tokenizer, ["is the sky blue ?"], [_vec(torch.ones(32))], float("nan"),
@@ -376,8 +376,8 @@ def test_generation_refuses_a_non_finite_multiplier(llama, tiny_tokenizer):
 
 
 def test_pt_written_with_the_safetensors_keeps_the_site_and_detects_a_mixed_pair(tmp_path, llama):
-    from easyedit_split.adapters import from_easyedit_pt
-    from easyedit_split.easyedit_layout import write_easyedit_pt
+    from easyedit_split.adapters.builders import from_easyedit_pt
+    from easyedit_split.core.easyedit_layout import write_easyedit_pt
 
     u = _vec(torch.arange(32.0) + 1, component="attn_out")
     out = save_updates(tmp_path / "layer_1.safetensors", [u], model=llama, easyedit_pt=write_easyedit_pt)
@@ -398,7 +398,7 @@ def test_peft_adapter_for_another_base_model_is_flagged(tmp_path, llama, caplog,
     pm.save_pretrained(tmp_path / "adapter")
     cfg_path = tmp_path / "adapter" / "adapter_config.json"
     cfg_path.write_text(json.dumps({**json.loads(cfg_path.read_text()), "base_model_name_or_path": "acme/other-model"}))
-    from easyedit_split.adapters import from_peft
+    from easyedit_split.adapters.builders import from_peft
 
     monkeypatch.setattr(llama.config, "_name_or_path", "acme/tiny-llama")
     with caplog.at_level(logging.WARNING):
@@ -444,7 +444,8 @@ def test_max_grad_norm_sentinels_turn_clipping_off(value):
 ])
 def test_bad_training_hparams_name_the_file_and_key(tmp_path, key, value, message):
     f = tmp_path / "split.yaml"
-    f.write_text(f"alg_name: split\nlayers: [1]\n{key}: {json.dumps(value)}\n".replace('".nan"', ".nan"))
+    base = "" if key == "layers" else "layers: [1]\n"  # a key given twice is refused on its own
+    f.write_text(f"alg_name: split\n{base}{key}: {json.dumps(value)}\n".replace('".nan"', ".nan"))
     with pytest.raises(HParamsError, match=f"{f}: key {message}"):
         SplitHyperParams.from_hparams(f)
 
@@ -579,7 +580,7 @@ def test_resume_with_no_intact_checkpoint_is_a_clear_error(tmp_path):
 
 
 def _no_model(monkeypatch):
-    from easyedit_split import models
+    from easyedit_split.core import models
 
     def refuse(*a, **k):
         raise AssertionError("the model was loaded before the output was checked")
@@ -593,7 +594,9 @@ def test_unwritable_output_fails_before_any_work(tmp_path, monkeypatch, capsys, 
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     bad = str(blocker / "sub" / ("out.jsonl" if command == "generate" else "out"))
-    argv = {"sweep": ["sweep", "--update", "u.safetensors", "--output", bad],
+    update = tmp_path / "u.safetensors"
+    update.write_bytes(b"x")  # exists: the spec is checked first, then the output, both before the model
+    argv = {"sweep": ["sweep", "--update", str(update), "--output", bad],
             "generate": ["generate", "--prompt", "hi", "--output", bad],
             "run": ["run", "--output", bad]}[command]
     assert main(argv) == 2
@@ -602,7 +605,7 @@ def test_unwritable_output_fails_before_any_work(tmp_path, monkeypatch, capsys, 
 
 
 def test_train_refuses_to_replace_layer_files_without_overwrite(tmp_path, monkeypatch, capsys):
-    import easyedit_split.easyedit_api as api
+    import easyedit_split.easyedit.entry_points as api
 
     monkeypatch.setattr(api, "generate", lambda *a, **k: pytest.fail("trained before checking the output"))
     hp = tmp_path / "h.yaml"
@@ -620,11 +623,11 @@ def test_a_second_writer_of_the_same_output_fails_clearly(tmp_path):
     import subprocess
     import sys
 
-    from easyedit_split._io import output_lock
+    from easyedit_split.base.atomic_io import output_lock
     from easyedit_split.errors import OutputError
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", ("import sys, time; from easyedit_split._io import output_lock\n"
+        [sys.executable, "-c", ("import sys, time; from easyedit_split.base.atomic_io import output_lock\n"
                                 f"with output_lock({str(tmp_path)!r}):\n    print('locked', flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -651,7 +654,7 @@ def test_compare_names_writing_the_same_table_are_refused(tmp_path, llama, tiny_
 
 
 def test_tmp_litter_of_a_killed_writer_is_cleaned_on_the_next_write(tmp_path):
-    from easyedit_split._io import atomic_write_json
+    from easyedit_split.base.atomic_io import atomic_write_json
 
     dead = tmp_path / ".r.json.999999999.abc.tmp"  # no such process
     dead.write_text("half")
@@ -673,7 +676,7 @@ def _strict_json(text):
 
 
 def test_nan_is_never_written_into_json(tmp_path):
-    from easyedit_split._io import JsonlAppender, atomic_write_json
+    from easyedit_split.base.atomic_io import JsonlAppender, atomic_write_json
 
     atomic_write_json(tmp_path / "s.json", {"r2": float("nan"), "rows": [1.0, float("inf")]})
     assert _strict_json((tmp_path / "s.json").read_text()) == {"r2": None, "rows": [1.0, None],
@@ -683,8 +686,8 @@ def test_nan_is_never_written_into_json(tmp_path):
 
 
 def test_an_interrupted_sweep_keeps_its_rows_and_a_rerun_resumes(tmp_path, llama, tiny_tokenizer, monkeypatch):
+    from easyedit_split.core.scoring import PairScorer
     from easyedit_split.evaluation.sweep import sweep
-    from easyedit_split.scoring import PairScorer
 
     pairs, u, grid = _pairs(4, 2), _vec(torch.ones(32) * 0.1), [0.0, 1.0]
     full = sweep(llama, tiny_tokenizer, pairs, [u], grid, batch_rows=2, progress=False)
@@ -722,7 +725,7 @@ def test_a_nan_in_a_sweep_stops_it_at_once(llama, tiny_tokenizer, tmp_path):
 
 
 def test_generate_keeps_finished_batches_and_a_rerun_completes(tmp_path, tiny_tokenizer, monkeypatch):
-    from easyedit_split import generation
+    from easyedit_split.core import generation
     from tests.test_generation import _saved_tiny
 
     _saved_tiny(tmp_path, tiny_tokenizer)
@@ -799,8 +802,8 @@ def _split_args(data, **kw):
 
 
 def test_sweep_never_holds_out_a_pair_the_update_was_trained_on(tmp_path, llama, tiny_tokenizer, monkeypatch, caplog):
-    from easyedit_split.artefacts import recorded_training_pairs
-    from easyedit_split.commands.common import load_data
+    from easyedit_split.adapters.artefacts import recorded_training_pairs
+    from easyedit_split.cli.common import load_data
     from easyedit_split.data import load_pairs, pair_digests, train_test_split
     from easyedit_split.training.api import train_layers
     from easyedit_split.training.trainer import select_pairs
@@ -830,7 +833,7 @@ def test_sweep_never_holds_out_a_pair_the_update_was_trained_on(tmp_path, llama,
     # end to end: `sweep` with the default seed sweeps only pairs the update was not trained on
     import pandas as pd
 
-    from easyedit_split import models
+    from easyedit_split.core import models
 
     monkeypatch.setattr(models, "load_model", lambda *a, **k: (llama, tiny_tokenizer))
     out = tmp_path / "sweep"
@@ -845,7 +848,7 @@ def test_sweep_never_holds_out_a_pair_the_update_was_trained_on(tmp_path, llama,
 def test_an_update_without_recorded_pairs_is_checked_from_its_recorded_split(tmp_path):
     """Files saved before the digests were recorded: the split is redone from the saved seed, test_size,
     max_num_of_examples and dataset."""
-    from easyedit_split.artefacts import recorded_training_pairs
+    from easyedit_split.adapters.artefacts import recorded_training_pairs
     from easyedit_split.data import load_pairs, pair_digests
     from easyedit_split.training.trainer import select_pairs
 
@@ -861,9 +864,9 @@ def test_an_update_without_recorded_pairs_is_checked_from_its_recorded_split(tmp
 
 @pytest.mark.parametrize("missing", ["no/such/dir/d.jsonl", "nosuch.csv"])
 def test_a_missing_data_path_is_a_missing_file_everywhere(tmp_path, missing):
-    from easyedit_split.commands.common import load_data
-    from easyedit_split.easyedit_api import dataset_to_pairs
-    from easyedit_split.pipeline import MainJobConfig, run_main_job
+    from easyedit_split.cli.common import load_data
+    from easyedit_split.easyedit.entry_points import dataset_to_pairs
+    from easyedit_split.jobs.main_job import MainJobConfig, run_main_job
 
     path = str(tmp_path / missing) if "/" in missing else missing
     for call in (lambda: dataset_to_pairs(path), lambda: load_data(_split_args(path), False)):
@@ -872,3 +875,509 @@ def test_a_missing_data_path_is_a_missing_file_everywhere(tmp_path, missing):
     with pytest.raises(DataError, match="does not exist"):
         run_main_job(MainJobConfig(dataset=path, output_dir=str(tmp_path / "run"), model=None))
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+# ------------------------------------------------------------------------------ 10. text from files, shown safely
+
+_CONTROL = st.characters(min_codepoint=0, max_codepoint=0x9F) | st.sampled_from(list("\u202e\u2066\u200f\ufeff\udc9b"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(_CONTROL | st.characters(), max_size=40))
+def test_printable_leaves_no_control_bidi_or_surrogate_character(text):
+    from easyedit_split.base.safe_text import printable
+
+    out = printable(text)
+    assert all(c in "\n\t" or not (ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F) for c in out)
+    assert not set(out) & set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c\ufeff")
+    out.encode("utf-8")  # no lone surrogate left: always writable
+    if all(c.isprintable() or c in "\n\t" for c in text) and "\\" not in text:
+        assert out == text or any(0x200E <= ord(c) <= 0x206F or c == "\ufeff" for c in text)
+
+
+def test_cli_escapes_text_from_files_in_errors_output_and_logs(tmp_path, capsys):
+    hp = tmp_path / "h\x1b[31m\u202e\x00.yaml"  # a name that reaches the message unquoted
+    assert main(["train", "--hparams", str(hp)]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\u202e" not in err and "h\\x1b[31m\\u202e\\x00.yaml" in err
+
+
+def test_an_error_message_is_capped_and_a_huge_value_is_cut(tmp_path, capsys):
+    from easyedit_split.base.safe_text import MAX_MESSAGE_CHARS, shown
+
+    assert len(shown("x" * 10**6)) < 200 and len(shown([[1] * 1000] * 1000)) < 400
+    hp = tmp_path / "h.yaml"
+    hp.write_text("alg_name: split\nlayers: [1]\nlr: " + json.dumps(["x" * 100] * 5000) + "\n")
+    assert main(["train", "--hparams", str(hp)]) == 2
+    err = capsys.readouterr().err
+    assert "'lr'" in err and len(err) < 1000
+    from easyedit_split.cli import _fail
+
+    assert _fail("y" * (10 * MAX_MESSAGE_CHARS), 0) == 2
+    assert len(capsys.readouterr().err) < MAX_MESSAGE_CHARS + 200
+
+
+def test_overrides_may_follow_options(tmp_path, monkeypatch):
+    from easyedit_split.cli import train
+
+    seen = {}
+    monkeypatch.setattr(train, "run", lambda args: seen.setdefault("o", args.overrides) and 0)
+    assert main(["train", "--hparams", "h.yaml", "lr=0.1", "--overwrite", "n_epochs=2", "layers=[3]"]) == 0
+    assert seen["o"] == ["lr=0.1", "n_epochs=2", "layers=[3]"]
+    with pytest.raises(SystemExit):
+        main(["train", "--hparams", "h.yaml", "--overwrite", "--no-such-flag"])
+
+
+# ------------------------------------------------------------------------------ 11. the YAML reader
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("alg_name: split\nlr: 0.1\nlr: 5\n", "key 'lr' a second time \\(first on line 2\\)"),
+    ("a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(9)),
+     "aliases expand to more than"),
+    ("alg_name: [unclosed\n", "not valid YAML"),
+    ("- just\n- a list\n", "top level must be a mapping"),
+])
+def test_yaml_reader_refuses_duplicates_bombs_and_junk_quickly(tmp_path, text, message):
+    import time
+
+    from easyedit_split.base.hparams_io import read_yaml_mapping
+
+    f = tmp_path / "h.yaml"
+    f.write_text(text)
+    t0 = time.perf_counter()
+    with pytest.raises(HParamsError, match=message) as exc:
+        read_yaml_mapping(f)
+    assert time.perf_counter() - t0 < 2 and str(f) in str(exc.value) and len(str(exc.value)) < 2000
+
+
+def test_yaml_merge_keys_may_override_and_overrides_may_not_repeat():
+    from easyedit_split.base.hparams_io import parse_overrides, safe_load
+
+    assert safe_load("b: &b {x: 1, y: 2}\nd:\n  <<: *b\n  x: 3\n")["d"] == {"x": 3, "y": 2}
+    with pytest.raises(HParamsError, match="given twice"):
+        parse_overrides(["lr=1", "lr=2"])
+
+
+def test_hparams_that_are_not_utf8_or_not_a_file_name_the_file(tmp_path):
+    from easyedit_split.base.hparams_io import read_yaml_mapping
+
+    f = tmp_path / "h.yaml"
+    f.write_bytes(b"alg_name: split\nsystem_prompt: caf\xe9\n")
+    with pytest.raises(HParamsError, match=f"{f}:2: not UTF-8 text"):
+        read_yaml_mapping(f)
+    with pytest.raises(HParamsError, match="is a folder"):
+        read_yaml_mapping(tmp_path)
+    loop = tmp_path / "loop.yaml"
+    loop.symlink_to(loop)
+    with pytest.raises(HParamsError, match="loop.yaml"):
+        read_yaml_mapping(loop)
+
+
+# ------------------------------------------------------------------------------ 12. the atomic writer
+
+
+@pytest.fixture
+def umask_022():
+    import os
+
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_outputs_get_the_umask_mode_not_0600(tmp_path, umask_022):
+    import stat
+
+    from easyedit_split.base.atomic_io import atomic_dir, atomic_write_json
+    from easyedit_split.core.easyedit_layout import write_easyedit_pt
+
+    f = atomic_write_json(tmp_path / "r.json", {"a": 1})
+    assert stat.S_IMODE(f.stat().st_mode) == 0o644
+    out = save_updates(tmp_path / "layer_1.safetensors", [_vec(torch.ones(32))], easyedit_pt=write_easyedit_pt)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (out, tmp_path / "layer_1.pt")} == {0o644}
+    with atomic_dir(tmp_path / "export") as d:
+        (d / "config.json").write_text("{}")
+    assert stat.S_IMODE((tmp_path / "export").stat().st_mode) == 0o755
+
+
+def test_a_full_disk_names_the_real_path_and_leaves_no_half_set(tmp_path, monkeypatch):
+    import resource
+
+    from easyedit_split.base.atomic_io import atomic_write_bytes
+    from easyedit_split.core.easyedit_layout import write_easyedit_pt
+    from easyedit_split.errors import OutputError
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))  # ``ulimit -f``: Python ignores SIGXFSZ
+    try:
+        with pytest.raises(OutputError, match=f"cannot write {tmp_path / 'big.bin'}: File too large.*ulimit -f"):
+            atomic_write_bytes(tmp_path / "big.bin", b"x" * 10_000)
+        big = VectorUpdate(Site(1, "residual"), 4096, vector=torch.ones(4096))
+        with pytest.raises(OutputError, match=f"cannot write {tmp_path}"):
+            save_updates(tmp_path / "layer_1.safetensors", [big], easyedit_pt=write_easyedit_pt)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert [p.name for p in tmp_path.iterdir()] == []  # no temporary file, no staging folder, no orphan .pt
+
+    # the .pt written and the .safetensors failing (ENOSPC): neither is kept
+    import safetensors.torch
+
+    def no_space(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save", no_space)
+    with pytest.raises(OutputError, match="No space left on device.*disk is full"):
+        save_updates(tmp_path / "layer_1.safetensors", [_vec(torch.ones(32))], easyedit_pt=write_easyedit_pt)
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_the_folder_of_a_killed_export_is_removed_by_the_next_one(tmp_path):
+    from easyedit_split.base.atomic_io import atomic_dir
+
+    dead = tmp_path / ".model.999999999.abc.tmp"
+    (dead / "model.safetensors").parent.mkdir()
+    (dead / "model.safetensors").write_bytes(b"half")
+    with atomic_dir(tmp_path / "model") as d:
+        (d / "config.json").write_text("{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+# ------------------------------------------------------------------------------ 13. update files: metadata
+
+
+def _saved(tmp_path, llama, **kw):
+    from easyedit_split.core.easyedit_layout import write_easyedit_pt
+
+    hp = SplitHyperParams(layers=[1], use_chat_template=False)
+    return save_updates(tmp_path / "layer_1.safetensors", [_vec(torch.arange(32.0) / 10 + 0.1)], model=llama,
+                        method="split", hparams=hp.to_dict(), easyedit_pt=write_easyedit_pt, **kw)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_changed_byte_is_refused_or_changes_nothing(tmp_path_factory, llama, data):
+    """The checksum covers the header's metadata too: a flipped byte never moves an update to another layer,
+    site or rendering silently."""
+    folder = tmp_path_factory.mktemp("flip")
+    out = _saved(folder, llama)
+    raw = bytearray(out.read_bytes())
+    header_len = int.from_bytes(raw[:8], "little")
+    where = data.draw(st.integers(8, 8 + header_len - 1) if data.draw(st.booleans()) else st.integers(0, len(raw) - 1))
+    new = data.draw(st.integers(0, 255).filter(lambda b: b != raw[where]))
+    original = load_updates(out, llama)
+    raw[where] = new
+    out.write_bytes(bytes(raw))
+    try:
+        got = load_updates(out, llama)
+    except UpdateFileError as exc:
+        assert str(out) in str(exc)
+        return
+    assert [u.config() for u in got.updates] == [u.config() for u in original.updates]
+    assert torch.equal(got.updates[0].vector, original.updates[0].vector) and got.hparams == original.hparams
+
+
+def _tamper(out, mutate):
+    """Edit the metadata as a hand edit would, recomputing the checksum (so that the values' checks are tested)."""
+    from easyedit_split.core.serialization import file_checksum
+
+    def edit(tensors, meta):
+        mutate(meta)
+        meta["checksum"] = file_checksum(tensors, meta)
+
+    _rewrite(out, edit)
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda m: m.update(updates=m["updates"].replace('"layer": 1', '"layer": -1')), "site.layer must be a whole number >= 0"),
+    (lambda m: m.update(updates=m["updates"].replace('"layer": 1', '"layer": 9')), "layer 9 is out of range: this model has"),
+    (lambda m: m.update(hparams=m["hparams"].replace('"use_chat_template": false', '"use_chat_template": "maybe"')),
+     "hparams.use_chat_template: expected true/false, got 'maybe'"),
+    (lambda m: m.update(hparams=m["hparams"].replace('"seed": 42', '"seed": "x"')), "hparams.seed: expected an integer"),
+    (lambda m: m.update(method="[1]"), None),
+    (lambda m: m.update(model='"gpt"'), "metadata 'model' must be an object"),
+    (lambda m: m.update(format_version="7"), "format_version '7' is not one this easyedit-split reads"),
+])
+def test_metadata_is_validated_like_hparams(tmp_path, llama, mutate, message):
+    out = _saved(tmp_path, llama)
+    _tamper(out, mutate)
+    if message is None:  # a method name that is not one of ours is only a label
+        load_updates(out, llama)
+        return
+    with pytest.raises(UpdateFileError, match=re.escape(message) if "(" not in message else message) as exc:
+        load_updates(out, llama)
+    assert str(out) in str(exc.value)
+
+
+def test_a_negative_layer_is_never_a_site():
+    from easyedit_split.core.sites import SiteError
+
+    with pytest.raises(SiteError, match="layers count from 0"):
+        Site(-1, "residual")
+
+
+def test_a_diverged_update_is_refused_by_its_norm(tmp_path):
+    with pytest.raises(UpdateFileError, match="norm of 'vector' overflows; training diverged"):
+        save_updates(tmp_path / "u.safetensors", [_vec(torch.full((32,), 1e30))])
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", "is empty \\(0 bytes\\)"),
+    ("safetensors", "is a safetensors file named .pt; rename it to layer_1.safetensors"),
+    (b"PK\x03\x04junk", "is not a readable EasyEdit .pt artefact"),
+])
+def test_unreadable_pt_files_say_what_they_are(tmp_path, llama, content, message):
+    from safetensors.torch import save_file
+
+    from easyedit_split.adapters.builders import AdapterError, from_easyedit_pt
+
+    pt = tmp_path / "layer_1.pt"
+    if content == "safetensors":
+        save_file({"x": torch.ones(2)}, str(pt))
+    else:
+        pt.write_bytes(content)
+    with pytest.raises(AdapterError, match=message) as exc:
+        from_easyedit_pt(pt, llama)
+    assert "weights_only=False" not in str(exc.value)
+
+
+def test_a_plain_safetensors_checkpoint_or_a_training_checkpoint_is_not_an_update(tmp_path, llama):
+    from safetensors.torch import save_file
+
+    from easyedit_split.adapters.artefacts import ArtefactError, load_artefact
+    from easyedit_split.adapters.builders import AdapterError
+
+    foreign = tmp_path / "other.safetensors"
+    save_file({"encoder.block.0.weight": torch.ones(2, 2)}, str(foreign))
+    with pytest.raises(AdapterError, match="none of its 1 tensors .* is a parameter of this"):
+        load_artefact(foreign, llama)
+    _train(tmp_path / "ck", __import__("tests.test_training", fromlist=["pairs"]).pairs(), max_steps=2)
+    with pytest.raises(ArtefactError, match="is a training checkpoint, not an update"):
+        load_artefact(next((tmp_path / "ck").glob("step_*.safetensors")), llama)
+
+
+def test_a_peft_adapter_whose_config_and_tensors_disagree_on_rank(tmp_path, llama):
+    from peft import LoraConfig, get_peft_model
+    from tiny_models import tiny_model
+
+    from easyedit_split.adapters.builders import AdapterError, from_peft
+
+    pm = get_peft_model(tiny_model("llama"), LoraConfig(r=2, target_modules=["down_proj"], init_lora_weights=False))
+    pm.save_pretrained(tmp_path / "adapter")
+    cfg_path = tmp_path / "adapter" / "adapter_config.json"
+    assert from_peft(tmp_path / "adapter", llama)
+    cfg_path.write_text(json.dumps({**json.loads(cfg_path.read_text()), "r": 8}))
+    with pytest.raises(AdapterError, match="has rank 2 tensors, but adapter_config.json says r=8"):
+        from_peft(tmp_path / "adapter", llama)
+
+
+# ------------------------------------------------------------------------------ 14. numbers, flags, outputs
+
+
+@pytest.mark.parametrize("argv", [
+    ["generate", "--prompt", "hi", "--do-sample", "--seed", "1" * 25],
+    ["generate", "--prompt", "hi", "--do-sample", "--seed", "-1"],
+    ["generate", "--prompt", "hi", "--do-sample", "--temperature", "0"],
+    ["generate", "--prompt", "hi", "--do-sample", "--top-p", "1.5"],
+    ["sweep", "--update", "x", "--output", "o", "--seed", "4294967296"],
+    ["run", "--seed", "-1"],
+])
+def test_numbers_out_of_range_are_refused_by_the_parser(argv, capsys, monkeypatch):
+    _no_model(monkeypatch)
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and "Traceback" not in capsys.readouterr().err
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.from_regex(r"-?[0-9.e+-]{1,12}:-?[0-9.e+-]{1,12}:[0-9]{1,30}", fullmatch=True),
+                 st.builds(lambda a, b, n: f"{a!r}:{b!r}:{n}", st.floats(), st.floats(), st.integers(-5, 10**30)),
+                 st.text(max_size=20)))
+def test_any_multiplier_text_is_a_grid_or_a_named_error(text):
+    from easyedit_split.base.multipliers import MultiplierError, parse_multipliers
+
+    try:
+        values = parse_multipliers(text, what="--multipliers")
+    except MultiplierError as exc:
+        assert str(exc).startswith("--multipliers")
+        return
+    assert values and all(math.isfinite(v) for v in values) and len(set(values)) == len(values)
+
+
+def test_a_lora_rank_larger_than_the_site_is_refused_before_allocating(llama, tiny_tokenizer):
+    from easyedit_split.training.trainer import Trainer
+
+    with pytest.raises(HParamsError, match="'low_rank_dimension' must be .*<= 65536"):
+        SplitHyperParams(layers=[1], intervention_method="lora", low_rank_dimension=100_000_000)
+    hp = SplitHyperParams(layers=[1], intervention_method="lora", low_rank_dimension=4096)
+    with pytest.raises(HParamsError, match="'low_rank_dimension' is 4096, but layer 1 mlp_down is 48→32"):
+        Trainer(llama, tiny_tokenizer, hp)
+
+
+def test_the_python_api_refuses_sampling_at_temperature_zero(llama, tiny_tokenizer):
+    from easyedit_split.core.generation import generate
+    from easyedit_split.errors import InputError
+
+    with pytest.raises(InputError, match="temperature must be a finite number > 0"):
+        generate(llama, tiny_tokenizer, ["hi"], [], 0.0, do_sample=True, temperature=0.0, progress=False)
+    with pytest.raises(InputError, match="seed"):
+        generate(llama, tiny_tokenizer, ["hi"], [], 0.0, do_sample=True, seed=-1, progress=False)
+
+
+@pytest.mark.parametrize(("argv", "flag"), [
+    (["sweep", "--update", "{u}", "--layer", "3", "--output", "{o}"], "--layer"),
+    (["sweep", "--update", "{u}", "--module-path", "model.layers.1.mlp", "--output", "{o}"], "--module-path"),
+    (["sweep", "--update", "{u}", "--dose-accuracy", "0.8", "--output", "{o}"], "--dose-accuracy"),
+    (["sweep", "--update", "{u}", "--reference", "x", "--output", "{o}"], "--reference"),
+    (["sweep", "--update", "{u}", "--target-pref", "1", "--target-accuracy", "0.8", "--output", "{o}"],
+     "--target-accuracy"),
+    (["export", "--update", "{u}", "--layer", "3", "--multiplier", "1", "--output", "{o}"], "--layer"),
+    (["generate", "--update", "{u}", "--prompt", "hi", "--temperature", "0.5"], "--temperature"),
+    (["generate", "--update", "{u}", "--prompt", "hi", "--mode", "merged", "--positions", "prompt"], "--positions"),
+    (["generate", "--prompt", "hi", "--multiplier", "2"], "--multiplier"),
+    (["run", "--dose-accuracy", "0.8"], "--dose-accuracy"),
+])
+def test_a_flag_that_does_nothing_is_refused(tmp_path, monkeypatch, capsys, argv, flag):
+    _no_model(monkeypatch)
+    u = tmp_path / "u.safetensors"
+    u.write_bytes(b"x")
+    argv = [a.format(u=u, o=tmp_path / "out") for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {flag} does nothing here: it applies only") and "leave it out" in err
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("diffmean@abc", "is not diffmean@LAYER or diffmean@LAYER:component"),
+    ("diffmean@-1", "is not diffmean@LAYER"),
+    ("nosuch.safetensors", "update path nosuch.safetensors does not exist"),
+    ("notes.txt", "unknown update file type '.txt'"),
+])
+def test_a_bad_update_spec_is_named_before_the_model(tmp_path, monkeypatch, capsys, spec, message):
+    _no_model(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("x")
+    for argv in (["sweep", "--update", spec, "--output", "o"], ["compare", "--update", f"a={spec}", "--output", "o"]):
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_every_command_refuses_to_replace_earlier_results_without_overwrite(tmp_path, monkeypatch, capsys):
+    _no_model(monkeypatch)
+    u = tmp_path / "u.safetensors"
+    u.write_bytes(b"x")
+    for name in ("sweep", "run", "report"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "sweep" / "report.md").write_text("earlier")
+    (tmp_path / "run" / "summary.md").write_text("earlier")
+    (tmp_path / "report" / "results.json").write_text("{}")
+    (tmp_path / "export").mkdir()
+    (tmp_path / "g.jsonl").write_text("earlier")
+    vectors = tmp_path / "vectors" / "m"
+    vectors.mkdir(parents=True)
+    for argv in (["sweep", "--update", str(u), "--output", str(tmp_path / "sweep")],
+                 ["compare", "--update", f"a={u}", "--output", str(tmp_path / "sweep")],
+                 ["run", "--output", str(tmp_path / "run")],
+                 ["generate", "--prompt", "hi", "--output", str(tmp_path / "g.jsonl")],
+                 ["export", "--update", str(u), "--multiplier", "1", "--output", str(tmp_path / "export")],
+                 ["easyedit", "report", str(vectors), "--output", str(tmp_path / "report")]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "--overwrite" in err and "Traceback" not in err, (argv, err)
+    assert (tmp_path / "sweep" / "report.md").read_text() == "earlier"
+
+
+def test_run_checks_its_sizes_against_the_data_before_the_model(tmp_path, monkeypatch):
+    from easyedit_split.errors import InputError
+    from easyedit_split.jobs.main_job import MainJobConfig, run_main_job
+
+    _no_model(monkeypatch)
+    data = _pairs_file(tmp_path, 30)
+    for kw, message in (({"n_train": 100}, "exceed the 30"), ({"n_eval": 50, "n_test": 10, "n_train": 5, "n_val": 0}, "--n-eval 50"),
+                        ({"seed": 2**40}, "seed")):
+        with pytest.raises(InputError, match=message):
+            run_main_job(MainJobConfig(dataset=str(data), output_dir=str(tmp_path / "run"), **kw))
+
+
+def test_repeated_pairs_never_end_up_both_trained_and_held_out(tmp_path, caplog):
+    from easyedit_split.cli.common import load_data
+    from easyedit_split.data import pair_digests
+
+    rows = [{"question": f"is {w} great ?", "matching": "yes", "not_matching": "no"} for w in _WORDS] * 3
+    data = tmp_path / "dup.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with caplog.at_level(logging.WARNING):
+        train, test, val = load_data(_split_args(data, n_pairs=3, n_train=4, n_val=1), False)
+    assert not set(pair_digests(test)) & set(pair_digests(train + val))
+    assert "16 repeated pair(s)" in caplog.text
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda p: p.mkdir(), "is a folder; give the data file inside it"),
+    (lambda p: p.symlink_to(p), "symbolic link that points back to itself"),
+    (lambda p: p.write_bytes("question,matching,not_matching\nq,a,b\n".encode("utf-16-le")), "UTF-16 .*without a byte"),
+    (lambda p: p.write_text('{"question": "q", "matching": "a"}'), "a JSON data file holds a list of records"),
+    (lambda p: p.write_text('[1, 2]'), "holds no record with named fields \\(the first is a int\\)"),
+])
+def test_data_paths_that_are_not_data_files_say_what_they_are(tmp_path, make, message):
+    from easyedit_split.data import load_pairs
+
+    path = tmp_path / "d.json"
+    make(path)
+    with pytest.raises(DataError, match=message):
+        load_pairs(str(path))
+
+
+def test_training_that_exploded_is_warned_about_and_recorded(tmp_path, caplog):
+    from easyedit_split.training.trainer import Trainer
+    from tests.test_training import TOK, hp, pairs
+    from tests.tiny_models import tiny_model
+
+    with caplog.at_level(logging.WARNING):
+        res = Trainer(tiny_model("llama"), TOK, hp(lr=1e6, n_epochs=1)).train(
+            pairs(), output_path=tmp_path / "u.safetensors", progress=False)
+    health = load_updates(tmp_path / "u.safetensors").extra["training_health"]
+    assert health["warnings"] and "the update exploded" in health["warnings"][0]
+    assert "exploded" in caplog.text and res.extra["training_health"] == health
+    with pytest.raises(UpdateFileError, match="overflows; training diverged"):  # lr 1e30: never saved
+        Trainer(tiny_model("llama"), TOK, hp(lr=1e30, n_epochs=1)).train(
+            pairs(), output_path=tmp_path / "v.safetensors", progress=False)
+    assert not (tmp_path / "v.safetensors").exists()
+
+
+def test_generate_does_not_reuse_completions_of_a_replaced_update(tmp_path, tiny_tokenizer, monkeypatch):
+    from easyedit_split.core import generation
+    from tests.test_generation import _saved_tiny
+
+    _saved_tiny(tmp_path, tiny_tokenizer)
+    out, upd = tmp_path / "out.jsonl", tmp_path / "u.safetensors"
+    argv = ["generate", "--model", str(tmp_path / "model"), "--update", str(upd), "--prompt", "is the sky blue ?",
+            "--prompt", "i like it", "--multiplier", "4", "--batch-size", "1", "--max-new-tokens", "3",
+            "--output", str(out)]
+    real = generation.generate
+
+    def dies_after_one_batch(*a, on_batch=None, **k):
+        def wrapped(gens):
+            on_batch(gens)
+            raise KeyboardInterrupt
+
+        return real(*a, on_batch=wrapped, **k)
+
+    monkeypatch.setattr(generation, "generate", dies_after_one_batch)
+    assert main(argv) == 130 and Path(f"{out}.partial").exists()
+    bundle = load_updates(upd)
+    save_updates(upd, [_vec(-bundle.updates[0].vector.detach() * 5)], model=None)  # another update, same path
+    monkeypatch.setattr(generation, "generate", real)
+    assert main(argv) == 0
+    fresh = tmp_path / "fresh.jsonl"
+    assert main([*argv[:-1], str(fresh)]) == 0
+    assert out.read_text() == fresh.read_text()  # nothing of the old update's completions
+
+
+def test_enable_into_a_folder_python_does_not_read_says_so(tmp_path, capsys, caplog):
+    with caplog.at_level(logging.WARNING):
+        assert main(["easyedit", "enable", "--site-dir", str(tmp_path / "nowhere")]) == 0
+    assert "is not a folder this Python" in caplog.text and "site.addsitedir" in caplog.text
+    assert "not read by this Python" in capsys.readouterr().out

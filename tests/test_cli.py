@@ -42,9 +42,9 @@ def test_missing_model_is_a_clear_error(tmp_path, capsys):
 def test_compare_with_norm_doses_frontier_and_matched_accuracy(tmp_path, capsys):
     import torch
 
-    from easyedit_split.serialization import save_updates
-    from easyedit_split.sites import Site
-    from easyedit_split.updates import VectorUpdate
+    from easyedit_split.core.serialization import save_updates
+    from easyedit_split.core.sites import Site
+    from easyedit_split.core.updates import VectorUpdate
     from tests.conftest import TINY_WORDS, build_tiny_tokenizer
 
     model = tiny_model("llama")

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from easyedit_split.apply import MergeError, apply_updates, merge_updates, merged_updates, steer
-from easyedit_split.sites import Site, SiteError, resolve_site
-from easyedit_split.updates import LocalWeightUpdate, LoRAUpdate, VectorUpdate
+from easyedit_split.core.apply import MergeError, apply_updates, merge_updates, merged_updates, steer
+from easyedit_split.core.sites import Site, SiteError, resolve_site
+from easyedit_split.core.updates import LocalWeightUpdate, LoRAUpdate, VectorUpdate
 from tests.tiny_models import tiny_inputs, tiny_model
 
 ARCHS = ["llama", "gemma2", "gpt2", "qwen2", "gpt_neox"]
@@ -175,7 +175,7 @@ def test_residual_vector_equals_manual_addition():
 
 
 def test_padding_positions_are_not_steered():
-    from easyedit_split.record import record_site_outputs
+    from easyedit_split.core.record import record_site_outputs
 
     model = tiny_model("llama")
     ids = tiny_inputs(batch=2, seq=6)

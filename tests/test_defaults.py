@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from easyedit_split.defaults import hparams_file_name, packaged_hparams_dir
-from easyedit_split.hparams_io import load_yaml
-from easyedit_split.registry import get_hparams_class
+from easyedit_split.base.defaults import hparams_file_name, packaged_hparams_dir
+from easyedit_split.base.hparams_io import load_yaml
+from easyedit_split.easyedit.registry import get_hparams_class
 
 REPO_COPY = Path(__file__).resolve().parent.parent / "hparams" / "smollm2"
 

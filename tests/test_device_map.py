@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from easyedit_split.apply import apply_mixed_updates, apply_updates, site_device
+from easyedit_split.core.apply import apply_mixed_updates, apply_updates, site_device
+from easyedit_split.core.models import load_model, parse_max_memory
+from easyedit_split.core.sites import Site, resolve_site
 from easyedit_split.errors import EasyEditSplitError
 from easyedit_split.evaluation.sweep import sweep
-from easyedit_split.models import load_model, parse_max_memory
-from easyedit_split.sites import Site, resolve_site
 from tests.dist_workers import TOK, encoded_pairs
 from tests.test_core import random_update
 from tests.tiny_models import tiny_inputs, tiny_model

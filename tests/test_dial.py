@@ -4,10 +4,10 @@
 import pytest
 import torch
 
-from easyedit_split.artefacts import LoadedUpdates
+from easyedit_split.adapters.artefacts import LoadedUpdates
+from easyedit_split.base.hparams_io import HParamsError
 from easyedit_split.data.encoding import encode_pairs, with_instruction
 from easyedit_split.data.pairs import PolarityPair
-from easyedit_split.hparams_io import HParamsError
 from easyedit_split.training.hparams import SFTHyperParams, SplitHyperParams
 from easyedit_split.training.objectives import split_loss
 from easyedit_split.training.trainer import Trainer, compute_objective, encode_for

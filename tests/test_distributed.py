@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from easyedit_split.distributed import DistContext, context_from_env, current, shard_bounds
+from easyedit_split.core.distributed import DistContext, context_from_env, current, shard_bounds
 from tests import dist_workers
 
 
@@ -33,7 +33,7 @@ def test_shard_bounds_cover_in_order():
 
 
 def test_context_from_env_and_single_process():
-    from easyedit_split.distributed import share_work
+    from easyedit_split.core.distributed import share_work
 
     assert current() == DistContext()
     with share_work(DistContext(1, 3)) as ctx:
@@ -41,7 +41,7 @@ def test_context_from_env_and_single_process():
     assert current() == DistContext()  # sharing is opt-in: an initialised group alone shares nothing
     assert context_from_env({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}) == DistContext(1, 2, 1)
     assert context_from_env({}).world_size == 1
-    from easyedit_split.distributed import DistributedError
+    from easyedit_split.core.distributed import DistributedError
 
     with pytest.raises(DistributedError, match="RANK=2 and WORLD_SIZE=2"):
         context_from_env({"RANK": "2", "WORLD_SIZE": "2"})
@@ -73,7 +73,7 @@ def test_sweep_over_two_ranks_is_bitwise_the_one_process_sweep(runs):
 
 
 def test_training_over_two_ranks_equals_one_process(runs):
-    from easyedit_split.serialization import load_updates
+    from easyedit_split.core.serialization import load_updates
 
     tmp_path = runs
     l1 = json.loads((tmp_path / "loss_1.json").read_text())
@@ -102,9 +102,9 @@ def test_cli_sweep_under_torchrun_writes_the_one_process_table(tmp_path):
     import subprocess
     import sys
 
-    from easyedit_split.serialization import save_updates
-    from easyedit_split.sites import Site
-    from easyedit_split.updates import VectorUpdate
+    from easyedit_split.core.serialization import save_updates
+    from easyedit_split.core.sites import Site
+    from easyedit_split.core.updates import VectorUpdate
     from tests.conftest import TINY_WORDS, build_tiny_tokenizer
     from tests.tiny_models import tiny_model
 

@@ -2,13 +2,13 @@ import numpy as np
 import pytest
 import torch
 
+from easyedit_split.core.record import site_output
+from easyedit_split.core.sites import Site, resolve_site
+from easyedit_split.core.updates import VectorUpdate
 from easyedit_split.data.encoding import EncodedPair, collate_sequences
 from easyedit_split.evaluation.doses import dose_updates, measure_site_norms
 from easyedit_split.evaluation.logodds import summarize
 from easyedit_split.evaluation.sweep import sweep
-from easyedit_split.record import site_output
-from easyedit_split.sites import Site, resolve_site
-from easyedit_split.updates import VectorUpdate
 from tests.test_core import random_update
 from tests.test_scoring import make_pairs
 from tests.tiny_models import tiny_model

@@ -18,21 +18,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from easyedit_split.adapters import AdapterError, from_easyedit_pt, from_edited_weights
-from easyedit_split.apply import apply_updates
-from easyedit_split.easyedit_layout import (
+from easyedit_split.adapters.builders import AdapterError, from_easyedit_pt, from_edited_weights
+from easyedit_split.adapters.lm_steer import from_lm_steer
+from easyedit_split.adapters.prompt_baseline import PromptBaseline
+from easyedit_split.adapters.sae import load_sae, sae_feature_update, sta_update_from_scores
+from easyedit_split.core.apply import apply_updates
+from easyedit_split.core.easyedit_layout import (
     from_easyedit_state,
     layer_from_filename,
     sidecar_path,
     to_easyedit_state,
     write_easyedit_pt,
 )
-from easyedit_split.export import export_merged
-from easyedit_split.lm_steer import from_lm_steer
-from easyedit_split.prompt_baseline import PromptBaseline
-from easyedit_split.sae import load_sae, sae_feature_update, sta_update_from_scores
-from easyedit_split.sites import Site
-from easyedit_split.updates import LocalWeightUpdate, LoRAUpdate, VectorUpdate
+from easyedit_split.core.export import export_merged
+from easyedit_split.core.sites import Site
+from easyedit_split.core.updates import LocalWeightUpdate, LoRAUpdate, VectorUpdate
 from tests.easyedit_checkout import require_steering, save_tiny_llama, steer_on_path
 from tests.tiny_models import tiny_inputs, tiny_model
 
@@ -247,7 +247,7 @@ def write_sae(folder: Path, d_in=32, d_sae=24, layer=1, seed=0) -> Path:
 @pytest.fixture()
 def sae_lens_stub(monkeypatch, easyedit):
     """EasyEdit's SAE modules import sae_lens at module level; when it is not installed, stand-ins
-    let them import (the SAE itself is read by ``easyedit_split.sae.load_sae``, patched in below)."""
+    let them import (the SAE itself is read by ``easyedit_split.adapters.sae.load_sae``, patched in below)."""
     if importlib.util.find_spec("sae_lens") is None:
         for name, attrs in {"sae_lens": {"SAE": object}, "sae_lens.loading": {},
                             "sae_lens.loading.pretrained_sae_loaders": {"get_gemma_2_config_from_hf": None,
@@ -384,3 +384,19 @@ def test_export_round_trips_through_from_edited_weights(tmp_path, tiny_tokenizer
         else:
             assert torch.allclose(got, m * want, atol=1e-6)
     assert max_diff(ours(model, u, 1.0), target) < TOL
+
+
+def test_lm_steer_checkpoint_on_the_command_line_takes_steer_values(easyedit, llama_dir, tmp_path, capsys):
+    """`easyedit-split sweep --update lm_steer_vector.pt --steer-values 3,1` (issue #18 item 6): without the
+    values the error names the CLI option; with them the sweep runs."""
+    from easyedit_split.cli import main
+
+    ee_train("lm_steer", llama_dir, tmp_path, adaptor_class="add", rank=3, num_steers=2, n_steps=2,
+             batch_size=2, lr=0.05, epsilon=0.01, init_var=0.1)
+    path = tmp_path / "lm_steer_vector" / "lm_steer_vector.pt"
+    args = ["sweep", "--update", str(path), "--model", str(llama_dir), "--n-pairs", "3", "--multipliers=-1,0,1",
+            "--output", str(tmp_path / "out")]
+    assert main(args) == 2
+    assert "--steer-values" in capsys.readouterr().err
+    assert main([*args, "--steer-values", "3,1"]) == 0
+    assert list((tmp_path / "out").iterdir())

@@ -123,7 +123,7 @@ def test_registration_states_what_it_took_over_and_kept(host, caplog):
     from easyedit_split import register_with_easyedit
     from easyedit_split.easyedit.easyedit_hparams import EasyEditSplitHyperParams
 
-    with caplog.at_level(logging.WARNING, logger="easyedit_split.registry"):
+    with caplog.at_level(logging.WARNING, logger="easyedit_split.easyedit.registry"):
         assert "steer.utils.alg_dict" in register_with_easyedit(keep_upstream=True)
     assert "kept upstream's spilt, sft, reps, caa" in caplog.text
     assert "added split, dpo, diffmean" in caplog.text and "took over" not in caplog.text
@@ -132,11 +132,11 @@ def test_registration_states_what_it_took_over_and_kept(host, caplog):
     assert "split" in REQUIRED_DATASET_METHODS and "diffmean" in REQUIRED_DATASET_METHODS
 
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="easyedit_split.registry"):
+    with caplog.at_level(logging.WARNING, logger="easyedit_split.easyedit.registry"):
         register_with_easyedit()
     assert "took over upstream's spilt, sft, reps" in caplog.text and "kept upstream's caa" in caplog.text
     assert host.HYPERPARAMS_CLASS_DICT["spilt"]["train"] is EasyEditSplitHyperParams
-    assert host.METHOD_FNS["spilt"]["train"] == "easyedit_split.easyedit_api:generate_split"
+    assert host.METHOD_FNS["spilt"]["train"] == "easyedit_split.easyedit.entry_points:generate_split"
     assert host.get_method_fn("split", "apply").__name__ == "apply_split"
     assert host.METHOD_FNS["caa"]["train"].startswith("steer.")
 
@@ -167,7 +167,7 @@ def test_registration_reports_easyedit_own_import_error(tmp_path):
 def test_easyedit_builds_plugin_hparams_with_its_keys_and_validation(registered, tmp_path, llama_dir):
     from steer.utils import load_apply_vector_hparams, load_generate_vector_hparams
 
-    from easyedit_split.hparams_io import HParamsError
+    from easyedit_split.base.hparams_io import HParamsError
 
     cfg = _top_cfg(tmp_path, llama_dir, dtype="bfloat16", steer_train_hparam_paths=[_train_hparams(tmp_path, "vector")],
                    apply_steer_hparam_paths=[_apply_hparams(tmp_path, "vector")], steer_vector_load_dir=["somewhere"])
@@ -190,8 +190,8 @@ def test_split_end_to_end_in_easyedit_flow(registered, tmp_path, llama_dir, form
     from steer.vector_appliers.vector_applier import BaseVectorApplier
     from steer.vector_generators.vector_generators import BaseVectorGenerator
 
-    from easyedit_split.apply import steer
-    from easyedit_split.serialization import load_updates
+    from easyedit_split.core.apply import steer
+    from easyedit_split.core.serialization import load_updates
 
     cfg = _top_cfg(tmp_path, llama_dir, steer_train_hparam_paths=[_train_hparams(tmp_path, form)],
                    apply_steer_hparam_paths=[_apply_hparams(tmp_path, form)])
@@ -243,7 +243,7 @@ def test_generator_then_applier_share_one_model(registered, tmp_path, llama_dir,
     from steer.vector_generators.vector_generators import BaseVectorGenerator
 
     import easyedit_split.easyedit.host as host_mod
-    from easyedit_split.easyedit_api import generate_split
+    from easyedit_split.easyedit.entry_points import generate_split
 
     loads = []
     original = host_mod.load_wrapper
@@ -270,7 +270,7 @@ def test_apply_with_no_model_loads_easyedit_wrapper(registered, tmp_path, llama_
     from steer.models.model_wrapper import BaseModelWrapper
     from steer.vector_appliers.vector_applier import BaseVectorApplier
 
-    from easyedit_split.easyedit_api import generate_split
+    from easyedit_split.easyedit.entry_points import generate_split
 
     cfg = _top_cfg(tmp_path, llama_dir, dtype="bfloat16", apply_steer_hparam_paths=[_apply_hparams(tmp_path, "vector")])
     vectors = {"split": {"layer_1": torch.randn(32)}}
@@ -290,8 +290,8 @@ def test_apply_with_no_model_loads_easyedit_wrapper(registered, tmp_path, llama_
 
 def test_merged_mode_inside_easyedit_wrapper(registered, tmp_path, llama_dir):
     from easyedit_split.easyedit.easyedit_hparams import EasyEditApplySplitHyperParams
+    from easyedit_split.easyedit.entry_points import apply_split
     from easyedit_split.easyedit.host import load_wrapper
-    from easyedit_split.easyedit_api import apply_split
 
     hp = EasyEditApplySplitHyperParams(layers=[1], multipliers=[2.0], model_name_or_path=str(llama_dir))
     wrapper = load_wrapper(hp)
@@ -319,7 +319,7 @@ def test_upstream_spilt_yaml_trains_through_plugin_and_upstream_applier_reads_it
     from steer.vector_generators.vector_generators import BaseVectorGenerator
 
     from easyedit_split.easyedit.easyedit_hparams import EasyEditApplySplitHyperParams
-    from easyedit_split.easyedit_api import apply_split
+    from easyedit_split.easyedit.entry_points import apply_split
 
     upstream_yaml = (EASYEDIT / "hparams/Steer/experiment_hparams/spilt_experiment/psychopathy/qwen2.5-7b-it/spilt"
                      / f"generate_spilt_{form}.yaml")
@@ -414,10 +414,10 @@ def test_evaluator_preference_utility_equals_package_sweep(registered, tmp_path,
     from steer.evaluate.evaluate import Evaluator
     from steer.vector_appliers.vector_applier import BaseVectorApplier
 
-    from easyedit_split.easyedit_api import dataset_to_pairs
+    from easyedit_split.core.sites import Site
+    from easyedit_split.core.updates import VectorUpdate
+    from easyedit_split.easyedit.entry_points import dataset_to_pairs
     from easyedit_split.evaluation.sweep import sweep
-    from easyedit_split.sites import Site
-    from easyedit_split.updates import VectorUpdate
 
     vec = torch.randn(32, generator=torch.Generator().manual_seed(3))
     cfg = _top_cfg(tmp_path, llama_dir, apply_steer_hparam_paths=[_apply_hparams(tmp_path, "vector", alg_name=alg_name)])
@@ -434,8 +434,10 @@ def test_evaluator_preference_utility_equals_package_sweep(registered, tmp_path,
 
     plain = tiny_model("llama")
     update = VectorUpdate(Site(1, "residual"), 32, vector=vec)
+    # the sweep as `easyedit-split sweep` runs it on a bare .pt (no recorded rendering): the config's
+    # system_prompt '' means "no system prompt" in EasyEdit, and the Evaluator renders it so (issue #18)
     table = sweep(plain, tiny_tokenizer, dataset_to_pairs(PAIRS), [update], [0.0, 3.0], progress=False,
-                  encode_kwargs={"chat_template": True, "system_prompt": ""})
+                  encode_kwargs={})
     at_m = table[table["m"] == 3.0].reset_index(drop=True)
     ours = [(r["pref_odds"], r["util_odds"]) for r in pu["per_example"]]
     assert torch.allclose(torch.tensor(ours, dtype=torch.float64),
@@ -510,3 +512,39 @@ def test_prepared_run_folder_and_comparison_report(registered, tmp_path, llama_d
     report = (out / "report.md").read_text()
     assert "| caa | `caa/psychopathy/caa_vector` | 1 | EasyEdit |" in report
     assert "| spilt | `spilt/psychopathy/spilt_vector` | 1 | easyedit-split |" in report
+
+
+# ------------------------------------------------------------------------------------------ scaffold (issue #18, item 5)
+
+
+def test_scaffold_runs_easyedits_scripts_verbatim(tmp_path, llama_dir):
+    """`easyedit-split easyedit scaffold --model M --out DIR` writes a llama-named model folder, the data layout and
+    the hydra configs; the two commands it prints (EasyEdit's unmodified vectors_generate.py and vectors_apply.py,
+    --config-path/--config-name) run as printed, in a shell, after `easyedit enable`."""
+    import contextlib
+    import io
+
+    from easyedit_split.cli import main
+
+    site_dir, boot = tmp_path / "site", tmp_path / "boot"
+    assert main(["easyedit", "enable", "--site-dir", str(site_dir)]) == 0
+    boot.mkdir()
+    (boot / "sitecustomize.py").write_text(f"import site; site.addsitedir({str(site_dir)!r})\n")
+    out = tmp_path / "scaffold"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["easyedit", "scaffold", "--checkout", str(EASYEDIT), "--model", str(llama_dir), "--layer", "1",
+                     "--train-pairs", "4", "--test-pairs", "1", "--out", str(out)]) == 0
+    text = printed.getvalue()
+    assert f"models/{llama_dir.name} -> links to {llama_dir}" in text
+    commands = [line.strip() for line in text.splitlines() if "vectors_" in line and "--config-name" in line]
+    assert len(commands) == 2 and all(c.startswith(f"cd {out} && {sys.executable} ") for c in commands)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EASYEDIT_SPLIT_")}
+    env.update(PYTHONPATH=f"{boot}{os.pathsep}{REPO}", OMP_NUM_THREADS="1")
+    for command in commands:
+        done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=600, env=env, check=False)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (out / "vectors" / "psychopathy" / "split_vector" / "layer_1.pt").is_file()
+    results = json.loads((out / "generation" / "psychopathy_results.json").read_text())
+    assert len(results) == 1
+    assert main(["easyedit", "disable", "--site-dir", str(site_dir)]) == 0

@@ -139,7 +139,7 @@ def tiny_dir(tmp_path):
 
 
 def _reference(folder):
-    from easyedit_split.models import load_model
+    from easyedit_split.core.models import load_model
 
     return load_model(folder)
 
@@ -161,7 +161,7 @@ def _split_hparams(folder, **kw):
 
 
 def test_split_hparams_refuse_what_basededitor_cannot_run(tmp_path):
-    from easyedit_split.hparams_io import HParamsError
+    from easyedit_split.base.hparams_io import HParamsError
 
     with pytest.raises(HParamsError, match="'batch_size' must be 1"):
         _split_hparams(tmp_path, batch_size=2)
@@ -212,7 +212,7 @@ def test_an_edit_becomes_an_update_that_reproduces_it(easyedit, tiny_dir, alg):
     from easyeditor import FTHyperParams, LoRAHyperParams
     from easyeditor.util.alg_dict import ALG_DICT
 
-    from easyedit_split.apply import apply_updates
+    from easyedit_split.core.apply import apply_updates
     from easyedit_split.editing.capture import edit_as_updates
 
     model, tok = _reference(tiny_dir)
@@ -307,7 +307,7 @@ def test_editor_comparison_end_to_end(easyedit, tiny_dir, tmp_path):
 def test_register_with_easyedit_registers_the_editor_where_easyeditor_is_imported(easyedit):
     from easyeditor.util import alg_dict
 
-    from easyedit_split import registry
+    from easyedit_split.easyedit import registry
     from easyedit_split.editing.split_editor import apply_split_to_model
 
     del alg_dict.ALG_DICT["SPLIT"]  # put in by the fixture; registration must put it back
@@ -340,3 +340,124 @@ def test_autoregister_hook_puts_the_editor_into_alg_dict_when_easyeditor_is_impo
         done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
         assert done.stdout.strip().splitlines()[-1] == expected
+
+
+def test_enabled_hook_makes_an_unmodified_script_import_easyeditor(easyedit, tmp_path):
+    """After `easyedit-split easyedit enable`, a script that only says `from easyeditor import BaseEditor`
+    (EasyEdit's editing examples do) imports, with SPLIT in ALG_DICT; placeholders are made only for the
+    modules whose dependencies are missing here. Without the hook the same script fails where they are."""
+    import os
+    import subprocess
+
+    from easyedit_split.cli import main
+    from tests.easyedit_checkout import REPO
+
+    site_dir = tmp_path / "site"
+    assert main(["easyedit", "enable", "--site-dir", str(site_dir)]) == 0
+    script = tmp_path / "edit_script.py"
+    script.write_text(textwrap.dedent("""
+        from easyeditor import BaseEditor
+        from easyeditor.util.alg_dict import ALG_DICT
+        from easyedit_split.editing.easyeditor_import import stubbed_modules
+        print("RESULT", BaseEditor.__name__, "SPLIT" in ALG_DICT, len(stubbed_modules()))
+    """))
+    boot = textwrap.dedent(f"""
+        import runpy, site, sys
+        sys.path[:0] = [{str(REPO)!r}, {str(easyedit)!r}]
+        if {{site_arg}}:
+            site.addsitedir({str(site_dir)!r})
+        runpy.run_path({str(script)!r}, run_name="__main__")
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EASYEDIT_SPLIT_")}
+    env["OMP_NUM_THREADS"] = "1"
+    missing = shim.shim_reasons()
+    enabled = subprocess.run([sys.executable, "-c", boot.replace("{site_arg}", "True")], check=False,
+                             capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert enabled.returncode == 0, enabled.stderr[-3000:]
+    tag, name, has_split, n_stubbed = enabled.stdout.strip().splitlines()[-1].split()
+    assert (tag, name, has_split) == ("RESULT", "BaseEditor", "True")
+    assert (int(n_stubbed) > 0) == bool(missing)  # placeholders only where dependencies are missing
+    plain = subprocess.run([sys.executable, "-c", boot.replace("{site_arg}", "False")], check=False,
+                           capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    if missing:
+        assert plain.returncode != 0 and "ModuleNotFoundError" in plain.stderr
+    assert main(["easyedit", "disable", "--site-dir", str(site_dir)]) == 0
+
+
+# ------------------------------------------------------------------------------------------ EasyEdit benchmarks (#18 item 4)
+
+
+def _benchmark_file(tmp_path, data_type):
+    """TINY_REQUESTS in the JSON layout of EasyEdit's ZsRE, CounterFact and KnowEdit files."""
+    rows = []
+    for r in TINY_REQUESTS:
+        if data_type == "zsre":
+            rows.append({"subject": r["subject"], "src": r["prompt"], "alt": r["target_new"],
+                         "answers": [r["ground_truth"]], "rephrase": r["rephrase_prompt"],
+                         "loc": "nq question: " + r["locality_prompt"], "loc_ans": r["locality_ground_truth"]})
+        elif data_type == "counterfact":
+            rows.append(dict(r))
+        else:
+            rows.append({"subject": r["subject"], "prompt": r["prompt"], "target_new": r["target_new"],
+                         "ground_truth": r["ground_truth"], "rephrase": r["rephrase_prompt"],
+                         "portability": {}, "locality": {"Relation_Specificity": [
+                             {"prompt": r["locality_prompt"], "ground_truth": [r["locality_ground_truth"]]}]}})
+    if data_type == "zsre":  # EasyEdit's ZsreDataset skips a row with an empty alt
+        rows.append({**rows[0], "alt": ""})
+    path = tmp_path / f"{data_type}.json"
+    path.write_text(json.dumps(rows))
+    return path
+
+
+@pytest.mark.parametrize("data_type", ["zsre", "counterfact", "knowedit"])
+def test_easyedit_benchmarks_read_by_easyedits_dataset_classes(easyedit, tmp_path, data_type):
+    from easyedit_split.editing.datasets import read_easyedit_dataset
+
+    requests = read_easyedit_dataset(data_type, _benchmark_file(tmp_path, data_type))
+    assert len(requests) == 2  # ZsRE's empty-alt row dropped by EasyEdit's class
+    r = requests[1]
+    loc = ("nq question: " if data_type == "zsre" else "") + TINY_REQUESTS[1]["locality_prompt"]
+    assert (r.subject, r.prompt, r.target_new, r.ground_truth, r.rephrase_prompt, r.locality_prompt,
+            r.locality_ground_truth) == (
+        "food", "the food was", "awful", "great", "this food was", loc, "yes")
+
+
+def test_benchmark_record_without_ground_truth_is_named(easyedit, tmp_path):
+    from easyedit_split.editing.datasets import read_easyedit_dataset
+
+    path = tmp_path / "knowedit.json"
+    rows = json.loads(_benchmark_file(tmp_path, "knowedit").read_text())
+    del rows[1]["ground_truth"]
+    path.write_text(json.dumps(rows))
+    with pytest.raises(DataError, match=r"knowedit.json: record 2: field 'ground_truth'"):
+        read_easyedit_dataset("knowedit", path)
+
+
+def test_edit_command_runs_split_beside_easyedits_editors(easyedit, tiny_dir, tmp_path, capsys):
+    """`easyedit-split easyedit edit --editing_method SPLIT FT --data_type knowedit ...` through BaseEditor:
+    EasyEdit's metrics and the preference-utility report; SplitEditHyperParams importable from easyeditor."""
+    import easyeditor
+
+    from easyedit_split.cli import main
+    from easyedit_split.editing import SplitEditHyperParams
+
+    assert easyeditor.SplitEditHyperParams is SplitEditHyperParams
+    hp = tmp_path / "hparams"
+    hp.mkdir()
+    (hp / "SPLIT.yaml").write_text("alg_name: SPLIT\nmodel_name: tiny\nlayers: [1]\nn_epochs: 6\nlr: 0.05\n")
+    (hp / "FT.yaml").write_text(
+        "alg_name: FT\nmodel_name: tiny\ndevice: cpu\nlayers: [1]\nrewrite_module_tmp: 'model.layers.{}.mlp.down_proj.weight'\n"
+        "layer_module_tmp: 'model.layers.{}'\nmlp_module_tmp: 'model.layers.{}.mlp'\nattn_module_tmp: "
+        "'model.layers.{}.self_attn'\nln_f_module: 'model.norm'\nlm_head_module: 'lm_head'\nnum_steps: 3\nlr: 1e-2\n"
+        "weight_decay: 0\nkl_factor: 0\nnorm_constraint: false\nobjective_optimization: target_new\nbatch_size: 1\n")
+    out = tmp_path / "out"
+    code = main(["easyedit", "edit", "--editing_method", "SPLIT", "FT", "--data_type", "knowedit",
+                 "--data_dir", str(_benchmark_file(tmp_path, "knowedit")), "--hparams_dir", str(hp),
+                 "--model", str(tiny_dir), "--multipliers=-1,0,0.5,1", "--easyedit", str(easyedit),
+                 "--output", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "SPLIT: rewrite acc" in printed and "FT: rewrite acc" in printed and "(2 knowedit requests)" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["methods"]) == {"SPLIT", "FT"} and results["n_requests"] == 2
+    assert (out / "report.md").is_file() and (out / "edit_pairs" / "report.md").is_file()

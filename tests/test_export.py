@@ -8,9 +8,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from easyedit_split.apply import MergeError, apply_updates
-from easyedit_split.export import EXPORT_INFO, ExportError, export_merged
-from easyedit_split.sites import Site
+from easyedit_split.core.apply import MergeError, apply_updates
+from easyedit_split.core.export import EXPORT_INFO, ExportError, export_merged
+from easyedit_split.core.sites import Site
 from tests.test_core import random_update
 from tests.tiny_models import tiny_inputs, tiny_model
 
@@ -123,7 +123,7 @@ def test_existing_output_needs_overwrite(tmp_path):
 
 def test_cli_export_reloads_equal_to_hooked(tmp_path, tiny_tokenizer, capsys):
     from easyedit_split.cli import main
-    from easyedit_split.serialization import save_updates
+    from easyedit_split.core.serialization import save_updates
 
     model = tiny_model("llama")
     model.save_pretrained(tmp_path / "model")
@@ -154,7 +154,7 @@ def test_cli_export_reloads_equal_to_hooked(tmp_path, tiny_tokenizer, capsys):
 
 def test_smollm2_export_with_residual_vector_reloads_exactly(tmp_path, smollm2_path):
     """The real model (tied embeddings, 30 layers): a residual vector becomes a down_proj bias."""
-    from easyedit_split.models import load_model
+    from easyedit_split.core.models import load_model
 
     torch.set_num_threads(1)
     model, tok = load_model(smollm2_path)

@@ -340,9 +340,9 @@ def test_calibration_when_utility_rises():
 def test_evaluation_flags_skipped_fits_and_uses_the_means(tmp_path):
     import torch
 
+    from easyedit_split.core.sites import Site
+    from easyedit_split.core.updates import VectorUpdate
     from easyedit_split.evaluation.api import evaluate_preference_utility
-    from easyedit_split.sites import Site
-    from easyedit_split.updates import VectorUpdate
     from tests.test_scoring import make_pairs
     from tests.tiny_models import tiny_model
 

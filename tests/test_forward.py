@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from easyedit_split.apply import apply_updates
-from easyedit_split.forward import (
+from easyedit_split.core.apply import apply_updates
+from easyedit_split.core.forward import (
     capture_prefix,
     final_hidden,
     logits_at,
@@ -11,7 +11,7 @@ from easyedit_split.forward import (
     run_suffix,
     site_start_layer,
 )
-from easyedit_split.sites import Site
+from easyedit_split.core.sites import Site
 from tests.test_core import random_update
 from tests.tiny_models import tiny_inputs, tiny_model
 
@@ -30,7 +30,7 @@ def test_suffix_from_cached_prefix_equals_full_forward(arch, start):
         ours = output_head(model)(h)
     keep = mask.bool()
     assert (full[keep] - ours[keep]).abs().max() < 1e-5
-    from easyedit_split.sites import decoder_layers
+    from easyedit_split.core.sites import decoder_layers
 
     assert not any("forward" in layer.__dict__ for layer in decoder_layers(model)[1])  # layers restored
     assert not any(layer._forward_pre_hooks for layer in decoder_layers(model)[1])
@@ -81,7 +81,7 @@ def test_gradients_flow_through_suffix_to_update_only():
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_site_output_stops_early_and_equals_full_recording(arch):
-    from easyedit_split.record import record_site_outputs, site_output
+    from easyedit_split.core.record import record_site_outputs, site_output
 
     model = tiny_model(arch)
     ids = tiny_inputs()

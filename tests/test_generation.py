@@ -7,9 +7,9 @@ import re
 import pytest
 import torch
 
-from easyedit_split.apply import apply_updates
-from easyedit_split.generation import Generation, _cut_at_eos, generate, left_padded_batch
-from easyedit_split.sites import Site
+from easyedit_split.core.apply import apply_updates
+from easyedit_split.core.generation import Generation, _cut_at_eos, generate, left_padded_batch
+from easyedit_split.core.sites import Site
 from tests.test_core import random_update
 from tests.tiny_models import tiny_model
 
@@ -198,7 +198,7 @@ def test_bad_arguments(setup):
 
 
 def _saved_tiny(tmp_path, tok):
-    from easyedit_split.serialization import save_updates
+    from easyedit_split.core.serialization import save_updates
 
     model = tiny_model("llama")
     model.generation_config.eos_token_id = tok.eos_token_id

@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from easyedit_split.apply_hparams import ApplySplitHyperParams
-from easyedit_split.hparams_io import HParamsError, load_yaml
-from easyedit_split.methods import hparams_class
+from easyedit_split.base.hparams_io import HParamsError, load_yaml
+from easyedit_split.base.methods import hparams_class
+from easyedit_split.core.apply_hparams import ApplySplitHyperParams
 from easyedit_split.training.hparams import (
     DiffMeanHyperParams,
     RePSHyperParams,
@@ -36,7 +36,7 @@ def test_upstream_weight_yaml_maps_weight_and_mlp_mid():
 
 
 def test_upstream_yaml_trains_unchanged_apart_from_model_and_layer(tmp_path, tiny_tokenizer):
-    from easyedit_split.easyedit_api import generate_split
+    from easyedit_split.easyedit.entry_points import generate_split
 
     model = tiny_model("llama")
     data = [{"question": f"is the sky blue ? {w}", "matching": "yes", "not_matching": "no"}

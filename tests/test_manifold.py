@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from easyedit_split.core.sites import Site
+from easyedit_split.core.updates import VectorUpdate
 from easyedit_split.data.encoding import EncodedPair
 from easyedit_split.evaluation.api import evaluate_preference_utility
 from easyedit_split.evaluation.manifold import (
@@ -10,8 +12,6 @@ from easyedit_split.evaluation.manifold import (
     manifold_distance,
     split_fit_score,
 )
-from easyedit_split.sites import Site
-from easyedit_split.updates import VectorUpdate
 from tests.test_core import random_update
 from tests.test_scoring import make_pairs
 from tests.tiny_models import tiny_model

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
+from easyedit_split.core.generation import Generation
 from easyedit_split.data.pairs import PolarityPair
-from easyedit_split.generation import Generation
 from easyedit_split.metrics import (
     distinct_n,
     diversity_summary,

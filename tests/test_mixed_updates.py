@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from easyedit_split.apply import MergeError, apply_mixed_updates, apply_updates, steer
+from easyedit_split.core.apply import MergeError, apply_mixed_updates, apply_updates, steer
+from easyedit_split.core.generation import generate
+from easyedit_split.core.sites import Site
 from easyedit_split.evaluation.sweep import sweep, sweep_many
-from easyedit_split.generation import generate
-from easyedit_split.sites import Site
 from tests.dist_workers import TOK, encoded_pairs
 from tests.test_core import random_update
 from tests.tiny_models import tiny_inputs, tiny_model
@@ -145,7 +145,7 @@ def test_cli_generate_several_updates_and_per_prompt_fields(tmp_path, tiny_token
     import json
 
     from easyedit_split.cli import main
-    from easyedit_split.serialization import save_updates
+    from easyedit_split.core.serialization import save_updates
     from tests.test_generation import _saved_tiny
 
     model, _ = _saved_tiny(tmp_path, tiny_tokenizer)

@@ -7,8 +7,8 @@ import time
 import pytest
 import torch
 
-from easyedit_split import models
-from easyedit_split.models import ModelLoadError, builtin_model_path, load_model
+from easyedit_split.core import models
+from easyedit_split.core.models import ModelLoadError, builtin_model_path, load_model
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from easyedit_split.base.multipliers import MAX_GRID_POINTS, MultiplierError, parse_multipliers, with_zero
 from easyedit_split.errors import EasyEditSplitError
-from easyedit_split.multipliers import MAX_GRID_POINTS, MultiplierError, parse_multipliers, with_zero
 
 
 def test_grammar_lists_grids_and_sequences():
@@ -33,8 +33,8 @@ def test_bad_specs_name_the_bad_value(bad, msg):
 
 
 def test_commands_share_the_grammar(capsys, monkeypatch):
-    from easyedit_split import models
     from easyedit_split.cli import main
+    from easyedit_split.core import models
 
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded before the multipliers were checked")
@@ -44,7 +44,7 @@ def test_commands_share_the_grammar(capsys, monkeypatch):
     for argv in (["sweep", "--update", "x.safetensors", "--output", "o", "--multipliers=0,inf"],
                  ["compare", "--update", "a=x.safetensors", "--output", "o", "--multipliers=0,inf"],
                  ["run", "--multipliers", "0,inf"],
-                 ["generate", "--prompt", "hi", "--multiplier", "0,inf"]):
+                 ["generate", "--prompt", "hi", "--update", "x.safetensors", "--multiplier", "0,inf"]):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("error: --") and "'inf' is not finite" in err and "Traceback" not in err, argv

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from easyedit_split.pipeline import MainJobConfig, parse_forms, run_main_job
+from easyedit_split.jobs.main_job import MainJobConfig, parse_forms, run_main_job
 from tests.conftest import build_tiny_tokenizer
 from tests.tiny_models import tiny_model
 

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from easyedit_split import registry
-from easyedit_split.hparams_io import HParamsError, HyperParams, parse_overrides
+from easyedit_split.base.hparams_io import HParamsError, HyperParams, parse_overrides
+from easyedit_split.easyedit import registry
 
 
 def test_method_names_are_case_insensitive_with_upstream_alias():
@@ -31,8 +31,8 @@ def test_register_with_easyedit_inserts_into_a_steer_checkout(monkeypatch):
 
     done = easyedit_split.register_with_easyedit(("split", "caa"))
     assert "steer.utils.alg_dict" in done
-    assert alg.METHOD_FNS["split"] == {"train": "easyedit_split.easyedit_api:generate_split",
-                                       "apply": "easyedit_split.easyedit_api:apply_split"}
+    assert alg.METHOD_FNS["split"] == {"train": "easyedit_split.easyedit.entry_points:generate_split",
+                                       "apply": "easyedit_split.easyedit.entry_points:apply_split"}
     assert alg.METHOD_FNS["spilt"] == alg.METHOD_FNS["split"]
     assert alg.HYPERPARAMS_CLASS_DICT["caa"] == {"train": object, "apply": object}  # built-in kept
     assert "diffmean" in alg.METHOD_FNS
@@ -41,9 +41,9 @@ def test_register_with_easyedit_inserts_into_a_steer_checkout(monkeypatch):
 def test_register_without_easyedit_logs(caplog, monkeypatch):
     for name in ("steer", "steer.utils", "steer.utils.alg_dict", "easyeditor", "easyeditor.util", "easyeditor.util.alg_dict"):
         monkeypatch.setitem(sys.modules, name, None)  # makes the import fail
-    with caplog.at_level(logging.INFO, logger="easyedit_split.registry"):
+    with caplog.at_level(logging.WARNING, logger="easyedit_split.easyedit.registry"):
         assert registry.register_with_easyedit() == []
-    assert "EasyEdit not found" in caplog.text
+    assert "EasyEdit not found" in caplog.text and "nothing was registered" in caplog.text
 
 
 @dataclass
@@ -87,7 +87,9 @@ def test_required_key_missing_names_file_and_key(tmp_path):
 
 
 def test_every_table_is_derived_from_the_method_and_form_tables():
-    from easyedit_split import methods, pipeline, updates
+    from easyedit_split.base import methods
+    from easyedit_split.core import updates
+    from easyedit_split.jobs import main_job as pipeline
     from easyedit_split.training.objectives import OBJECTIVES
 
     assert registry.METHOD_NAMES == methods.METHOD_NAMES == pipeline.METHODS

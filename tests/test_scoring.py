@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from easyedit_split.apply import apply_updates
+from easyedit_split.core.apply import apply_updates
+from easyedit_split.core.scoring import PairScorer
+from easyedit_split.core.sites import Site
 from easyedit_split.data.encoding import EncodedPair, collate_pairs
 from easyedit_split.data.logprobs import answer_nll
-from easyedit_split.scoring import PairScorer
-from easyedit_split.sites import Site
 from tests.test_core import random_update
 from tests.tiny_models import tiny_model
 

@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from easyedit_split.apply import apply_updates
-from easyedit_split.serialization import UpdateFileError, load_updates, save_updates
-from easyedit_split.sites import Site
+from easyedit_split.core.apply import apply_updates
+from easyedit_split.core.serialization import UpdateFileError, load_updates, save_updates
+from easyedit_split.core.sites import Site
 from tests.test_core import random_update
 from tests.tiny_models import tiny_inputs, tiny_model
 
@@ -60,7 +60,7 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", boom)
+    monkeypatch.setattr(safetensors.torch, "save", boom)
     with pytest.raises(OSError, match="disk full"):
         save_updates(path, [random_update(model, "lora", Site(1, "mlp_down"))], model=model)
     assert path.read_bytes() == before

@@ -11,9 +11,9 @@ import re
 import pytest
 import torch
 
-from easyedit_split.apply import MergeError, apply_updates, merged_updates
-from easyedit_split.forward import capture_prefix, output_head, position_ids_from_mask, run_suffix
-from easyedit_split.sites import (
+from easyedit_split.core.apply import MergeError, apply_updates, merged_updates
+from easyedit_split.core.forward import capture_prefix, output_head, position_ids_from_mask, run_suffix
+from easyedit_split.core.sites import (
     ARCHITECTURES,
     Site,
     SiteError,
@@ -23,7 +23,7 @@ from easyedit_split.sites import (
     layer_sites,
     resolve_site,
 )
-from easyedit_split.structure import find_final_norm, find_layer_lists, find_layer_parts
+from easyedit_split.core.structure import find_final_norm, find_layer_lists, find_layer_parts
 from tests.test_core import random_update
 from tests.tiny_models import available_archs, tiny_inputs
 from tests.tiny_models import tiny_model as build_tiny_model
@@ -123,7 +123,7 @@ def test_frozen_prefix_suffix_equals_full_forward(arch):
 
 
 def test_a_wrong_final_norm_is_an_error_not_a_silent_loss(monkeypatch):
-    import easyedit_split.forward as fwd
+    import easyedit_split.core.forward as fwd
 
     model = tiny_model("phi3")
     monkeypatch.setattr(fwd, "final_norm", lambda m: None)  # what the table-only lookup gave Phi-3
@@ -208,7 +208,7 @@ def test_hparams_module_path_places_the_trained_update(tmp_path):
 
 def test_run_command_module_path_reaches_the_hparams():
     from easyedit_split.cli import build_parser
-    from easyedit_split.pipeline import _hparams_for, config_from_args
+    from easyedit_split.jobs.main_job import _hparams_for, config_from_args
 
     args = build_parser().parse_args(["run", "--module-path", "model.layers.{layer}.self_attn.o_proj"])
     cfg = config_from_args(args)
@@ -220,7 +220,7 @@ def test_train_command_module_path_on_an_architecture_without_a_table_row(tmp_pa
     import json
 
     from easyedit_split.cli import main
-    from easyedit_split.serialization import load_updates
+    from easyedit_split.core.serialization import load_updates
 
     folder = tmp_path / "phi3"
     build_tiny_model("phi3").save_pretrained(folder)

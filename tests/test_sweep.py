@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from easyedit_split.commands.compare import parse_named
+from easyedit_split.cli.compare import parse_named
+from easyedit_split.core.sites import Site
 from easyedit_split.evaluation.sweep import read_table, sweep, write_table
-from easyedit_split.sites import Site
 from tests.test_core import random_update
 from tests.test_scoring import make_pairs, reference_losses
 from tests.tiny_models import tiny_model
@@ -86,11 +86,11 @@ def test_named_update_parser():
 
 def test_evaluation_renders_prompts_as_the_update_was_trained(tmp_path):
     """A saved update's hparams (system prompt, chat template) decide how held-out prompts are rendered."""
+    from easyedit_split.core.serialization import save_updates
+    from easyedit_split.core.sites import Site
     from easyedit_split.data import PolarityPair
     from easyedit_split.evaluation import evaluate_preference_utility
     from easyedit_split.evaluation.sweep import sweep
-    from easyedit_split.serialization import save_updates
-    from easyedit_split.sites import Site
     from tests.conftest import build_tiny_tokenizer
     from tests.test_core import random_update
     from tests.tiny_models import tiny_model

@@ -4,9 +4,9 @@ import types
 import pytest
 import torch
 
+from easyedit_split.core.scoring import PairScorer
+from easyedit_split.core.serialization import load_updates
 from easyedit_split.data.encoding import EncodedPair
-from easyedit_split.scoring import PairScorer
-from easyedit_split.serialization import load_updates
 from easyedit_split.training.hparams import DPOHyperParams, RePSHyperParams, SFTHyperParams, SplitHyperParams
 from easyedit_split.training.trainer import Trainer, TrainingError, make_minibatches, sample_rows
 from tests.tiny_models import tiny_model
@@ -197,9 +197,14 @@ def test_result_file_has_method_and_hparams(tmp_path):
 
 
 def test_easyedit_api_generate_and_apply_roundtrip(tmp_path, tiny_tokenizer):
-    from easyedit_split.adapters import from_easyedit_pt
-    from easyedit_split.apply_hparams import ApplySplitHyperParams
-    from easyedit_split.easyedit_api import apply_split, generate_diffmean, generate_split, remove_steering
+    from easyedit_split.adapters.builders import from_easyedit_pt
+    from easyedit_split.core.apply_hparams import ApplySplitHyperParams
+    from easyedit_split.easyedit.entry_points import (
+        apply_split,
+        generate_diffmean,
+        generate_split,
+        remove_steering,
+    )
 
     model = tiny_model("llama")
     data = [{"question": f"write a short review of the {w}", "answer_matching_behavior": "great food",
@@ -256,8 +261,8 @@ def test_train_command_writes_and_prints(tmp_path, tiny_tokenizer, capsys):
 def test_train_layers_returns_every_layer_and_writes_both_formats(tmp_path, tiny_tokenizer):
     import inspect
 
-    from easyedit_split.adapters import from_easyedit_pt
-    from easyedit_split.commands import train as train_command
+    from easyedit_split.adapters.builders import from_easyedit_pt
+    from easyedit_split.cli import train as train_command
     from easyedit_split.data import PolarityPair
     from easyedit_split.training.api import train_layers
 
@@ -270,7 +275,7 @@ def test_train_layers_returns_every_layer_and_writes_both_formats(tmp_path, tiny
         assert r.final_loss is not None
         assert torch.equal(load_updates(r.path).updates[0].vector, r.update.vector.detach())
         assert torch.equal(from_easyedit_pt(r.easyedit_path, model).vector, r.update.vector.detach())
-    assert "easyedit_api" not in inspect.getsource(train_command)  # the native command trains natively
+    assert "entry_points" not in inspect.getsource(train_command)  # the native command trains natively
 
 
 @pytest.mark.parametrize("loss_type", ["scaled_simpo", "Scaled_SimPO", None])

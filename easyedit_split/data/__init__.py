@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .encoding import (
+from easyedit_split.data.encoding import (
     EncodedPair,
     PromptBatch,
     SequenceBatch,
@@ -13,9 +13,16 @@ from .encoding import (
     pad_id_of,
     render_prompt,
 )
-from .formats import BUILTIN_FORMATS, DataError, DatasetFormat, detect_format, get_format, pairs_from_records
-from .logprobs import answer_nll, last_token_logits, prompt_answer_nll, split_pairs
-from .pairs import (
+from easyedit_split.data.formats import (
+    BUILTIN_FORMATS,
+    DataError,
+    DatasetFormat,
+    detect_format,
+    get_format,
+    pairs_from_records,
+)
+from easyedit_split.data.logprobs import answer_nll, last_token_logits, prompt_answer_nll, split_pairs
+from easyedit_split.data.pairs import (
     BUILTIN_DATASETS,
     PolarityPair,
     builtin_dataset_path,
@@ -25,6 +32,7 @@ from .pairs import (
     pair_digests,
     read_pairs,
     train_test_split,
+    unique_pairs,
 )
 
 __all__ = [
@@ -56,4 +64,5 @@ __all__ = [
     "render_prompt",
     "split_pairs",
     "train_test_split",
+    "unique_pairs",
 ]

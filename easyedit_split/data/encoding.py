@@ -31,8 +31,9 @@ from typing import Any
 
 import torch
 
-from .formats import DataError
-from .pairs import PolarityPair
+from easyedit_split.data.formats import DataError
+from easyedit_split.data.pairs import PolarityPair
+from easyedit_split.data.prompts import check_prompt_rule, render_easyedit, render_plugin
 
 logger = logging.getLogger(__name__)
 
@@ -90,28 +91,16 @@ def _has_chat_template(tokenizer: Any) -> bool:
 
 
 def render_prompt(
-    tokenizer: Any, question: str, *, chat_template: bool | None = None, system_prompt: str | None = None
+    tokenizer: Any, question: str, *, chat_template: bool | None = None, system_prompt: str | None = None,
+    prompt_rule: str = "plugin",
 ) -> str:
-    """The prompt text for ``question``: a templated user turn plus generation prompt, or the raw question."""
+    """The prompt text for ``question`` under ``prompt_rule`` (:mod:`.prompts`): ``plugin`` (default) or
+    ``easyedit`` (EasyEdit's ``build_model_input``; called itself inside EasyEdit)."""
+    rule = check_prompt_rule(prompt_rule)
     use_template = _has_chat_template(tokenizer) if chat_template is None else bool(chat_template)
-    if not use_template:
-        return question if system_prompt is None else f"{system_prompt}\n\n{question}"
-    if not _has_chat_template(tokenizer):
-        raise DataError("chat_template=True but the tokenizer has no chat template")
-    messages = [{"role": "user", "content": question}]
-    if system_prompt is not None:
-        from jinja2 import TemplateError
-
-        try:
-            return tokenizer.apply_chat_template(
-                [{"role": "system", "content": system_prompt}, *messages],
-                tokenize=False,
-                add_generation_prompt=True,
-            )
-        except (TemplateError, ValueError, TypeError):  # templates without a system role
-            logger.info("chat template rejects a system message; prepending it to the user turn")
-            messages = [{"role": "user", "content": f"{system_prompt}\n\n{question}"}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if rule == "easyedit":
+        return render_easyedit(tokenizer, question, chat_template=use_template, system_prompt=system_prompt)
+    return render_plugin(tokenizer, question, chat_template=use_template, system_prompt=system_prompt)
 
 
 def with_instruction(question: str, answer_instruction: str | None) -> str:
@@ -151,6 +140,7 @@ def encode_pairs(
     system_prompt: str | None = None,
     strip_answer_space: bool | None = None,
     answer_instruction: str | None = None,
+    prompt_rule: str = "plugin",
 ) -> list[EncodedPair]:
     """Tokenise ``pairs`` into prompt ids and continuation ids of both answers.
 
@@ -158,15 +148,18 @@ def encode_pairs(
     None strips the answers' leading whitespace exactly when the template is used (see module doc).
     Special tokens: the templated prompt carries its own; a plain prompt gets the tokenizer's usual ones
     (e.g. BOS); an empty plain prompt becomes the BOS (or EOS) token so the first answer token is scored.
-    ``answer_instruction`` is appended to every question (see :func:`with_instruction`).
+    ``answer_instruction`` is appended to every question (see :func:`with_instruction`). ``prompt_rule``:
+    see :mod:`.prompts` (under ``easyedit`` special tokens follow ``use_chat_template`` as EasyEdit's
+    applier tokenises: none when it is true).
     """
+    rule = check_prompt_rule(prompt_rule)
     use_template = _has_chat_template(tokenizer) if chat_template is None else bool(chat_template)
     strip = use_template if strip_answer_space is None else bool(strip_answer_space)
     add_special = not use_template
 
     prompts = [
         render_prompt(tokenizer, with_instruction(p.question, answer_instruction), chat_template=use_template,
-                      system_prompt=system_prompt)
+                      system_prompt=system_prompt, prompt_rule=rule)
         for p in pairs
     ]
     answers_pos = [p.positive.lstrip() if strip else p.positive for p in pairs]

@@ -15,6 +15,9 @@ or without the ``train``/``generation`` sections). Besides EasyEdit's standard n
 (``question``/``input``, ``matching``, ``not_matching``) ``field_names`` may use this package's names
 (``positive``, ``negative``, ``id``, ``concept``), and an entry may carry ``file_type`` and
 ``filter`` ({column: value}, equality).
+
+:func:`read_pairs` reads a file with a format (detected from the columns, by name, or given); the rows
+themselves are read and checked by :mod:`easyedit_split.data.records`.
 """
 
 from __future__ import annotations
@@ -26,8 +29,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import EasyEditSplitError
-from ..hparams_io import read_yaml_mapping
+from easyedit_split.base.hparams_io import read_yaml_mapping
+from easyedit_split.data.records import (
+    DataError,
+    PolarityPair,
+    check_data_file,
+    first_entry,
+    infer_file_type,
+    iter_records,
+    pairs_from_rows,
+    peek_columns,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,24 +55,11 @@ __all__ = [
     "get_format",
     "normalize_column",
     "pairs_from_records",
+    "read_pairs",
     "resolve_columns",
 ]
 
-
-class DataError(EasyEditSplitError, ValueError):
-    """Bad or missing data; the message names the file (and line, for row problems)."""
-
-
 _FILE_TYPES = ("jsonl", "json", "csv", "parquet")
-SUFFIX_TYPES = {
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "json",
-    ".csv": "csv",
-    ".tsv": "csv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
 
 #: column names accepted for each role, in order of preference (the same names as the in-memory API);
 #: matched after :func:`normalize_column` (case, surrounding whitespace, a spreadsheet's BOM)
@@ -126,7 +125,7 @@ class DatasetFormat:
         if self.path is not None:
             self.path = Path(self.path)
         if self.file_type is None and self.path is not None:
-            self.file_type = SUFFIX_TYPES.get(Path(self.path).suffix.lower(), "jsonl")
+            self.file_type = infer_file_type(Path(self.path))
         if self.file_type is not None:
             self.file_type = str(self.file_type).lower()
             if self.file_type not in _FILE_TYPES:
@@ -140,8 +139,6 @@ class DatasetFormat:
 
     def read(self, *, strict: bool = False, limit: int | None = None):
         """Read this format's own file (see :func:`easyedit_split.data.read_pairs`)."""
-        from .pairs import read_pairs
-
         if self.path is None:
             raise DataError(f"dataset format {self.name or ''!r} has no file path")
         return read_pairs(self.path, self, strict=strict, limit=limit)
@@ -340,20 +337,10 @@ def _first_present(record: Mapping[str, Any], keys: Sequence[str], where: str) -
     raise DataError(f"{where}: none of the fields {list(keys)} present (keys: {sorted(record)})")
 
 
-def first_entry(value: Any) -> Any:
-    """A field's value, where a list (as in EasyEdit's in-memory data) stands for its first entry and an
-    empty list for an empty answer."""
-    if isinstance(value, (list, tuple)):
-        return value[0] if value else ""
-    return value
-
-
-def pairs_from_records(records: Iterable[Any], name: str = "dataset") -> list:
+def pairs_from_records(records: Iterable[Any], name: str = "dataset") -> list[PolarityPair]:
     """Polarity pairs from EasyEdit's in-memory dataset: a list of dicts (``question``/``matching``/
     ``not_matching``, persona keys, or AxBench's ``input``/``winning_output``/``losing_output``; a list
-    answer counts by its first entry) or of :class:`~easyedit_split.data.pairs.PolarityPair`."""
-    from .pairs import PolarityPair  # pairs imports this module
-
+    answer counts by its first entry) or of :class:`~easyedit_split.data.records.PolarityPair`."""
     items = list(records)
     if items and isinstance(items[0], tuple):
         raise DataError(f"{name}: multi-concept datasets (a list of (concept_id, rows)) are not supported; "
@@ -377,3 +364,45 @@ def pairs_from_records(records: Iterable[Any], name: str = "dataset") -> list:
     if not out:
         raise DataError(f"{name}: no examples")
     return out
+
+
+# ------------------------------------------------------------------------------------------- reading
+
+
+def read_pairs(
+    path: str | os.PathLike,
+    format: str | DatasetFormat = "auto",
+    *,
+    strict: bool = False,
+    limit: int | None = None,
+) -> list[PolarityPair]:
+    """Read polarity pairs from a jsonl/json/csv/parquet file.
+
+    ``format`` is ``"auto"`` (detect from the columns), a built-in format name (``persona``,
+    ``psychopathy``, ``powerseeking``, ``axbench``) or a :class:`DatasetFormat`; a DatasetFormat's own
+    ``path`` is ignored in favour of ``path``. Column names are matched case- and whitespace-insensitively
+    (a spreadsheet's BOM is dropped); ``auto`` accepts the in-memory API's names (``question``/``input``/
+    ``prompt``, …) and a column that cannot be mapped is a :class:`DataError` naming the file and its
+    columns. Text is UTF-8 (with or without BOM) or UTF-16 with a BOM. Bad rows (bytes that are not
+    UTF-8, missing or non-string field, empty answer, identical answers, unparseable JSON line) are skipped with one warning each naming ``file:line``,
+    or, with ``strict=True``, reported together in a :class:`DataError`. ``limit`` caps the number of
+    pairs returned (rows are read in file order).
+    """
+    path = Path(path)
+    check_data_file(path)
+    if isinstance(format, DatasetFormat):
+        fmt = format
+        file_type = fmt.file_type if fmt.path is None or Path(fmt.path) == path else infer_file_type(path)
+    else:
+        file_type = infer_file_type(path)
+        fmt = None if str(format).lower() == "auto" else get_format(str(format))
+    columns = peek_columns(path, file_type)
+    if not columns:
+        first = next((r for _, r in iter_records(path, file_type) if not isinstance(r, DataError)), None)
+        what = "no records" if first is None else f"no record with named fields (the first is a {type(first).__name__})"
+        raise DataError(f"{path} holds {what}; a data file holds records such as {{\"question\": …, \"matching\": …, "
+                        "\"not_matching\": …}} (one JSON object per line in .jsonl, a list of them in .json, rows under a "
+                        "header in .csv)")
+    source = str(path)
+    fmt = detect_format(columns, source=source) if fmt is None else resolve_columns(fmt, columns, source=source)
+    return pairs_from_rows(path, file_type, fmt, strict=strict, limit=limit)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .encoding import SequenceBatch
+from easyedit_split.data.encoding import SequenceBatch
 
 __all__ = ["answer_nll", "last_token_logits", "prompt_answer_nll", "split_pairs"]
 

@@ -1,32 +1,20 @@
-"""Polarity-paired examples, readers with per-row validation, splitting and the shipped datasets."""
+"""Polarity-paired examples: splitting, content digests and the shipped datasets (reading a file is
+:func:`~easyedit_split.data.formats.read_pairs`, its rows :mod:`easyedit_split.data.records`; both are
+re-exported here)."""
 
 from __future__ import annotations
 
-import codecs
-import csv
 import hashlib
-import io
 import json
 import logging
-import math
 import os
 import random
-import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
-from .formats import (
-    SUFFIX_TYPES,
-    DataError,
-    DatasetFormat,
-    detect_format,
-    first_entry,
-    get_format,
-    resolve_columns,
-)
+from easyedit_split.data.formats import DataError, DatasetFormat, read_pairs
+from easyedit_split.data.records import SUFFIX_TYPES, PolarityPair, iter_records
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +28,7 @@ __all__ = [
     "pair_digests",
     "read_pairs",
     "train_test_split",
+    "unique_pairs",
 ]
 
 BUILTIN_DATASETS: dict[str, tuple[str, str]] = {
@@ -53,229 +42,6 @@ _BUILTIN_ALIASES = {
     "power_seeking": "power-seeking",
     "power-seeking-inclination": "power-seeking",
 }
-
-
-@dataclass(frozen=True)
-class PolarityPair:
-    """One contrastive example: a query, the answer showing the concept and the one showing its opposite."""
-
-    id: str
-    question: str
-    positive: str
-    negative: str
-    source: str  # "file:line" (1-based line for jsonl/csv; 1-based record index for json/parquet)
-    meta: dict = field(default_factory=dict, compare=False, hash=False)
-
-
-# ------------------------------------------------------------------------------------------- readers
-
-
-def _infer_file_type(path: Path) -> str:
-    return SUFFIX_TYPES.get(path.suffix.lower(), "jsonl")
-
-
-_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (kept by surrogateescape)
-
-
-def _not_utf8(where: str) -> DataError:
-    return DataError(f"{where}: not UTF-8 text (undecodable bytes); re-save the file as UTF-8")
-
-
-def _read_text(path: Path) -> str:
-    """The file's text: UTF-8 (a BOM is dropped) or UTF-16 with a BOM (spreadsheet "Unicode text").
-
-    Bytes that are not UTF-8 are kept as surrogate escapes, so a bad row can be reported by line and
-    skipped instead of failing the whole file.
-    """
-    raw = path.read_bytes()
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            return raw.decode("utf-16")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path}: starts with a UTF-16 byte-order mark but is not UTF-16 ({exc.reason} at "
-                            f"byte {exc.start}); re-save it as UTF-8") from None
-    return raw.decode("utf-8-sig", errors="surrogateescape")
-
-
-def iter_records(path: str | os.PathLike, file_type: str | None = None) -> Iterator[tuple[int, Any]]:
-    """Yield ``(line_or_index, record)``; a row that cannot be read (unparseable JSON, bytes that are not
-    UTF-8) yields ``(line, DataError(...))`` so the caller can report it by line and skip it."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file not found: {path}")
-    ftype = file_type or _infer_file_type(path)
-    if ftype == "jsonl":
-        for lineno, line in enumerate(_read_text(path).split("\n"), start=1):
-            if not line.strip():
-                continue
-            if _UNDECODABLE.search(line):
-                yield lineno, _not_utf8("line")
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield lineno, DataError(f"unparseable JSON line ({exc.msg} at column {exc.colno})")
-    elif ftype == "json":
-        text = _read_text(path)
-        bad = _UNDECODABLE.search(text)
-        if bad:
-            raise _not_utf8(f"{path}:{text.count(chr(10), 0, bad.start()) + 1}")
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{exc.lineno}: unparseable JSON ({exc.msg})") from exc
-        if isinstance(obj, dict):  # {"data": [...]} or {id: record}
-            if isinstance(obj.get("data"), list):
-                obj = obj["data"]
-            else:
-                obj = [dict(v, _key=k) if isinstance(v, dict) else v for k, v in obj.items()]
-        if not isinstance(obj, list):
-            raise DataError(f"{path}: a JSON data file must hold a list of records")
-        yield from enumerate(obj, start=1)
-    elif ftype == "csv":
-        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-        reader = csv.DictReader(io.StringIO(_read_text(path), newline=""), delimiter=delimiter)
-        try:
-            header = reader.fieldnames or []
-            if any(_UNDECODABLE.search(h) for h in header if h):
-                raise _not_utf8(f"{path}:1 (header)")
-            for row in reader:
-                # reader.line_num is the physical line on which the record ends
-                if any(isinstance(v, str) and _UNDECODABLE.search(v) for v in row.values()):
-                    yield reader.line_num, _not_utf8("row")
-                    continue
-                yield reader.line_num, {k: v for k, v in row.items() if k is not None}
-        except csv.Error as exc:
-            raise DataError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
-    elif ftype == "parquet":
-        try:
-            import pandas as pd
-
-            frame = pd.read_parquet(path)
-        except ImportError as exc:
-            raise DataError(f"reading {path} needs pyarrow: pip install 'easyedit-split[parquet]'") from exc
-        except Exception as exc:
-            raise DataError(f"could not read parquet file {path}: {exc}") from exc
-        for index, row in enumerate(frame.to_dict(orient="records"), start=1):
-            yield index, row
-    else:
-        raise DataError(f"unsupported file type {ftype!r} for {path} (jsonl, json, csv or parquet)")
-
-
-def _peek_columns(path: Path, file_type: str) -> set[str]:
-    for _, record in iter_records(path, file_type):
-        if isinstance(record, dict):
-            return set(record)
-    return set()
-
-
-def _field_value(record: dict, key: str) -> Any:
-    """The field's value; a list (as in EasyEdit's in-memory data) stands for its first element."""
-    return first_entry(record.get(key))
-
-
-def _field_problem(record: dict, key: str, *, allow_empty: bool = False) -> str | None:
-    value = _field_value(record, key)
-    if value is None:
-        return f"missing field {key!r}"
-    if isinstance(value, float) and math.isnan(value):
-        return f"missing field {key!r}"
-    if not isinstance(value, str):
-        return f"field {key!r} is {type(value).__name__}, not a string"
-    if not allow_empty and not value.strip():
-        return f"field {key!r} is empty"
-    return None
-
-
-def read_pairs(
-    path: str | os.PathLike,
-    format: str | DatasetFormat = "auto",
-    *,
-    strict: bool = False,
-    limit: int | None = None,
-) -> list[PolarityPair]:
-    """Read polarity pairs from a jsonl/json/csv/parquet file.
-
-    ``format`` is ``"auto"`` (detect from the columns), a built-in format name (``persona``,
-    ``psychopathy``, ``powerseeking``, ``axbench``) or a :class:`DatasetFormat`; a DatasetFormat's own
-    ``path`` is ignored in favour of ``path``. Column names are matched case- and whitespace-insensitively
-    (a spreadsheet's BOM is dropped); ``auto`` accepts the in-memory API's names (``question``/``input``/
-    ``prompt``, …) and a column that cannot be mapped is a :class:`DataError` naming the file and its
-    columns. Text is UTF-8 (with or without BOM) or UTF-16 with a BOM. Bad rows (bytes that are not
-    UTF-8, missing or non-string field, empty answer, identical answers, unparseable JSON line) are skipped with one warning each naming ``file:line``,
-    or, with ``strict=True``, reported together in a :class:`DataError`. ``limit`` caps the number of
-    pairs returned (rows are read in file order).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file not found: {path}")
-    if isinstance(format, DatasetFormat):
-        fmt = format
-        file_type = fmt.file_type if fmt.path is None or Path(fmt.path) == path else _infer_file_type(path)
-    else:
-        file_type = _infer_file_type(path)
-        fmt = None if str(format).lower() == "auto" else get_format(str(format))
-    columns = _peek_columns(path, file_type)
-    if not columns:
-        raise DataError(f"no readable records in {path}")
-    source = str(path)
-    fmt = detect_format(columns, source=source) if fmt is None else resolve_columns(fmt, columns, source=source)
-    name = path.name
-
-    pairs: list[PolarityPair] = []
-    problems: list[str] = []
-    for lineno, record in iter_records(path, file_type):
-        where = f"{path}:{lineno}"
-        if isinstance(record, DataError):
-            problems.append(f"{where}: {record}")
-            continue
-        if not isinstance(record, dict):
-            problems.append(f"{where}: record is {type(record).__name__}, not an object")
-            continue
-        if fmt.filter and any(str(record.get(k)) != str(v) for k, v in fmt.filter.items()):
-            continue
-        issue = (
-            (_field_problem(record, fmt.question_field, allow_empty=True) if fmt.question_field else None)
-            or _field_problem(record, fmt.positive_field)
-            or _field_problem(record, fmt.negative_field)
-        )
-        if issue is None and _field_value(record, fmt.positive_field) == _field_value(record, fmt.negative_field):
-            issue = "positive and negative answers are identical"
-        if issue is not None:
-            problems.append(f"{where}: {issue}")
-            continue
-        if fmt.id_field and record.get(fmt.id_field) not in (None, ""):
-            pair_id = str(record[fmt.id_field])
-        else:
-            pair_id = f"{path.stem}-{lineno}"
-        used = {fmt.question_field, fmt.positive_field, fmt.negative_field, fmt.id_field}
-        meta = {k: v for k, v in record.items() if k not in used}
-        if fmt.concept_field and fmt.concept_field in record:
-            meta["concept"] = record[fmt.concept_field]
-        pairs.append(
-            PolarityPair(
-                id=pair_id,
-                question=_field_value(record, fmt.question_field) if fmt.question_field else "",
-                positive=_field_value(record, fmt.positive_field),
-                negative=_field_value(record, fmt.negative_field),
-                source=f"{name}:{lineno}",
-                meta=meta,
-            )
-        )
-        if limit is not None and len(pairs) >= limit:
-            break
-
-    if problems:
-        if strict:
-            shown = "\n  ".join(problems[:50])
-            more = f"\n  … and {len(problems) - 50} more" if len(problems) > 50 else ""
-            raise DataError(f"{len(problems)} bad row(s) in {path}:\n  {shown}{more}")
-        for problem in problems:
-            logger.warning("skipping bad row %s", problem)
-        logger.warning("skipped %d bad row(s) of %s; kept %d pair(s)", len(problems), path, len(pairs))
-    if not pairs:
-        raise DataError(f"no valid polarity pairs in {path} (format {fmt.name or 'custom'})")
-    return pairs
 
 
 # ------------------------------------------------------------------------------------------ splitting
@@ -307,6 +73,22 @@ def train_test_split(
     train = [p for i, p in enumerate(pairs) if i not in test_idx]
     test = [p for i, p in enumerate(pairs) if i in test_idx]
     return train, test
+
+
+def unique_pairs(pairs: Sequence[PolarityPair], source: str = "the data") -> list[PolarityPair]:
+    """``pairs`` without repeats (same question and answers, :func:`pair_digests`), first occurrence kept, with
+    a warning saying how many were dropped: split after this, a pair can never be both a training and a
+    held-out pair."""
+    seen: set[str] = set()
+    out = []
+    for p, d in zip(pairs, pair_digests(pairs)):
+        if d not in seen:
+            seen.add(d)
+            out.append(p)
+    if len(out) < len(pairs):
+        logger.warning("%s holds %d repeated pair(s) (same question and answers); each is kept once, so that no "
+                       "held-out pair is also a training pair", source, len(pairs) - len(out))
+    return out
 
 
 def pair_digests(pairs: Sequence[PolarityPair]) -> list[str]:
@@ -353,7 +135,7 @@ def load_pairs(
     """
     text = str(name_or_path)
     path = Path(text).expanduser()
-    if path.exists():
+    if path.exists() or os.path.lexists(path):  # (a broken link or a loop is reported as such by read_pairs)
         return read_pairs(path, format, limit=limit)
     looks_like_path = isinstance(name_or_path, os.PathLike) or "/" in text or os.sep in text \
         or path.suffix.lower() in SUFFIX_TYPES

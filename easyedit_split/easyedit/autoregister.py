@@ -4,8 +4,12 @@
 ``site-packages``. Python runs its one line at every interpreter start; the line calls
 :func:`install`, which puts a finder on ``sys.meta_path`` that does nothing until a module named
 ``steer.utils.alg_dict`` (EasyEdit's steering registry) is imported; right after EasyEdit's module
-has run, :func:`easyedit_split.registry.register_with_easyedit` is called (and when
-``easyeditor.util.alg_dict``, the editing registry, is imported, ``SPLIT`` is put into its ``ALG_DICT``) (:func:`after_import`
+has run, :func:`easyedit_split.easyedit.registry.register_with_easyedit` is called (and when
+``easyeditor.util.alg_dict``, the editing registry, is imported, ``SPLIT`` is put into its ``ALG_DICT``;
+while ``easyeditor`` itself is imported, the modules it imports eagerly whose multimodal or legacy
+dependencies do not import here get placeholders, :func:`easyedit_split.editing.easyeditor_import.shim_where_needed`,
+so that an unmodified script's ``from easyeditor import BaseEditor`` works on a text-only install)
+(:func:`~easyedit_split.easyedit.import_hooks.after_import`
 is the general mechanism; registration also uses it for EasyEdit's ``Evaluator``). So EasyEdit's unmodified
 scripts (``steering.py``, ``vectors_generate.py``, ``vectors_apply.py``) and the ones it launches as
 subprocesses (``examples/run_SPILT.py``) see the plugin. ``easyedit-split easyedit disable`` removes
@@ -17,21 +21,27 @@ off for one process; ``EASYEDIT_SPLIT_KEEP_UPSTREAM=1`` keeps EasyEdit's own ``s
 
 from __future__ import annotations
 
-import importlib.abc
+import logging
 import os
+import site
 import sys
 import sysconfig
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PTH_NAME", "after_import", "disable", "enable", "install", "pth_path", "status"]
+from easyedit_split.easyedit.import_hooks import after_import, has_callback, run_import_inside
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PTH_NAME", "after_import", "disable", "enable", "install", "pth_path", "read_site_dirs", "site_dir_note",
+           "status"]
 
 PTH_NAME = "easyedit_split_autoregister.pth"
 _PTH_LINE = ('import sys; exec("try:\\n import easyedit_split.easyedit.autoregister as _m\\n'
              'except ImportError:\\n _m = None\\nif _m is not None:\\n _m.install({args})")\n')
 _REGISTRY = "steer.utils.alg_dict"
 _EDIT_REGISTRY = "easyeditor.util.alg_dict"
+_EDITING_PACKAGE = "easyeditor"
 
 
 def _switched_off() -> bool:
@@ -42,73 +52,28 @@ def _switched_off() -> bool:
 def _on_registry_imported(keep_upstream: bool) -> None:
     if _switched_off():
         return
-    from ..registry import register_with_easyedit
+    from easyedit_split.easyedit.registry import register_with_easyedit
 
     keep = keep_upstream or os.environ.get("EASYEDIT_SPLIT_KEEP_UPSTREAM", "").strip() in ("1", "true", "yes")
     register_with_easyedit(keep_upstream=keep)
 
 
-class _ThenCall(importlib.abc.Loader):
-    """The module's own loader, followed by the callbacks registered for it."""
+def _easyeditor_import_context() -> Any:
+    """While ``easyeditor`` itself runs: the placeholder shim for exactly the multimodal/legacy modules whose
+    dependencies do not import in this environment (none where they all do; none when switched off)."""
+    if _switched_off():
+        import contextlib
 
-    def __init__(self, loader: importlib.abc.Loader, callbacks: list[Callable[[Any], None]]) -> None:
-        self._loader, self._callbacks = loader, callbacks
+        return contextlib.nullcontext()
+    from easyedit_split.editing.easyeditor_import import shim_where_needed
 
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module) -> None:
-        self._loader.exec_module(module)
-        for callback in list(self._callbacks):
-            callback(module)
-
-
-class _ImportWatcher(importlib.abc.MetaPathFinder):
-    """Finds nothing itself; wraps the loader (found by the other finders) of each watched module so
-    that its callbacks run right after the module has run (at every import, e.g. after a reload)."""
-
-    def __init__(self) -> None:
-        self.callbacks: dict[str, list[Callable[[Any], None]]] = {}
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname not in self.callbacks:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = _ThenCall(spec.loader, self.callbacks[fullname])
-                return spec
-        return None
-
-
-def _watcher() -> _ImportWatcher:
-    for finder in sys.meta_path:
-        if isinstance(finder, _ImportWatcher):
-            return finder
-    watcher = _ImportWatcher()
-    sys.meta_path.insert(0, watcher)
-    return watcher
-
-
-def after_import(module_name: str, callback: Callable[[Any], None], *, key: str | None = None) -> None:
-    """Call ``callback(module)`` whenever ``module_name`` has been imported (now, if it already is).
-    ``key`` names the callback so that registering it again replaces it instead of adding a second one."""
-    callbacks = _watcher().callbacks.setdefault(module_name, [])
-    if key is not None:
-        callbacks[:] = [c for c in callbacks if getattr(c, "_easyedit_split_key", None) != key]
-        callback._easyedit_split_key = key  # type: ignore[attr-defined]
-    callbacks.append(callback)
-    if module_name in sys.modules:
-        callback(sys.modules[module_name])
+    return shim_where_needed()
 
 
 def _on_editing_registry_imported(module: Any) -> None:
     if _switched_off():
         return
-    from ..editing.split_editor import insert_editor
+    from easyedit_split.editing.split_editor import insert_editor
 
     insert_editor(module)
 
@@ -119,8 +84,9 @@ def install(keep_upstream: bool = False) -> None:
     ``easyeditor.util.alg_dict`` (whose ``ALG_DICT`` an editing script's ``BaseEditor`` reads)."""
     for module_name, callback, key in ((_REGISTRY, lambda module: _on_registry_imported(keep_upstream), "autoregister"),
                                        (_EDIT_REGISTRY, _on_editing_registry_imported, "autoregister-editor")):
-        if not any(getattr(c, "_easyedit_split_key", None) == key for c in _watcher().callbacks.get(module_name, [])):
+        if not has_callback(module_name, key):
             after_import(module_name, callback, key=key)
+    run_import_inside(_EDITING_PACKAGE, _easyeditor_import_context)
 
 
 def pth_path(site_dir: str | os.PathLike | None = None) -> Path:
@@ -128,10 +94,35 @@ def pth_path(site_dir: str | os.PathLike | None = None) -> Path:
     return Path(site_dir or sysconfig.get_paths()["purelib"]) / PTH_NAME
 
 
+def read_site_dirs() -> list[Path]:
+    """The folders whose ``.pth`` files this interpreter runs at start (its site-packages, the user's)."""
+    dirs = [*site.getsitepackages(), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    if site.ENABLE_USER_SITE:
+        dirs.append(site.getusersitepackages())
+    return [Path(d).resolve() for d in dict.fromkeys(dirs)]
+
+
+def site_dir_note(site_dir: str | os.PathLike | None) -> str | None:
+    """None when this interpreter reads ``.pth`` files from ``site_dir``; else a sentence saying that it does
+    not (a folder named site-packages/dist-packages may be another interpreter's, which is fine)."""
+    if site_dir is None or Path(site_dir).resolve() in read_site_dirs():
+        return None
+    name = Path(site_dir).name
+    other = name in ("site-packages", "dist-packages")
+    return (f"{site_dir} is not a folder this Python ({sys.executable}) reads .pth files from"
+            + (" (it may be another interpreter's site-packages: the hook works for that interpreter)" if other else
+               f"; the hook takes effect only in a Python that adds it with site.addsitedir() — its own site folders "
+               f"are {', '.join(map(str, read_site_dirs()))}"))
+
+
 def enable(site_dir: str | os.PathLike | None = None, *, keep_upstream: bool = False) -> Path:
+    """Write the ``.pth`` file (a ``site_dir`` this interpreter does not read is warned about at WARNING)."""
+    note = site_dir_note(site_dir)
+    if note:
+        logger.warning("%s", note)
     path = pth_path(site_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    from .._io import atomic_path
+    from easyedit_split.base.atomic_io import atomic_path
 
     with atomic_path(path, suffix=".pth") as tmp:
         Path(tmp).write_text(_PTH_LINE.format(args="keep_upstream=True" if keep_upstream else ""), encoding="utf-8")

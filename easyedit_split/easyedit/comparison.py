@@ -21,14 +21,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_json, atomic_write_text
+from easyedit_split.base.atomic_io import atomic_write_json, atomic_write_report
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["VectorRun", "compare_vector_runs", "find_vector_runs", "run_prompt_settings"]
 
 _REGISTERED = re.compile(r"easyedit-split registered into \S+: .*")
-#: why the plugin serves these names (see :data:`easyedit_split.registry.TAKE_OVER`)
+#: why the plugin serves these names (see :data:`easyedit_split.easyedit.registry.TAKE_OVER`)
 _TAKE_OVER_REASON = ("EasyEdit's own {alg} cannot run on transformers 5 (its steer/vector_generators/{alg}/utils.py "
                      "treats apply_chat_template(tokenize=True) as a list: TypeError: 'BatchEncoding' object is not "
                      "reversible); the plugin is registered under {alg!r} and trained it")
@@ -54,7 +54,7 @@ class VectorRun:
 
 
 def _plugin_metadata(folder: Path) -> dict[str, Any] | None:
-    from ..serialization import FORMAT_NAME, read_metadata
+    from easyedit_split.core.serialization import FORMAT_NAME, read_metadata
 
     for path in sorted(folder.glob("layer_*.safetensors")):
         meta = read_metadata(path)  # an unreadable file is an UpdateFileError naming it
@@ -88,7 +88,7 @@ def _layers(folder: Path) -> list[int]:
 
 def find_vector_runs(vectors_dir: str | os.PathLike) -> list[VectorRun]:
     """Every ``<method>/<dataset>/<leaf>/`` under ``vectors_dir`` holding ``layer_*.pt`` files."""
-    from ..registry import TAKE_OVER
+    from easyedit_split.easyedit.registry import TAKE_OVER
 
     root = Path(vectors_dir)
     if not root.is_dir():
@@ -118,18 +118,19 @@ def find_vector_runs(vectors_dir: str | os.PathLike) -> list[VectorRun]:
 
 
 def run_prompt_settings(run_folder: str | os.PathLike) -> dict[str, Any]:
-    """``chat_template`` / ``system_prompt`` of a run folder's top-level spilt_experiment config (empty if none)."""
-    import yaml
+    """``chat_template`` / ``system_prompt`` (and ``prompt_rule: easyedit``) of a run folder's top-level spilt_experiment config (empty if none)."""
+    from easyedit_split.base.hparams_io import read_yaml_mapping
 
     path = Path(run_folder) / "hparams/Steer/experiment_hparams/spilt_experiment/config.yaml"
     if not path.is_file():
         return {}
-    cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    cfg = read_yaml_mapping(path, what="run folder config")
     out: dict[str, Any] = {}
     if "use_chat_template" in cfg:
         out["chat_template"] = bool(cfg["use_chat_template"])
     if "system_prompt" in cfg:
         out["system_prompt"] = cfg["system_prompt"]
+    out["prompt_rule"] = "easyedit"  # EasyEdit generated with its own rule; score on the same prompts
     return out
 
 
@@ -159,7 +160,7 @@ def compare_vector_runs(vectors_dir: str | os.PathLike, model: Any, tokenizer: A
     the provenance table (:func:`find_vector_runs`) added to ``report.md`` and written as
     ``provenance.json``.
     """
-    from ..evaluation.api import evaluate_preference_utility
+    from easyedit_split.evaluation.api import evaluate_preference_utility
 
     runs = find_vector_runs(vectors_dir)
     specs = {r.name: str(r.folder) for r in runs}
@@ -171,7 +172,7 @@ def compare_vector_runs(vectors_dir: str | os.PathLike, model: Any, tokenizer: A
     report = out / "report.md"
     text = report.read_text(encoding="utf-8")
     head, sep, rest = text.partition("\n\n")
-    atomic_write_text(report, head + sep + _provenance_markdown(runs) + "\n" + rest)
+    atomic_write_report(report, head + sep + _provenance_markdown(runs) + "\n" + rest)
     atomic_write_json(out / "provenance.json", {"vectors_dir": str(vectors_dir), "runs": [r.to_dict() for r in runs]})
     result.files["provenance"] = str(out / "provenance.json")
     return result, runs

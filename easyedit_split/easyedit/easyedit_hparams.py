@@ -6,7 +6,8 @@ so only keys that are dataclass fields arrive and ``from_hparams`` never runs. T
 the plugin's own classes plus EasyEdit's base keys (``steer.utils.hparams.HyperParams``: ``dtype``,
 ``seed``, ``use_cache``, ``vllm_enable``, ``save_activations`` …), and ``__post_init__`` applies the
 plugin's type coercion and validation however the object is built. EasyEdit's ``dtype`` key is
-honoured (it sets ``torch_dtype``).
+honoured (it sets ``torch_dtype``). ``use_chat_template``/``system_prompt`` default as in EasyEdit
+(false, ``''``) and prompts follow EasyEdit's rule (``prompt_rule: easyedit``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from ..hparams_io import HParamsError, HyperParams, coerce_value
-from ..methods import METHOD_NAMES, hparams_class
+from easyedit_split.base.hparams_io import HParamsError, HyperParams, coerce_value
+from easyedit_split.base.methods import METHOD_NAMES, hparams_class
 
 __all__ = ["EASYEDIT_APPLY_HPARAMS", "EASYEDIT_TRAIN_HPARAMS", "EasyEditKeys", "is_easyedit_hparams"]
 
@@ -44,8 +45,10 @@ class EasyEditKeys:
     vllm_max_model_len: int | None = None
     save_activations: bool = True
     enable_thinking: bool | None = None
-    use_chat_template: bool = True
-    system_prompt: str | None = None
+    use_chat_template: bool = False  # EasyEdit's default
+    system_prompt: str | None = ""  # EasyEdit's default ('' = none)
+    # prompts are rendered as EasyEdit's own code renders them (easyedit_split/data/prompts.py)
+    prompt_rule: str = "easyedit"
 
     def __post_init__(self) -> None:
         source = f"{type(self).__name__} (built by EasyEdit)"

@@ -12,7 +12,9 @@ imported):
   applier steered, or ``(model, tokenizer)``), ``preference_utility_data`` (a list of
   ``question``/``matching``/``not_matching`` dicts, a data file or a built-in dataset name; default:
   the ``results`` themselves when they carry both answers), optionally ``use_chat_template``,
-  ``system_prompt`` (default: the wrapper's hyperparameters) and ``preference_utility_multiplier``;
+  ``system_prompt`` (default: the wrapper's hyperparameters; prompts follow EasyEdit's own rule,
+  ``build_model_input``, so ``system_prompt: ''`` means no system prompt) and
+  ``preference_utility_multiplier``;
 * ``evaluate`` hands every other method to EasyEdit's own code and adds
   ``results["preference_utility"]`` from :func:`evaluate_applied_steering`: the per-example
   PrefOdds/UtilOdds of the model *as it is steered now* (the plugin's hooks, EasyEdit's own
@@ -27,7 +29,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import InputError
+from easyedit_split.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ _PATCHED = "_easyedit_split_patched"
 def applied_multipliers(model: Any) -> list[dict[str, Any]]:
     """The steering live on an EasyEdit wrapper: ``{"method", "layer", "multiplier"}`` per plugin hook
     state and per EasyEdit intervention that has a ``multiplier``."""
-    from .host import STEERING_ATTR, easyedit_interventions
+    from easyedit_split.easyedit.host import STEERING_ATTR, easyedit_interventions
 
     out: list[dict[str, Any]] = []
     for method, stack in (getattr(model, STEERING_ATTR, None) or {}).items():
@@ -67,6 +69,8 @@ def _prompt_kwargs(model: Any, use_chat_template: bool | None, system_prompt: st
         out["chat_template"] = bool(use_chat_template)
     if system_prompt is not None:
         out["system_prompt"] = system_prompt
+    # EasyEdit-built hparams render as EasyEdit does; a wrapper without hparams too (it is EasyEdit's wrapper)
+    out["prompt_rule"] = getattr(hp, "prompt_rule", None) or "easyedit"
     return out
 
 
@@ -80,9 +84,9 @@ def evaluate_applied_steering(model: Any, pairs: Any, *, tokenizer: Any = None, 
     found by :func:`applied_multipliers`, else None). Returns plain JSON-able values: means with 95%
     bootstrap CIs, accuracy, and ``per_example`` rows ``example_id, L_p, L_n, pref_odds, util_odds``.
     """
-    from ..easyedit_api import dataset_to_pairs, unwrap_model
-    from ..evaluation.logodds import summarize
-    from ..evaluation.sweep import sweep
+    from easyedit_split.easyedit.entry_points import dataset_to_pairs, unwrap_model
+    from easyedit_split.evaluation.logodds import summarize
+    from easyedit_split.evaluation.sweep import sweep
 
     base, tok = unwrap_model(model if tokenizer is None else (getattr(model, "model", model), tokenizer))
     polarity = dataset_to_pairs(pairs, "preference_utility_data")
@@ -115,7 +119,7 @@ def _pairs_from(options: Mapping[str, Any], results: Sequence[Any]) -> Any:
     data = options.get("preference_utility_data")
     if data is not None:
         return data
-    from ..easyedit_api import dataset_to_pairs
+    from easyedit_split.easyedit.entry_points import dataset_to_pairs
 
     try:
         return dataset_to_pairs(results, "results")

@@ -3,7 +3,7 @@
 EasyEdit's appliers receive and return a wrapper (``.model`` the Hugging Face model with each decoder
 layer wrapped in place, ``.tokenizer``, ``.device``, ``.VLLM_model``, ``reset_all()``, ``reset(name)``).
 The plugin steers ``wrapper.model`` with its own hooks (sites resolve through EasyEdit's layer
-wrappers, see :func:`easyedit_split.sites._get`), keeps the live handles on the wrapper, and makes
+wrappers, see :func:`easyedit_split.core.sites._get`), keeps the live handles on the wrapper, and makes
 the wrapper's own reset path take them off: after ``reset_all()`` the model computes exactly what it
 computed before steering. :func:`shared_wrapper` keeps the one wrapper the plugin loads per process, so
 that EasyEdit's generator and applier (which pass no model to the plugin) use one copy.

@@ -25,13 +25,14 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
-import tempfile
+import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from ..errors import InputError
+from easyedit_split.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class PreparedRun:
 
     def run_command(self, method: str = "all", intervention_method: str = "vector", device: str = "cpu") -> str:
         """The run_SPILT.py command line for this folder (run from inside it)."""
-        return (f"python examples/run_SPILT.py --dataset {DATASET} --method {method} --model_name {self.model_name} "
+        return (f"{shlex.quote(sys.executable)} examples/run_SPILT.py --dataset {DATASET} --method {method} --model_name {self.model_name} "
                 f"--intervention_method {intervention_method} --device {device}")
 
 
@@ -110,7 +111,7 @@ def _install_configs(dest: Path, model_name: str, dataset: str) -> list[Path]:
 
 
 def _write_split(dest: Path, dataset: str, n_train: int, n_test: int, n_heldout: int, seed: int) -> list[Path]:
-    from ..data.pairs import load_builtin, train_test_split
+    from easyedit_split.data.pairs import load_builtin, train_test_split
 
     pairs = load_builtin(dataset)
     if n_train < 1 or n_test < 1 or n_heldout < n_test:
@@ -164,16 +165,16 @@ def prepare_run_folder(checkout: str | os.PathLike, into: str | os.PathLike, *, 
     if "/" in model_name or not model_name.strip():
         raise InputError(f"--model-name {model_name!r}: a plain folder name is needed")
     if model is None:
-        from ..models import builtin_model_path
+        from easyedit_split.core.models import builtin_model_path
 
         target = builtin_model_path("smollm2")
     else:
         target = Path(model).resolve()
         if not (target / "config.json").is_file():
             raise FileNotFoundError(f"model folder {target} has no config.json")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
+    from easyedit_split.base.atomic_io import atomic_dir
+
+    with atomic_dir(dest, overwrite=dest.exists()) as tmp:  # an existing dest is an empty folder (checked above)
         _copy_checkout(checkout, tmp)
         configs = _install_configs(tmp, model_name, DATASET)
         (tmp / "models").mkdir()
@@ -184,12 +185,6 @@ def prepare_run_folder(checkout: str | os.PathLike, into: str | os.PathLike, *, 
             "checkout": str(checkout), "model": str(target), "model_name": model_name, "dataset": DATASET,
             "n_train": n_train, "n_test": n_test, "n_heldout": n_heldout, "seed": seed,
             "changed_in_copies": changes}, indent=2), encoding="utf-8")
-        if dest.exists():
-            dest.rmdir()
-        tmp.rename(dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     train_file, test_file, heldout_file = (dest / f.relative_to(tmp) for f in files)
     run = PreparedRun(dest, model_name, dest / "models" / model_name, target, train_file, test_file, heldout_file,
                       n_train, n_test, n_heldout, dtype, [dest / c.relative_to(tmp) for c in configs])

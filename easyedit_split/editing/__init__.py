@@ -14,14 +14,25 @@ Needs EasyEdit's checkout (``$EASYEDIT_PATH`` or ``path=``) and the ``editing`` 
 
 from __future__ import annotations
 
-from .easyeditor_import import (
+from easyedit_split.editing.easyeditor_import import (
     EasyEditNotFound,
     MultimodalUnavailable,
     find_easyedit_checkout,
     import_easyeditor,
 )
-from .requests import EditRequest, edit_kwargs, edit_pairs, locality_pairs, read_requests
-from .split_editor import ALG_NAME, SplitEditHyperParams, apply_split_to_model, register_editor
+from easyedit_split.editing.requests import (
+    EditRequest,
+    edit_kwargs,
+    edit_pairs,
+    locality_pairs,
+    read_requests,
+)
+from easyedit_split.editing.split_editor import (
+    ALG_NAME,
+    SplitEditHyperParams,
+    apply_split_to_model,
+    register_editor,
+)
 
 __all__ = [
     "ALG_NAME",

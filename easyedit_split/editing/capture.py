@@ -7,11 +7,11 @@ before ``BaseEditor`` scores and restores it — the edit is turned into updates
 
 * an editor that returns the original weights it changed (FT, ROME, MEMIT, SPLIT …): the changed
   parameters are read from the edited model and
-  :func:`~easyedit_split.adapters.from_edited_weights` gives ``ΔW = W_edited − W_reference`` (and
-  ``Δb``) as :class:`~easyedit_split.updates.LocalWeightUpdate` s; the returned originals are checked
+  :func:`~easyedit_split.adapters.builders.from_edited_weights` gives ``ΔW = W_edited − W_reference`` (and
+  ``Δb``) as :class:`~easyedit_split.core.updates.LocalWeightUpdate` s; the returned originals are checked
   against the reference first, so a reference that is not the editor's base model is an error;
 * an editor that returns a peft model (LoRA, QLoRA, DPO): its LoRA factors become
-  :class:`~easyedit_split.updates.LoRAUpdate` s via :func:`~easyedit_split.adapters.from_peft`.
+  :class:`~easyedit_split.core.updates.LoRAUpdate` s via :func:`~easyedit_split.adapters.builders.from_peft`.
 
 The updates are exact: merged at ``m = 1`` they reproduce the edited weights (up to fp32 rounding
 of the difference), and ``m`` scales the edit continuously.
@@ -29,9 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import adapters
-from ..errors import InputError
-from ..updates import Update
+from easyedit_split.adapters import builders
+from easyedit_split.core.updates import Update
+from easyedit_split.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def _is_peft(model: nn.Module) -> bool:
 def edit_as_updates(reference: nn.Module, edited: nn.Module, weights_copy: Any) -> tuple[list[Update], str]:
     """The updates an edit amounts to (see the module doc), and a note when it changed nothing."""
     if _is_peft(edited):
-        return adapters.from_peft(edited, reference), ""
+        return builders.from_peft(edited, reference), ""
     if callable(weights_copy) or not weights_copy:
         raise InputError(
             "the editor returned no original weights (weights_copy is "
@@ -83,7 +83,7 @@ def edit_as_updates(reference: nn.Module, edited: nn.Module, weights_copy: Any) 
         changed[name] = params[name].detach().clone()
     if all(torch.equal(t.cpu(), ref_sd[name].cpu().to(t.dtype)) for name, t in changed.items()):
         return [], "the edit changed no weight"
-    return adapters.from_edited_weights(reference, changed), ""
+    return builders.from_edited_weights(reference, changed), ""
 
 
 class EditRecorder:

@@ -45,18 +45,24 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .._io import atomic_write_json, atomic_write_text
-from ..errors import InputError
-from ..evaluation.api import EvaluationResult, MethodEvaluation, fit_summary, slug
-from ..evaluation.logodds import summarize
-from ..evaluation.report import write_report
-from ..evaluation.sweep import sweep, write_table
-from ..hparams_io import HParamsError, read_yaml_mapping
-from .capture import CapturedEdit, recording
-from .covariance import write_local_stats
-from .easyeditor_import import import_easyeditor
-from .requests import EditRequest, edit_kwargs, edit_pairs, locality_pairs, read_requests
-from .split_editor import ALG_NAME, SplitEditHyperParams, register_editor
+from easyedit_split.base.atomic_io import atomic_write_json, atomic_write_text
+from easyedit_split.base.hparams_io import HParamsError, read_yaml_mapping
+from easyedit_split.editing.capture import CapturedEdit, recording
+from easyedit_split.editing.covariance import write_local_stats
+from easyedit_split.editing.easyeditor_import import import_easyeditor
+from easyedit_split.editing.requests import (
+    EditRequest,
+    edit_kwargs,
+    edit_pairs,
+    locality_pairs,
+    read_requests,
+)
+from easyedit_split.editing.split_editor import ALG_NAME, SplitEditHyperParams, register_editor
+from easyedit_split.errors import InputError
+from easyedit_split.evaluation.api import EvaluationResult, MethodEvaluation, fit_summary, slug
+from easyedit_split.evaluation.logodds import summarize
+from easyedit_split.evaluation.report import write_report
+from easyedit_split.evaluation.sweep import sweep, write_table
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +83,7 @@ def easyedit_model_dir(model: str | os.PathLike, workdir: str | os.PathLike) -> 
     The folder itself when its name already says its family; otherwise ``workdir/<name>-<model_type>``,
     a folder of links to its files (nothing is copied).
     """
-    from ..models import builtin_model_path, canonical_builtin
+    from easyedit_split.core.models import builtin_model_path, canonical_builtin
 
     path = Path(model).expanduser()
     if not path.exists():
@@ -230,7 +236,7 @@ def compare_editors(
     ``model`` overrides every YAML's ``model_name`` (a built-in name or a folder); without it all
     YAMLs must name the same model. ``overrides``: per ``alg_name``, keys replacing the YAML's.
     """
-    from ..models import load_model
+    from easyedit_split.core.models import load_model
 
     grid = sorted(float(m) for m in multipliers)
     if not any(np.isclose(grid, 0.0)) or not any(np.isclose(grid, 1.0)):
@@ -279,7 +285,7 @@ def compare_editors(
 
     results = _results(runs, evaluations, requests, grid, reduction, model_dir)
     results["failed"] = failures
-    from .report import plot_comparison, write_comparison_report
+    from easyedit_split.editing.report import plot_comparison, write_comparison_report
 
     plot_comparison(results, evaluations, out / "comparison.png")
     write_comparison_report(results, out / "report.md", command=command)
@@ -291,8 +297,10 @@ def compare_editors(
 
 def _alg_of(path: str | os.PathLike) -> str:
     try:
-        return str((yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}).get("alg_name", ""))
-    except (OSError, yaml.YAMLError):
+        from easyedit_split.base.hparams_io import safe_load
+
+        return str((safe_load(Path(path).read_text(encoding="utf-8")) or {}).get("alg_name", ""))
+    except (OSError, UnicodeDecodeError, AttributeError, yaml.YAMLError):
         return ""
 
 
@@ -359,12 +367,17 @@ def _parse_sets(items: Sequence[str]) -> dict[str, dict[str, Any]]:
         alg, dot, key = target.partition(".")
         if not eq or not dot or not alg or not key:
             raise InputError(f"--set {item!r}: use ALG.key=value, e.g. SPLIT.lr=0.01")
-        out.setdefault(alg, {})[key] = yaml.safe_load(raw)
+        from easyedit_split.base.hparams_io import safe_load
+
+        try:
+            out.setdefault(alg, {})[key] = safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise InputError(f"--set {item!r}: the value is not valid YAML ({exc}); quote it") from None
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..multipliers import parse_multipliers
+    from easyedit_split.base.multipliers import parse_multipliers
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

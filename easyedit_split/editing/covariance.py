@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._io import atomic_path
-from ..data.pairs import load_builtin
-from ..errors import InputError
+from easyedit_split.base.atomic_io import atomic_path
+from easyedit_split.data.pairs import load_builtin
+from easyedit_split.errors import InputError
 
 logger = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import EasyEditSplitError
+from easyedit_split.errors import EasyEditSplitError
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,8 @@ __all__ = [
     "find_easyedit_checkout",
     "import_easyeditor",
     "missing_dependencies",
+    "shim_reasons",
+    "shim_where_needed",
     "stubbed_modules",
 ]
 
@@ -192,6 +194,26 @@ def find_easyedit_checkout(path: str | os.PathLike | None = None) -> Path | None
     return root
 
 
+def shim_reasons() -> dict[str, str]:
+    """``{module: why it gets a placeholder}`` for the optional modules whose dependencies do not import
+    here (empty where they all do: then nothing is replaced)."""
+    missing = missing_dependencies()
+    return {name: f"{next(om.why for om in OPTIONAL_MODULES if om.name == name)}; "
+                  f"missing or broken dependency: {', '.join(deps)}" for name, deps in missing.items()}
+
+
+@contextlib.contextmanager
+def shim_where_needed() -> Iterator[dict[str, str]]:
+    """Placeholders (see the module doc) for exactly the optional modules that cannot import here, for the
+    duration of the ``with`` block; yields what is replaced and why."""
+    reasons = shim_reasons()
+    if reasons:
+        logger.info("importing easyeditor with placeholders for %d modules the text editors do not use: %s",
+                    len(reasons), "; ".join(f"{n} ({r})" for n, r in reasons.items()))
+    with _shim(reasons) if reasons else contextlib.nullcontext():
+        yield reasons
+
+
 def stubbed_modules() -> list[str]:
     """Modules of ``easyeditor`` currently replaced by placeholders."""
     return sorted(n for n, m in sys.modules.items() if isinstance(m, _PlaceholderModule))
@@ -212,14 +234,8 @@ def import_easyeditor(path: str | os.PathLike | None = None, *, shim: bool = Tru
     if importlib.util.find_spec("easyeditor") is None:
         raise EasyEditNotFound(
             f"easyeditor is not importable: give the EasyEdit checkout as path= or ${EASYEDIT_PATH_ENV}")
-    missing = missing_dependencies() if shim else {}
-    reasons = {name: f"{next(om.why for om in OPTIONAL_MODULES if om.name == name)}; "
-                     f"missing or broken dependency: {', '.join(deps)}" for name, deps in missing.items()}
-    if reasons:
-        logger.info("importing easyeditor with placeholders for %d modules the text editors do not use: %s",
-                    len(reasons), "; ".join(f"{n} ({', '.join(d)})" for n, d in missing.items()))
     try:
-        with _shim(reasons) if reasons else contextlib.nullcontext():
+        with shim_where_needed() if shim else contextlib.nullcontext():
             module = importlib.import_module("easyeditor")
     except ImportError as exc:
         for name in [n for n in sys.modules if n == "easyeditor" or n.startswith("easyeditor.")]:

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_write_text
-from ..evaluation.cells import cell
-from ..evaluation.plots import pyplot, save_figure
+from easyedit_split.base.atomic_io import atomic_write_report
+from easyedit_split.evaluation.cells import cell
+from easyedit_split.evaluation.plots import pyplot, save_figure
 
 __all__ = ["plot_comparison", "write_comparison_report"]
 
@@ -99,4 +99,4 @@ def write_comparison_report(results: Mapping[str, Any], path: str | os.PathLike,
         lines += ["", "## Notes", ""] + [f"* {n}: {note}" for n, note in notes]
     lines += ["", ("Per-pair-kind reports with the fitted parameters and per-m means: `edit_pairs/report.md`, "
               "`locality_pairs/report.md`; all numbers: `results.json`."), ""]
-    return atomic_write_text(path, "\n".join(lines))
+    return atomic_write_report(path, "\n".join(lines))

@@ -26,9 +26,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..data.formats import DataError
-from ..data.pairs import PolarityPair, iter_records
-from ..errors import InputError
+from easyedit_split.data.formats import DataError
+from easyedit_split.data.pairs import PolarityPair, iter_records
+from easyedit_split.errors import InputError
 
 __all__ = [
     "BUILTIN_REQUESTS",

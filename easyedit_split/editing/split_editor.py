@@ -41,15 +41,15 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..apply import merge_updates
-from ..data.pairs import PolarityPair
-from ..errors import InputError
-from ..hparams_io import HParamsError
-from ..sites import resolve_site
-from ..training.hparams import SplitHyperParams
-from ..training.trainer import Trainer, build_update
-from ..updates import LocalWeightUpdate, Update
-from .requests import as_continuation, request_from_easyedit
+from easyedit_split.base.hparams_io import HParamsError
+from easyedit_split.core.apply import merge_updates
+from easyedit_split.core.sites import resolve_site
+from easyedit_split.core.updates import LocalWeightUpdate, Update
+from easyedit_split.data.pairs import PolarityPair
+from easyedit_split.editing.requests import as_continuation, request_from_easyedit
+from easyedit_split.errors import InputError
+from easyedit_split.training.hparams import SplitHyperParams
+from easyedit_split.training.trainer import Trainer, build_update
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def register_editor(path: str | os.PathLike | None = None, *, overwrite: bool = 
     ``overwrite``). Raises :class:`~easyedit_split.editing.EasyEditNotFound` when EasyEdit cannot
     be imported.
     """
-    from .easyeditor_import import import_easyeditor
+    from easyedit_split.editing.easyeditor_import import import_easyeditor
 
     import_easyeditor(path)
     from easyeditor.util import alg_dict
@@ -202,5 +202,15 @@ def insert_editor(alg_dict: Any, *, overwrite: bool = False) -> bool:
         logger.info("EasyEdit's ALG_DICT already has %r; keeping it", ALG_NAME)
         return False
     alg_dict.ALG_DICT[ALG_NAME] = apply_split_to_model
+    _export_hparams_class()
     logger.info("registered the SPLIT editor in easyeditor.util.alg_dict.ALG_DICT")
     return True
+
+
+def _export_hparams_class() -> None:
+    """``from easyeditor import SplitEditHyperParams`` (where EasyEdit's scripts import FTHyperParams, ROMEHyperParams …)."""
+    import sys
+
+    package = sys.modules.get("easyeditor")
+    if package is not None and getattr(package, "SplitEditHyperParams", None) is not SplitEditHyperParams:
+        package.SplitEditHyperParams = SplitEditHyperParams

@@ -3,9 +3,9 @@ the activation-manifold measure, plots and reports (docs/design.md §2–3)."""
 
 from __future__ import annotations
 
-from .api import EvaluationResult, MethodEvaluation, evaluate_preference_utility
-from .derived import Calibration, ValidRegion, calibrate, valid_region
-from .fitting import (
+from easyedit_split.evaluation.api import EvaluationResult, MethodEvaluation, evaluate_preference_utility
+from easyedit_split.evaluation.derived import Calibration, ValidRegion, calibrate, valid_region
+from easyedit_split.evaluation.fitting import (
     CurveFit,
     bootstrap_fit,
     fit_curve,
@@ -16,9 +16,16 @@ from .fitting import (
     transfer_r2,
     util_curve,
 )
-from .logodds import MeanCI, accuracy, bootstrap_mean_ci, pref_odds, summarize, util_odds
-from .manifold import ManifoldResult, correlate_with_utility, manifold_distance
-from .sweep import read_table, sweep, write_table
+from easyedit_split.evaluation.logodds import (
+    MeanCI,
+    accuracy,
+    bootstrap_mean_ci,
+    pref_odds,
+    summarize,
+    util_odds,
+)
+from easyedit_split.evaluation.manifold import ManifoldResult, correlate_with_utility, manifold_distance
+from easyedit_split.evaluation.sweep import read_table, sweep, write_table
 
 __all__ = [
     "Calibration", "CurveFit", "EvaluationResult", "ManifoldResult", "MeanCI", "MethodEvaluation",

@@ -1,6 +1,6 @@
 """``evaluate_preference_utility``: sweep, fits, derived quantities, manifold, plots and report.
 
-Registered as the evaluator ``"preference_utility"`` (``easyedit_split.registry.get_evaluator``).
+Registered as the evaluator ``"preference_utility"`` (``easyedit_split.easyedit.registry.get_evaluator``).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,94 +16,28 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from .._io import atomic_write_json, check_distinct, check_writable
-from ..artefacts import LoadedUpdates, load_artefact, recorded_training_pairs
-from ..data.encoding import check_context_length
-from ..data.pairs import pair_digests
-from ..errors import InputError
-from ..multipliers import parse_multipliers
-from .derived import Calibration, ValidRegion, calibrate, valid_region
-from .fitting import FORMS, CurveFit, bootstrap_fit, fit_curve, transfer_r2
-from .frontier import MatchedComparison, PerExample, curve_points, matched_accuracy, per_example
-from .logodds import summarize
-from .manifold import ManifoldResult, manifold_distance
-from .sweep import encode_for_sweep, sweep, write_table
+from easyedit_split.adapters.artefacts import LoadedUpdates, load_artefact, recorded_training_pairs
+from easyedit_split.base.atomic_io import atomic_write_json, check_distinct, check_writable
+from easyedit_split.base.multipliers import parse_multipliers
+from easyedit_split.data.encoding import check_context_length
+from easyedit_split.data.pairs import pair_digests
+from easyedit_split.errors import InputError
+from easyedit_split.evaluation.derived import calibrate, valid_region
+from easyedit_split.evaluation.fitting import FORMS, CurveFit, bootstrap_fit, fit_curve, transfer_r2
+from easyedit_split.evaluation.frontier import (
+    PerExample,
+    curve_points,
+    matched_accuracy,
+    per_example,
+)
+from easyedit_split.evaluation.logodds import summarize
+from easyedit_split.evaluation.manifold import manifold_distance
+from easyedit_split.evaluation.results import EvaluationResult, MethodEvaluation, fit_key
+from easyedit_split.evaluation.sweep import encode_for_sweep, sweep, write_table
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["EvaluationResult", "MethodEvaluation", "evaluate_preference_utility"]
-
-
-@dataclass
-class MethodEvaluation:
-    """Everything measured for one update (one method)."""
-
-    name: str
-    source: str
-    kind: str
-    table: pd.DataFrame  # per (example, m) on the evaluation pairs
-    summary: pd.DataFrame  # per m means with CIs
-    fits: dict[str, CurveFit | None]  # fitted on the evaluation pairs' means, keys in fit_key()
-    train_summary: pd.DataFrame | None = None
-    train_fits: dict[str, CurveFit | None] = field(default_factory=dict)
-    transfer_r2: dict[str, float | None] = field(default_factory=dict)
-    valid_region: ValidRegion | None = None
-    valid_region_means: ValidRegion | None = None
-    calibration: Calibration | None = None
-    manifold: ManifoldResult | None = None
-    util_infinite: int = 0
-    notes: list[str] = field(default_factory=list)  # flags for the report: failed/skipped fits, NaN means, …
-    frontier: pd.DataFrame | None = None  # m, accuracy, util, on_frontier (evaluation pairs)
-    validation_table: pd.DataFrame | None = None  # per (example, m) on the validation pairs
-    dose: Any = None  # doses.Dose when the update was rescaled before the evaluation
-
-    def to_dict(self) -> dict[str, Any]:
-        def fd(fs):
-            return {k: (v.to_dict() if v is not None else None) for k, v in fs.items()}
-
-        return {
-            "name": self.name, "source": self.source, "kind": self.kind,
-            "summary": self.summary.to_dict(orient="list"),
-            "fits": fd(self.fits), "train_fits": fd(self.train_fits), "transfer_r2": self.transfer_r2,
-            "valid_region": self.valid_region.to_dict() if self.valid_region else None,
-            "valid_region_means": self.valid_region_means.to_dict() if self.valid_region_means else None,
-            "calibration": self.calibration.to_dict() if self.calibration else None,
-            "manifold": self.manifold.to_dict() if self.manifold else None,
-            "util_infinite": self.util_infinite, "notes": self.notes,
-            "frontier": self.frontier.to_dict(orient="list") if self.frontier is not None else None,
-            "dose": self.dose.to_dict() if self.dose is not None else None,
-        }
-
-
-@dataclass
-class EvaluationResult:
-    methods: dict[str, MethodEvaluation]
-    multipliers: list[float]
-    reduction: str
-    settings: dict[str, Any]
-    output_dir: Path | None = None
-    files: dict[str, str] = field(default_factory=dict)
-    matched: list[MatchedComparison] = field(default_factory=list)  # one per target accuracy
-
-    def __getitem__(self, name: str) -> MethodEvaluation:
-        return self.methods[name]
-
-    @property
-    def only(self) -> MethodEvaluation:
-        if len(self.methods) != 1:
-            raise ValueError(f"{len(self.methods)} methods evaluated; pick one by name")
-        return next(iter(self.methods.values()))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"multipliers": self.multipliers, "reduction": self.reduction, "settings": self.settings,
-                "files": self.files, "methods": {k: v.to_dict() for k, v in self.methods.items()},
-                "matched_accuracy": [c.to_dict() for c in self.matched]}
-
-
-def fit_key(kind: str, form: str) -> str:
-    """Key of a fit in :attr:`MethodEvaluation.fits`: ``"pref"`` / ``"util"`` for the design form,
-    ``"pref_per_side"`` / ``"util_per_side"`` for the per-side form."""
-    return kind if form == "design" else f"{kind}_{form}"
 
 
 def _per_example(table: pd.DataFrame, column: str, grid: Sequence[float]) -> np.ndarray:
@@ -226,7 +159,7 @@ def evaluate_preference_utility(
 ) -> EvaluationResult:
     """Preference–utility evaluation of one update (or several: pass ``{name: spec}``).
 
-    ``updates``: anything :func:`~easyedit_split.artefacts.load_artefact` accepts (loaded updates, a
+    ``updates``: anything :func:`~easyedit_split.adapters.artefacts.load_artefact` accepts (loaded updates, a
     path, ``diffmean@L`` built from ``train_pairs``), or a mapping name → such a spec.
     Sweeps ``pairs`` over ``multipliers``; fits PrefOdds/UtilOdds curves on the per-m means in both
     forms of docs/design.md §3 (``fits["pref"]``, ``fits["util"]``: design form;
@@ -339,7 +272,7 @@ def evaluate_preference_utility(
         "matched_targets": [float(t) for t in matched_targets], "reference": reference,
     }, out_dir, files, matched)
     if out_dir is not None:
-        from .report import write_report
+        from easyedit_split.evaluation.report import write_report
 
         write_report(result, out_dir, title=title)
         atomic_write_json(out_dir / "results.json", result.to_dict())

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .fitting import CurveFit
+from easyedit_split.evaluation.fitting import CurveFit
 
 __all__ = ["Calibration", "MeasuredCurve", "ValidRegion", "calibrate", "first_reach", "measured_curve", "valid_region"]
 

@@ -2,7 +2,7 @@
 
 Equal ``m`` is not an equal dose: a DiffMean vector of norm 4.7 and a trained vector of norm 40 at
 ``m = 1`` move the residual stream by very different amounts. A *dose* rescales an update once,
-``u → f·u`` (:meth:`~easyedit_split.updates.Update.scaled`), so that every later ``m`` (sweeps,
+``u → f·u`` (:meth:`~easyedit_split.core.updates.Update.scaled`), so that every later ``m`` (sweeps,
 fits, generation) is in a common unit. Modes:
 
 * ``raw`` — ``f = 1`` (the update as trained; the norms below are still measured and reported);
@@ -36,14 +36,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..apply import apply_updates
-from ..data.encoding import collate_sequences
-from ..errors import InputError
-from ..record import site_output
-from ..sites import Site
-from ..updates import Update
-from .frontier import first_crossing
-from .sweep import encode_for_sweep, pad_id_of
+from easyedit_split.core.apply import apply_updates
+from easyedit_split.core.record import site_output
+from easyedit_split.core.sites import Site
+from easyedit_split.core.updates import Update
+from easyedit_split.data.encoding import collate_sequences
+from easyedit_split.errors import InputError
+from easyedit_split.evaluation.frontier import first_crossing
+from easyedit_split.evaluation.sweep import encode_for_sweep, pad_id_of
 
 logger = logging.getLogger(__name__)
 
@@ -161,8 +161,8 @@ def dose_updates(
         raise InputError(f"{name}: the accuracy dose needs validation pairs (apart from the test pairs)")
     if not 0 < target_accuracy <= 1:
         raise InputError(f"target accuracy must be in (0, 1], got {target_accuracy}")
-    from .logodds import summarize
-    from .sweep import sweep
+    from easyedit_split.evaluation.logodds import summarize
+    from easyedit_split.evaluation.sweep import sweep
 
     grid = sorted({0.0, *(float(g) for g in probe_grid)})
     if max(grid) <= 0:
@@ -194,12 +194,12 @@ def dose_updates(
 def dose_all(model: nn.Module, tokenizer: Any, specs: Mapping[str, Any], mode: str, *, norm_pairs: Sequence,
              validation_pairs: Sequence | None = None, target_accuracy: float = 0.9,
              probe_grid: Sequence[float] = DEFAULT_PROBE_GRID, batch_rows: int = 128) -> tuple[dict, dict[str, Dose]]:
-    """Dose every named update spec (anything :func:`~easyedit_split.artefacts.load_artefact` takes) the same way.
+    """Dose every named update spec (anything :func:`~easyedit_split.adapters.artefacts.load_artefact` takes) the same way.
 
     Returns ``({name: LoadedUpdates with the rescaled updates}, {name: Dose})``; the prompts of the
     accuracy mode's validation sweep are rendered as each update was trained.
     """
-    from ..artefacts import load_artefact
+    from easyedit_split.adapters.artefacts import load_artefact
 
     loaded_out, doses = {}, {}
     for name, spec in specs.items():

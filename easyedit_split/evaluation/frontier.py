@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
-from .cells import cell
-from .derived import first_reach
-from .logodds import percentile_interval
+from easyedit_split.errors import InputError
+from easyedit_split.evaluation.cells import cell
+from easyedit_split.evaluation.derived import first_reach
+from easyedit_split.evaluation.logodds import percentile_interval
 
 __all__ = [
     "MatchedComparison",

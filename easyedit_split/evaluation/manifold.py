@@ -43,15 +43,15 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..apply import apply_updates
-from ..data.encoding import EncodedPair, collate_pairs, pad_id_of
-from ..data.pairs import PolarityPair
-from ..forward import capture_prefix, final_hidden, run_suffix, site_start_layer
-from ..record import record_site_outputs, stop_after
-from ..sites import Site, decoder_layers
-from ..updates import Update
-from .logodds import percentile_interval
-from .sweep import encode_for_sweep
+from easyedit_split.core.apply import apply_updates
+from easyedit_split.core.forward import capture_prefix, final_hidden, run_suffix, site_start_layer
+from easyedit_split.core.record import record_site_outputs, stop_after
+from easyedit_split.core.sites import Site, decoder_layers
+from easyedit_split.core.updates import Update
+from easyedit_split.data.encoding import EncodedPair, collate_pairs, pad_id_of
+from easyedit_split.data.pairs import PolarityPair
+from easyedit_split.evaluation.logodds import percentile_interval
+from easyedit_split.evaluation.sweep import encode_for_sweep
 
 logger = logging.getLogger(__name__)
 

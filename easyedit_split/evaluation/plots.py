@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._io import atomic_path
-from .fitting import CurveFit
+from easyedit_split.base.atomic_io import atomic_path
+from easyedit_split.evaluation.fitting import CurveFit
 
 __all__ = ["plot_curves", "plot_frontier", "plot_manifold", "plot_tradeoff"]
 

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .._io import atomic_write_text
-from .fitting import CurveFit
-from .frontier import format_matched_table
-from .plots import plot_curves, plot_frontier, plot_manifold, plot_tradeoff
-
-if TYPE_CHECKING:
-    from .api import EvaluationResult
+from easyedit_split.base.atomic_io import atomic_write_report
+from easyedit_split.evaluation.fitting import CurveFit
+from easyedit_split.evaluation.frontier import format_matched_table
+from easyedit_split.evaluation.plots import plot_curves, plot_frontier, plot_manifold, plot_tradeoff
+from easyedit_split.evaluation.results import EvaluationResult
 
 __all__ = ["fit_row", "manifold_lines", "write_report"]
 
@@ -60,7 +57,7 @@ def fit_row(fit: CurveFit | None) -> str:
 
 def comparison_lines(result: EvaluationResult, out: Path) -> list[str]:
     """Doses, the frontier plot and the matched-accuracy tables (writes ``frontier.png``)."""
-    from .doses import dose_lines
+    from easyedit_split.evaluation.doses import dose_lines
 
     lines: list[str] = []
     doses = {n: ev.dose for n, ev in result.methods.items() if ev.dose is not None}
@@ -218,6 +215,6 @@ def write_report(result: EvaluationResult, output_dir: str | os.PathLike, *, tit
                          f"{_f(r['util'])} [{_f(r['util_lo'])}, {_f(r['util_hi'])}] | {_f(r['accuracy'])} | "
                          f"{int(r['util_n_inf'])} |")
         lines.append("")
-    path = atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
+    path = atomic_write_report(out / "report.md", "\n".join(lines) + "\n")
     result.files["report"] = str(path)
     return path

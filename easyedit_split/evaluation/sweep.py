@@ -1,6 +1,6 @@
 """Multiplier sweeps: per-example answer losses and log-odds over a grid of multipliers.
 
-:func:`sweep` drives :class:`easyedit_split.scoring.PairScorer`: pairs are sorted by length and
+:func:`sweep` drives :class:`easyedit_split.core.scoring.PairScorer`: pairs are sorted by length and
 cut into chunks; each chunk is prepared once (padding, and the frozen prefix — the hidden states
 entering the lowest steered layer, which do not depend on ``m``), then all its ``(pair, m)`` rows
 are scored in batched passes with per-row multipliers (``batch_rows`` rows per pass). Single-token
@@ -26,16 +26,16 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .._io import JsonlAppender, atomic_path
-from ..data.encoding import EncodedPair, check_context_length, encode_pairs, pad_id_of
-from ..data.pairs import PolarityPair
-from ..distributed import DistContext, current
-from ..errors import InputError, NonFiniteResultError
-from ..scoring import PairScorer
-from ..serialization import check_updates_finite
-from ..sites import Site
-from ..updates import Update, VectorUpdate
-from .logodds import add_log_odds
+from easyedit_split.base.atomic_io import JsonlAppender, atomic_path
+from easyedit_split.core.distributed import DistContext, current
+from easyedit_split.core.scoring import PairScorer
+from easyedit_split.core.serialization import check_updates_finite
+from easyedit_split.core.sites import Site
+from easyedit_split.core.updates import Update, VectorUpdate
+from easyedit_split.data.encoding import EncodedPair, check_context_length, encode_pairs, pad_id_of
+from easyedit_split.data.pairs import PolarityPair
+from easyedit_split.errors import InputError, NonFiniteResultError
+from easyedit_split.evaluation.logodds import add_log_odds
 
 logger = logging.getLogger(__name__)
 
@@ -271,8 +271,8 @@ def sweep(
     non-finite loss stops the sweep at once (:class:`NonFiniteResultError`) with the rows done so far
     kept there. Delete it when the table is saved.
 
-    ``dist``: the ranks to share the work with (default: the torchrun process group when one is
-    initialised, see :func:`easyedit_split.distributed.current`). Every rank must call ``sweep`` with the
+    ``dist``: the ranks to share the work with (default: those of the enclosing
+    :func:`easyedit_split.core.distributed.distributed` block, else one process). Every rank must call ``sweep`` with the
     same arguments; each runs its share of the forwards and every rank returns the whole table,
     identical bit for bit to the one-process table. A partial file is not used under torchrun.
     """
@@ -344,7 +344,7 @@ def sweep_many(
     """Several updates (``{method name: updates}``) over the same pairs and multipliers in one pass.
 
     Rows of different updates share forwards (mixed-update batches,
-    :func:`~easyedit_split.apply.apply_mixed_updates`): a batch of ``batch_rows`` rows holds
+    :func:`~easyedit_split.core.apply.apply_mixed_updates`): a batch of ``batch_rows`` rows holds
     ``(update, pair, m)`` rows of every update. The table is :func:`sweep`'s with a ``method`` column,
     rows ordered by method (as given), then ``m``, then pair; each method's rows equal its own
     :func:`sweep` to float rounding (≤ 1e-6 relative in float32; steering vectors exactly). Shared over
@@ -394,8 +394,8 @@ def sweep_many(
 
 def _run_key(encoded: Sequence[EncodedPair], updates: Sequence[Update], grid: np.ndarray, layer: int | None) -> str:
     """What a sweep's rows depend on: the pairs' tokens, the updates' tensors and sites, the grid, the layer."""
-    from ..serialization import tensors_checksum
-    from ..training.trainer import data_fingerprint
+    from easyedit_split.core.serialization import tensors_checksum
+    from easyedit_split.training.trainer import data_fingerprint
 
     h = hashlib.sha256()
     h.update(data_fingerprint(encoded).encode())

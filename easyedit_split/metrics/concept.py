@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from ..data.pairs import PolarityPair
-from ..errors import InputError
-from ..evaluation.cells import cell
+from easyedit_split.data.pairs import PolarityPair
+from easyedit_split.errors import InputError
+from easyedit_split.evaluation.cells import cell
 
 __all__ = ["ConceptOnset", "concept_onset", "onset_lines", "probe_pairs_for"]
 

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data.encoding import collate_sequences
-from ..data.logprobs import answer_nll
-from ..generation import Generation
+from easyedit_split.core.generation import Generation
+from easyedit_split.data.encoding import collate_sequences
+from easyedit_split.data.logprobs import answer_nll
 
 __all__ = ["PerplexityResult", "perplexity"]
 
@@ -48,7 +48,7 @@ def perplexity(
 ) -> PerplexityResult:
     """``exp(mean NLL)`` of each generation's tokens given its prompt tokens.
 
-    ``generations``: :class:`~easyedit_split.generation.Generation` objects (their ``prompt_ids`` and
+    ``generations``: :class:`~easyedit_split.core.generation.Generation` objects (their ``prompt_ids`` and
     ``token_ids``) or ``(prompt_ids, generated_ids)`` pairs.
     """
     items: list[tuple[list[int], list[int]]] = []

@@ -34,7 +34,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..errors import EasyEditSplitError, InputError
+from easyedit_split.errors import EasyEditSplitError, InputError
 
 logger = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data.encoding import collate_sequences, encode_pairs, pad_id_of
-from ..data.pairs import PolarityPair, train_test_split
-from ..errors import InputError
-from ..generation import Generation
-from ..record import site_output
-from ..sites import Site
+from easyedit_split.core.generation import Generation
+from easyedit_split.core.record import site_output
+from easyedit_split.core.sites import Site
+from easyedit_split.data.encoding import collate_sequences, encode_pairs, pad_id_of
+from easyedit_split.data.pairs import PolarityPair, train_test_split
+from easyedit_split.errors import InputError
 
 __all__ = ["ConceptProbe", "fit_concept_probe", "pooled_hidden_states"]
 

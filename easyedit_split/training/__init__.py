@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .diffmean import diffmean_update
-from .hparams import (
+from easyedit_split.training.diffmean import diffmean_update
+from easyedit_split.training.hparams import (
     DiffMeanHyperParams,
     DPOHyperParams,
     RePSHyperParams,
@@ -11,8 +11,8 @@ from .hparams import (
     SplitHyperParams,
     TrainHyperParams,
 )
-from .objectives import dpo_loss, reps_loss, sft_loss, split_loss
-from .trainer import Trainer, TrainingError, TrainResult, select_pairs
+from easyedit_split.training.objectives import dpo_loss, reps_loss, sft_loss, split_loss
+from easyedit_split.training.trainer import Trainer, TrainingError, TrainResult, select_pairs
 
 __all__ = [
     "DPOHyperParams",

@@ -17,11 +17,11 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import InputError
-from ..hparams_io import HParamsError, HyperParams, load_yaml
-from ..methods import UnknownMethodError, hparams_class
-from ..updates import Update
-from .trainer import TrainResult
+from easyedit_split.base.hparams_io import HParamsError, HyperParams, load_yaml
+from easyedit_split.base.methods import UnknownMethodError, hparams_class
+from easyedit_split.core.updates import Update
+from easyedit_split.errors import InputError
+from easyedit_split.training.trainer import TrainResult
 
 logger = logging.getLogger(__name__)
 
@@ -98,17 +98,17 @@ def train_layers(
     ``test_size``/``max_num_of_examples``. ``model``/``tokenizer`` default to ``model_name_or_path``.
     ``output_dir`` defaults to :func:`output_folder` when ``save_vectors`` is true; nothing is written
     when it is None and ``save_vectors`` is false. ``device_map``/``max_memory``: where the model is loaded
-    (see :func:`~easyedit_split.models.load_model`), when ``model`` is not given.
+    (see :func:`~easyedit_split.core.models.load_model`), when ``model`` is not given.
 
     Under torchrun every rank calls this with the same arguments: each trains on its share of every
     batch (gradients summed over ranks) and rank 0 writes the files.
     """
-    from ..data.pairs import PolarityPair, load_pairs, pair_digests
-    from ..distributed import current
-    from ..easyedit_layout import write_easyedit_pt
-    from ..serialization import save_updates
-    from .diffmean import diffmean_update
-    from .trainer import Trainer, select_pairs
+    from easyedit_split.core.distributed import current
+    from easyedit_split.core.easyedit_layout import write_easyedit_pt
+    from easyedit_split.core.serialization import save_updates
+    from easyedit_split.data.pairs import PolarityPair, load_pairs, pair_digests
+    from easyedit_split.training.diffmean import diffmean_update
+    from easyedit_split.training.trainer import Trainer, select_pairs
 
     hp = hparams if isinstance(hparams, HyperParams) else load_train_hparams(hparams)
     if pairs is None:
@@ -119,7 +119,7 @@ def train_layers(
         pairs = load_pairs(pairs)
     selected = select_pairs(hp, pairs)
     if model is None:
-        from ..models import load_model
+        from easyedit_split.core.models import load_model
 
         model, tokenizer = load_model(hp.model_name_or_path, dtype=hp.torch_dtype, device=hp.device,
                                       device_map=device_map, max_memory=max_memory)

@@ -1,5 +1,5 @@
 """DiffMean / CAA (train-free): mean site activation over the answer tokens of positive sequences
-minus that of negative sequences, as a :class:`~easyedit_split.updates.VectorUpdate`.
+minus that of negative sequences, as a :class:`~easyedit_split.core.updates.VectorUpdate`.
 
 This is the one DiffMean of the package: ``train`` with a DiffMean YAML, the EasyEdit entry point
 ``generate_diffmean``, the main job and the ``diffmean@L`` artefact spec all call
@@ -18,14 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.encoding import EncodedPair, check_context_length, collate_sequences, pad_id_of
-from ..data.pairs import PolarityPair
-from ..errors import EasyEditSplitError
-from ..record import site_output
-from ..sites import Site, resolve_site
-from ..updates import VectorUpdate
-from .hparams import DiffMeanHyperParams
-from .trainer import encode_for
+from easyedit_split.core.record import site_output
+from easyedit_split.core.sites import Site, resolve_site
+from easyedit_split.core.updates import VectorUpdate
+from easyedit_split.data.encoding import EncodedPair, check_context_length, collate_sequences, pad_id_of
+from easyedit_split.data.pairs import PolarityPair
+from easyedit_split.errors import EasyEditSplitError
+from easyedit_split.training.hparams import DiffMeanHyperParams
+from easyedit_split.training.trainer import encode_for
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +76,8 @@ def default_diffmean_hparams(layer: int, component: str | None = None,
                              module_path: str | None = None) -> DiffMeanHyperParams:
     """DiffMean hparams for ``layer`` (``component`` or an explicit ``module_path``) with the shipped
     ``diffmean.yaml``'s rendering and batching."""
-    from ..defaults import packaged_hparams_dir
-    from ..hparams_io import load_yaml
+    from easyedit_split.base.defaults import packaged_hparams_dir
+    from easyedit_split.base.hparams_io import load_yaml
 
     path = packaged_hparams_dir() / "diffmean.yaml"
     shipped = load_yaml(path)

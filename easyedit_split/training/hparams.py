@@ -1,4 +1,4 @@
-"""Hyperparameters of the training methods, with EasyEdit's key names (applying: :mod:`easyedit_split.apply_hparams`).
+"""Hyperparameters of the training methods, with EasyEdit's key names (applying: :mod:`easyedit_split.core.apply_hparams`).
 
 Defaults follow upstream EasyEdit's ``SpiltHyperParams`` where the key exists there; keys marked
 "ours" are this plugin's additions. Upstream keys that have no meaning here are listed in
@@ -7,12 +7,12 @@ Defaults follow upstream EasyEdit's ``SpiltHyperParams`` where the key exists th
 Upstream quirks handled:
 
 * upstream spells SPLIT ``spilt``; ``alg_name`` is matched case-insensitively against the method
-  table's names (:mod:`easyedit_split.methods`);
+  table's names (:mod:`easyedit_split.base.methods`);
 * upstream's SPLIT experiment files ("our" configs) say ``alg_name: sft`` — SPLIT is EasyEdit's SFT
   trainer with ``neg_loss_weight``/``margin_penalty_weight`` switched on — so
   :class:`SplitHyperParams` accepts ``sft`` too, and :class:`SFTHyperParams` with a non-zero
   ``neg_loss_weight`` or ``margin_penalty_weight`` trains that same objective (with a warning);
-* ``intervention_method: weight`` means ``local_weight`` (the form table, :mod:`easyedit_split.methods`);
+* ``intervention_method: weight`` means ``local_weight`` (the form table, :mod:`easyedit_split.base.methods`);
 * ``loss_type`` of RePS files: ``scaled_simpo`` (default) or ``simpo``; ``dpo`` selects the DPO
   objective.
 """
@@ -23,10 +23,16 @@ import logging
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ..hparams_io import HParamsError, HyperParams, check_layers, check_range
-from ..methods import canonical_form, method_spec
+from easyedit_split.base.checks import MAX_SEED
+from easyedit_split.base.hparams_io import HParamsError, HyperParams, check_layers, check_range
+from easyedit_split.base.methods import canonical_form, method_spec
+from easyedit_split.data.formats import DataError
+from easyedit_split.data.prompts import check_prompt_rule
 
 logger = logging.getLogger(__name__)
+
+#: the largest LoRA rank accepted before a model is loaded (the site's size bounds it further, at training)
+MAX_RANK = 65_536
 
 __all__ = [
     "DPOHyperParams",
@@ -38,8 +44,7 @@ __all__ = [
 ]
 
 _UPSTREAM_IGNORED = (
-    "use_cache", "max_concepts", "output_length", "loss_output_dir", "inference", "all_labels",
-    "intervention_positions_dropout", "intervention_type", "steering_prompt_type", "train_on_negative",
+    "use_cache", "all_labels", "train_on_negative",
     "label_smoothing", "reference_free", "temperature_start", "temperature_end", "use_synergy",
     "use_dpo_loss", "concept_id", "hf_path", "generation_data", "generation_data_size",
     "generation_output_dir", "num_responses", "steer_from_end_position", "generate_orig_output",
@@ -63,6 +68,8 @@ class _ModelDataKeys(HyperParams):
     # ours: the module the update sits on, overriding intervention_components ('{layer}' = the layer)
     intervention_module_path: str | None = None
     answer_instruction: str | None = None  # ours: appended to every question (e.g. "Answer with Yes or No.")
+    # ours: how question + system prompt become the prompt text (data/prompts.py): plugin | easyedit
+    prompt_rule: str = "plugin"
 
     # === Dataset Config ===
     steer_train_dataset: str | None = None
@@ -75,9 +82,13 @@ class _ModelDataKeys(HyperParams):
         """Layers, seed, data sizes (sentinels: ``max_num_of_examples: null`` = all pairs, ``test_size:
         null`` or 0 = no hold-out)."""
         check_layers(source, self.layers)
+        try:
+            self.prompt_rule = check_prompt_rule(self.prompt_rule, f"{source}: key 'prompt_rule'")
+        except DataError as exc:
+            raise HParamsError(str(exc)) from None
         if len(set(self.layers)) != len(self.layers):
             raise HParamsError(f"{source}: key 'layers' lists a layer twice: {self.layers}")
-        check_range(source, "seed", self.seed, minimum=0)
+        check_range(source, "seed", self.seed, minimum=0, maximum=MAX_SEED)
         if self.max_num_of_examples is not None and self.max_num_of_examples < 1:
             raise HParamsError(f"{source}: key 'max_num_of_examples' must be >= 1, or null for all pairs; got "
                                f"{self.max_num_of_examples}")
@@ -99,7 +110,7 @@ class TrainHyperParams(_ModelDataKeys):
 
     # === Training Config ===
     batch_size: int = 2
-    dropout: float = 0.1
+    dropout: float = 0.0  # not implemented: a non-zero value is warned about (upstream default 0.1)
     gradient_accumulation_steps: int = 6
     lr: float = 0.08
     n_epochs: int = 12
@@ -121,6 +132,15 @@ class TrainHyperParams(_ModelDataKeys):
     # === Steering Config ===
     steering_factors: list[float] = field(default_factory=lambda: [2.0, 4.0, 6.0, 8.0, 10.0])
     substraction_type: str = "normal"  # normal | null_it_out
+
+    # === upstream spilt/sft/reps trainer keys (see UPSTREAM_TRAINER_KEYS) ===
+    intervention_type: str = "addition"  # upstream's trainers accept only addition (clamping raises there)
+    steering_prompt_type: str = "blend_in"  # prepend | blend_in: picks steered_* columns, only for steered_* pairs
+    intervention_positions_dropout: float = 0.0
+    output_length: int | None = None
+    max_concepts: int | None = None
+    loss_output_dir: str | None = None
+    inference: bool = False
 
     # === Preference objectives (RePS / DPO) ===
     loss_type: str | None = None
@@ -202,7 +222,9 @@ class TrainHyperParams(_ModelDataKeys):
         bad = [p for p in self.preference_pairs if p not in ("orig_add", "orig_sub")]
         if bad:
             raise HParamsError(f"{source}: key 'preference_pairs' has {bad}; supported: orig_add, orig_sub "
-                               "(steered_add/steered_sub need steering prompts, which this plugin does not build)")
+                               "(steered_add/steered_sub need the data's '<steering_prompt_type>_steered_input' "
+                               "columns, which this plugin does not read)")
+        self.check_upstream_trainer_keys(source)
         if not self.preference_pairs:
             raise HParamsError(f"{source}: key 'preference_pairs' must not be empty")
         if self.substraction_type not in ("normal", "norm", "null_it_out"):
@@ -211,8 +233,45 @@ class TrainHyperParams(_ModelDataKeys):
         if self.intervention_positions not in ("all",):
             raise HParamsError(f"{source}: key 'intervention_positions' {self.intervention_positions!r} is not "
                                "supported; training steers all positions ('all')")
-        if self.form == "lora" and self.low_rank_dimension < 1:
-            raise HParamsError(f"{source}: key 'low_rank_dimension' must be >= 1 for LoRA")
+        if self.form == "lora":
+            check_range(source, "low_rank_dimension", self.low_rank_dimension, minimum=1, maximum=MAX_RANK,
+                        hint=" (the rank is at most the site's smaller dimension)")
+
+    def check_upstream_trainer_keys(self, source: str) -> None:
+        """Upstream's spilt/sft/reps trainer keys: refuse what would change the update and cannot be done,
+        warn (WARNING, naming the key) for what the plugin does not implement."""
+        kind = str(self.intervention_type).strip().lower()
+        if kind != "addition":
+            raise HParamsError(
+                f"{source}: key 'intervention_type' is {self.intervention_type!r}; only 'addition' is trained. "
+                "Upstream EasyEdit's spilt/sft/reps trainers (steer/trainer/SFTTrainer.py, RepsVectorTrainer.py) "
+                f"implement no other type either: they raise 'Intervention type {self.intervention_type} not "
+                "supported'. Use intervention_type: addition (clamping exists only in the YAML comment upstream)")
+        self.intervention_type = kind
+        if str(self.steering_prompt_type) not in ("prepend", "blend_in"):
+            raise HParamsError(f"{source}: key 'steering_prompt_type' must be prepend or blend_in, got "
+                               f"{self.steering_prompt_type!r}")
+        if self.inference:
+            raise HParamsError(f"{source}: key 'inference' is true (upstream: build vectors without training); "
+                               "the plugin always trains. Set inference: false")
+        # max_concepts limits upstream's multi-concept datasets; on the one concept the plugin trains any value
+        # >= 1 (or null/0, upstream's "no limit") changes nothing, as upstream
+        if self.max_concepts is not None and self.max_concepts < 0:
+            raise HParamsError(f"{source}: key 'max_concepts' must be >= 0 (0 or null: no limit), got {self.max_concepts}")
+        check_range(source, "intervention_positions_dropout", self.intervention_positions_dropout, minimum=0,
+                    maximum=1, exclusive_max=True)
+        for key, value, why in (
+            ("intervention_positions_dropout", self.intervention_positions_dropout or None,
+             "steering positions are never dropped during training (upstream zeroes each position's factor "
+             "with this probability)"),
+            ("dropout", self.dropout or None, "updates are trained without dropout"),
+            ("output_length", self.output_length, "sequences are not truncated to it (upstream sets the "
+             "tokenizer's model_max_length)"),
+            ("loss_output_dir", self.loss_output_dir, "no train_losses.csv is written there (the plugin logs "
+             "losses in its training log and the artefact's metadata)"),
+        ):
+            if value is not None:
+                logger.warning("%s: key '%s' = %r is not implemented by the plugin: %s", source, key, value, why)
 
     def lora_scale(self) -> float:
         return 1.0 if self.lora_alpha is None else float(self.lora_alpha) / float(self.low_rank_dimension)

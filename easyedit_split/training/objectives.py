@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..methods import METHODS
+from easyedit_split.base.methods import METHODS
 
 __all__ = ["OBJECTIVES", "dpo_loss", "ref_violation_loss", "reps_loss", "sft_loss", "split_loss"]
 

@@ -1,6 +1,6 @@
 """One trainer for every objective (SFT, SPLIT, RePS, DPO/BiPO) and every update form.
 
-Built on :class:`~easyedit_split.scoring.PairScorer`:
+Built on :class:`~easyedit_split.core.scoring.PairScorer`:
 
 * the training pairs are shuffled once with the seed and cut into fixed minibatches; each
   minibatch is prepared once (padding, and the frozen prefix: hidden states entering the steered
@@ -18,7 +18,10 @@ Built on :class:`~easyedit_split.scoring.PairScorer`:
 * checkpoints every ``checkpoint_every`` optimizer steps (update, optimizer, scheduler, RNG states
   and step, as safetensors with a JSON pointer, written atomically); ``resume=True`` continues from
   the latest one and ends with exactly the parameters of an uninterrupted run;
-* a NaN/inf loss stops the run with :class:`TrainingError`, leaving the last good checkpoint intact.
+* a NaN/inf loss stops the run with :class:`TrainingError`, leaving the last good checkpoint intact; an
+  update whose values overflow is never saved (:func:`~easyedit_split.core.serialization.check_updates_finite`),
+  and one whose loss or size exploded is saved with a warning, recorded in the file's
+  ``extra["training_health"]`` (:func:`training_health`).
 """
 
 from __future__ import annotations
@@ -37,17 +40,25 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._io import atomic_save_safetensors, atomic_write_json
-from ..data.encoding import EncodedPair, check_context_length, encode_pairs, pad_id_of
-from ..data.pairs import PolarityPair, pair_digests, train_test_split
-from ..distributed import DistContext, current, shard_bounds
-from ..errors import EasyEditSplitError
-from ..scoring import PairScorer, PreparedPairs
-from ..serialization import save_updates
-from ..sites import Site, resolve_site
-from ..updates import Update, make_update
-from .hparams import TrainHyperParams
-from .objectives import OBJECTIVES, dpo_loss, ref_violation_loss, reps_loss, sft_loss, split_loss
+from easyedit_split.base.atomic_io import atomic_save_safetensors, atomic_write_json
+from easyedit_split.core.distributed import DistContext, current, shard_bounds
+from easyedit_split.core.scoring import PairScorer, PreparedPairs
+from easyedit_split.core.serialization import save_updates
+from easyedit_split.core.sites import Site, resolve_site
+from easyedit_split.core.updates import Update, make_update
+from easyedit_split.data.encoding import EncodedPair, check_context_length, encode_pairs, pad_id_of
+from easyedit_split.data.pairs import PolarityPair, pair_digests, train_test_split
+from easyedit_split.data.prompts import upstream_training_differs
+from easyedit_split.errors import EasyEditSplitError
+from easyedit_split.training.hparams import TrainHyperParams
+from easyedit_split.training.objectives import (
+    OBJECTIVES,
+    dpo_loss,
+    ref_violation_loss,
+    reps_loss,
+    sft_loss,
+    split_loss,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +73,7 @@ __all__ = [
     "make_minibatches",
     "sample_rows",
     "select_pairs",
+    "training_health",
 ]
 
 
@@ -90,12 +102,42 @@ class TrainResult:
 # ------------------------------------------------------------------------------------------ helpers
 
 
+#: an update with a value above this (in absolute terms) exploded: activations of language models are
+#: at most a few thousand, so such a step moves the site far off anything the model has seen
+EXPLODED_VALUE = 1e4
+#: a final loss this many times the first one (and above it) means the loss exploded
+EXPLODED_LOSS_RATIO = 10.0
+
+
+def training_health(loss_history: Sequence[float], update: Update) -> dict[str, Any]:
+    """What a finished run looked like: first/final/min loss, the update's norm and largest value, and
+    ``warnings`` naming what exploded (the loss grew ``EXPLODED_LOSS_RATIO``-fold, or a value exceeds
+    ``EXPLODED_VALUE``); recorded in the saved file and logged at WARNING."""
+    with torch.no_grad():
+        values = torch.cat([p.detach().float().reshape(-1) for p in update.parameters()])
+        norm, max_abs = float(torch.linalg.vector_norm(values.double())), float(values.abs().max())
+    health: dict[str, Any] = {"update_norm": norm, "max_abs_value": max_abs, "warnings": []}
+    if loss_history:
+        first, final = float(loss_history[0]), float(loss_history[-1])
+        health.update(first_loss=first, final_loss=final, min_loss=float(min(loss_history)))
+        if final > first and final > EXPLODED_LOSS_RATIO * max(abs(first), 1e-3):
+            health["warnings"].append(f"the loss exploded ({first:.4g} at the first step, {final:.4g} at the last)")
+    if max_abs > EXPLODED_VALUE:
+        health["warnings"].append(f"the update exploded (largest value {max_abs:.3g}, norm {norm:.3g})")
+    return health
+
+
 def build_update(model: nn.Module, hp: TrainHyperParams, layer: int) -> Update:
     site = Site(int(layer), hp.component, hp.intervention_module_path)
     rs = resolve_site(model, site)
+    if hp.form == "lora" and hp.low_rank_dimension > min(rs.d_in, rs.d_out):
+        from easyedit_split.base.hparams_io import HParamsError
+
+        raise HParamsError(f"key 'low_rank_dimension' is {hp.low_rank_dimension}, but {site} is {rs.d_in}→{rs.d_out}: "
+                           f"a rank above {min(rs.d_in, rs.d_out)} adds nothing; lower it")
     update = make_update(hp.form, site, rs.d_in, rs.d_out, rank=hp.low_rank_dimension, scale=hp.lora_scale(),
                          init_std=getattr(hp, "init_std", 0.0))
-    from ..apply import site_device
+    from easyedit_split.core.apply import site_device
 
     device = site_device(model, rs)  # with a device_map: the device of the steered layer
     return update.to(device if device is not None else next(model.parameters()).device)
@@ -115,8 +157,14 @@ def select_pairs(hp: Any, pairs: Sequence[PolarityPair]) -> list[PolarityPair]:
 
 
 def encode_for(hp: Any, pairs: Sequence[PolarityPair], tokenizer: Any) -> list[EncodedPair]:
+    rule = getattr(hp, "prompt_rule", "plugin")
+    if rule == "easyedit" and upstream_training_differs(tokenizer, hp.use_chat_template, hp.system_prompt):
+        logger.warning("use_chat_template is false (or the tokenizer has no template) and system_prompt is %r: "
+                       "upstream EasyEdit's spilt/sft/reps trainer would drop the system prompt from training "
+                       "prompts; the plugin trains on the prompt EasyEdit's applier generates with "
+                       "('<system_prompt> <question>')", hp.system_prompt)
     return encode_pairs(pairs, tokenizer, chat_template=hp.use_chat_template, system_prompt=hp.system_prompt,
-                        answer_instruction=getattr(hp, "answer_instruction", None))
+                        answer_instruction=getattr(hp, "answer_instruction", None), prompt_rule=rule)
 
 
 def make_minibatches(encoded: Sequence[EncodedPair], batch_size: int, seed: int) -> list[list[EncodedPair]]:
@@ -283,8 +331,6 @@ class Trainer:
             layer = hp.layers[0]
         self.layer = int(layer)
         self.objective = objective or hp.objective
-        if hp.dropout:
-            logger.info("dropout=%s is not applied: updates are trained without dropout", hp.dropout)
         torch.manual_seed(hp.seed)  # LoRA's A is initialised from the global generator
         self.update = update if update is not None else build_update(model, hp, self.layer)
         self.scorer = PairScorer(model, [self.update], pad_token_id=pad_id_of(tokenizer), use_prefix_cache=hp.use_prefix_cache,
@@ -353,7 +399,7 @@ class Trainer:
 
         ``max_steps`` stops after that many optimizer steps (the schedule still spans the whole
         run), which is how an interruption is simulated in the tests. ``easyedit_pt``: also write
-        EasyEdit's ``.pt`` beside ``output_path`` (see :func:`~easyedit_split.serialization.save_updates`).
+        EasyEdit's ``.pt`` beside ``output_path`` (see :func:`~easyedit_split.core.serialization.save_updates`).
         The saved file records a digest of every training pair (``extra["train_pair_digests"]``, when
         ``pairs`` are not already encoded), so that evaluation can keep them out of its held-out pairs.
         """
@@ -470,6 +516,10 @@ class Trainer:
             p.grad = None
 
         out = None
+        health = training_health(history, self.update)
+        for warning in health["warnings"]:
+            logger.warning("%s %s layer %d: %s; lower lr or steering_factors (recorded in the saved file's "
+                           "training_health)", hp.method, hp.form, self.layer, warning)
         if output_path is not None and step >= total_steps and not dist.is_main:
             dist.barrier()  # rank 0 writes the result
             out = Path(output_path)
@@ -477,6 +527,7 @@ class Trainer:
             out = save_updates(output_path, [self.update], model=self.model, method=hp.method, hparams=hp.to_dict(),
                                extra={"layer": self.layer, "objective": self.objective, "steps": step,
                                       "loss_history": history, "n_train_pairs": len(encoded),
+                                      "training_health": health,
                                       **({"train_pair_digests": self._pair_digests} if self._pair_digests else {})},
                                easyedit_pt=easyedit_pt)
             logger.info("saved %s update of layer %d to %s", hp.form, self.layer, out)
@@ -485,7 +536,7 @@ class Trainer:
                            objective=self.objective, layer=self.layer, steps=step,
                            seconds=time.perf_counter() - t0, pairs_seen=pairs_seen,
                            extra={"train_seconds": train_seconds, "total_steps": total_steps,
-                                  "n_minibatches": n_mb})
+                                  "n_minibatches": n_mb, "training_health": health})
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
