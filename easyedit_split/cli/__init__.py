@@ -45,6 +45,10 @@ COMMANDS: dict[str, str] = {
     "easyedit": "easyedit_split.cli.easyedit",
 }
 
+#: commands that run under torchrun (``WORLD_SIZE`` > 1) → whether they share their sweeps and training over
+#: the ranks (:func:`easyedit_split.core.distributed.distributed`); the others run in one process only
+DISTRIBUTED_COMMANDS: dict[str, bool] = {"train": True, "sweep": True, "compare": True}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -163,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     with _safe_output():
         try:
             _refuse_inapplicable_flags(args)
-            return int(args._run(args) or 0)
+            return _run_command(args)
         except EasyEditSplitError as exc:  # bad input: the message says what, where and what to do
             return _fail(str(exc), args.verbose)
         except OSError as exc:  # I/O: name the path
@@ -177,6 +181,19 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for note in getattr(args, "deprecated_options", None) or []:
                 logging.getLogger("easyedit_split.cli").warning("%s", note)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """Run the command; under torchrun inside a process group that is destroyed afterwards."""
+    from easyedit_split.core.distributed import DistributedError, context_from_env, distributed
+
+    if not context_from_env().enabled:
+        return int(args._run(args) or 0)
+    if args.command not in DISTRIBUTED_COMMANDS:
+        raise DistributedError(f"`{args.command}` runs in one process; start it without torchrun "
+                               f"(under torchrun: {', '.join(sorted(DISTRIBUTED_COMMANDS))})")
+    with distributed(share=DISTRIBUTED_COMMANDS[args.command]):
+        return int(args._run(args) or 0)
 
 
 def _describe_os_error(exc: OSError) -> str:

@@ -48,6 +48,15 @@ def add_model_arguments(p: argparse.ArgumentParser, *, dtype: str | None = "floa
                    + ("" if device else "; default: the hparams files'"))
 
 
+def add_device_map_arguments(p: argparse.ArgumentParser) -> None:
+    """``--device-map`` / ``--max-memory``: a model too large for one device, spread with accelerate."""
+    p.add_argument("--device-map", dest="device_map", default=None,
+                   help="auto (or balanced, sequential): spread a model that does not fit one device over the GPUs, "
+                        "CPU and disk with accelerate")
+    p.add_argument("--max-memory", dest="max_memory", default=None, metavar="DEV=SIZE,...",
+                   help="with --device-map: memory per device, e.g. 0=20GiB,1=20GiB,cpu=60GiB (the rest goes to disk)")
+
+
 class _Deprecated(argparse.Action):
     """An old spelling of an option: stores as the new one does and says which name to use."""
 
@@ -111,7 +120,7 @@ def parse_steer_values(text: str) -> list[float]:
 
 def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
-    p.add_argument("--device-map", dest="device_map", default=None, help="e.g. auto: spread a large model over GPUs")
+    add_device_map_arguments(p)
     p.add_argument("--data", default="psychopathy", help="built-in dataset (psychopathy, power-seeking, sentiment) or a data file")
     add_deprecated_alias(p, "--dataset", "--data", "data")
     p.add_argument("--multipliers", default="-5:5:21", help="start:stop:num or a comma list; 0 is added if missing (write --multipliers=-5:5:21 when it starts with -)")
@@ -208,12 +217,15 @@ def run_evaluation(args: argparse.Namespace, specs: dict[str, str]) -> int:
         refuse_earlier_results,
     )
     from easyedit_split.base.multipliers import parse_multipliers, with_zero
+    from easyedit_split.core.distributed import current
 
     set_threads(args.threads)
     grid = with_zero(parse_multipliers(args.multipliers, what="--multipliers"))
     parse_multipliers(getattr(args, "matched_accuracy", "0.75,0.9"), what="--matched-accuracy")
     for name, spec in specs.items():  # before any work: a spec that names nothing
         check_spec(spec, what=f"--update {name + '=' if name else ''}{spec}")
+    if not current().is_main:  # under torchrun: every rank sweeps its share, rank 0 writes the report
+        return _evaluate(args, specs, grid)
     check_writable(args.output, what="--output")
     refuse_earlier_results(args.output, EVALUATION_RESULTS, overwrite=getattr(args, "overwrite", False))
     with output_lock(args.output, what="--output"):
@@ -223,6 +235,7 @@ def run_evaluation(args: argparse.Namespace, specs: dict[str, str]) -> int:
 def _evaluate(args: argparse.Namespace, specs: dict[str, str], grid: list[float]) -> int:
     from easyedit_split.adapters.artefacts import is_diffmean_spec, load_artefact, recorded_training_pairs
     from easyedit_split.base.multipliers import parse_multipliers
+    from easyedit_split.core.distributed import current
     from easyedit_split.core.models import load_model
     from easyedit_split.core.serialization import save_updates
     from easyedit_split.data import pair_digests
@@ -235,7 +248,9 @@ def _evaluate(args: argparse.Namespace, specs: dict[str, str], grid: list[float]
     if dose == "accuracy" and not val:
         raise InputError("--dose accuracy needs validation pairs: give --n-val N")
     targets = parse_multipliers(getattr(args, "matched_accuracy", "0.75,0.9"), what="--matched-accuracy")
-    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device, device_map=args.device_map)
+    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device, device_map=args.device_map,
+                                  max_memory=args.max_memory)
+    main = current().is_main
     sweep_train = train if args.train_sweep_pairs is None else train[: args.train_sweep_pairs]
     steer_values = getattr(args, "steer_values", None)
     resolved = {name: load_artefact(spec, model, layer=args.layer, tokenizer=tokenizer, train_pairs=train,
@@ -243,7 +258,7 @@ def _evaluate(args: argparse.Namespace, specs: dict[str, str], grid: list[float]
                                     steer_values=parse_steer_values(steer_values) if steer_values else None)
                 for name, spec in specs.items()}
     for name, loaded in resolved.items():
-        if loaded.kind == "diffmean":  # keep the train-free vector that was evaluated, with its rendering
+        if loaded.kind == "diffmean" and main:  # keep the train-free vector that was evaluated, with its rendering
             path = Path(args.output) / f"diffmean_{name or 'update'}.safetensors"
             save_updates(path, loaded.updates, model=model, method="diffmean", hparams=loaded.info["hparams"],
                          extra={"n_train_pairs": len(train), "data": args.data, "seed": args.seed,
@@ -256,13 +271,15 @@ def _evaluate(args: argparse.Namespace, specs: dict[str, str], grid: list[float]
         resolved, doses = dose_all(model, tokenizer, resolved, dose, norm_pairs=test, validation_pairs=val or None,
                                    target_accuracy=args.dose_accuracy, batch_rows=args.batch_rows)
     result = evaluate_preference_utility(
-        model, tokenizer, resolved, test, grid, train_pairs=sweep_train or None, output_dir=args.output,
+        model, tokenizer, resolved, test, grid, train_pairs=sweep_train or None, output_dir=args.output if main else None,
         validation_pairs=val or None, matched_targets=targets, reference=getattr(args, "reference", None), doses=doses,
         manifold_positions=args.manifold_positions,
         reduction=args.reduction, delta=args.delta, target_pref=args.target_pref, target_accuracy=args.target_accuracy,
         max_util_drop=args.max_util_drop, derived_from=args.derived_from, fit_boot=args.fit_boot,
         manifold=args.manifold, batch_rows=args.batch_rows, seed=args.seed,
-        title=args.title, table_format=args.format)
+        title=args.title, table_format=args.format, progress=main)
+    if not main:
+        return 0
     out = sys.stdout
     for name, ev in result.methods.items():
         for fit in ev.fits.values():
