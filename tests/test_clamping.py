@@ -341,3 +341,18 @@ def test_the_easyedit_generate_entry_hands_on_the_update_itself(tmp_path, tiny_t
     apply_hp = ApplySplitHyperParams.from_dict({"layers": [2], "multipliers": [1.0]})
     [(layer, update)] = _updates_for(apply_hp, model, vectors)
     assert layer == 2 and update is vectors["layer_2"]
+
+
+def test_mixed_steering_clamps_only_the_rows_that_select_the_clamped_vector():
+    from easyedit_split.core.apply import apply_mixed_updates
+
+    model, ids = tiny_model("llama"), tiny_inputs(batch=3)
+    site, v, w = Site(1, "residual"), _vector(), _vector(seed=8)
+    clamp, add = ClampedVectorUpdate(site, 32, vector=v), VectorUpdate(site, 32, vector=w)
+    base = site_output(model, site, ids)
+    for m in (0.0, 1.5):
+        with apply_mixed_updates(model, [[clamp], [add]], [0, 1, -1], m):
+            mixed = site_output(model, site, ids)
+        torch.testing.assert_close(mixed[0], _by_hand(base[0], v, m), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(mixed[1], base[1] + m * w, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(mixed[2], base[2])

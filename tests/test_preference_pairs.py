@@ -161,3 +161,27 @@ def test_training_on_a_file_with_steered_fields(tmp_path, tiny_tokenizer):
     assert all(torch.isfinite(torch.tensor(res.loss_history)))
     bundle = load_updates(out, model)
     assert bundle.hparams["preference_pairs"] == ALL_PAIRS and bundle.extra["n_train_pairs"] == 3
+
+
+def test_a_ranks_share_of_a_minibatch_keeps_its_pairs_steered_rows(tiny_tokenizer):
+    """Under torchrun a rank holds a block of each minibatch's pairs (all their variants): the ranks' shares of
+    the loss add up to the one-process loss, steered rows included."""
+    from easyedit_split.core.distributed import DistContext
+
+    pairs = pairs_from_records(ITEMS)
+    model = tiny_model("llama")
+
+    def losses(world):
+        out = []
+        for rank in range(world):
+            trainer = Trainer(model, tiny_tokenizer, _hp(batch_size=3))
+            trainer.dist = DistContext(rank, world)
+            [batch] = trainer.prepare(encode_examples(trainer.hp, pairs, tiny_tokenizer), progress=False)
+            with torch.no_grad():
+                loss = trainer.minibatch_loss(batch, torch.Generator().manual_seed(7))
+            out.append(0.0 if loss is None else float(loss))
+        return out
+
+    one, two = losses(1), losses(2)
+    assert one[0] > 0 and all(share > 0 for share in two)
+    assert sum(two) == pytest.approx(one[0], rel=1e-5)
