@@ -165,9 +165,9 @@ def test_merged_mode_is_exact_on_a_linear_site(arch, component):
 
 def test_merged_mode_refuses_a_clamped_residual_vector():
     model = tiny_model("llama")
-    with pytest.raises(MergeError, match="clamped vector .* cannot be merged exactly.*Use hook mode"):
-        with merged_updates(model, [ClampedVectorUpdate(Site(1, "residual"), 32, vector=_vector())], 1.0):
-            pass
+    with (pytest.raises(MergeError, match="clamped vector .* cannot be merged exactly.*Use hook mode"),
+          merged_updates(model, [ClampedVectorUpdate(Site(1, "residual"), 32, vector=_vector())], 1.0)):
+        pass
 
 
 # ------------------------------------------------------------------------------------------ hparams
@@ -330,8 +330,8 @@ def test_easyedit_pt_is_refused_and_train_layers_writes_none(tmp_path, caplog, t
 
 
 def test_the_easyedit_generate_entry_hands_on_the_update_itself(tmp_path, tiny_tokenizer):
-    from easyedit_split.easyedit.entry_points import _updates_for, generate
     from easyedit_split.core.apply_hparams import ApplySplitHyperParams
+    from easyedit_split.easyedit.entry_points import _updates_for, generate
 
     model = tiny_model("llama")
     records = [{"question": q, "matching": "yes", "not_matching": "no"} for q in ["is it a b ?", "a b ?", "b a ?"]]

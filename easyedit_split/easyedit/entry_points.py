@@ -30,7 +30,11 @@ from easyedit_split.base.hparams_io import HParamsError, HyperParams
 from easyedit_split.base.methods import canonical_form, hparams_class
 from easyedit_split.core.apply import steer
 from easyedit_split.core.apply_hparams import ApplyHyperParams
-from easyedit_split.core.easyedit_layout import easyedit_layout_refusal, from_easyedit_state, to_easyedit_state
+from easyedit_split.core.easyedit_layout import (
+    easyedit_layout_refusal,
+    from_easyedit_state,
+    to_easyedit_state,
+)
 from easyedit_split.core.serialization import load_updates
 from easyedit_split.core.updates import Update
 from easyedit_split.data.formats import pairs_from_records
