@@ -41,6 +41,8 @@ _EXPORTS: dict[str, str] = {
     "load_updates": "easyedit_split.core.serialization",
     "load_artefact": "easyedit_split.adapters.artefacts",
     "register_with_easyedit": "easyedit_split.easyedit.registry",
+    "run_bench": "easyedit_split.bench.api",
+    "BenchConfig": "easyedit_split.bench.api",
 }
 
 #: old module path → where it lives now (the old path still imports, with a DeprecationWarning)

@@ -43,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "export": "easyedit_split.cli.export",
     "run": "easyedit_split.cli.run",
     "easyedit": "easyedit_split.cli.easyedit",
+    "bench": "easyedit_split.cli.bench",
 }
 
 #: commands that run under torchrun (``WORLD_SIZE`` > 1) → whether they share their sweeps and training over

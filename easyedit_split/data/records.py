@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import gzip
 import io
 import json
 import logging
@@ -79,8 +80,28 @@ def first_entry(value: Any) -> Any:
 
 
 def infer_file_type(path: Path) -> str:
-    """The file type for ``path``'s suffix (:data:`SUFFIX_TYPES`; jsonl when the suffix is unknown)."""
-    return SUFFIX_TYPES.get(path.suffix.lower(), "jsonl")
+    """The file type for ``path``'s suffix (:data:`SUFFIX_TYPES`; jsonl when the suffix is unknown); a
+    ``.gz`` file by the suffix before it (``pairs.jsonl.gz`` is JSON Lines)."""
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        suffix = Path(path.stem).suffix.lower()
+    return SUFFIX_TYPES.get(suffix, "jsonl")
+
+
+def file_stem(path: Path) -> str:
+    """``pairs`` for ``pairs.jsonl`` and for ``pairs.jsonl.gz`` (so pair ids do not depend on compression)."""
+    return Path(path.stem).stem if path.suffix.lower() == ".gz" else path.stem
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, gunzipped when its name ends in ``.gz``."""
+    raw = path.read_bytes()
+    if path.suffix.lower() != ".gz":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: ends in .gz but is not a complete gzip file ({exc})") from None
 
 
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (kept by surrogateescape)
@@ -96,7 +117,7 @@ def _read_text(path: Path) -> str:
     Bytes that are not UTF-8 are kept as surrogate escapes, so a bad row can be reported by line and
     skipped instead of failing the whole file.
     """
-    raw = path.read_bytes()
+    raw = _read_bytes(path)
     if b"\x00" in raw[:4096] and not raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise DataError(f"{path}: holds NUL bytes, so it is not UTF-8 text — probably UTF-16 (or UTF-32) without a "
                         "byte-order mark; re-save it as UTF-8 (or as UTF-16 with a BOM)")
@@ -256,7 +277,7 @@ def pairs_from_rows(path: Path, file_type: str, fmt: Any, *, strict: bool = Fals
         if fmt.id_field and record.get(fmt.id_field) not in (None, ""):
             pair_id = str(record[fmt.id_field])
         else:
-            pair_id = f"{path.stem}-{lineno}"
+            pair_id = f"{file_stem(path)}-{lineno}"
         used = {fmt.question_field, fmt.positive_field, fmt.negative_field, fmt.id_field}
         meta = {k: v for k, v in record.items() if k not in used}
         if fmt.concept_field and fmt.concept_field in record:
