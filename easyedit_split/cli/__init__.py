@@ -48,7 +48,7 @@ COMMANDS: dict[str, str] = {
 
 #: commands that run under torchrun (``WORLD_SIZE`` > 1) → whether they share their sweeps and training over
 #: the ranks (:func:`easyedit_split.core.distributed.distributed`); the others run in one process only
-DISTRIBUTED_COMMANDS: dict[str, bool] = {"train": True, "sweep": True, "compare": True}
+DISTRIBUTED_COMMANDS: dict[str, bool] = {"train": True, "sweep": True, "compare": True, "bench": False}
 
 
 def build_parser() -> argparse.ArgumentParser:
