@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from easyedit_split import __version__
-from easyedit_split.base.safe_text import capped, printable
+from easyedit_split.base.safe_text import capped, printable, progress_printable
 from easyedit_split.errors import EXIT_BAD_INPUT, EasyEditSplitError
 
 #: sub-command → module (imported only when that command runs, or for --help)
@@ -105,6 +105,9 @@ class _SafeStream:
         self._stream = stream
 
     def write(self, text: str) -> int:
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if caller.split(".")[0] == "tqdm":  # a progress bar redrawing itself keeps its \r
+            return self._stream.write(progress_printable(text))
         return self._stream.write(printable(text))
 
     def __getattr__(self, name: str) -> Any:

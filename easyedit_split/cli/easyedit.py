@@ -186,9 +186,9 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _edit(args: argparse.Namespace) -> int:
+    from easyedit_split.base.multipliers import parse_multipliers
     from easyedit_split.editing.compare import SHIPPED_HPARAMS, compare_editors
     from easyedit_split.editing.datasets import read_easyedit_dataset
-    from easyedit_split.base.multipliers import parse_multipliers
 
     root = Path(args.hparams_dir) if args.hparams_dir else SHIPPED_HPARAMS
     if root.is_file():

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,7 +36,7 @@ from easyedit_split.core.sites import (
     resolve_site,
 )
 from easyedit_split.core.updates import Update
-from easyedit_split.errors import EasyEditSplitError
+from easyedit_split.errors import EasyEditSplitError, InputError, InputTypeError
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +49,27 @@ class MergeError(EasyEditSplitError, ValueError):
     """An update cannot be folded exactly into the model's weights."""
 
 
+def check_multiplier(m: Any) -> None:
+    """A multiplier is a finite number (or a tensor of them): NaN or inf would steer every position to
+    NaN/inf without an error."""
+    if isinstance(m, torch.Tensor):
+        if m.is_floating_point() and not bool(torch.isfinite(m).all()):
+            raise InputError(f"multiplier {m.tolist() if m.numel() <= 8 else tuple(m.shape)} is not finite; give finite "
+                             "numbers")
+        return
+    if isinstance(m, bool) or not isinstance(m, (int, float)):
+        raise InputTypeError(f"multiplier must be a number, a list of numbers or a tensor, got {type(m).__name__}")
+    if not math.isfinite(m):
+        raise InputError(f"multiplier {m} is not finite; give a finite number")
+
+
 def _as_list(updates: Update | Iterable[Update]) -> list[Update]:
     if isinstance(updates, Update):
         return [updates]
     out = list(updates)
     for u in out:
         if not isinstance(u, Update):
-            raise TypeError(f"expected Update objects, got {type(u).__name__}")
+            raise InputTypeError(f"expected Update objects, got {type(u).__name__}")
     return out
 
 
@@ -76,7 +92,8 @@ class Steering:
         if isinstance(m, torch.Tensor) and m.dim() == 0:
             m = float(m)
         if isinstance(m, torch.Tensor) and m.dim() != 1:
-            raise ValueError(f"a per-row multiplier must have shape [batch], got {tuple(m.shape)}")
+            raise InputError(f"a per-row multiplier must have shape [batch], got {tuple(m.shape)}")
+        check_multiplier(m)
         self.multiplier = m
 
     def set_position_mask(self, mask: torch.Tensor | None) -> None:
@@ -99,7 +116,7 @@ class Steering:
         seq_dims = h.dim() - 2  # 1 for [B, T, D]
         if isinstance(m, torch.Tensor):
             if m.shape[0] != h.shape[0]:
-                raise ValueError(f"per-row multiplier has {m.shape[0]} rows but the batch has {h.shape[0]}")
+                raise InputError(f"per-row multiplier has {m.shape[0]} rows but the batch has {h.shape[0]}")
             scale: torch.Tensor | float = m.to(device=h.device, dtype=h.dtype).view(-1, *([1] * (h.dim() - 1)))
         else:
             scale = float(m)
@@ -208,7 +225,7 @@ def apply_updates(
     :class:`Steering` handle whose multiplier may be changed between forwards.
     """
     if positions not in POSITION_MODES:
-        raise ValueError(f"positions must be one of {POSITION_MODES}, got {positions!r}")
+        raise InputError(f"positions must be one of {POSITION_MODES}, got {positions!r}")
     ups = _as_list(updates)
     state = Steering(positions=positions)
     state.set_multiplier(multiplier)
@@ -313,6 +330,7 @@ def merge_updates(
     """
     if isinstance(multiplier, torch.Tensor) and multiplier.numel() != 1:
         raise MergeError("merged mode takes one scalar multiplier; use hook mode for per-row multipliers")
+    check_multiplier(multiplier)
     m = float(multiplier)
     ups = _as_list(updates)
     handle = handle or MergeHandle()
@@ -394,4 +412,4 @@ def steer(model: nn.Module, updates: Update | Iterable[Update], multiplier: floa
         with merged_updates(model, updates, multiplier, safe_merge=safe_merge) as handle:
             yield handle
     else:
-        raise ValueError(f"mode must be 'hook' or 'merged', got {mode!r}")
+        raise InputError(f"mode must be 'hook' or 'merged', got {mode!r}")

@@ -39,6 +39,7 @@ from easyedit_split.data.encoding import (
     collate_pairs,
     collate_prompts,
 )
+from easyedit_split.errors import InputError
 
 __all__ = ["PairLosses", "PairScorer", "PreparedPairs"]
 
@@ -58,7 +59,7 @@ class PairLosses:
             return self.sum_p, self.sum_n
         if reduction == "mean":
             return self.mean_p, self.mean_n
-        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+        raise InputError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
 
 
 @dataclass
@@ -103,7 +104,7 @@ class PairScorer:
     # -- preparation ---------------------------------------------------------------------------
     def prepare(self, encoded: Sequence[EncodedPair]) -> PreparedPairs:
         if not encoded:
-            raise ValueError("no pairs to prepare")
+            raise InputError("no pairs to prepare")
         single = self.single_token_sharing and all(e.single_token for e in encoded)
         if single:
             batch: SequenceBatch | PromptBatch = collate_prompts(encoded, self.pad_token_id, padding_side="left")
@@ -136,7 +137,7 @@ class PairScorer:
             if m_rows.numel() == 1:
                 m_rows = m_rows.expand(R).clone()
         if m_rows.numel() != R:
-            raise ValueError(f"{m_rows.numel()} multipliers for {R} rows")
+            raise InputError(f"{m_rows.numel()} multipliers for {R} rows")
         if prepared.single_token:
             return self._score_single(prepared, idx, m_rows)
         return self._score_sequences(prepared, idx, m_rows)

@@ -26,6 +26,7 @@ from torch import nn
 from easyedit_split.base.methods import FORMS as FORM_SPECS
 from easyedit_split.base.methods import canonical_form, resolve
 from easyedit_split.core.sites import Site
+from easyedit_split.errors import InputError
 
 __all__ = ["FORMS", "LoRAUpdate", "LocalWeightUpdate", "Update", "VectorUpdate", "make_update", "update_class"]
 
@@ -94,7 +95,7 @@ class VectorUpdate(Update):
             vector = torch.randn(d_out) * init_std if init_std > 0 else torch.zeros(d_out)
         vector = torch.as_tensor(vector).reshape(-1)
         if vector.numel() != d_out:
-            raise ValueError(f"vector has {vector.numel()} elements, site {site} needs {d_out}")
+            raise InputError(f"vector has {vector.numel()} elements, site {site} needs {d_out}")
         self.vector = nn.Parameter(vector.detach().clone().float())
 
     def delta_bias(self) -> torch.Tensor:
@@ -132,7 +133,7 @@ class LoRAUpdate(Update):
     ) -> None:
         super().__init__(site, d_in, d_out)
         if rank < 1:
-            raise ValueError(f"LoRA rank must be >= 1, got {rank}")
+            raise InputError(f"LoRA rank must be >= 1, got {rank}")
         self.rank = int(rank)
         self.scale = float(scale)
         if A is None:
@@ -141,7 +142,7 @@ class LoRAUpdate(Update):
         if B is None:
             B = torch.zeros(d_out, rank)
         if tuple(A.shape) != (rank, d_in) or tuple(B.shape) != (d_out, rank):
-            raise ValueError(f"LoRA shapes A{tuple(A.shape)} B{tuple(B.shape)} do not match rank {rank}, d_in {d_in}, d_out {d_out}")
+            raise InputError(f"LoRA shapes A{tuple(A.shape)} B{tuple(B.shape)} do not match rank {rank}, d_in {d_in}, d_out {d_out}")
         self.A = nn.Parameter(A.detach().clone().float())
         self.B = nn.Parameter(B.detach().clone().float())
 
@@ -184,7 +185,7 @@ class LocalWeightUpdate(Update):
         weight = torch.zeros(d_out, d_in) if weight is None else torch.as_tensor(weight)
         bias = torch.zeros(d_out) if bias is None else torch.as_tensor(bias).reshape(-1)
         if tuple(weight.shape) != (d_out, d_in) or bias.numel() != d_out:
-            raise ValueError(f"local weight shapes W{tuple(weight.shape)} b{tuple(bias.shape)} do not match [{d_out}, {d_in}]")
+            raise InputError(f"local weight shapes W{tuple(weight.shape)} b{tuple(bias.shape)} do not match [{d_out}, {d_in}]")
         self.weight = nn.Parameter(weight.detach().clone().float())
         self.bias = nn.Parameter(bias.detach().clone().float())
 

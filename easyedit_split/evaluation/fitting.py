@@ -56,6 +56,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import least_squares
 
+from easyedit_split.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -107,9 +109,9 @@ _MU = (-3.0, 3.0)  # per-side form: peak positions
 
 def _check_kind_form(kind: str, form: str) -> None:
     if kind not in KINDS:
-        raise ValueError(f"kind must be 'pref' or 'util', got {kind!r}")
+        raise InputError(f"kind must be 'pref' or 'util', got {kind!r}")
     if form not in FORMS:
-        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+        raise InputError(f"form must be one of {FORMS}, got {form!r}")
 
 
 def n_free_params(kind: str, form: str = "design") -> int:
@@ -229,7 +231,7 @@ class CurveFit:
 
     def predict(self, m) -> np.ndarray:
         if self.status == "skipped":
-            raise ValueError(f"{self.label} was not fitted: {self.message}")
+            raise InputError(f"{self.label} was not fitted: {self.message}")
         return _CURVES[(self.kind, self.form)](m, **self.params)
 
     def to_dict(self) -> dict[str, Any]:
@@ -494,7 +496,7 @@ def _prepare(m, y, what: str) -> _Data:
     m = np.asarray(m, dtype=np.float64).reshape(-1)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     if m.shape != y.shape:
-        raise ValueError(f"{what}: {m.size} multipliers but {y.size} values")
+        raise InputError(f"{what}: {m.size} multipliers but {y.size} values")
     warnings = []
     ok = np.isfinite(m) & np.isfinite(y)
     if (~ok).any():
@@ -611,7 +613,7 @@ def fit_curve(kind: str, m: Sequence[float], y: Sequence[float], *, form: str = 
     """
     _check_kind_form(kind, form)
     if min_extra_points < 1:
-        raise ValueError(f"min_extra_points must be >= 1, got {min_extra_points}")
+        raise InputError(f"min_extra_points must be >= 1, got {min_extra_points}")
     t0 = time.perf_counter()
     data = _prepare(m, y, f"fit {kind}")
     reason = _skip_reason(kind, form, data, min_extra_points)
@@ -635,11 +637,11 @@ def fit_util_odds(m: Sequence[float], y: Sequence[float], *, form: str = "design
 def transfer_r2(fit: CurveFit, m: Sequence[float], y_heldout: Sequence[float]) -> float:
     """R² of ``fit`` (made on training data) on held-out values at multipliers ``m``."""
     if fit.status == "skipped":
-        raise ValueError(f"transfer_r2: {fit.label} was not fitted: {fit.message}")
+        raise InputError(f"transfer_r2: {fit.label} was not fitted: {fit.message}")
     m = np.asarray(m, dtype=np.float64).reshape(-1)
     y = np.asarray(y_heldout, dtype=np.float64).reshape(-1)
     if m.shape != y.shape:
-        raise ValueError(f"transfer_r2: {m.size} multipliers but {y.size} values")
+        raise InputError(f"transfer_r2: {m.size} multipliers but {y.size} values")
     ok = np.isfinite(y)
     return r2_score(y[ok], fit.predict(m[ok]))
 
@@ -674,15 +676,15 @@ def bootstrap_fit(fit: CurveFit, m: Sequence[float], samples, *, n_boot: int = 3
     if fit.status == "skipped" or n_boot <= 0:
         return fit
     if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+        raise InputError(f"level must be in (0, 1), got {level}")
     s = np.asarray(samples, dtype=np.float64)
     mm = np.asarray(m, dtype=np.float64).reshape(-1)
     if s.ndim != 2 or s.shape[1] != mm.size:
-        raise ValueError(f"bootstrap_fit: samples must have shape [n_examples, {mm.size}], got {list(s.shape)}")
+        raise InputError(f"bootstrap_fit: samples must have shape [n_examples, {mm.size}], got {list(s.shape)}")
     if np.isnan(s).any():
-        raise ValueError("bootstrap_fit: samples contain NaN")
+        raise InputError("bootstrap_fit: samples contain NaN")
     if s.shape[0] < 2:
-        raise ValueError("bootstrap_fit: needs at least 2 examples")
+        raise InputError("bootstrap_fit: needs at least 2 examples")
     rng = np.random.default_rng(seed)
     th0 = np.asarray(fit.extra["theta"], dtype=np.float64)
     sign = int(fit.extra["sign"])

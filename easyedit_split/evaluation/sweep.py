@@ -32,8 +32,8 @@ from easyedit_split.core.serialization import check_updates_finite
 from easyedit_split.core.sites import Site
 from easyedit_split.core.updates import Update, VectorUpdate
 from easyedit_split.data.encoding import EncodedPair, check_context_length, encode_pairs, pad_id_of
-from easyedit_split.data.pairs import PolarityPair
-from easyedit_split.errors import InputError, NonFiniteResultError
+from easyedit_split.data.pairs import PolarityPair, check_pairs
+from easyedit_split.errors import InputError, InputTypeError, NonFiniteResultError
 from easyedit_split.evaluation.logodds import add_log_odds
 
 logger = logging.getLogger(__name__)
@@ -47,17 +47,15 @@ def encode_for_sweep(
     tokenizer: Any, pairs: Sequence[PolarityPair | EncodedPair], **encode_kwargs: Any
 ) -> list[EncodedPair]:
     """Pass encoded pairs through; tokenise :class:`PolarityPair` objects."""
-    items = list(pairs)
-    if not items:
-        raise ValueError("no pairs to sweep")
+    items = check_pairs(pairs, "pairs to sweep", encoded_ok=True)
     if all(isinstance(p, EncodedPair) for p in items):
         return items  # type: ignore[return-value]
     if all(isinstance(p, PolarityPair) for p in items):
         if tokenizer is None:
-            raise ValueError("a tokenizer is needed to encode PolarityPair objects")
+            raise InputError("a tokenizer is needed to encode PolarityPair objects")
         return encode_pairs(items, tokenizer, **encode_kwargs)  # type: ignore[arg-type]
     kinds = sorted({type(p).__name__ for p in items})
-    raise TypeError(f"pairs must all be PolarityPair or all EncodedPair, got {kinds}")
+    raise InputTypeError(f"pairs must all be PolarityPair or all EncodedPair, got {kinds}")
 
 
 def replace_at_layer(updates: Sequence[Update], layer: int) -> list[Update]:
@@ -69,7 +67,7 @@ def replace_at_layer(updates: Sequence[Update], layer: int) -> list[Update]:
     out: list[Update] = []
     for u in updates:
         if not isinstance(u, VectorUpdate):
-            raise ValueError(  # noqa: TRY004 - a wrong form, not a wrong Python type
+            raise InputError(  # a wrong form, not a wrong Python type
                 f"cannot move a {u.form} update from {u.site} to layer {layer}: only steering vectors are re-placed "
                 "automatically; pass update_factory=lambda layer: [...] to sweep layers with other forms"
             )
@@ -223,7 +221,7 @@ def sweep(
     pad = pad_id_of(tokenizer) if pad_token_id is None else int(pad_token_id)
     layer_list: list[int | None] = list(layers) if layers is not None else [None]
     if layers is None and update_factory is not None:
-        raise ValueError("update_factory needs layers=[...]")
+        raise InputError("update_factory needs layers=[...]")
     total = len(encoded) * grid.size * len(layer_list)
     bar = None
     if progress:

@@ -101,7 +101,7 @@ def train_layers(
     from easyedit_split.core.serialization import save_updates
     from easyedit_split.data.pairs import PolarityPair, load_pairs, pair_digests
     from easyedit_split.training.diffmean import diffmean_update
-    from easyedit_split.training.trainer import Trainer, select_pairs
+    from easyedit_split.training.trainer import Trainer, check_site, select_pairs
 
     hp = hparams if isinstance(hparams, HyperParams) else load_train_hparams(hparams)
     if pairs is None:
@@ -117,6 +117,8 @@ def train_layers(
         model, tokenizer = load_model(hp.model_name_or_path, dtype=hp.torch_dtype, device=hp.device)
     elif tokenizer is None:
         raise InputError("train_layers: pass the tokenizer with the model")
+    for layer in hp.layers:  # every layer's site before the first is trained: no half set of layer files
+        check_site(model, hp, layer)
     folder = Path(output_dir) if output_dir is not None else (output_folder(hp) if hp.save_vectors else None)
     result = TrainLayersResult(hp.method, hp.form, hp, len(selected), folder)
     for layer in hp.layers:

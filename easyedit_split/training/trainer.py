@@ -46,9 +46,9 @@ from easyedit_split.core.serialization import save_updates
 from easyedit_split.core.sites import Site, resolve_site
 from easyedit_split.core.updates import Update, make_update
 from easyedit_split.data.encoding import EncodedPair, check_context_length, encode_pairs, pad_id_of
-from easyedit_split.data.pairs import PolarityPair, pair_digests, train_test_split
+from easyedit_split.data.pairs import PolarityPair, check_pairs, pair_digests, train_test_split
 from easyedit_split.data.prompts import upstream_training_differs
-from easyedit_split.errors import EasyEditSplitError
+from easyedit_split.errors import EasyEditSplitError, InputError
 from easyedit_split.training.hparams import TrainHyperParams
 from easyedit_split.training.objectives import (
     OBJECTIVES,
@@ -126,7 +126,10 @@ def training_health(loss_history: Sequence[float], update: Update) -> dict[str, 
     return health
 
 
-def build_update(model: nn.Module, hp: TrainHyperParams, layer: int) -> Update:
+def check_site(model: nn.Module, hp: Any, layer: int):
+    """The site ``hp`` trains at ``layer`` on ``model``, resolved (and a LoRA rank checked against it):
+    :func:`~easyedit_split.training.api.train_layers` checks every layer's site before it trains the first,
+    so a bad layer or module path never leaves a half set of layer files."""
     site = Site(int(layer), hp.component, hp.intervention_module_path)
     rs = resolve_site(model, site)
     if hp.form == "lora" and hp.low_rank_dimension > min(rs.d_in, rs.d_out):
@@ -134,6 +137,11 @@ def build_update(model: nn.Module, hp: TrainHyperParams, layer: int) -> Update:
 
         raise HParamsError(f"key 'low_rank_dimension' is {hp.low_rank_dimension}, but {site} is {rs.d_in}→{rs.d_out}: "
                            f"a rank above {min(rs.d_in, rs.d_out)} adds nothing; lower it")
+    return site, rs
+
+
+def build_update(model: nn.Module, hp: TrainHyperParams, layer: int) -> Update:
+    site, rs = check_site(model, hp, layer)
     update = make_update(hp.form, site, rs.d_in, rs.d_out, rank=hp.low_rank_dimension, scale=hp.lora_scale(),
                          init_std=getattr(hp, "init_std", 0.0))
     dtype_device = next(model.parameters()).device
@@ -142,7 +150,7 @@ def build_update(model: nn.Module, hp: TrainHyperParams, layer: int) -> Update:
 
 def select_pairs(hp: Any, pairs: Sequence[PolarityPair]) -> list[PolarityPair]:
     """The training part: the seeded split's train part when ``test_size`` is set, then ``max_num_of_examples``."""
-    out = list(pairs)
+    out = check_pairs(pairs, "training pairs")
     if hp.test_size:
         size: int | float = int(hp.test_size) if hp.test_size >= 1 else float(hp.test_size)
         out, _ = train_test_split(out, size, seed=hp.seed)
@@ -192,7 +200,7 @@ def sample_rows(
         elif direction == "orig_sub":
             m, pos_wins = (torch.zeros_like(draw) if null_it_out else -draw), False
         else:
-            raise ValueError(f"unsupported preference pair {direction!r}")
+            raise InputError(f"unsupported preference pair {direction!r}")
         idx.append(torch.arange(n_pairs))
         ms.append(m)
         wins.append(torch.full((n_pairs,), pos_wins))
@@ -207,7 +215,7 @@ def _split_objective(hp, L_win, L_lose, ref_win, ref_lose, factors):
     theta: float | torch.Tensor = hp.margin_threshold
     if getattr(hp, "margin_scaling", "constant") == "factor":
         if factors is None:
-            raise ValueError("margin_scaling: factor needs the rows' steering factors")
+            raise InputError("margin_scaling: factor needs the rows' steering factors")
         theta = hp.margin_threshold * factors.abs().to(L_win)
     return split_loss(L_win, L_lose, hp.pos_loss_weight, hp.neg_loss_weight, hp.margin_penalty_weight, theta)
 
@@ -226,7 +234,7 @@ def _reps_objective(hp, L_win, L_lose, ref_win, ref_lose, factors):
 
 def _dpo_objective(hp, L_win, L_lose, ref_win, ref_lose, factors):
     if ref_win is None or ref_lose is None:
-        raise ValueError("the DPO objective needs reference losses")
+        raise InputError("the DPO objective needs reference losses")
     return dpo_loss(L_win, L_lose, ref_win, ref_lose, beta=hp.beta)
 
 
@@ -249,11 +257,11 @@ def compute_objective(
     ``hp.margin_scaling == "factor"`` (then they are required).
     """
     if objective not in OBJECTIVE_LOSSES:
-        raise ValueError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVE_LOSSES)}")
+        raise InputError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVE_LOSSES)}")
     loss = OBJECTIVE_LOSSES[objective](hp, L_win, L_lose, ref_win, ref_lose, factors)
     if hp.ref_loss_weight and objective != "dpo":
         if ref_win is None or ref_lose is None:
-            raise ValueError("ref_loss_weight > 0 needs reference losses")
+            raise InputError("ref_loss_weight > 0 needs reference losses")
         loss = loss + hp.ref_loss_weight * ref_violation_loss(L_win, L_lose, ref_win, ref_lose)
     return loss
 
@@ -310,13 +318,16 @@ class Trainer:
 
     def __init__(self, model: nn.Module, tokenizer: Any, hp: TrainHyperParams, *, layer: int | None = None,
                  objective: str | None = None, update: Update | None = None) -> None:
+        from easyedit_split.core.models import check_tokenizer_fits
+
+        check_tokenizer_fits(model, tokenizer, source="Trainer")
         self.model = model
         self.tokenizer = tokenizer
         self._pair_digests: list[str] | None = None  # of the pairs being trained on (recorded when saved)
         self.hp = hp
         if layer is None:
             if len(hp.layers) != 1:
-                raise ValueError(f"hparams list layers {hp.layers}; pass layer= to train one of them")
+                raise InputError(f"hparams list layers {hp.layers}; pass layer= to train one of them")
             layer = hp.layers[0]
         self.layer = int(layer)
         self.objective = objective or hp.objective
@@ -374,6 +385,11 @@ class Trainer:
         ``pairs`` are not already encoded), so that evaluation can keep them out of its held-out pairs.
         """
         hp = self.hp
+        if output_path is not None:
+            from easyedit_split.core.serialization import check_update_path
+
+            check_update_path(output_path)  # before training, not after it
+        pairs = check_pairs(pairs, "Trainer.train", encoded_ok=True)
         if pairs and isinstance(pairs[0], EncodedPair):
             encoded, self._pair_digests = list(pairs), None
         else:
