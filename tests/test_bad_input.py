@@ -1635,3 +1635,18 @@ def test_progress_bars_redraw_in_place_but_their_text_is_escaped(capsys):
             pass
     err = capsys.readouterr().err
     assert "\r" in err and "\\x0d" not in err and "\x1b[31m" not in err and "\\x1b[31mred" in err
+
+
+def test_a_refused_resume_says_what_changed(tmp_path):
+    from easyedit_split.training.trainer import Trainer, TrainingError
+    from tests.test_training import TOK, hp, pairs
+    from tiny_models import tiny_model
+
+    model, data, ckpt = tiny_model("llama"), pairs(), tmp_path / "ckpt"
+    Trainer(model, TOK, hp(checkpoint_every=1, n_epochs=1)).train(data, checkpoint_dir=ckpt, progress=False)
+    with pytest.raises(TrainingError, match=r"lr 0\.\d+ -> 0\.5"):
+        Trainer(model, TOK, hp(checkpoint_every=1, n_epochs=1, lr=0.5)).train(data, checkpoint_dir=ckpt, resume=True,
+                                                                               progress=False)
+    with pytest.raises(TrainingError, match=r"the training data \(\d+ -> \d+ pairs\)"):
+        Trainer(model, TOK, hp(checkpoint_every=1, n_epochs=1)).train(data[:-1], checkpoint_dir=ckpt, resume=True,
+                                                                      progress=False)

@@ -41,6 +41,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from easyedit_split.base.atomic_io import atomic_save_safetensors, atomic_write_json
+from easyedit_split.base.safe_text import shown
 from easyedit_split.core.scoring import PairScorer, PreparedPairs
 from easyedit_split.core.serialization import save_updates
 from easyedit_split.core.sites import Site, resolve_site
@@ -295,12 +296,35 @@ def data_fingerprint(encoded: Sequence[EncodedPair]) -> str:
     return h.hexdigest()
 
 
-def _fingerprint(hp: TrainHyperParams, encoded: Sequence[EncodedPair], layer: int) -> str:
+def _fingerprint_parts(hp: TrainHyperParams, encoded: Sequence[EncodedPair], layer: int) -> dict[str, Any]:
+    """What a checkpoint must have been trained with to be resumed (recorded in it, so that a refusal can
+    say what changed)."""
     keep = {k: v for k, v in hp.to_dict().items()
             if k not in ("checkpoint_every", "checkpoint_dir", "steer_vector_output_dir", "save_vectors", "device")}
-    blob = json.dumps({"hp": keep, "n_pairs": len(encoded), "data": data_fingerprint(encoded), "layer": layer},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return json.loads(json.dumps({"hp": keep, "n_pairs": len(encoded), "data": data_fingerprint(encoded),
+                                  "layer": layer}, default=str))
+
+
+def _fingerprint(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def describe_fingerprint_change(old: Any, new: dict[str, Any]) -> str:
+    """``"lr 0.05 -> 0.2; the training data (24 -> 20 pairs)"``: what differs between two fingerprint parts
+    (empty when the checkpoint predates recording them)."""
+    if not isinstance(old, dict):
+        return ""
+    changes = []
+    old_hp, new_hp = old.get("hp") or {}, new.get("hp") or {}
+    for key in sorted(set(old_hp) | set(new_hp)):
+        if old_hp.get(key) != new_hp.get(key):
+            changes.append(f"{key} {shown(old_hp.get(key))} -> {shown(new_hp.get(key))}")
+    if old.get("layer") != new.get("layer"):
+        changes.append(f"layer {old.get('layer')} -> {new.get('layer')}")
+    if old.get("data") != new.get("data") or old.get("n_pairs") != new.get("n_pairs"):
+        changes.append(f"the training data ({old.get('n_pairs')} -> {new.get('n_pairs')} pairs"
+                       + (", other content" if old.get("n_pairs") == new.get("n_pairs") else "") + ")")
+    return "; ".join(changes)
 
 
 # ------------------------------------------------------------------------------------------ trainer
@@ -426,7 +450,8 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(total_steps, warmup))
         factor_gen = torch.Generator().manual_seed(int(hp.seed) + 1)
 
-        ckpt = _Checkpointer(checkpoint_dir or hp.checkpoint_dir, _fingerprint(hp, encoded, self.layer))
+        parts = _fingerprint_parts(hp, encoded, self.layer)
+        ckpt = _Checkpointer(checkpoint_dir or hp.checkpoint_dir, _fingerprint(parts), parts)
         step, history = 0, []
         if resume:
             state = ckpt.load(self.update, optimizer, scheduler, factor_gen)
@@ -506,9 +531,10 @@ class _Checkpointer:
 
     KEEP = 2
 
-    def __init__(self, folder: str | Path | None, fingerprint: str) -> None:
+    def __init__(self, folder: str | Path | None, fingerprint: str, parts: dict[str, Any] | None = None) -> None:
         self.folder = Path(folder) if folder else None
         self.fingerprint = fingerprint
+        self.parts = parts
 
     @property
     def enabled(self) -> bool:
@@ -534,6 +560,7 @@ class _Checkpointer:
         meta = {"trainer_state": json.dumps({
             "step": step,
             "fingerprint": self.fingerprint,
+            "fingerprint_parts": self.parts,
             "param_groups": opt["param_groups"],
             "scheduler": {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"},
             "loss_history": history,
@@ -592,9 +619,10 @@ class _Checkpointer:
                 logger.warning("resume: checkpoint %s is unusable (%s); trying an older one", file, exc)
                 continue
             if meta["fingerprint"] != self.fingerprint:
+                changed = describe_fingerprint_change(meta.get("fingerprint_parts"), self.parts or {})
                 raise TrainingError(
-                    f"{file} was written by a run with different hparams or training data (fingerprint "
-                    f"{meta['fingerprint']} != {self.fingerprint}); not resuming. Delete {self.folder} (or use "
+                    f"{file} was written by a run with different hparams or training data ("
+                    f"{changed or 'fingerprint ' + meta['fingerprint'] + ' != ' + self.fingerprint}); not resuming. Delete {self.folder} (or use "
                     "another checkpoint_dir) to train from scratch, or rerun with the original settings and data")
             self._restore(meta, tensors, update, optimizer, scheduler, factor_gen)
             return {"step": int(meta["step"]), "loss_history": list(meta["loss_history"]), "file": str(file)}
