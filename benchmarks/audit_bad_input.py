@@ -507,8 +507,8 @@ CASES: list[Case] = [
     Case("data-identical-answers-some", "identical polarities", "cli:sweep", SWEEP(data="{d}/d.jsonl"), "either",
          (("same", "identical"),), prep=lambda c, d: write_jsonl(d / "d.jsonl", rows(12) + rows(4, " no", " no"))),
     Case("data-question-longer-than-context", "question longer than context", "cli:sweep",
-         SWEEP(data="{d}/d.jsonl"), "error", (("context", "longer", "tokens"),),
-         prep=lambda c, d: write_jsonl(d / "d.jsonl", rows(10) + [{"question": " ".join(WORDS * 6), "matching": " yes",
+         (*SWEEP(data="{d}/d.jsonl"), "--n-pairs", "6"), "error", (("context", "longer", "tokens"),),
+         prep=lambda c, d: write_jsonl(d / "d.jsonl", rows(5) + [{"question": " ".join(WORDS * 6), "matching": " yes",
                                                                    "not_matching": " no"}])),
     Case("data-empty-answer", "empty data", "cli:sweep", SWEEP(data="{d}/d.jsonl"), "either", ("answer",),
          prep=lambda c, d: write_jsonl(d / "d.jsonl", rows(10) + [{"question": "is it ?", "matching": "",
@@ -519,7 +519,7 @@ CASES: list[Case] = [
          prep=_writes("d.csv", "question,matching,not_matching\n")),
     Case("data-jsonl-comment-line", "data file", "cli:sweep", SWEEP(data="{d}/d.jsonl"), "either", ("d.jsonl",),
          prep=lambda c, d: (d / "d.jsonl").write_text("# my pairs\n" + "".join(json.dumps(r) + "\n" for r in rows(12)))),
-    Case("data-json-dict-of-records", "data file", "cli:sweep", SWEEP(data="{d}/d.json"), "either", ("d.json",),
+    Case("data-json-dict-of-records", "data file", "cli:sweep", SWEEP(data="{d}/d.json"), "any",
          prep=lambda c, d: (d / "d.json").write_text(json.dumps({"data": rows(12)}))),
     Case("data-null-answer", "data file", "cli:sweep", SWEEP(data="{d}/d.jsonl"), "either", (("d.jsonl",), ("null", "None", "empty")),
          prep=lambda c, d: write_jsonl(d / "d.jsonl", rows(10) + [{"question": "a", "matching": None, "not_matching": " no"}])),
@@ -693,7 +693,7 @@ CASES: list[Case] = [
           "--n-pairs", "6", "--output", "{d}/c"), "error", ("c",)),
     Case("opt-compare-slug-collision", "wrong types", "cli:compare",
          ("compare", "--model", "{M}", "--data", "{D}", "--update", "A b={U}", "--update", "a_b={U}", "--n-pairs", "6",
-          "--multipliers", "0,1", "--output", "{d}/c"), "either", ("name",)),
+          "--multipliers", "0,1", "--output", "{d}/c"), "any", check=lambda c, d, r: _distinct_tables(d / "c")),
 
     # ---------------------------------------------------------------- models, tokenizers, updates of other models
     Case("model-file-not-folder", "model path", "cli:info", ("info", "--model", "{d}/m.txt"), "error", ("m.txt",),
@@ -981,6 +981,11 @@ def _json_metadata_is_strict(path: Path) -> None:
     for k, v in read_metadata(path).items():
         if "NaN" in v or "Infinity" in v:
             raise WrongResult(f"metadata {k} holds non-standard JSON: {v[:80]}")
+
+
+def _distinct_tables(folder: Path) -> None:
+    if folder.is_dir() and len(list(folder.glob("sweep_*.csv"))) != 2:
+        raise WrongResult(f"two updates, {len(list(folder.glob('sweep_*.csv')))} sweep tables")
 
 
 def _not_chars(result: Any) -> None:

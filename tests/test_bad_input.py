@@ -1650,3 +1650,16 @@ def test_a_refused_resume_says_what_changed(tmp_path):
     with pytest.raises(TrainingError, match=r"the training data \(\d+ -> \d+ pairs\)"):
         Trainer(model, TOK, hp(checkpoint_every=1, n_epochs=1)).train(data[:-1], checkpoint_dir=ckpt, resume=True,
                                                                       progress=False)
+
+
+def test_one_swept_pair_gives_fits_without_bootstrap_intervals(caplog):
+    import pandas as pd
+
+    from easyedit_split.evaluation.api import fit_summary
+
+    m = [-1.0, 0.0, 1.0]
+    summary = pd.DataFrame({"m": m, "pref": [-1.0, 0.0, 1.0], "util": [-0.5, 0.0, -0.5]})
+    table = pd.DataFrame({"example_id": ["a"] * 3, "m": m, "pref_odds": [-1.0, 0.0, 1.0], "util_odds": [-0.5, 0.0, -0.5]})
+    with caplog.at_level(logging.WARNING):
+        fits = fit_summary(summary, "x", table, n_boot=5)
+    assert fits and "need at least 2 pairs" in caplog.text

@@ -59,6 +59,10 @@ def fit_summary(summary: pd.DataFrame, name: str, table: pd.DataFrame | None = N
             if np.isnan(samples).any():
                 logger.warning("%s: missing (example, m) rows; no bootstrap intervals for %s", name, kind)
                 samples = None
+            elif samples.shape[0] < 2:  # resampling one pair gives that pair back: no interval to speak of
+                logger.warning("%s: %d pair(s) swept; no bootstrap intervals for %s (they need at least 2 pairs)",
+                               name, samples.shape[0], kind)
+                samples = None
         for form in FORMS:
             fit = fit_curve(kind, m, summary[kind].to_numpy(), form=form)
             if samples is not None:
