@@ -1663,3 +1663,15 @@ def test_one_swept_pair_gives_fits_without_bootstrap_intervals(caplog):
     with caplog.at_level(logging.WARNING):
         fits = fit_summary(summary, "x", table, n_boot=5)
     assert fits and "need at least 2 pairs" in caplog.text
+
+
+def test_a_data_file_name_that_is_not_utf8_gives_printable_pair_labels(tmp_path):
+    import os
+
+    import pandas as pd
+
+    path = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.jsonl"))
+    path.write_text(json.dumps({"question": "is it ?", "matching": " yes", "not_matching": " no"}) + "\n")
+    (pair,) = read_pairs(path)
+    assert pair.id == "caf\\udce9-1" and pair.source == "caf\\udce9.jsonl:1"
+    pd.DataFrame({"example_id": [pair.id]}).to_csv(tmp_path / "t.csv")  # tables take them
