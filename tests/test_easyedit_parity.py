@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY_CHAT_TEMPLATE, build_tiny_tokenizer
-from tests.easyedit_checkout import require_steering, save_tiny_llama, steer_on_path
+from tests.easyedit_checkout import require_steering, steer_on_path
 
 EASYEDIT = require_steering()
 
@@ -89,11 +89,11 @@ def test_training_scoring_generation_prompts_equal_easyedits(host, tmp_path, mon
                                                               system_kind, use_chat_template, outside):
     from steer.utils.templates import build_model_input
 
+    from easyedit_split.core.generation import render_prompts
     from easyedit_split.data import prompts as prompt_rules
     from easyedit_split.data.encoding import encode_pairs
     from easyedit_split.data.pairs import PolarityPair
     from easyedit_split.easyedit.evaluator import _prompt_kwargs
-    from easyedit_split.core.generation import render_prompts
     from easyedit_split.training.trainer import encode_for
 
     if outside:  # the plugin's own copy of the rule, as used where EasyEdit's module is not imported

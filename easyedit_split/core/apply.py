@@ -40,7 +40,8 @@ from easyedit_split.errors import EasyEditSplitError, InputError, InputTypeError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MergeError", "MergeHandle", "Steering", "apply_updates", "merge_updates", "merged_updates", "steer"]
+__all__ = ["MergeError", "MergeHandle", "Steering", "apply_mixed_updates", "apply_updates", "as_update_groups",
+           "merge_updates", "merged_updates", "site_device", "steer"]
 
 POSITION_MODES = ("all", "prompt", "generated")
 
@@ -79,6 +80,7 @@ class Steering:
 
     multiplier: float | torch.Tensor = 1.0
     positions: str = "all"
+    selection: torch.Tensor | None = None  # mixed mode: per row, the index of its update group (-1: none)
     position_mask: torch.Tensor | None = None
     handles: list = field(default_factory=list, repr=False)
     _calls: int = field(default=0, repr=False)
@@ -95,6 +97,14 @@ class Steering:
             raise InputError(f"a per-row multiplier must have shape [batch], got {tuple(m.shape)}")
         check_multiplier(m)
         self.multiplier = m
+
+    def set_selection(self, selection: torch.Tensor | Sequence[int]) -> None:
+        """Mixed mode (:func:`apply_mixed_updates`): per batch row, the index of the update group it is
+        steered by (``-1``: none), shape ``[batch]``."""
+        sel = torch.as_tensor(selection, dtype=torch.long)
+        if sel.dim() != 1:
+            raise InputError(f"a selection must have shape [batch], got {tuple(sel.shape)}")
+        self.selection = sel
 
     def set_position_mask(self, mask: torch.Tensor | None) -> None:
         """An explicit ``[batch, seq]`` mask of positions to steer (overrides ``positions``)."""
@@ -191,15 +201,166 @@ def _site_hook(update: Update, rs: ResolvedSite, state: Steering):
             return None
         if update.needs_input:
             x = h if use_output_as_input else args[0]
-            delta = update.delta(x)
+            delta = update.delta(_to_device(x, _param_device(update)))
         else:
             delta = update.delta(None)
-        new_h = h + scale * delta.to(h.dtype)
+        new_h = h + scale * delta.to(device=h.device, dtype=h.dtype)
         if isinstance(output, tuple):
             return (new_h,) + tuple(output[1:])
         return new_h
 
     return hook
+
+
+def _to_device(x: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    return x if x is None or x.device == device else x.to(device)
+
+
+def _param_device(update: Update) -> torch.device:
+    return next(update.parameters()).device
+
+
+def site_device(model: nn.Module, rs: ResolvedSite) -> torch.device | None:
+    """Where the site's module computes: its parameters' device, or — when accelerate offloads it (its
+    weights sit on the ``meta`` device between forwards) — the execution device of the accelerate hook
+    on it or on its nearest ancestor. None when neither is known."""
+    for p in rs.module.parameters():
+        if p.device.type != "meta":
+            return p.device
+    parts = rs.module_path.split(".")
+    for i in range(len(parts), -1, -1):
+        try:
+            m = model.get_submodule(".".join(parts[:i])) if i else model
+        except AttributeError:
+            continue
+        dev = getattr(getattr(m, "_hf_hook", None), "execution_device", None)
+        if dev is not None:
+            return torch.device("cuda", dev) if isinstance(dev, int) else torch.device(dev)
+    return None
+
+
+def _place(update: Update, model: nn.Module, rs: ResolvedSite) -> None:
+    """Put the update where its site computes (inputs and outputs are moved in the hook if they differ)."""
+    device = site_device(model, rs)
+    if device is not None and _param_device(update) != device:
+        update.to(device)
+
+
+def _mixed_site_hook(choices: list[tuple[int, Update]], rs: ResolvedSite, state: Steering):
+    """One hook for every update group with an update at this module: row ``r`` gets
+    ``scale[r]·delta_k(x[r])`` of the group ``k = selection[r]`` that it selects, nothing otherwise.
+
+    Vectors are gathered per row (one ``[K, D]`` table); LoRA and local weights are computed on each
+    group's rows only and scattered back, so every row sees exactly its own update's math.
+    """
+    use_output_as_input = rs.kind == "block"
+    vector_choices = [(k, u) for k, u in choices if not u.needs_input]
+    input_choices = [(k, u) for k, u in choices if u.needs_input]
+
+    def hook(module, args, output):
+        if state._is_zero():
+            return None
+        h = output[0] if isinstance(output, tuple) else output
+        sel = state.selection
+        if sel is None:
+            raise InputError("mixed steering needs a per-row selection (Steering.set_selection)")
+        if sel.shape[0] != h.shape[0]:
+            raise InputError(f"the selection has {sel.shape[0]} rows but the batch has {h.shape[0]}")
+        scale = state._scale(h)
+        if scale is None:
+            return None
+        sel = sel.to(h.device)
+        B = h.shape[0]
+        row_scale = scale if isinstance(scale, torch.Tensor) else torch.full((B,) + (1,) * (h.dim() - 1), scale,
+                                                                               dtype=h.dtype, device=h.device)
+        if row_scale.shape[0] != B:
+            row_scale = row_scale.expand(B, *row_scale.shape[1:])
+        delta = torch.zeros_like(h)
+        if vector_choices:
+            K = max(k for k, _ in vector_choices) + 2  # one zero row for "no vector here" (index -1 → last)
+            table = torch.zeros(K, h.shape[-1], dtype=torch.float32, device=h.device)
+            table = table.index_copy(0, torch.tensor([k for k, _ in vector_choices], device=h.device),
+                                     torch.stack([u.delta(None).float().to(h.device) for _, u in vector_choices]))
+            pick = torch.where((sel >= 0) & (sel < K - 1), sel, torch.full_like(sel, K - 1))
+            rows_vec = table.index_select(0, pick).to(h.dtype)  # [B, D]
+            delta = delta + row_scale * rows_vec.view(B, *([1] * (h.dim() - 2)), -1)
+        x_all = (h if use_output_as_input else args[0]) if input_choices else None
+        for k, u in input_choices:
+            rows = (sel == k).nonzero(as_tuple=True)[0]
+            if rows.numel() == 0:
+                continue
+            d = u.delta(_to_device(x_all.index_select(0, rows), _param_device(u))).to(device=h.device, dtype=h.dtype)
+            delta = delta.index_copy(0, rows, delta.index_select(0, rows) + row_scale.index_select(0, rows) * d)
+        new_h = h + delta
+        if isinstance(output, tuple):
+            return (new_h,) + tuple(output[1:])
+        return new_h
+
+    return hook
+
+
+def as_update_groups(groups: Sequence[Update | Iterable[Update]]) -> list[list[Update]]:
+    """Update groups as lists (a single :class:`Update` is a group of one); at least one group."""
+    out = [_as_list(g) for g in groups]
+    if not out:
+        raise InputError("mixed steering needs at least one update group")
+    return out
+
+
+@contextlib.contextmanager
+def apply_mixed_updates(
+    model: nn.Module,
+    groups: Sequence[Update | Iterable[Update]],
+    selection: torch.Tensor | Sequence[int],
+    multiplier: float | torch.Tensor | Sequence[float] = 1.0,
+    *,
+    positions: str = "all",
+) -> Iterator[Steering]:
+    """Hook mode with a different update per batch row: row ``r`` is steered by ``groups[selection[r]]``
+    (``-1``: by none) at multiplier ``multiplier[r]``.
+
+    Each group is a list of updates (a method's updates at one or several sites). Rows of different
+    concepts or methods so share one forward; each row equals its own separate run (per-row math). Merged
+    mode cannot mix updates: fold one group at a time with :func:`merged_updates`. Yields a
+    :class:`Steering` whose multiplier and selection (:meth:`Steering.set_selection`) may be changed
+    between forwards.
+    """
+    if positions not in POSITION_MODES:
+        raise InputError(f"positions must be one of {POSITION_MODES}, got {positions!r}")
+    ups = as_update_groups(groups)
+    state = Steering(positions=positions)
+    state.set_multiplier(multiplier)
+    state.set_selection(selection)
+    sel = state.selection
+    if sel.numel() and (int(sel.max()) >= len(ups) or int(sel.min()) < -1):
+        raise InputError(f"selection values must lie in -1..{len(ups) - 1} ({len(ups)} update groups)")
+    by_module: dict[int, tuple[ResolvedSite, list[tuple[int, Update]]]] = {}
+    for k, group in enumerate(ups):
+        for u in group:
+            rs = resolve_site(model, u.site)
+            _check_dims(u, rs)
+            _place(u, model, rs)
+            by_module.setdefault(id(rs.module), (rs, []))[1].append((k, u))
+    try:
+        state.handles.append(model.register_forward_pre_hook(_model_pre_hook(state), with_kwargs=True))
+        state.handles.append(model.register_forward_hook(_model_post_hook(state)))
+        for rs, choices in by_module.values():
+            # a group with two updates at one module contributes both: one hook per (module, slot)
+            slots: list[list[tuple[int, Update]]] = []
+            for k, u in choices:
+                for slot in slots:
+                    if all(kk != k for kk, _ in slot):
+                        slot.append((k, u))
+                        break
+                else:
+                    slots.append([(k, u)])
+            for slot in slots:
+                state.handles.append(rs.module.register_forward_hook(_mixed_site_hook(slot, rs, state)))
+        yield state
+    finally:
+        for handle in state.handles:
+            handle.remove()
+        state.handles.clear()
 
 
 def _check_dims(update: Update, rs: ResolvedSite) -> None:
@@ -235,9 +396,7 @@ def apply_updates(
         for u in ups:
             rs = resolve_site(model, u.site)
             _check_dims(u, rs)
-            _, device = _dtype_device(rs.module)
-            if next(u.parameters()).device != device:
-                u.to(device)
+            _place(u, model, rs)
             state.handles.append(rs.module.register_forward_hook(_site_hook(u, rs, state)))
         yield state
     finally:
@@ -401,8 +560,22 @@ def merged_updates(
 
 @contextlib.contextmanager
 def steer(model: nn.Module, updates: Update | Iterable[Update], multiplier: float | torch.Tensor = 1.0, *,
-          mode: str = "hook", positions: str = "all", safe_merge: bool = False):
-    """One entry point for both modes: ``mode="hook"`` or ``mode="merged"``."""
+          mode: str = "hook", positions: str = "all", safe_merge: bool = False,
+          selection: torch.Tensor | Sequence[int] | None = None):
+    """One entry point for both modes: ``mode="hook"`` or ``mode="merged"``.
+
+    With ``selection`` (one group index per row), ``updates`` is a list of update groups steered per row
+    (:func:`apply_mixed_updates`); only hook mode can do that.
+    """
+    if selection is not None:
+        if mode == "merged":
+            raise MergeError("merged mode folds one update into the weights for the whole batch and cannot give rows "
+                             "different updates; use mode='hook' for mixed-update batches, or merge one group at a time")
+        if mode != "hook":
+            raise InputError(f"mode must be 'hook' or 'merged', got {mode!r}")
+        with apply_mixed_updates(model, updates, selection, multiplier, positions=positions) as state:  # type: ignore[arg-type]
+            yield state
+        return
     if mode == "hook":
         with apply_updates(model, updates, multiplier, positions=positions) as state:
             yield state

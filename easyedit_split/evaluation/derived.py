@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from easyedit_split.errors import InputError
-from easyedit_split.evaluation.fitting import CurveFit
+from easyedit_split.evaluation.curves import CurveFit
 
 __all__ = ["Calibration", "MeasuredCurve", "ValidRegion", "calibrate", "first_reach", "measured_curve", "valid_region"]
 

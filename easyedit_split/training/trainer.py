@@ -38,10 +38,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from easyedit_split.base.atomic_io import atomic_save_safetensors, atomic_write_json
+from easyedit_split.base.progress import progress as progress_bar
 from easyedit_split.base.safe_text import shown
+from easyedit_split.core.distributed import DistContext, current, shard_bounds
 from easyedit_split.core.scoring import PairScorer, PreparedPairs
 from easyedit_split.core.serialization import save_updates
 from easyedit_split.core.sites import Site, resolve_site
@@ -145,8 +146,10 @@ def build_update(model: nn.Module, hp: TrainHyperParams, layer: int) -> Update:
     site, rs = check_site(model, hp, layer)
     update = make_update(hp.form, site, rs.d_in, rs.d_out, rank=hp.low_rank_dimension, scale=hp.lora_scale(),
                          init_std=getattr(hp, "init_std", 0.0))
-    dtype_device = next(model.parameters()).device
-    return update.to(dtype_device)
+    from easyedit_split.core.apply import site_device
+
+    device = site_device(model, rs)  # with a device_map: the device of the steered layer
+    return update.to(device if device is not None else next(model.parameters()).device)
 
 
 def select_pairs(hp: Any, pairs: Sequence[PolarityPair]) -> list[PolarityPair]:
@@ -332,7 +335,13 @@ def describe_fingerprint_change(old: Any, new: dict[str, Any]) -> str:
 
 @dataclass
 class _Batch:
-    prepared: PreparedPairs
+    """One minibatch of ``n_pairs`` pairs; under torchrun this rank holds pairs ``[start, stop)`` of it
+    (``prepared`` is None when that block is empty)."""
+
+    prepared: PreparedPairs | None
+    n_pairs: int
+    start: int = 0
+    stop: int = 0
     ref_p: torch.Tensor | None = None
     ref_n: torch.Tensor | None = None
 
@@ -341,11 +350,13 @@ class Trainer:
     """Trains one update (``hp.intervention_method`` at ``layer``) of a frozen ``model``."""
 
     def __init__(self, model: nn.Module, tokenizer: Any, hp: TrainHyperParams, *, layer: int | None = None,
-                 objective: str | None = None, update: Update | None = None) -> None:
+                 objective: str | None = None, update: Update | None = None,
+                 dist: DistContext | None = None) -> None:
         from easyedit_split.core.models import check_tokenizer_fits
 
         check_tokenizer_fits(model, tokenizer, source="Trainer")
         self.model = model
+        self.dist = dist  # None: the torchrun process group when one is initialised (resolved in train)
         self.tokenizer = tokenizer
         self._pair_digests: list[str] | None = None  # of the pairs being trained on (recorded when saved)
         self.hp = hp
@@ -361,24 +372,46 @@ class Trainer:
                                  single_token_sharing=hp.single_token_sharing)
 
     # -- data ----------------------------------------------------------------------------------
-    def prepare(self, encoded: Sequence[EncodedPair]) -> list[_Batch]:
+    def _dist(self) -> DistContext:
+        return self.dist if self.dist is not None else current()
+
+    def prepare(self, encoded: Sequence[EncodedPair], *, progress: bool = True) -> list[_Batch]:
+        """Frozen-prefix states (and reference losses where the objective needs them) of the fixed minibatches;
+        under torchrun each rank prepares only its contiguous block of every minibatch's pairs (the global
+        batch is the same as in one process)."""
         batches = []
         need_ref = needs_reference(self.objective, self.hp)
+        dist = self._dist()
+        chunks = make_minibatches(encoded, self.hp.batch_size, self.hp.seed)
+        what = "prefix states" + (" and reference losses" if need_ref else "")
         with torch.no_grad():
-            for chunk in make_minibatches(encoded, self.hp.batch_size, self.hp.seed):
-                prepared = self.scorer.prepare(chunk)
-                b = _Batch(prepared)
-                if need_ref:
+            for chunk in progress_bar(chunks, desc=f"{self.objective} L{self.layer}: preparing {what}", unit="batch",
+                                      enabled=progress and dist.is_main):
+                start, stop = shard_bounds(len(chunk), dist.rank, dist.world_size)
+                local = chunk[start:stop]
+                prepared = self.scorer.prepare(local) if local else None
+                b = _Batch(prepared, len(chunk), start, stop)
+                if need_ref and prepared is not None:
                     L_p, L_n = self.scorer.score(prepared, 0.0).losses(self.hp.loss_reduction)
                     b.ref_p, b.ref_n = L_p.detach(), L_n.detach()
                 batches.append(b)
         return batches
 
     # -- one minibatch -------------------------------------------------------------------------
-    def minibatch_loss(self, batch: _Batch, generator: torch.Generator) -> torch.Tensor:
+    def minibatch_loss(self, batch: _Batch, generator: torch.Generator) -> torch.Tensor | None:
+        """The minibatch's objective (the mean over its rows). Under torchrun: this rank's share of it,
+        ``Σ_(its rows) / R`` (None when it holds no row), so that the shares sum to the mean over ranks."""
         hp = self.hp
-        idx, ms, pos_wins = sample_rows(batch.prepared.n_pairs, hp.preference_pairs, hp.steering_factors, generator,
+        idx, ms, pos_wins = sample_rows(batch.n_pairs, hp.preference_pairs, hp.steering_factors, generator,
                                         null_it_out=hp.substraction_type == "null_it_out")
+        n_rows = idx.numel()
+        share = 1.0
+        if batch.start != 0 or batch.stop != batch.n_pairs:  # a block of the pairs: keep their rows
+            keep = (idx >= batch.start) & (idx < batch.stop)
+            if not bool(keep.any()):
+                return None
+            idx, ms, pos_wins = idx[keep] - batch.start, ms[keep], pos_wins[keep]
+            share = idx.numel() / n_rows
         L_p, L_n = self.scorer.score(batch.prepared, ms, idx).losses(hp.loss_reduction)
         pw = pos_wins.to(L_p.device)
         L_win, L_lose = torch.where(pw, L_p, L_n), torch.where(pw, L_n, L_p)
@@ -386,7 +419,8 @@ class Trainer:
         if batch.ref_p is not None:
             rp, rn = batch.ref_p[idx.to(L_p.device)], batch.ref_n[idx.to(L_p.device)]
             ref_win, ref_lose = torch.where(pw, rp, rn), torch.where(pw, rn, rp)
-        return compute_objective(self.objective, hp, L_win, L_lose, ref_win, ref_lose, factors=ms)
+        loss = compute_objective(self.objective, hp, L_win, L_lose, ref_win, ref_lose, factors=ms)
+        return loss if share == 1.0 else loss * share
 
     # -- main loop -----------------------------------------------------------------------------
     def train(
@@ -433,7 +467,7 @@ class Trainer:
     def _train(self, encoded, output_path, checkpoint_dir, resume, progress, max_steps, easyedit_pt) -> TrainResult:
         hp = self.hp
         t0 = time.perf_counter()
-        batches = self.prepare(encoded)
+        batches = self.prepare(encoded, progress=progress)
         n_mb = len(batches)
         accum = hp.gradient_accumulation_steps
         steps_per_epoch = math.ceil(n_mb / accum)
@@ -460,8 +494,9 @@ class Trainer:
                 logger.info("resumed from %s at step %d/%d", state["file"], step, total_steps)
         stop_at = total_steps if max_steps is None else min(total_steps, max_steps)
 
-        bar = tqdm(total=total_steps, initial=step, desc=f"{self.objective} {hp.form} L{self.layer}",
-                   disable=not progress, leave=False)
+        dist = self._dist()
+        bar = progress_bar(total=total_steps, initial=step, desc=f"{self.objective} {hp.form} L{self.layer}", unit="step",
+                           enabled=progress and dist.is_main)
         pairs_seen = 0
         checked_frozen = False
         t_loop = time.perf_counter()
@@ -472,20 +507,40 @@ class Trainer:
                 group = order[in_epoch * accum:(in_epoch + 1) * accum].tolist()
                 optimizer.zero_grad(set_to_none=True)
                 step_loss = 0.0
+                bad: str | None = None
+                had_rows = False
                 for mb in group:
                     loss = self.minibatch_loss(batches[mb], factor_gen)
+                    pairs_seen += batches[mb].n_pairs
+                    if loss is None:  # under torchrun: this rank holds no pair of this minibatch
+                        continue
+                    had_rows = True
                     if not torch.isfinite(loss):
-                        raise TrainingError(
-                            f"non-finite loss ({loss.item()}) at step {step + 1} (epoch {epoch + 1}, minibatch {mb}); "
-                            f"last good checkpoint: {ckpt.latest_file() or 'none'} — lower lr or steering_factors")
+                        bad = (f"non-finite loss ({loss.item()}) at step {step + 1} (epoch {epoch + 1}, minibatch {mb}); "
+                               f"last good checkpoint: {ckpt.latest_file() or 'none'} — lower lr or steering_factors")
+                        if not dist.enabled:
+                            raise TrainingError(bad)
+                        break  # the other ranks must still reach the all-reduce
                     (loss / len(group)).backward()
                     step_loss += loss.item() / len(group)
-                    pairs_seen += batches[mb].prepared.n_pairs
                 if not checked_frozen:
                     leaked = [n for n, p in self.model.named_parameters() if p.grad is not None]
                     assert not leaked, f"gradients reached base-model parameters: {leaked[:3]}"
-                    assert all(p.grad is not None for p in params), "some update parameters got no gradient"
-                    checked_frozen = True
+                    if had_rows and bad is None:
+                        assert all(p.grad is not None for p in params), "some update parameters got no gradient"
+                        checked_frozen = True
+                if dist.enabled:  # sum the update's gradients (only: the base model is frozen) over ranks
+                    for p in params:
+                        if p.grad is None:
+                            p.grad = torch.zeros_like(p)
+                    dist.all_reduce_sum_([p.grad for p in params])
+                    stats = torch.tensor([step_loss, 0.0 if bad is None else 1.0], dtype=torch.float64,
+                                         device=params[0].device)
+                    dist.all_reduce_sum_([stats])
+                    step_loss = float(stats[0])
+                    if stats[1] > 0:
+                        raise TrainingError(bad or f"non-finite loss on another rank at step {step + 1} (epoch "
+                                                   f"{epoch + 1}); last good checkpoint: {ckpt.latest_file() or 'none'}")
                 if hp.max_grad_norm is not None and hp.max_grad_norm > 0:  # null/<=0: no clipping
                     torch.nn.utils.clip_grad_norm_(params, hp.max_grad_norm)
                 optimizer.step()
@@ -495,7 +550,9 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.3g}")
                 if hp.checkpoint_every and ckpt.enabled and step % hp.checkpoint_every == 0 and step < total_steps:
-                    ckpt.save(step, self.update, optimizer, scheduler, factor_gen, history)
+                    if dist.is_main:  # every rank holds the same state; one writes it
+                        ckpt.save(step, self.update, optimizer, scheduler, factor_gen, history)
+                    dist.barrier()
         finally:
             bar.close()
         train_seconds = time.perf_counter() - t_loop
@@ -508,7 +565,10 @@ class Trainer:
         for warning in health["warnings"]:
             logger.warning("%s %s layer %d: %s; lower lr or steering_factors (recorded in the saved file's "
                            "training_health)", hp.method, hp.form, self.layer, warning)
-        if output_path is not None and step >= total_steps:
+        if output_path is not None and step >= total_steps and not dist.is_main:
+            dist.barrier()  # rank 0 writes the result
+            out = Path(output_path)
+        elif output_path is not None and step >= total_steps:
             out = save_updates(output_path, [self.update], model=self.model, method=hp.method, hparams=hp.to_dict(),
                                extra={"layer": self.layer, "objective": self.objective, "steps": step,
                                       "loss_history": history, "n_train_pairs": len(encoded),
@@ -516,6 +576,7 @@ class Trainer:
                                       **({"train_pair_digests": self._pair_digests} if self._pair_digests else {})},
                                easyedit_pt=easyedit_pt)
             logger.info("saved %s update of layer %d to %s", hp.form, self.layer, out)
+            dist.barrier()
         return TrainResult(updates=[self.update], loss_history=history, output_path=out, method=hp.method,
                            objective=self.objective, layer=self.layer, steps=step,
                            seconds=time.perf_counter() - t0, pairs_seen=pairs_seen,
