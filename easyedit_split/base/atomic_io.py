@@ -27,7 +27,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -314,6 +314,8 @@ def _metadata_default(key: str):
             return os.fspath(obj)
         if isinstance(obj, (set, frozenset)):
             return sorted(obj, key=str)
+        if isinstance(obj, (Mapping, Sequence)):  # omegaconf's DictConfig/ListConfig (hydra): their text, as
+            return str(obj)                      # the hparams classes read them (a str field)
         if isinstance(obj, Enum):
             return obj.value
         if hasattr(obj, "tolist") and callable(obj.tolist):
@@ -420,8 +422,10 @@ def refuse_replacing_inputs(output: str | os.PathLike, inputs: Mapping[str, str 
     followed), or — when the output replaces a whole folder — a folder holding the input. Even with
     ``--overwrite`` an input is never the thing replaced."""
     out = Path(os.path.abspath(output)).resolve()
-    for label, given in inputs.items():
-        if given is None or not os.path.exists(given):
+    flat = [(label, one) for label, given in inputs.items()
+            for one in (given if isinstance(given, (list, tuple)) else [given])]
+    for label, given in flat:
+        if not isinstance(given, (str, os.PathLike)) or not os.path.exists(given):
             continue
         inp = Path(os.path.abspath(given)).resolve()
         if inp == out or (replaces_folder and out in inp.parents):

@@ -291,8 +291,10 @@ class HyperParams:
             raise HParamsError(f"{source}: key '{bad[0]}' must be a finite number, got {shown(getattr(self, bad[0]))}")
         hints = _field_hints(type(self))
         for f in dataclasses.fields(self):  # the constructor gets the same type checks as a YAML file
-            object.__setattr__(self, f.name, coerce_value(getattr(self, f.name), hints.get(f.name, Any),
-                                                          f"{source}: key '{f.name}'"))
+            value = getattr(self, f.name)
+            if value is None and f.default is None:  # a None default is the class's own sentinel
+                continue
+            object.__setattr__(self, f.name, coerce_value(value, hints.get(f.name, Any), f"{source}: key '{f.name}'"))
         self.apply_sentinels(source)
         self.validate(source)
         object.__setattr__(self, "_built", True)

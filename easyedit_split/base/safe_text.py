@@ -41,7 +41,7 @@ def printable(text: Any) -> str:
     return _UNSAFE.sub(_escape, text if isinstance(text, str) else str(text))
 
 
-#: what a progress bar (tqdm) writes to redraw itself: carriage return, cursor up
+#: what a terminal progress bar writes to redraw itself: carriage return, cursor up
 _PROGRESS_CONTROLS = re.compile("(\r|\x1b\\[A)")
 
 

@@ -59,6 +59,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import least_squares
 
+from easyedit_split.errors import InputError
+
 from .curves import (  # noqa: F401 - the curves are importable from here, as before the split
     _CURVES,
     _N_FREE,
