@@ -1638,9 +1638,10 @@ def test_progress_bars_redraw_in_place_but_their_text_is_escaped(capsys):
 
 
 def test_a_refused_resume_says_what_changed(tmp_path):
+    from tiny_models import tiny_model
+
     from easyedit_split.training.trainer import Trainer, TrainingError
     from tests.test_training import TOK, hp, pairs
-    from tiny_models import tiny_model
 
     model, data, ckpt = tiny_model("llama"), pairs(), tmp_path / "ckpt"
     Trainer(model, TOK, hp(checkpoint_every=1, n_epochs=1)).train(data, checkpoint_dir=ckpt, progress=False)

@@ -231,7 +231,7 @@ def _run_key(args: argparse.Namespace, prompts: list[str], mults: list, updates:
     settings = {k: getattr(args, k) for k in ("mode", "positions", "model", "dtype", "max_new_tokens",
                                               "do_sample", "temperature", "top_p", "top_k", "seed", "system_prompt",
                                               "no_chat_template", "batch_size")}
-    content = [[u.form, str(u.site), tensors_checksum({n: p.detach() for n, p in u.named_parameters()})]
+    content = [[u.form_key, str(u.site), tensors_checksum({n: p.detach() for n, p in u.named_parameters()})]
                for u in updates]
     blob = json.dumps({"settings": settings, "prompts": prompts, "multipliers": mults, "updates": content,
                        "model": model_signature(model)}, sort_keys=True, default=str)

@@ -57,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
     for r in result.layers:
         loss = r.final_loss
         tail = f", final loss {loss:.4f}" if loss is not None else ""
-        where = f"{r.path} (EasyEdit: {r.easyedit_path})" if r.path is not None else "not saved"
-        sys.stdout.write(f"{result.method} {result.form} layer {r.layer}: {where}{tail}\n")
+        easyedit = f"EasyEdit: {r.easyedit_path}" if r.easyedit_path is not None else "no EasyEdit .pt"
+        where = f"{r.path} ({easyedit})" if r.path is not None else "not saved"
+        sys.stdout.write(f"{result.method} {r.update.form_key} layer {r.layer}: {where}{tail}\n")
     if result.output_dir is None:
         sys.stdout.write("save_vectors is false: nothing was written\n")
     return 0

@@ -1,7 +1,8 @@
 """Running a model under updates: hook mode and merged mode, both as context managers.
 
 Hook mode (:func:`apply_updates`) adds ``m·(ΔW h_in + Δb)`` to a site's output with a forward
-hook. The multiplier ``m`` is set at run time, as a scalar or as a per-row tensor of shape
+hook (a clamped vector also adds its m-independent part, ``−(h·v̂)v̂``, at the steered positions,
+:meth:`~easyedit_split.core.updates.Update.fixed_delta`; its hooks stay on at ``m = 0``). The multiplier ``m`` is set at run time, as a scalar or as a per-row tensor of shape
 ``[batch]`` so that one batched forward evaluates several multipliers. It is padding-aware (pad
 positions, read from the ``attention_mask`` the model is called with, are not steered) and can be
 restricted to prompt or generated positions.
@@ -10,7 +11,9 @@ Merged mode (:func:`merged_updates`) folds ``m·ΔW`` and ``m·Δb`` into the mo
 accumulating in fp32, and restores the exact original tensors on exit. A residual-stream vector
 folds into the bias of the module that writes the residual stream; where no such module exists
 (a norm after the MLP as in OLMo-2 and Gemma-2/3, a mixture-of-experts MLP, a scaled residual
-branch) it raises, naming that reason, instead of merging approximately.
+branch) it raises, naming that reason, instead of merging approximately. A clamped vector on a
+linear module's output merges exactly as ``W' = (I − v̂v̂ᵀ)·W``, ``b' = (I − v̂v̂ᵀ)·b + m·v``; on the
+residual stream it is refused (the projection acts on the whole stream, which no module computes).
 
 Both restore the model on exit, exceptions included.
 """
@@ -82,6 +85,9 @@ class Steering:
     positions: str = "all"
     selection: torch.Tensor | None = None  # mixed mode: per row, the index of its update group (-1: none)
     position_mask: torch.Tensor | None = None
+    #: False turns every hook of the context off (the base model), whatever the updates; a multiplier of 0
+    #: is not that for a clamped vector
+    active: bool = True
     handles: list = field(default_factory=list, repr=False)
     _calls: int = field(default=0, repr=False)
     _prompt_len: int = field(default=0, repr=False)
@@ -120,22 +126,29 @@ class Steering:
     def _is_zero(self) -> bool:
         return not isinstance(self.multiplier, torch.Tensor) and self.multiplier == 0.0
 
+    def _weight(self, h: torch.Tensor) -> torch.Tensor | bool | None:
+        """Which positions of ``h`` ([B, T, D] or [B, D]) are steered: None = all, False = none, else a
+        ``[B, T, 1]`` 0/1 tensor."""
+        mask = self._mask_for(h) if h.dim() == 3 else None
+        if mask is None or mask is False:
+            return mask
+        return mask.to(device=h.device, dtype=h.dtype).unsqueeze(-1)
+
     def _scale(self, h: torch.Tensor) -> torch.Tensor | float | None:
         """The factor multiplying Δh at each position of ``h`` ([B, T, D] or [B, D]); None = nothing."""
         m = self.multiplier
-        seq_dims = h.dim() - 2  # 1 for [B, T, D]
         if isinstance(m, torch.Tensor):
             if m.shape[0] != h.shape[0]:
                 raise InputError(f"per-row multiplier has {m.shape[0]} rows but the batch has {h.shape[0]}")
             scale: torch.Tensor | float = m.to(device=h.device, dtype=h.dtype).view(-1, *([1] * (h.dim() - 1)))
         else:
             scale = float(m)
-        mask = self._mask_for(h) if seq_dims == 1 else None
-        if mask is None:
+        weight = self._weight(h)
+        if weight is None:
             return scale
-        if mask is False:
+        if weight is False:
             return None
-        return scale * mask.to(device=h.device, dtype=h.dtype).unsqueeze(-1)
+        return scale * weight
 
     def _mask_for(self, h: torch.Tensor):
         T = h.shape[1]
@@ -193,18 +206,27 @@ def _site_hook(update: Update, rs: ResolvedSite, state: Steering):
     use_output_as_input = rs.kind == "block"
 
     def hook(module, args, output):
-        if state._is_zero():
+        if not state.active:
+            return None
+        m_is_zero = state._is_zero()
+        if m_is_zero and not update.acts_at_zero:
             return None
         h = output[0] if isinstance(output, tuple) else output
         scale = state._scale(h)
         if scale is None:
             return None
-        if update.needs_input:
-            x = h if use_output_as_input else args[0]
-            delta = update.delta(_to_device(x, _param_device(update)))
-        else:
-            delta = update.delta(None)
-        new_h = h + scale * delta.to(device=h.device, dtype=h.dtype)
+        new_h = h
+        if not m_is_zero:
+            if update.needs_input:
+                x = h if use_output_as_input else args[0]
+                delta = update.delta(_to_device(x, _param_device(update)))
+            else:
+                delta = update.delta(None)
+            new_h = h + scale * delta.to(device=h.device, dtype=h.dtype)
+        fixed = update.fixed_delta(h)  # the m-independent part (clamping), from the unsteered output
+        if fixed is not None:
+            weight = state._weight(h)
+            new_h = new_h + (fixed if weight is None else weight * fixed)
         if isinstance(output, tuple):
             return (new_h,) + tuple(output[1:])
         return new_h
@@ -256,9 +278,10 @@ def _mixed_site_hook(choices: list[tuple[int, Update]], rs: ResolvedSite, state:
     use_output_as_input = rs.kind == "block"
     vector_choices = [(k, u) for k, u in choices if not u.needs_input]
     input_choices = [(k, u) for k, u in choices if u.needs_input]
+    clamp_choices = [(k, u) for k, u in choices if u.acts_at_zero]  # their rows also get −(h·v̂)v̂, at any m
 
     def hook(module, args, output):
-        if state._is_zero():
+        if not state.active or (state._is_zero() and not clamp_choices):
             return None
         h = output[0] if isinstance(output, tuple) else output
         sel = state.selection
@@ -291,6 +314,15 @@ def _mixed_site_hook(choices: list[tuple[int, Update]], rs: ResolvedSite, state:
                 continue
             d = u.delta(_to_device(x_all.index_select(0, rows), _param_device(u))).to(device=h.device, dtype=h.dtype)
             delta = delta.index_copy(0, rows, delta.index_select(0, rows) + row_scale.index_select(0, rows) * d)
+        weight = state._weight(h) if clamp_choices else None
+        for k, u in clamp_choices:
+            rows = (sel == k).nonzero(as_tuple=True)[0]
+            if rows.numel() == 0:
+                continue
+            fixed = u.fixed_delta(h.index_select(0, rows))
+            if weight is not None:
+                fixed = fixed * weight.index_select(0, rows)
+            delta = delta.index_copy(0, rows, delta.index_select(0, rows) + fixed)
         new_h = h + delta
         if isinstance(output, tuple):
             return (new_h,) + tuple(output[1:])
@@ -450,6 +482,13 @@ def _merge_target(model: nn.Module, update: Update) -> ResolvedSite:
     _check_dims(update, rs)
     if rs.kind in ("linear", "conv1d"):
         return rs
+    if update.acts_at_zero:
+        raise MergeError(
+            f"a clamped vector at {update.site} cannot be merged exactly: it replaces the component of the whole "
+            f"{update.site.component} output ({rs.module_path}) along its direction, and no single linear module "
+            "computes that output (the residual stream sums every earlier layer). Use hook mode, or train the "
+            "clamped vector on a linear site (mlp_down, attn_out), whose merge W' = (I − v̂v̂ᵀ)W is exact."
+        )
     if update.delta_weight() is not None:
         raise MergeError(
             f"{update.form} update at {update.site} has a ΔW on the residual stream; no linear module computes the "
@@ -472,6 +511,16 @@ def _merge_target(model: nn.Module, update: Update) -> ResolvedSite:
             f"{reason}. Use hook mode (apply_updates), or {alternative}."
         )
     return writer
+
+
+def _project_output(u: Update, rs: ResolvedSite, weight: torch.Tensor, bias: torch.Tensor | None):
+    """``(I − v̂v̂ᵀ)·W`` and ``(I − v̂v̂ᵀ)·b`` (in fp32, back to the module's dtype) for a clamped vector
+    on a Linear (``W: [d_out, d_in]``) or Conv1D (``W: [d_in, d_out]``, the projection acts on the right)."""
+    proj = u.projection().float().to(weight.device)  # −v̂v̂ᵀ
+    w = weight.float()
+    w_new = w + (proj @ w if rs.kind != "conv1d" else w @ proj)
+    b_new = None if bias is None else (bias.float() + proj @ bias.float()).to(weight.dtype)
+    return w_new.to(weight.dtype), b_new
 
 
 def merge_updates(
@@ -501,6 +550,8 @@ def merge_updates(
         key = id(module)
         w_cur, b_cur = pending.get(key, (module.weight.detach(), None if module.bias is None else module.bias.detach()))
         with torch.no_grad():
+            if u.acts_at_zero:  # clamping: the output (W x + b) is projected first, then m·v is added
+                w_cur, b_cur = _project_output(u, rs, w_cur, b_cur)
             w_new = w_cur
             dw = u.delta_weight()
             if dw is not None:  # _merge_target refused a ΔW on the residual stream

@@ -149,11 +149,14 @@ class PairScorer:
         multipliers: torch.Tensor | float | Sequence[float] = 0.0,
         pair_index: torch.Tensor | Sequence[int] | None = None,
         selection: torch.Tensor | Sequence[int] | None = None,
+        *,
+        unsteered: bool = False,
     ) -> PairLosses:
         """Losses of rows ``(pair_index[r], multipliers[r])``.
 
         ``pair_index`` defaults to every pair once; a scalar multiplier applies to every row.
         ``selection`` (a scorer made with ``groups``): per row, the update group steering it (-1: none).
+        ``unsteered``: the base model, without the updates (``m = 0`` is not that for a clamped vector).
         """
         B = prepared.n_pairs
         idx = torch.arange(B) if pair_index is None else torch.as_tensor(pair_index, dtype=torch.long)
@@ -175,18 +178,22 @@ class PairScorer:
                 raise InputError(f"{sel.numel()} selections for {R} rows")
         elif selection is not None:
             raise InputError("selection needs a scorer made with groups=[...]")
+        steer_m = None if unsteered else m_rows
         if prepared.single_token:
-            return self._score_single(prepared, idx, m_rows, sel)
-        return self._score_sequences(prepared, idx, m_rows, sel)
+            return self._score_single(prepared, idx, steer_m, sel)
+        return self._score_sequences(prepared, idx, steer_m, sel)
 
-    def _steering(self, m_rows: torch.Tensor, sel: torch.Tensor | None = None):
-        if not self.updates or bool((m_rows == 0).all()):
+    def _steering(self, m_rows: torch.Tensor | None, sel: torch.Tensor | None = None):
+        """The hooks for rows at ``m_rows`` (None: the base model, no hooks)."""
+        if m_rows is None or not self.updates:
+            return contextlib.nullcontext()
+        if bool((m_rows == 0).all()) and not any(u.acts_at_zero for u in self.updates):
             return contextlib.nullcontext()  # m = 0 everywhere is the base model: no hooks needed
         if self.groups is not None:
             return apply_mixed_updates(self.model, self.groups, sel, m_rows)
         return apply_updates(self.model, self.updates, m_rows.to(self.device))
 
-    def _hidden(self, prepared: PreparedPairs, rows: torch.Tensor, m_rows: torch.Tensor,
+    def _hidden(self, prepared: PreparedPairs, rows: torch.Tensor, m_rows: torch.Tensor | None,
                 sel: torch.Tensor | None = None) -> torch.Tensor:
         n_batch = prepared.batch.input_ids.shape[0]
         identity = rows.numel() == n_batch and bool((rows == torch.arange(n_batch)).all())
@@ -198,7 +205,7 @@ class PairScorer:
             am = prepared.batch.attention_mask if identity else prepared.batch.attention_mask[rows.to(self.device)]
             return final_hidden(self.model, ids, am)
 
-    def _score_single(self, prepared: PreparedPairs, idx: torch.Tensor, m_rows: torch.Tensor,
+    def _score_single(self, prepared: PreparedPairs, idx: torch.Tensor, m_rows: torch.Tensor | None,
                       sel: torch.Tensor | None = None) -> PairLosses:
         batch: PromptBatch = prepared.batch  # type: ignore[assignment]
         h = self._hidden(prepared, idx, m_rows, sel)[:, -1]  # left padding: last column is the last token
@@ -208,13 +215,14 @@ class PairScorer:
         ln = -logp.gather(-1, batch.negative_token.to(logp.device)[dev_idx].unsqueeze(-1)).squeeze(-1)
         return PairLosses(lp, ln, lp, ln)
 
-    def _score_sequences(self, prepared: PreparedPairs, idx: torch.Tensor, m_rows: torch.Tensor,
+    def _score_sequences(self, prepared: PreparedPairs, idx: torch.Tensor, m_rows: torch.Tensor | None,
                          sel: torch.Tensor | None = None) -> PairLosses:
         batch: SequenceBatch = prepared.batch  # type: ignore[assignment]
         B = prepared.n_pairs
         R = idx.numel()
         rows = torch.cat([idx, idx + B])  # positive rows then negative rows
-        h = self._hidden(prepared, rows, torch.cat([m_rows, m_rows]), None if sel is None else torch.cat([sel, sel]))
+        h = self._hidden(prepared, rows, None if m_rows is None else torch.cat([m_rows, m_rows]),
+                         None if sel is None else torch.cat([sel, sel]))
         dev_rows = rows.to(h.device)
         answer_mask = batch.answer_mask.to(h.device)[dev_rows]
         target_mask = answer_mask[:, 1:]

@@ -61,7 +61,8 @@ def encode_for_sweep(
 
 
 def replace_at_layer(updates: Sequence[Update], layer: int) -> list[Update]:
-    """The same steering vectors placed at ``layer`` (only vectors: their meaning survives the move).
+    """The same steering vectors (clamped ones stay clamped) placed at ``layer`` (only vectors: their meaning
+    survives the move).
 
     LoRA / local-weight updates are tied to the weights of the layer they were made for; a layer
     sweep of those needs an ``update_factory(layer)``.
@@ -73,8 +74,7 @@ def replace_at_layer(updates: Sequence[Update], layer: int) -> list[Update]:
                 f"cannot move a {u.form} update from {u.site} to layer {layer}: only steering vectors are re-placed "
                 "automatically; pass update_factory=lambda layer: [...] to sweep layers with other forms"
             )
-        site = Site(layer, u.site.component, u.site.module_path)
-        out.append(VectorUpdate(site, u.d_out, vector=u.delta_bias().detach().clone()))
+        out.append(u.moved_to(Site(layer, u.site.component, u.site.module_path)))
     return out
 
 
@@ -391,7 +391,7 @@ def _run_key(encoded: Sequence[EncodedPair], updates: Sequence[Update], grid: np
     h = hashlib.sha256()
     h.update(data_fingerprint(encoded).encode())
     for i, u in enumerate(updates):
-        h.update(f"{i}|{u.form}|{u.site}|".encode())
+        h.update(f"{i}|{u.form_key}|{u.site}|".encode())
         h.update(tensors_checksum({n: p.detach() for n, p in u.named_parameters()}).encode())
     h.update(f"{grid.tolist()}|{layer}".encode())
     return h.hexdigest()[:16]

@@ -128,6 +128,13 @@ def train_layers(
     for layer in hp.layers:  # every layer's site before the first is trained: no half set of layer files
         check_site(model, hp, layer)
     folder = Path(output_dir) if output_dir is not None else (output_folder(hp) if hp.save_vectors else None)
+    pt_writer = write_easyedit_pt
+    if getattr(hp, "intervention_type", "addition") != "addition":
+        pt_writer = None
+        if folder is not None:
+            logger.warning("intervention_type %s: no EasyEdit layer_L.pt is written beside the .safetensors in %s "
+                           "(EasyEdit's appliers only add vectors and would apply it as an addition); the "
+                           "plugin's apply, generate and sweep read the .safetensors", hp.intervention_type, folder)
     result = TrainLayersResult(hp.method, hp.form, hp, len(selected), folder)
     for layer in hp.layers:
         path = folder / f"layer_{layer}.safetensors" if folder is not None else None
@@ -138,16 +145,16 @@ def train_layers(
                              extra={"layer": layer, "n_train_pairs": len(selected),
                                     **({"train_pair_digests": pair_digests(selected)}
                                        if isinstance(selected[0], PolarityPair) else {})},
-                             easyedit_pt=write_easyedit_pt)
+                             easyedit_pt=pt_writer)
             train_result = None
         else:
             ckpt_base = folder if folder is not None else output_folder(hp)
             ckpt_dir = hp.checkpoint_dir or (ckpt_base / f"checkpoints_layer_{layer}" if hp.checkpoint_every else None)
             train_result = Trainer(model, tokenizer, hp, layer=layer).train(
                 selected, output_path=path, checkpoint_dir=ckpt_dir, resume=resume, progress=progress,
-                easyedit_pt=write_easyedit_pt)
+                easyedit_pt=pt_writer)
             update = train_result.updates[0]
         # the .pt is written with its .safetensors, which records the .pt's SHA-256 (a mixed pair is refused)
-        pt = path.with_suffix(".pt") if path is not None else None
+        pt = path.with_suffix(".pt") if path is not None and pt_writer is not None else None
         result.layers.append(LayerResult(int(layer), update, train_result, path, pt))
     return result

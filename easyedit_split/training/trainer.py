@@ -49,7 +49,7 @@ from easyedit_split.core.sites import Site, resolve_site
 from easyedit_split.core.updates import Update, make_update
 from easyedit_split.data.encoding import EncodedPair, check_context_length, encode_pairs, pad_id_of
 from easyedit_split.data.pairs import PolarityPair, check_pairs, pair_digests, train_test_split
-from easyedit_split.data.prompts import upstream_training_differs
+from easyedit_split.data.prompts import template_in_use, upstream_training_differs
 from easyedit_split.errors import EasyEditSplitError, InputError
 from easyedit_split.training.hparams import TrainHyperParams
 from easyedit_split.training.objectives import (
@@ -60,6 +60,15 @@ from easyedit_split.training.objectives import (
     sft_loss,
     split_loss,
 )
+from easyedit_split.training.preference_pairs import (
+    PREFERENCE_PAIRS,
+    field_name,
+    needed_by,
+    slots_of,
+    uses_steered,
+    variant_pairs,
+    variants_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +78,7 @@ __all__ = [
     "TrainingError",
     "build_update",
     "compute_objective",
+    "encode_examples",
     "encode_for",
     "linear_schedule",
     "make_minibatches",
@@ -145,7 +155,8 @@ def check_site(model: nn.Module, hp: Any, layer: int):
 def build_update(model: nn.Module, hp: TrainHyperParams, layer: int) -> Update:
     site, rs = check_site(model, hp, layer)
     update = make_update(hp.form, site, rs.d_in, rs.d_out, rank=hp.low_rank_dimension, scale=hp.lora_scale(),
-                         init_std=getattr(hp, "init_std", 0.0))
+                         init_std=getattr(hp, "init_std", 0.0),
+                         intervention_type=getattr(hp, "intervention_type", "addition"))
     from easyedit_split.core.apply import site_device
 
     device = site_device(model, rs)  # with a device_map: the device of the steered layer
@@ -176,7 +187,26 @@ def encode_for(hp: Any, pairs: Sequence[PolarityPair], tokenizer: Any) -> list[E
                         answer_instruction=getattr(hp, "answer_instruction", None), prompt_rule=rule)
 
 
-def make_minibatches(encoded: Sequence[EncodedPair], batch_size: int, seed: int) -> list[list[EncodedPair]]:
+#: one training example: its encoded pairs, one per variant of :func:`~.preference_pairs.variants_of`
+Example = tuple[EncodedPair, ...]
+
+
+def encode_examples(hp: Any, pairs: Sequence[PolarityPair], tokenizer: Any) -> list[Example]:
+    """Each pair's encoded pairs, one per variant its ``preference_pairs`` rows score (the plain pair alone
+    for ``orig_add``/``orig_sub``; the steered prompt and answers of ``steered_*``, read from the pair's
+    ``<steering_prompt_type>_steered_input``/``_output`` fields — a :class:`DataError` names a missing one)."""
+    preference = list(hp.preference_pairs)
+    spt = getattr(hp, "steering_prompt_type", "blend_in")
+    if uses_steered(preference) and template_in_use(tokenizer, hp.use_chat_template, getattr(hp, "prompt_rule", "plugin")):
+        logger.warning("preference_pairs %s: the steered inputs (%s) are rendered with the chat template like the "
+                       "questions; upstream EasyEdit's spilt/sft/reps trainer applies the template to the question "
+                       "only and would train on the raw steered text", preference, field_name("steered_input", spt))
+    columns = [encode_for(hp, variant_pairs(pairs, variant, spt, needed_by(preference, variant)), tokenizer)
+               for variant in variants_of(preference)]
+    return list(zip(*columns))
+
+
+def make_minibatches(encoded: Sequence[Any], batch_size: int, seed: int) -> list[list[Any]]:
     """Shuffle once with ``seed`` and cut into minibatches (the composition stays fixed)."""
     g = torch.Generator().manual_seed(int(seed))
     order = torch.randperm(len(encoded), generator=g).tolist()
@@ -193,19 +223,23 @@ def sample_rows(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rows of one step: ``(pair_index [R], multipliers [R], positive_wins [R] bool)``.
 
-    One row per pair and direction, in the order of ``preference_pairs``; ``m`` is drawn per row.
+    One row per pair and direction, in the order of ``preference_pairs`` (the table
+    :data:`~.preference_pairs.PREFERENCE_PAIRS`); ``m`` is drawn per row. ``pair_index`` points into the
+    rows ``[variant 0 of every pair, variant 1 of every pair, …]`` (:func:`encode_examples`): pair
+    ``pair_index % n_pairs``, variant ``pair_index // n_pairs``.
     """
     fac = torch.tensor([float(f) for f in factors], dtype=torch.float32)
+    unknown = [d for d in preference_pairs if d not in PREFERENCE_PAIRS]
+    if unknown:
+        raise InputError(f"unsupported preference pair(s) {unknown}; known: {', '.join(PREFERENCE_PAIRS)}")
     idx, ms, wins = [], [], []
-    for direction in preference_pairs:
+    for direction, slot in zip(preference_pairs, slots_of(preference_pairs)):
         draw = fac[torch.randint(len(fac), (n_pairs,), generator=generator)]
-        if direction == "orig_add":
+        if PREFERENCE_PAIRS[direction].adds:
             m, pos_wins = draw, True
-        elif direction == "orig_sub":
-            m, pos_wins = (torch.zeros_like(draw) if null_it_out else -draw), False
         else:
-            raise InputError(f"unsupported preference pair {direction!r}")
-        idx.append(torch.arange(n_pairs))
+            m, pos_wins = (torch.zeros_like(draw) if null_it_out else -draw), False
+        idx.append(torch.arange(n_pairs) + slot * n_pairs)
         ms.append(m)
         wins.append(torch.full((n_pairs,), pos_wins))
     return torch.cat(idx), torch.cat(ms), torch.cat(wins)
@@ -336,7 +370,8 @@ def describe_fingerprint_change(old: Any, new: dict[str, Any]) -> str:
 @dataclass
 class _Batch:
     """One minibatch of ``n_pairs`` pairs; under torchrun this rank holds pairs ``[start, stop)`` of it
-    (``prepared`` is None when that block is empty)."""
+    (``prepared`` is None when that block is empty). ``prepared``'s rows: variant 0 of every held pair, then
+    variant 1 of every held pair, … (:func:`encode_examples`)."""
 
     prepared: PreparedPairs | None
     n_pairs: int
@@ -375,24 +410,26 @@ class Trainer:
     def _dist(self) -> DistContext:
         return self.dist if self.dist is not None else current()
 
-    def prepare(self, encoded: Sequence[EncodedPair], *, progress: bool = True) -> list[_Batch]:
+    def prepare(self, examples: Sequence[Example], *, progress: bool = True) -> list[_Batch]:
         """Frozen-prefix states (and reference losses where the objective needs them) of the fixed minibatches;
         under torchrun each rank prepares only its contiguous block of every minibatch's pairs (the global
         batch is the same as in one process)."""
         batches = []
         need_ref = needs_reference(self.objective, self.hp)
         dist = self._dist()
-        chunks = make_minibatches(encoded, self.hp.batch_size, self.hp.seed)
+        chunks = make_minibatches(examples, self.hp.batch_size, self.hp.seed)
         what = "prefix states" + (" and reference losses" if need_ref else "")
         with torch.no_grad():
             for chunk in progress_bar(chunks, desc=f"{self.objective} L{self.layer}: preparing {what}", unit="batch",
                                       enabled=progress and dist.is_main):
                 start, stop = shard_bounds(len(chunk), dist.rank, dist.world_size)
                 local = chunk[start:stop]
-                prepared = self.scorer.prepare(local) if local else None
+                rows = [ex[slot] for slot in range(len(chunk[0])) for ex in local]
+                prepared = self.scorer.prepare(rows) if local else None
                 b = _Batch(prepared, len(chunk), start, stop)
                 if need_ref and prepared is not None:
-                    L_p, L_n = self.scorer.score(prepared, 0.0).losses(self.hp.loss_reduction)
+                    # the base model (for a clamped vector m = 0 is not that)
+                    L_p, L_n = self.scorer.score(prepared, 0.0, unsteered=True).losses(self.hp.loss_reduction)
                     b.ref_p, b.ref_n = L_p.detach(), L_n.detach()
                 batches.append(b)
         return batches
@@ -407,10 +444,13 @@ class Trainer:
         n_rows = idx.numel()
         share = 1.0
         if batch.start != 0 or batch.stop != batch.n_pairs:  # a block of the pairs: keep their rows
-            keep = (idx >= batch.start) & (idx < batch.stop)
+            pair, slot = idx % batch.n_pairs, idx // batch.n_pairs
+            keep = (pair >= batch.start) & (pair < batch.stop)
             if not bool(keep.any()):
                 return None
-            idx, ms, pos_wins = idx[keep] - batch.start, ms[keep], pos_wins[keep]
+            held = batch.stop - batch.start
+            idx = slot[keep] * held + pair[keep] - batch.start  # into this rank's prepared rows
+            ms, pos_wins = ms[keep], pos_wins[keep]
             share = idx.numel() / n_rows
         L_p, L_n = self.scorer.score(batch.prepared, ms, idx).losses(hp.loss_reduction)
         pw = pos_wins.to(L_p.device)
@@ -449,25 +489,28 @@ class Trainer:
             check_update_path(output_path)  # before training, not after it
         pairs = check_pairs(pairs, "Trainer.train", encoded_ok=True)
         if pairs and isinstance(pairs[0], EncodedPair):
-            encoded, self._pair_digests = list(pairs), None
+            if uses_steered(hp.preference_pairs):
+                raise TrainingError(f"preference_pairs {hp.preference_pairs} read the pairs' steered fields; pass "
+                                    "PolarityPair objects (data read from a file or records), not encoded pairs")
+            examples, self._pair_digests = [(e,) for e in pairs], None
         else:
-            encoded, self._pair_digests = encode_for(hp, pairs, self.tokenizer), pair_digests(pairs)
-        if not encoded:
+            examples, self._pair_digests = encode_examples(hp, pairs, self.tokenizer), pair_digests(pairs)
+        if not examples:
             raise TrainingError("no training pairs")
-        check_context_length(encoded, self.model, what="training pair")
+        check_context_length([e for ex in examples for e in ex], self.model, what="training pair")
         frozen_restore = [p for p in self.model.parameters() if p.requires_grad]
         for p in frozen_restore:
             p.requires_grad_(False)
         try:
-            return self._train(encoded, output_path, checkpoint_dir, resume, progress, max_steps, easyedit_pt)
+            return self._train(examples, output_path, checkpoint_dir, resume, progress, max_steps, easyedit_pt)
         finally:
             for p in frozen_restore:
                 p.requires_grad_(True)
 
-    def _train(self, encoded, output_path, checkpoint_dir, resume, progress, max_steps, easyedit_pt) -> TrainResult:
+    def _train(self, examples, output_path, checkpoint_dir, resume, progress, max_steps, easyedit_pt) -> TrainResult:
         hp = self.hp
         t0 = time.perf_counter()
-        batches = self.prepare(encoded, progress=progress)
+        batches = self.prepare(examples, progress=progress)
         n_mb = len(batches)
         accum = hp.gradient_accumulation_steps
         steps_per_epoch = math.ceil(n_mb / accum)
@@ -484,7 +527,7 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(total_steps, warmup))
         factor_gen = torch.Generator().manual_seed(int(hp.seed) + 1)
 
-        parts = _fingerprint_parts(hp, encoded, self.layer)
+        parts = _fingerprint_parts(hp, [e for ex in examples for e in ex], self.layer)
         ckpt = _Checkpointer(checkpoint_dir or hp.checkpoint_dir, _fingerprint(parts), parts)
         step, history = 0, []
         if resume:
@@ -571,7 +614,7 @@ class Trainer:
         elif output_path is not None and step >= total_steps:
             out = save_updates(output_path, [self.update], model=self.model, method=hp.method, hparams=hp.to_dict(),
                                extra={"layer": self.layer, "objective": self.objective, "steps": step,
-                                      "loss_history": history, "n_train_pairs": len(encoded),
+                                      "loss_history": history, "n_train_pairs": len(examples),
                                       "training_health": health,
                                       **({"train_pair_digests": self._pair_digests} if self._pair_digests else {})},
                                easyedit_pt=easyedit_pt)
