@@ -147,5 +147,5 @@ def hparams_class(name: str, kind: str = "train") -> type:
     """The ``train`` or ``apply`` hparams class of a method (any accepted spelling)."""
     spec = method_spec(name)
     if kind not in ("train", "apply"):
-        raise ValueError(f"kind must be 'train' or 'apply', got {kind!r}")
+        raise InputError(f"kind must be 'train' or 'apply', got {kind!r}")
     return resolve(spec.train_hparams if kind == "train" else spec.apply_hparams)

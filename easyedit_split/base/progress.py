@@ -20,7 +20,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LOG_EVERY_SECONDS", "LogProgress", "progress", "progress_enabled", "set_progress"]
+__all__ = ["LOG_EVERY_SECONDS", "LogProgress", "is_bar_writer", "progress", "progress_enabled", "set_progress"]
 
 #: seconds between two log lines of one loop when the output is not a terminal
 LOG_EVERY_SECONDS = 30.0
@@ -28,6 +28,12 @@ LOG_EVERY_SECONDS = 30.0
 QUIET_BELOW_SECONDS = 1.0
 
 _STATE = {"enabled": True}
+
+
+def is_bar_writer(module_name: str) -> bool:
+    """True for the module a terminal bar writes from (tqdm's own code): the CLI's sanitised stderr keeps
+    that write's carriage returns, so the bar redraws in place."""
+    return module_name.split(".")[0] == "tqdm"
 
 
 def set_progress(enabled: bool) -> None:

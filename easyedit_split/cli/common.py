@@ -11,8 +11,10 @@ from pathlib import Path
 
 from easyedit_split.base.checks import (
     finite_float_arg,
+    nonnegative_float_arg,
     nonnegative_int_arg,
     positive_int_arg,
+    probability_arg,
     seed_arg,
     set_threads,
 )
@@ -137,10 +139,10 @@ def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--module-path", dest="module_path", default=None,
                    help="module a diffmean@LAYER vector is read from and sits on, e.g. 'model.layers.{layer}.mlp.down_proj'")
     p.add_argument("--reduction", choices=("sum", "mean"), default="sum", help="sequence-sum or per-token-mean losses")
-    p.add_argument("--delta", type=finite_float_arg, default=1.0, help="utility drop defining the valid region")
-    p.add_argument("--target-accuracy", type=finite_float_arg, default=None, help="calibration target (default 0.9)")
+    p.add_argument("--delta", type=nonnegative_float_arg, default=1.0, help="utility drop defining the valid region")
+    p.add_argument("--target-accuracy", type=probability_arg, default=None, help="calibration target (default 0.9)")
     p.add_argument("--target-pref", type=finite_float_arg, default=None, help="calibration target PrefOdds instead of accuracy")
-    p.add_argument("--max-util-drop", type=finite_float_arg, default=1.0, help="utility budget of the calibration")
+    p.add_argument("--max-util-drop", type=nonnegative_float_arg, default=1.0, help="utility budget of the calibration")
     p.add_argument("--derived-from", dest="derived_from", choices=("means", "fit"), default="means",
                    help="valid region and calibration from the measured means (default) or from converged fits")
     p.add_argument("--fit-boot", dest="fit_boot", type=nonnegative_int_arg, default=30,
@@ -151,7 +153,7 @@ def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dose", choices=("raw", "norm", "accuracy"), default="raw",
                    help="common scale for m: raw (as trained), norm (m=1: the update moves its site by the site's mean "
                         "activation norm), accuracy (m=1: reaches --dose-accuracy on the validation pairs)")
-    p.add_argument("--dose-accuracy", dest="dose_accuracy", type=finite_float_arg, default=0.9,
+    p.add_argument("--dose-accuracy", dest="dose_accuracy", type=probability_arg, default=0.9,
                    help="validation accuracy that dose m=1 reaches with --dose accuracy")
     p.add_argument("--n-val", dest="n_val", type=nonnegative_int_arg, default=0,
                    help="validation pairs, taken after the training pairs (never the evaluation pairs): used by "
@@ -221,6 +223,9 @@ def run_evaluation(args: argparse.Namespace, specs: dict[str, str]) -> int:
 
     set_threads(args.threads)
     grid = with_zero(parse_multipliers(args.multipliers, what="--multipliers"))
+    if len(grid) < 2:
+        raise InputError(f"--multipliers {args.multipliers}: the grid holds only 0, so nothing is steered; give the "
+                         "multipliers to sweep (e.g. --multipliers=-2:2:9)")
     parse_multipliers(getattr(args, "matched_accuracy", "0.75,0.9"), what="--matched-accuracy")
     for name, spec in specs.items():  # before any work: a spec that names nothing
         check_spec(spec, what=f"--update {name + '=' if name else ''}{spec}")

@@ -41,16 +41,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from easyedit_split.adapters.artefacts import check_spec, load_artefact
-    from easyedit_split.base.atomic_io import check_writable
-    from easyedit_split.core.export import export_merged
+    from easyedit_split.base.atomic_io import check_writable, refuse_replacing_inputs
+    from easyedit_split.core.export import check_export_destination, export_merged
     from easyedit_split.core.models import load_model
     from easyedit_split.errors import OutputError
 
     check_spec(args.update, what="--update")  # before the model load: the update, then the output
     check_writable(Path(args.output).parent, what="the folder of --output")
+    refuse_replacing_inputs(args.output, {"the --update": args.update, "the --model folder": args.model},
+                            what="--output", replaces_folder=True)
     if Path(args.output).exists() and not args.overwrite:
         raise OutputError(f"--output {args.output} already exists; pass --overwrite to replace it, or choose another "
                           "folder")
+    check_export_destination(args.output, overwrite=args.overwrite)
     model, tok = load_model(args.model, dtype=args.dtype, device=args.device)
     updates = load_artefact(args.update, model, layer=args.layer).updates
     result = export_merged(

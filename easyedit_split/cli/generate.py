@@ -240,7 +240,13 @@ def _run_key(args: argparse.Namespace, prompts: list[str], mults: list, updates:
 
 def run(args: argparse.Namespace) -> int:
     from easyedit_split.adapters.artefacts import check_spec, load_artefact
-    from easyedit_split.base.atomic_io import JsonlAppender, check_writable, output_lock, refuse_existing
+    from easyedit_split.base.atomic_io import (
+        JsonlAppender,
+        check_writable,
+        output_lock,
+        refuse_existing,
+        refuse_replacing_inputs,
+    )
     from easyedit_split.base.multipliers import parse_multipliers
     from easyedit_split.core.generation import Generation, generate
     from easyedit_split.core.models import load_model
@@ -254,6 +260,7 @@ def run(args: argparse.Namespace) -> int:
         check_spec(spec, what=f"--update {name + '=' if name else ''}{spec}")
     if args.output:  # before any work: an unwritable --output must not cost the completions
         check_writable(args.output, what="--output", is_dir=False)
+        refuse_replacing_inputs(args.output, {"the --prompts-file": args.prompts_file, "the --update": args.update})
         refuse_existing([args.output], overwrite=args.overwrite)
     out_file = Path(args.output) if args.output else None
     lock = output_lock(out_file.parent, what="--output", name=f".{out_file.name}.lock") if out_file else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from easyedit_split.base.checks import finite_float_arg, nonnegative_int_arg, positive_int_arg, seed_arg
+from easyedit_split.base.checks import nonnegative_int_arg, positive_int_arg, probability_arg, seed_arg
 from easyedit_split.cli.common import add_deprecated_alias, add_model_arguments
 
 HELP = "run the main job: train SPLIT/SFT/DiffMean, sweep preference and utility, fit, generate, report"
@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dose", choices=("raw", "norm", "accuracy"), default=None,
                    help="common scale for m (default raw): norm (m=1 moves the site by its mean activation norm) or "
                         "accuracy (m=1 reaches --dose-accuracy on the validation pairs)")
-    p.add_argument("--dose-accuracy", dest="dose_accuracy", type=finite_float_arg, default=None,
+    p.add_argument("--dose-accuracy", dest="dose_accuracy", type=probability_arg, default=None,
                    help="validation accuracy that dose m=1 reaches with --dose accuracy (default 0.9)")
     p.add_argument("--n-val", dest="n_val", type=nonnegative_int_arg, default=None, help="validation pairs (default 40)")
     p.add_argument("--matched-accuracy", dest="matched_accuracy", default=None,

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,7 +39,7 @@ from easyedit_split.core.sites import (
     resolve_site,
 )
 from easyedit_split.core.updates import Update
-from easyedit_split.errors import EasyEditSplitError
+from easyedit_split.errors import EasyEditSplitError, InputError, InputTypeError
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +53,27 @@ class MergeError(EasyEditSplitError, ValueError):
     """An update cannot be folded exactly into the model's weights."""
 
 
+def check_multiplier(m: Any) -> None:
+    """A multiplier is a finite number (or a tensor of them): NaN or inf would steer every position to
+    NaN/inf without an error."""
+    if isinstance(m, torch.Tensor):
+        if m.is_floating_point() and not bool(torch.isfinite(m).all()):
+            raise InputError(f"multiplier {m.tolist() if m.numel() <= 8 else tuple(m.shape)} is not finite; give finite "
+                             "numbers")
+        return
+    if isinstance(m, bool) or not isinstance(m, (int, float)):
+        raise InputTypeError(f"multiplier must be a number, a list of numbers or a tensor, got {type(m).__name__}")
+    if not math.isfinite(m):
+        raise InputError(f"multiplier {m} is not finite; give a finite number")
+
+
 def _as_list(updates: Update | Iterable[Update]) -> list[Update]:
     if isinstance(updates, Update):
         return [updates]
     out = list(updates)
     for u in out:
         if not isinstance(u, Update):
-            raise TypeError(f"expected Update objects, got {type(u).__name__}")
+            raise InputTypeError(f"expected Update objects, got {type(u).__name__}")
     return out
 
 
@@ -84,7 +100,8 @@ class Steering:
         if isinstance(m, torch.Tensor) and m.dim() == 0:
             m = float(m)
         if isinstance(m, torch.Tensor) and m.dim() != 1:
-            raise ValueError(f"a per-row multiplier must have shape [batch], got {tuple(m.shape)}")
+            raise InputError(f"a per-row multiplier must have shape [batch], got {tuple(m.shape)}")
+        check_multiplier(m)
         self.multiplier = m
 
     def set_selection(self, selection: torch.Tensor | Sequence[int]) -> None:
@@ -92,7 +109,7 @@ class Steering:
         steered by (``-1``: none), shape ``[batch]``."""
         sel = torch.as_tensor(selection, dtype=torch.long)
         if sel.dim() != 1:
-            raise ValueError(f"a selection must have shape [batch], got {tuple(sel.shape)}")
+            raise InputError(f"a selection must have shape [batch], got {tuple(sel.shape)}")
         self.selection = sel
 
     def set_position_mask(self, mask: torch.Tensor | None) -> None:
@@ -122,7 +139,7 @@ class Steering:
         m = self.multiplier
         if isinstance(m, torch.Tensor):
             if m.shape[0] != h.shape[0]:
-                raise ValueError(f"per-row multiplier has {m.shape[0]} rows but the batch has {h.shape[0]}")
+                raise InputError(f"per-row multiplier has {m.shape[0]} rows but the batch has {h.shape[0]}")
             scale: torch.Tensor | float = m.to(device=h.device, dtype=h.dtype).view(-1, *([1] * (h.dim() - 1)))
         else:
             scale = float(m)
@@ -269,9 +286,9 @@ def _mixed_site_hook(choices: list[tuple[int, Update]], rs: ResolvedSite, state:
         h = output[0] if isinstance(output, tuple) else output
         sel = state.selection
         if sel is None:
-            raise ValueError("mixed steering needs a per-row selection (Steering.set_selection)")
+            raise InputError("mixed steering needs a per-row selection (Steering.set_selection)")
         if sel.shape[0] != h.shape[0]:
-            raise ValueError(f"the selection has {sel.shape[0]} rows but the batch has {h.shape[0]}")
+            raise InputError(f"the selection has {sel.shape[0]} rows but the batch has {h.shape[0]}")
         scale = state._scale(h)
         if scale is None:
             return None
@@ -318,7 +335,7 @@ def as_update_groups(groups: Sequence[Update | Iterable[Update]]) -> list[list[U
     """Update groups as lists (a single :class:`Update` is a group of one); at least one group."""
     out = [_as_list(g) for g in groups]
     if not out:
-        raise ValueError("mixed steering needs at least one update group")
+        raise InputError("mixed steering needs at least one update group")
     return out
 
 
@@ -341,14 +358,14 @@ def apply_mixed_updates(
     between forwards.
     """
     if positions not in POSITION_MODES:
-        raise ValueError(f"positions must be one of {POSITION_MODES}, got {positions!r}")
+        raise InputError(f"positions must be one of {POSITION_MODES}, got {positions!r}")
     ups = as_update_groups(groups)
     state = Steering(positions=positions)
     state.set_multiplier(multiplier)
     state.set_selection(selection)
     sel = state.selection
     if sel.numel() and (int(sel.max()) >= len(ups) or int(sel.min()) < -1):
-        raise ValueError(f"selection values must lie in -1..{len(ups) - 1} ({len(ups)} update groups)")
+        raise InputError(f"selection values must lie in -1..{len(ups) - 1} ({len(ups)} update groups)")
     by_module: dict[int, tuple[ResolvedSite, list[tuple[int, Update]]]] = {}
     for k, group in enumerate(ups):
         for u in group:
@@ -401,7 +418,7 @@ def apply_updates(
     :class:`Steering` handle whose multiplier may be changed between forwards.
     """
     if positions not in POSITION_MODES:
-        raise ValueError(f"positions must be one of {POSITION_MODES}, got {positions!r}")
+        raise InputError(f"positions must be one of {POSITION_MODES}, got {positions!r}")
     ups = _as_list(updates)
     state = Steering(positions=positions)
     state.set_multiplier(multiplier)
@@ -521,6 +538,7 @@ def merge_updates(
     """
     if isinstance(multiplier, torch.Tensor) and multiplier.numel() != 1:
         raise MergeError("merged mode takes one scalar multiplier; use hook mode for per-row multipliers")
+    check_multiplier(multiplier)
     m = float(multiplier)
     ups = _as_list(updates)
     handle = handle or MergeHandle()
@@ -605,7 +623,7 @@ def steer(model: nn.Module, updates: Update | Iterable[Update], multiplier: floa
             raise MergeError("merged mode folds one update into the weights for the whole batch and cannot give rows "
                              "different updates; use mode='hook' for mixed-update batches, or merge one group at a time")
         if mode != "hook":
-            raise ValueError(f"mode must be 'hook' or 'merged', got {mode!r}")
+            raise InputError(f"mode must be 'hook' or 'merged', got {mode!r}")
         with apply_mixed_updates(model, updates, selection, multiplier, positions=positions) as state:  # type: ignore[arg-type]
             yield state
         return
@@ -618,4 +636,4 @@ def steer(model: nn.Module, updates: Update | Iterable[Update], multiplier: floa
         with merged_updates(model, updates, multiplier, safe_merge=safe_merge) as handle:
             yield handle
     else:
-        raise ValueError(f"mode must be 'hook' or 'merged', got {mode!r}")
+        raise InputError(f"mode must be 'hook' or 'merged', got {mode!r}")

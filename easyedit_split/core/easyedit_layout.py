@@ -57,7 +57,7 @@ from torch import nn
 from easyedit_split.base.atomic_io import atomic_path
 from easyedit_split.core.sites import Site, SiteError, canonical_component, resolve_site
 from easyedit_split.core.updates import LocalWeightUpdate, LoRAUpdate, Update, VectorUpdate
-from easyedit_split.errors import EasyEditSplitError
+from easyedit_split.errors import EasyEditSplitError, InputError, InputTypeError
 
 logger = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ def _read_sidecar(path: Path) -> Site | None:
     try:
         info = json.loads(side.read_text(encoding="utf-8"))
         if info.get("format") != _SIDECAR_FORMAT:
-            raise ValueError(f"format {info.get('format')!r}, expected {_SIDECAR_FORMAT!r}")
+            raise InputError(f"format {info.get('format')!r}, expected {_SIDECAR_FORMAT!r}")
         return Site.from_dict(info["site"])
     except (ValueError, KeyError, TypeError) as exc:
         raise AdapterError(f"{side}: not a readable site record ({exc})") from exc
@@ -337,7 +337,7 @@ def to_easyedit_state(update: Update) -> torch.Tensor | dict[str, Any]:
     if isinstance(update, VectorUpdate):
         return update.vector.detach().float().cpu().clone()
     if not isinstance(update, (LoRAUpdate, LocalWeightUpdate)):
-        raise TypeError(f"no EasyEdit layout for {type(update).__name__}")
+        raise InputTypeError(f"no EasyEdit layout for {type(update).__name__}")
     comp = update.site.component
     if comp not in _WRITE_COMPONENT:
         raise AdapterError(f"a {update.form} update at {update.site} has no EasyEdit layout (LoRA/local weight act on a module)")

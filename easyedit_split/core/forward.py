@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from easyedit_split.core.sites import SiteError, decoder_layers, final_norm, resolve_site
+from easyedit_split.errors import InputError
 
 __all__ = [
     "PrefixCache",
@@ -148,7 +149,7 @@ def capture_prefix(model: nn.Module, input_ids: torch.Tensor, attention_mask: to
     _, layers = decoder_layers(model)
     n = len(layers)
     if not 0 <= start < n:
-        raise ValueError(f"start layer {start} out of range 0..{n - 1}")
+        raise InputError(f"start layer {start} out of range 0..{n - 1}")
     records: dict[int, tuple[tuple, dict]] = {}
     hidden: dict[str, torch.Tensor] = {}
     handles = []

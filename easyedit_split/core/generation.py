@@ -34,7 +34,7 @@ from easyedit_split.core.apply import (
 )
 from easyedit_split.core.updates import Update
 from easyedit_split.data.encoding import pad_id_of, render_prompt
-from easyedit_split.errors import InputError
+from easyedit_split.errors import InputError, InputTypeError
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def _padding_setup(tokenizer: Any) -> Iterator[None]:
     added_pad = False
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
-            raise ValueError("the tokenizer has neither a pad token nor an EOS token to pad with")
+            raise InputError("the tokenizer has neither a pad token nor an EOS token to pad with")
         tokenizer.pad_token = tokenizer.eos_token
         added_pad = True
     tokenizer.padding_side = "left"
@@ -206,8 +206,11 @@ def generate(
 
     Returns one :class:`Generation` per prompt (× ``num_return_sequences``), in input order.
     """
+    from easyedit_split.core.models import check_tokenizer_fits
+
     if mode not in MODES:
         raise InputError(f"mode must be one of {MODES}, got {mode!r}")
+    check_tokenizer_fits(model, tokenizer, source="generate()")
     if isinstance(prompts, str):
         prompts = [prompts]
     prompts = list(prompts)
@@ -215,7 +218,7 @@ def generate(
         return []
     for i, p in enumerate(prompts):
         if not isinstance(p, str):
-            raise TypeError(f"prompt {i} is a {type(p).__name__}, expected str")
+            raise InputTypeError(f"prompt {i} is a {type(p).__name__}, expected str")
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     if max_new_tokens < 1:

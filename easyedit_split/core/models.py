@@ -374,13 +374,33 @@ def _from_folder(
         )
     except Exception as exc:
         if Path(path).exists():
-            raise ModelLoadError(f"could not load a model from {path}: {type(exc).__name__}: {exc}") from exc
+            raise ModelLoadError(f"could not load a model from {path}: {type(exc).__name__}: {exc}"
+                                 f"{_damaged_weights_hint(Path(path), exc)}") from exc
         raise ModelLoadError(
             f"{path!r} is not a built-in model ({', '.join(BUILTIN_MODELS)}), nor an existing path, nor a hub "
             f"id in the local Hugging Face cache (loading is offline: download it first, e.g. "
             f"`huggingface-cli download {path}`): {type(exc).__name__}: {exc}"
         ) from exc
     return model, tokenizer
+
+
+def _damaged_weights_hint(folder: Path, exc: Exception) -> str:
+    """Which weight files a safetensors error in ``folder`` may be about (a truncated download or copy)."""
+    if "safetensor" not in type(exc).__name__.lower() and "deserializ" not in str(exc).lower():
+        return ""
+    damaged = []
+    for f in sorted(folder.glob("*.safetensors")):
+        try:
+            with open(f, "rb") as fh:
+                header_len = int.from_bytes(fh.read(8), "little")
+                header = json.loads(fh.read(header_len))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+            if f.stat().st_size < 8 + header_len + end:
+                damaged.append(f.name)
+        except (OSError, ValueError, TypeError, KeyError, IndexError):
+            damaged.append(f.name)
+    names = ", ".join(damaged) if damaged else ", ".join(p.name for p in sorted(folder.glob("*.safetensors")))
+    return f" — the weights file(s) {names} are damaged or incomplete (a truncated download or copy?); copy them again"
 
 
 def _looks_like_path(name: str) -> bool:
@@ -391,6 +411,23 @@ def _looks_like_path(name: str) -> bool:
         or (os.sep != "/" and os.sep in name)
         or name.lower().endswith((".gguf", ".safetensors", ".bin", ".json"))
     )
+
+
+def check_tokenizer_fits(model: Any, tokenizer: Any, *, source: str = "the model") -> None:
+    """Raise :class:`ModelLoadError` when ``tokenizer`` gives token ids the model's input embedding does not
+    have (tokenizer files of another model, e.g. copied into the folder): every such id would fail deep
+    inside the forward pass. An embedding larger than the tokenizer (padded vocabularies) is fine."""
+    get = getattr(model, "get_input_embeddings", None)
+    embedding = get() if callable(get) else None
+    rows = getattr(embedding, "num_embeddings", None)
+    try:
+        n_tokens = len(tokenizer)
+    except TypeError:
+        return
+    if isinstance(rows, int) and n_tokens > rows:
+        raise ModelLoadError(f"the tokenizer of {source} has {n_tokens} tokens but the model's input embedding has only "
+                             f"{rows} rows: the tokenizer belongs to another model; put the model's own tokenizer "
+                             "files beside its weights")
 
 
 def load_model(
@@ -469,6 +506,7 @@ def load_model(
             )
             source = f"hub id {name} (local cache)"
 
+    check_tokenizer_fits(model, tokenizer, source=source)
     if offload_dir is not None:
         placed = set(map(str, (getattr(model, "hf_device_map", None) or {}).values()))
         if "disk" in placed:  # the offloaded weights live there while the model does

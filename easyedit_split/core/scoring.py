@@ -39,6 +39,7 @@ from easyedit_split.data.encoding import (
     collate_pairs,
     collate_prompts,
 )
+from easyedit_split.errors import InputError
 
 __all__ = ["PairLosses", "PairScorer", "PreparedPairs"]
 
@@ -58,7 +59,7 @@ class PairLosses:
             return self.sum_p, self.sum_n
         if reduction == "mean":
             return self.mean_p, self.mean_n
-        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+        raise InputError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
 
 
 @dataclass
@@ -115,7 +116,7 @@ class PairScorer:
     ) -> None:
         self.model = model
         if groups is not None and updates:
-            raise ValueError("give updates or groups, not both")
+            raise InputError("give updates or groups, not both")
         self.groups = as_update_groups(groups) if groups is not None else None
         self.updates = [u for g in self.groups for u in g] if self.groups is not None else list(updates)
         self.pad_token_id = int(pad_token_id)
@@ -129,7 +130,7 @@ class PairScorer:
     # -- preparation ---------------------------------------------------------------------------
     def prepare(self, encoded: Sequence[EncodedPair]) -> PreparedPairs:
         if not encoded:
-            raise ValueError("no pairs to prepare")
+            raise InputError("no pairs to prepare")
         single = self.single_token_sharing and all(e.single_token for e in encoded)
         if single:
             batch: SequenceBatch | PromptBatch = collate_prompts(encoded, self.pad_token_id, padding_side="left")
@@ -167,16 +168,16 @@ class PairScorer:
             if m_rows.numel() == 1:
                 m_rows = m_rows.expand(R).clone()
         if m_rows.numel() != R:
-            raise ValueError(f"{m_rows.numel()} multipliers for {R} rows")
+            raise InputError(f"{m_rows.numel()} multipliers for {R} rows")
         sel: torch.Tensor | None = None
         if self.groups is not None:
             if selection is None:
-                raise ValueError("a scorer with update groups needs a per-row selection")
+                raise InputError("a scorer with update groups needs a per-row selection")
             sel = torch.as_tensor(selection, dtype=torch.long).reshape(-1)
             if sel.numel() != R:
-                raise ValueError(f"{sel.numel()} selections for {R} rows")
+                raise InputError(f"{sel.numel()} selections for {R} rows")
         elif selection is not None:
-            raise ValueError("selection needs a scorer made with groups=[...]")
+            raise InputError("selection needs a scorer made with groups=[...]")
         steer_m = None if unsteered else m_rows
         if prepared.single_token:
             return self._score_single(prepared, idx, steer_m, sel)

@@ -25,13 +25,14 @@ from easyedit_split.base.atomic_io import atomic_save_safetensors, encode_metada
 from easyedit_split.base.safe_text import shown
 from easyedit_split.core.sites import hidden_size, model_type
 from easyedit_split.core.updates import INTERVENTION_TYPES, Update, update_class
-from easyedit_split.errors import EasyEditSplitError
+from easyedit_split.errors import EasyEditSplitError, InputTypeError
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "UpdateBundle",
     "UpdateFileError",
+    "check_update_path",
     "check_updates_finite",
     "check_updates_nonzero",
     "file_checksum",
@@ -160,6 +161,13 @@ def metadata_json(text: str, key: str, path: str | os.PathLike) -> Any:
         raise UpdateFileError(f"{path}: metadata {key!r} is not valid JSON ({exc.msg}); the file is corrupt") from None
 
 
+def check_update_path(path: str | os.PathLike) -> None:
+    """An update is saved as ``<name>.safetensors`` (a ``.pt`` name would later be read as EasyEdit's format)."""
+    if Path(path).suffix != ".safetensors":
+        raise UpdateFileError(f"{path}: an update file is a .safetensors file (EasyEdit's .pt is written beside it "
+                              "with easyedit_pt=...); name it <name>.safetensors")
+
+
 def save_updates(
     path: str | os.PathLike,
     updates: Update | Iterable[Update] | UpdateBundle,
@@ -181,11 +189,18 @@ def save_updates(
     failed write (a full disk) leaves neither, and a kill between the two moves leaves a ``.pt`` that no
     longer matches, which :func:`companion_update` then refuses instead of loading a mismatched pair.
     """
+    check_update_path(path)
     if isinstance(updates, UpdateBundle):
         bundle = updates
     else:
+        if isinstance(updates, (str, bytes)) or not isinstance(updates, (Update, Iterable)):
+            raise InputTypeError(f"save_updates: updates must be an Update, a list of them or an UpdateBundle, got "
+                                 f"{type(updates).__name__}")
         ups = [updates] if isinstance(updates, Update) else list(updates)
         bundle = UpdateBundle(ups)
+    wrong = [f"{i}: {type(u).__name__}" for i, u in enumerate(bundle.updates) if not isinstance(u, Update)]
+    if wrong:
+        raise InputTypeError(f"save_updates: not Update objects at {', '.join(wrong[:5])}")
     if method is not None:
         bundle.method = method
     if hparams is not None:

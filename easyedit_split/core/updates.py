@@ -35,6 +35,7 @@ from torch import nn
 from easyedit_split.base.methods import FORMS as FORM_SPECS
 from easyedit_split.base.methods import INTERVENTION_TYPE_NAMES, canonical_form, resolve
 from easyedit_split.core.sites import Site
+from easyedit_split.errors import InputError
 
 __all__ = ["FORMS", "INTERVENTION_TYPES", "ClampedVectorUpdate", "LoRAUpdate", "LocalWeightUpdate", "Update",
            "VectorUpdate", "make_update", "update_class"]
@@ -128,7 +129,7 @@ class VectorUpdate(Update):
             vector = torch.randn(d_out) * init_std if init_std > 0 else torch.zeros(d_out)
         vector = torch.as_tensor(vector).reshape(-1)
         if vector.numel() != d_out:
-            raise ValueError(f"vector has {vector.numel()} elements, site {site} needs {d_out}")
+            raise InputError(f"vector has {vector.numel()} elements, site {site} needs {d_out}")
         self.vector = nn.Parameter(vector.detach().clone().float())
 
     def delta_bias(self) -> torch.Tensor:
@@ -152,7 +153,7 @@ class VectorUpdate(Update):
     def from_config(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> VectorUpdate:
         kind = config.get("intervention_type", "addition")
         if kind not in INTERVENTION_TYPES:
-            raise ValueError(f"intervention_type {kind!r} is not one of {', '.join(INTERVENTION_TYPES)}")
+            raise InputError(f"intervention_type {kind!r} is not one of {', '.join(INTERVENTION_TYPES)}")
         return INTERVENTION_TYPES[kind](Site.from_dict(config["site"]), int(config["d_out"]), vector=tensors["vector"])
 
 
@@ -197,7 +198,7 @@ class ClampedVectorUpdate(VectorUpdate):
         the same for ``−v``). A zero factor is refused: the direction would be lost."""
         f = float(factor)
         if f == 0.0:
-            raise ValueError("a clamped vector cannot be scaled by 0: its direction would be lost")
+            raise InputError("a clamped vector cannot be scaled by 0: its direction would be lost")
         return ClampedVectorUpdate(self.site, self.d_out, vector=self.vector.detach() * f)
 
     def config(self) -> dict[str, Any]:
@@ -229,7 +230,7 @@ class LoRAUpdate(Update):
     ) -> None:
         super().__init__(site, d_in, d_out)
         if rank < 1:
-            raise ValueError(f"LoRA rank must be >= 1, got {rank}")
+            raise InputError(f"LoRA rank must be >= 1, got {rank}")
         self.rank = int(rank)
         self.scale = float(scale)
         if A is None:
@@ -238,7 +239,7 @@ class LoRAUpdate(Update):
         if B is None:
             B = torch.zeros(d_out, rank)
         if tuple(A.shape) != (rank, d_in) or tuple(B.shape) != (d_out, rank):
-            raise ValueError(f"LoRA shapes A{tuple(A.shape)} B{tuple(B.shape)} do not match rank {rank}, d_in {d_in}, d_out {d_out}")
+            raise InputError(f"LoRA shapes A{tuple(A.shape)} B{tuple(B.shape)} do not match rank {rank}, d_in {d_in}, d_out {d_out}")
         self.A = nn.Parameter(A.detach().clone().float())
         self.B = nn.Parameter(B.detach().clone().float())
 
@@ -281,7 +282,7 @@ class LocalWeightUpdate(Update):
         weight = torch.zeros(d_out, d_in) if weight is None else torch.as_tensor(weight)
         bias = torch.zeros(d_out) if bias is None else torch.as_tensor(bias).reshape(-1)
         if tuple(weight.shape) != (d_out, d_in) or bias.numel() != d_out:
-            raise ValueError(f"local weight shapes W{tuple(weight.shape)} b{tuple(bias.shape)} do not match [{d_out}, {d_in}]")
+            raise InputError(f"local weight shapes W{tuple(weight.shape)} b{tuple(bias.shape)} do not match [{d_out}, {d_in}]")
         self.weight = nn.Parameter(weight.detach().clone().float())
         self.bias = nn.Parameter(bias.detach().clone().float())
 
@@ -322,11 +323,11 @@ def make_update(form: str, site: Site, d_in: int, d_out: int, *, rank: int = 4, 
     ``addition`` exists for the other forms (a ``ValueError`` otherwise)."""
     cls = update_class(form)
     if intervention_type not in INTERVENTION_TYPES:
-        raise ValueError(f"intervention_type {intervention_type!r} is not one of {', '.join(INTERVENTION_TYPES)}")
+        raise InputError(f"intervention_type {intervention_type!r} is not one of {', '.join(INTERVENTION_TYPES)}")
     if cls is VectorUpdate:
         return INTERVENTION_TYPES[intervention_type](site, d_out, init_std=init_std)
     if intervention_type != "addition":
-        raise ValueError(f"intervention_type {intervention_type!r} exists only for a steering vector, not {form}")
+        raise InputError(f"intervention_type {intervention_type!r} exists only for a steering vector, not {form}")
     if cls is LoRAUpdate:
         return LoRAUpdate(site, d_in, d_out, rank=rank, scale=scale)
     return cls(site, d_in, d_out)

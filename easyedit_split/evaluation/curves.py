@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from easyedit_split.errors import InputError
+
 __all__ = [
     "DECAY_PARAMS",
     "FORMS",
@@ -49,9 +51,9 @@ _N_FREE = {key: len(names) - 1 for key, names in _PARAMS.items()}
 
 def _check_kind_form(kind: str, form: str) -> None:
     if kind not in KINDS:
-        raise ValueError(f"kind must be 'pref' or 'util', got {kind!r}")
+        raise InputError(f"kind must be 'pref' or 'util', got {kind!r}")
     if form not in FORMS:
-        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+        raise InputError(f"form must be one of {FORMS}, got {form!r}")
 
 
 def n_free_params(kind: str, form: str = "design") -> int:
@@ -171,7 +173,7 @@ class CurveFit:
 
     def predict(self, m) -> np.ndarray:
         if self.status == "skipped":
-            raise ValueError(f"{self.label} was not fitted: {self.message}")
+            raise InputError(f"{self.label} was not fitted: {self.message}")
         return _CURVES[(self.kind, self.form)](m, **self.params)
 
     def to_dict(self) -> dict[str, Any]:
@@ -194,10 +196,10 @@ class CurveFit:
 def transfer_r2(fit: CurveFit, m: Sequence[float], y_heldout: Sequence[float]) -> float:
     """R² of ``fit`` (made on training data) on held-out values at multipliers ``m``."""
     if fit.status == "skipped":
-        raise ValueError(f"transfer_r2: {fit.label} was not fitted: {fit.message}")
+        raise InputError(f"transfer_r2: {fit.label} was not fitted: {fit.message}")
     m = np.asarray(m, dtype=np.float64).reshape(-1)
     y = np.asarray(y_heldout, dtype=np.float64).reshape(-1)
     if m.shape != y.shape:
-        raise ValueError(f"transfer_r2: {m.size} multipliers but {y.size} values")
+        raise InputError(f"transfer_r2: {m.size} multipliers but {y.size} values")
     ok = np.isfinite(y)
     return r2_score(y[ok], fit.predict(m[ok]))

@@ -9,6 +9,8 @@ from dataclasses import replace
 
 import numpy as np
 
+from easyedit_split.errors import InputError
+
 from .curves import _CURVES, CurveFit, r2_score
 from .fitting import _polish, _prepare, _Scaled, _skip_reason, _to_params
 
@@ -41,15 +43,15 @@ def bootstrap_fit(fit: CurveFit, m: Sequence[float], samples, *, n_boot: int = 3
     if fit.status == "skipped" or n_boot <= 0:
         return fit
     if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+        raise InputError(f"level must be in (0, 1), got {level}")
     s = np.asarray(samples, dtype=np.float64)
     mm = np.asarray(m, dtype=np.float64).reshape(-1)
     if s.ndim != 2 or s.shape[1] != mm.size:
-        raise ValueError(f"bootstrap_fit: samples must have shape [n_examples, {mm.size}], got {list(s.shape)}")
+        raise InputError(f"bootstrap_fit: samples must have shape [n_examples, {mm.size}], got {list(s.shape)}")
     if np.isnan(s).any():
-        raise ValueError("bootstrap_fit: samples contain NaN")
+        raise InputError("bootstrap_fit: samples contain NaN")
     if s.shape[0] < 2:
-        raise ValueError("bootstrap_fit: needs at least 2 examples")
+        raise InputError("bootstrap_fit: needs at least 2 examples")
     rng = np.random.default_rng(seed)
     th0 = np.asarray(fit.extra["theta"], dtype=np.float64)
     sign = int(fit.extra["sign"])

@@ -59,6 +59,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import least_squares
 
+from easyedit_split.errors import InputError
+
 from .curves import (  # noqa: F401 - the curves are importable from here, as before the split
     _CURVES,
     _N_FREE,
@@ -346,7 +348,7 @@ def _prepare(m, y, what: str) -> _Data:
     m = np.asarray(m, dtype=np.float64).reshape(-1)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     if m.shape != y.shape:
-        raise ValueError(f"{what}: {m.size} multipliers but {y.size} values")
+        raise InputError(f"{what}: {m.size} multipliers but {y.size} values")
     warnings = []
     ok = np.isfinite(m) & np.isfinite(y)
     if (~ok).any():
@@ -463,7 +465,7 @@ def fit_curve(kind: str, m: Sequence[float], y: Sequence[float], *, form: str = 
     """
     _check_kind_form(kind, form)
     if min_extra_points < 1:
-        raise ValueError(f"min_extra_points must be >= 1, got {min_extra_points}")
+        raise InputError(f"min_extra_points must be >= 1, got {min_extra_points}")
     t0 = time.perf_counter()
     data = _prepare(m, y, f"fit {kind}")
     reason = _skip_reason(kind, form, data, min_extra_points)

@@ -34,8 +34,8 @@ from easyedit_split.core.serialization import check_updates_finite
 from easyedit_split.core.sites import Site
 from easyedit_split.core.updates import Update, VectorUpdate
 from easyedit_split.data.encoding import EncodedPair, check_context_length, encode_pairs, pad_id_of
-from easyedit_split.data.pairs import PolarityPair
-from easyedit_split.errors import InputError, NonFiniteResultError
+from easyedit_split.data.pairs import PolarityPair, check_pairs
+from easyedit_split.errors import InputError, InputTypeError, NonFiniteResultError
 from easyedit_split.evaluation.logodds import add_log_odds
 
 logger = logging.getLogger(__name__)
@@ -49,17 +49,15 @@ def encode_for_sweep(
     tokenizer: Any, pairs: Sequence[PolarityPair | EncodedPair], **encode_kwargs: Any
 ) -> list[EncodedPair]:
     """Pass encoded pairs through; tokenise :class:`PolarityPair` objects."""
-    items = list(pairs)
-    if not items:
-        raise ValueError("no pairs to sweep")
+    items = check_pairs(pairs, "pairs to sweep", encoded_ok=True)
     if all(isinstance(p, EncodedPair) for p in items):
         return items  # type: ignore[return-value]
     if all(isinstance(p, PolarityPair) for p in items):
         if tokenizer is None:
-            raise ValueError("a tokenizer is needed to encode PolarityPair objects")
+            raise InputError("a tokenizer is needed to encode PolarityPair objects")
         return encode_pairs(items, tokenizer, **encode_kwargs)  # type: ignore[arg-type]
     kinds = sorted({type(p).__name__ for p in items})
-    raise TypeError(f"pairs must all be PolarityPair or all EncodedPair, got {kinds}")
+    raise InputTypeError(f"pairs must all be PolarityPair or all EncodedPair, got {kinds}")
 
 
 def replace_at_layer(updates: Sequence[Update], layer: int) -> list[Update]:
@@ -72,7 +70,7 @@ def replace_at_layer(updates: Sequence[Update], layer: int) -> list[Update]:
     out: list[Update] = []
     for u in updates:
         if not isinstance(u, VectorUpdate):
-            raise ValueError(  # noqa: TRY004 - a wrong form, not a wrong Python type
+            raise InputError(  # a wrong form, not a wrong Python type
                 f"cannot move a {u.form} update from {u.site} to layer {layer}: only steering vectors are re-placed "
                 "automatically; pass update_factory=lambda layer: [...] to sweep layers with other forms"
             )
@@ -151,7 +149,7 @@ def _sweep_updates(
                     partial.path)
         partial = None
     if partial is not None and K > 1:
-        raise ValueError("a partial file resumes sweeps of one update group only")
+        raise InputError("a partial file resumes sweeps of one update group only")
     if partial is not None:  # rows a killed or failed run already computed (same data, updates and grid)
         done = {(r["example_id"], int(r["g"])): r for r in partial.read() if r.get("run") == run_key}
     units: list[tuple[int, int]] = []  # (chunk, first row)
@@ -292,7 +290,7 @@ def sweep(
     pad = pad_id_of(tokenizer) if pad_token_id is None else int(pad_token_id)
     layer_list: list[int | None] = list(layers) if layers is not None else [None]
     if layers is None and update_factory is not None:
-        raise ValueError("update_factory needs layers=[...]")
+        raise InputError("update_factory needs layers=[...]")
     dist = dist or current()
     total = len(encoded) * grid.size * len(layer_list)
     bar = progress_bar(total=-(-total // dist.world_size), desc="sweep (pair, m) rows", unit="row",

@@ -18,6 +18,7 @@ from easyedit_split.base.progress import progress as progress_bar
 from easyedit_split.core.generation import Generation
 from easyedit_split.data.encoding import collate_sequences
 from easyedit_split.data.logprobs import answer_nll
+from easyedit_split.errors import InputError
 
 __all__ = ["PerplexityResult", "perplexity"]
 
@@ -58,7 +59,7 @@ def perplexity(
         else:
             prompt, gen = list(g[0]), list(g[1])
         if not prompt:
-            raise ValueError(f"generation {i} has no prompt tokens; its first token would have no context")
+            raise InputError(f"generation {i} has no prompt tokens; its first token would have no context")
         items.append((prompt, gen))
     n = len(items)
     mean_nll = [float("nan")] * n

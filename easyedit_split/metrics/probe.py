@@ -49,7 +49,7 @@ def pooled_hidden_states(
     ``items`` are ``(prompt_ids, answer_ids)``; every answer must have at least one token.
     """
     if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        raise InputError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     site = Site(layer, "residual")
     device = next(model.parameters()).device
     out: list[torch.Tensor] = []
@@ -62,7 +62,7 @@ def pooled_hidden_states(
             w = mask.to(h.dtype).unsqueeze(-1)
             out.append(((h * w).sum(1) / w.sum(1)).cpu())
     if not out:
-        raise ValueError("no items to compute hidden states of")
+        raise InputError("no items to compute hidden states of")
     return torch.cat(out)
 
 

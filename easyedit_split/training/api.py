@@ -108,7 +108,7 @@ def train_layers(
     from easyedit_split.core.serialization import save_updates
     from easyedit_split.data.pairs import PolarityPair, load_pairs, pair_digests
     from easyedit_split.training.diffmean import diffmean_update
-    from easyedit_split.training.trainer import Trainer, select_pairs
+    from easyedit_split.training.trainer import Trainer, check_site, select_pairs
 
     hp = hparams if isinstance(hparams, HyperParams) else load_train_hparams(hparams)
     if pairs is None:
@@ -125,6 +125,8 @@ def train_layers(
                                       device_map=device_map, max_memory=max_memory)
     elif tokenizer is None:
         raise InputError("train_layers: pass the tokenizer with the model")
+    for layer in hp.layers:  # every layer's site before the first is trained: no half set of layer files
+        check_site(model, hp, layer)
     folder = Path(output_dir) if output_dir is not None else (output_folder(hp) if hp.save_vectors else None)
     pt_writer = write_easyedit_pt
     if getattr(hp, "intervention_type", "addition") != "addition":

@@ -41,15 +41,16 @@ from torch import nn
 
 from easyedit_split.base.atomic_io import atomic_save_safetensors, atomic_write_json
 from easyedit_split.base.progress import progress as progress_bar
+from easyedit_split.base.safe_text import shown
 from easyedit_split.core.distributed import DistContext, current, shard_bounds
 from easyedit_split.core.scoring import PairScorer, PreparedPairs
 from easyedit_split.core.serialization import save_updates
 from easyedit_split.core.sites import Site, resolve_site
 from easyedit_split.core.updates import Update, make_update
 from easyedit_split.data.encoding import EncodedPair, check_context_length, encode_pairs, pad_id_of
-from easyedit_split.data.pairs import PolarityPair, pair_digests, train_test_split
+from easyedit_split.data.pairs import PolarityPair, check_pairs, pair_digests, train_test_split
 from easyedit_split.data.prompts import template_in_use, upstream_training_differs
-from easyedit_split.errors import EasyEditSplitError
+from easyedit_split.errors import EasyEditSplitError, InputError
 from easyedit_split.training.hparams import TrainHyperParams
 from easyedit_split.training.objectives import (
     OBJECTIVES,
@@ -137,7 +138,10 @@ def training_health(loss_history: Sequence[float], update: Update) -> dict[str, 
     return health
 
 
-def build_update(model: nn.Module, hp: TrainHyperParams, layer: int) -> Update:
+def check_site(model: nn.Module, hp: Any, layer: int):
+    """The site ``hp`` trains at ``layer`` on ``model``, resolved (and a LoRA rank checked against it):
+    :func:`~easyedit_split.training.api.train_layers` checks every layer's site before it trains the first,
+    so a bad layer or module path never leaves a half set of layer files."""
     site = Site(int(layer), hp.component, hp.intervention_module_path)
     rs = resolve_site(model, site)
     if hp.form == "lora" and hp.low_rank_dimension > min(rs.d_in, rs.d_out):
@@ -145,6 +149,11 @@ def build_update(model: nn.Module, hp: TrainHyperParams, layer: int) -> Update:
 
         raise HParamsError(f"key 'low_rank_dimension' is {hp.low_rank_dimension}, but {site} is {rs.d_in}→{rs.d_out}: "
                            f"a rank above {min(rs.d_in, rs.d_out)} adds nothing; lower it")
+    return site, rs
+
+
+def build_update(model: nn.Module, hp: TrainHyperParams, layer: int) -> Update:
+    site, rs = check_site(model, hp, layer)
     update = make_update(hp.form, site, rs.d_in, rs.d_out, rank=hp.low_rank_dimension, scale=hp.lora_scale(),
                          init_std=getattr(hp, "init_std", 0.0),
                          intervention_type=getattr(hp, "intervention_type", "addition"))
@@ -156,7 +165,7 @@ def build_update(model: nn.Module, hp: TrainHyperParams, layer: int) -> Update:
 
 def select_pairs(hp: Any, pairs: Sequence[PolarityPair]) -> list[PolarityPair]:
     """The training part: the seeded split's train part when ``test_size`` is set, then ``max_num_of_examples``."""
-    out = list(pairs)
+    out = check_pairs(pairs, "training pairs")
     if hp.test_size:
         size: int | float = int(hp.test_size) if hp.test_size >= 1 else float(hp.test_size)
         out, _ = train_test_split(out, size, seed=hp.seed)
@@ -222,7 +231,7 @@ def sample_rows(
     fac = torch.tensor([float(f) for f in factors], dtype=torch.float32)
     unknown = [d for d in preference_pairs if d not in PREFERENCE_PAIRS]
     if unknown:
-        raise ValueError(f"unsupported preference pair(s) {unknown}; known: {', '.join(PREFERENCE_PAIRS)}")
+        raise InputError(f"unsupported preference pair(s) {unknown}; known: {', '.join(PREFERENCE_PAIRS)}")
     idx, ms, wins = [], [], []
     for direction, slot in zip(preference_pairs, slots_of(preference_pairs)):
         draw = fac[torch.randint(len(fac), (n_pairs,), generator=generator)]
@@ -244,7 +253,7 @@ def _split_objective(hp, L_win, L_lose, ref_win, ref_lose, factors):
     theta: float | torch.Tensor = hp.margin_threshold
     if getattr(hp, "margin_scaling", "constant") == "factor":
         if factors is None:
-            raise ValueError("margin_scaling: factor needs the rows' steering factors")
+            raise InputError("margin_scaling: factor needs the rows' steering factors")
         theta = hp.margin_threshold * factors.abs().to(L_win)
     return split_loss(L_win, L_lose, hp.pos_loss_weight, hp.neg_loss_weight, hp.margin_penalty_weight, theta)
 
@@ -263,7 +272,7 @@ def _reps_objective(hp, L_win, L_lose, ref_win, ref_lose, factors):
 
 def _dpo_objective(hp, L_win, L_lose, ref_win, ref_lose, factors):
     if ref_win is None or ref_lose is None:
-        raise ValueError("the DPO objective needs reference losses")
+        raise InputError("the DPO objective needs reference losses")
     return dpo_loss(L_win, L_lose, ref_win, ref_lose, beta=hp.beta)
 
 
@@ -286,11 +295,11 @@ def compute_objective(
     ``hp.margin_scaling == "factor"`` (then they are required).
     """
     if objective not in OBJECTIVE_LOSSES:
-        raise ValueError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVE_LOSSES)}")
+        raise InputError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVE_LOSSES)}")
     loss = OBJECTIVE_LOSSES[objective](hp, L_win, L_lose, ref_win, ref_lose, factors)
     if hp.ref_loss_weight and objective != "dpo":
         if ref_win is None or ref_lose is None:
-            raise ValueError("ref_loss_weight > 0 needs reference losses")
+            raise InputError("ref_loss_weight > 0 needs reference losses")
         loss = loss + hp.ref_loss_weight * ref_violation_loss(L_win, L_lose, ref_win, ref_lose)
     return loss
 
@@ -324,12 +333,35 @@ def data_fingerprint(encoded: Sequence[EncodedPair]) -> str:
     return h.hexdigest()
 
 
-def _fingerprint(hp: TrainHyperParams, encoded: Sequence[EncodedPair], layer: int) -> str:
+def _fingerprint_parts(hp: TrainHyperParams, encoded: Sequence[EncodedPair], layer: int) -> dict[str, Any]:
+    """What a checkpoint must have been trained with to be resumed (recorded in it, so that a refusal can
+    say what changed)."""
     keep = {k: v for k, v in hp.to_dict().items()
             if k not in ("checkpoint_every", "checkpoint_dir", "steer_vector_output_dir", "save_vectors", "device")}
-    blob = json.dumps({"hp": keep, "n_pairs": len(encoded), "data": data_fingerprint(encoded), "layer": layer},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return json.loads(json.dumps({"hp": keep, "n_pairs": len(encoded), "data": data_fingerprint(encoded),
+                                  "layer": layer}, default=str))
+
+
+def _fingerprint(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def describe_fingerprint_change(old: Any, new: dict[str, Any]) -> str:
+    """``"lr 0.05 -> 0.2; the training data (24 -> 20 pairs)"``: what differs between two fingerprint parts
+    (empty when the checkpoint predates recording them)."""
+    if not isinstance(old, dict):
+        return ""
+    changes = []
+    old_hp, new_hp = old.get("hp") or {}, new.get("hp") or {}
+    for key in sorted(set(old_hp) | set(new_hp)):
+        if old_hp.get(key) != new_hp.get(key):
+            changes.append(f"{key} {shown(old_hp.get(key))} -> {shown(new_hp.get(key))}")
+    if old.get("layer") != new.get("layer"):
+        changes.append(f"layer {old.get('layer')} -> {new.get('layer')}")
+    if old.get("data") != new.get("data") or old.get("n_pairs") != new.get("n_pairs"):
+        changes.append(f"the training data ({old.get('n_pairs')} -> {new.get('n_pairs')} pairs"
+                       + (", other content" if old.get("n_pairs") == new.get("n_pairs") else "") + ")")
+    return "; ".join(changes)
 
 
 # ------------------------------------------------------------------------------------------ trainer
@@ -355,6 +387,9 @@ class Trainer:
     def __init__(self, model: nn.Module, tokenizer: Any, hp: TrainHyperParams, *, layer: int | None = None,
                  objective: str | None = None, update: Update | None = None,
                  dist: DistContext | None = None) -> None:
+        from easyedit_split.core.models import check_tokenizer_fits
+
+        check_tokenizer_fits(model, tokenizer, source="Trainer")
         self.model = model
         self.dist = dist  # None: the torchrun process group when one is initialised (resolved in train)
         self.tokenizer = tokenizer
@@ -362,7 +397,7 @@ class Trainer:
         self.hp = hp
         if layer is None:
             if len(hp.layers) != 1:
-                raise ValueError(f"hparams list layers {hp.layers}; pass layer= to train one of them")
+                raise InputError(f"hparams list layers {hp.layers}; pass layer= to train one of them")
             layer = hp.layers[0]
         self.layer = int(layer)
         self.objective = objective or hp.objective
@@ -448,6 +483,11 @@ class Trainer:
         ``pairs`` are not already encoded), so that evaluation can keep them out of its held-out pairs.
         """
         hp = self.hp
+        if output_path is not None:
+            from easyedit_split.core.serialization import check_update_path
+
+            check_update_path(output_path)  # before training, not after it
+        pairs = check_pairs(pairs, "Trainer.train", encoded_ok=True)
         if pairs and isinstance(pairs[0], EncodedPair):
             if uses_steered(hp.preference_pairs):
                 raise TrainingError(f"preference_pairs {hp.preference_pairs} read the pairs' steered fields; pass "
@@ -487,8 +527,8 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(total_steps, warmup))
         factor_gen = torch.Generator().manual_seed(int(hp.seed) + 1)
 
-        ckpt = _Checkpointer(checkpoint_dir or hp.checkpoint_dir,
-                             _fingerprint(hp, [e for ex in examples for e in ex], self.layer))
+        parts = _fingerprint_parts(hp, [e for ex in examples for e in ex], self.layer)
+        ckpt = _Checkpointer(checkpoint_dir or hp.checkpoint_dir, _fingerprint(parts), parts)
         step, history = 0, []
         if resume:
             state = ckpt.load(self.update, optimizer, scheduler, factor_gen)
@@ -595,9 +635,10 @@ class _Checkpointer:
 
     KEEP = 2
 
-    def __init__(self, folder: str | Path | None, fingerprint: str) -> None:
+    def __init__(self, folder: str | Path | None, fingerprint: str, parts: dict[str, Any] | None = None) -> None:
         self.folder = Path(folder) if folder else None
         self.fingerprint = fingerprint
+        self.parts = parts
 
     @property
     def enabled(self) -> bool:
@@ -623,6 +664,7 @@ class _Checkpointer:
         meta = {"trainer_state": json.dumps({
             "step": step,
             "fingerprint": self.fingerprint,
+            "fingerprint_parts": self.parts,
             "param_groups": opt["param_groups"],
             "scheduler": {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"},
             "loss_history": history,
@@ -681,9 +723,10 @@ class _Checkpointer:
                 logger.warning("resume: checkpoint %s is unusable (%s); trying an older one", file, exc)
                 continue
             if meta["fingerprint"] != self.fingerprint:
+                changed = describe_fingerprint_change(meta.get("fingerprint_parts"), self.parts or {})
                 raise TrainingError(
-                    f"{file} was written by a run with different hparams or training data (fingerprint "
-                    f"{meta['fingerprint']} != {self.fingerprint}); not resuming. Delete {self.folder} (or use "
+                    f"{file} was written by a run with different hparams or training data ("
+                    f"{changed or 'fingerprint ' + meta['fingerprint'] + ' != ' + self.fingerprint}); not resuming. Delete {self.folder} (or use "
                     "another checkpoint_dir) to train from scratch, or rerun with the original settings and data")
             self._restore(meta, tensors, update, optimizer, scheduler, factor_gen)
             return {"step": int(meta["step"]), "loss_history": list(meta["loss_history"]), "file": str(file)}
