@@ -84,6 +84,9 @@ def process_group(info: RankInfo, device: str) -> Iterator[None]:
         return
     import torch.distributed as dist
 
+    if dist.is_initialized():  # the CLI's torchrun entry (core.distributed) already made the group: use it
+        yield
+        return
     backend = "nccl" if device.startswith("cuda") else "gloo"
     if device.startswith("cuda"):
         import torch
