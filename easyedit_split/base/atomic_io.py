@@ -405,15 +405,8 @@ def output_lock(folder: str | os.PathLike, *, what: str = "output", name: str = 
     except ImportError:  # not POSIX: no lock
         yield path
         return
-    fh = open(lock_file, "a+")  # noqa: SIM115 - held for the duration of the with block
+    fh = _open_locked(lock_file, fcntl, what, path)
     try:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            holder = fh.read().strip() or "?"
-            raise OutputError(f"{what} {path} is being written by another easyedit-split process (pid {holder}); "
-                              "wait for it to finish or choose another output") from None
         fh.seek(0)
         fh.truncate()
         fh.write(str(os.getpid()))
@@ -423,11 +416,34 @@ def output_lock(folder: str | os.PathLike, *, what: str = "output", name: str = 
             yield path
         finally:
             _HELD.discard(key)
-            fh.seek(0)
-            fh.truncate()
+            with contextlib.suppress(FileNotFoundError):
+                lock_file.unlink()  # while still held: no empty lock file is left behind in the output
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
     finally:
         fh.close()
+
+
+def _open_locked(lock_file: Path, fcntl, what: str, folder: Path):
+    """Open ``lock_file`` and take its lock; the file is removed on release, so a lock taken on a file that
+    was unlinked meanwhile (by the holder releasing it) is retried on the file now at that path."""
+    for _ in range(100):
+        fh = open(lock_file, "a+")  # noqa: SIM115 - held for the duration of the with block
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            fh.close()
+            raise OutputError(f"{what} {folder} is being written by another easyedit-split process (pid {holder}); "
+                              "wait for it to finish or choose another output") from None
+        try:
+            same = os.fstat(fh.fileno()).st_ino == os.stat(lock_file).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fh
+        fh.close()  # locked a file its holder had just removed: lock the current one instead
+    raise OutputError(f"{what} {folder}: could not take the lock {lock_file} (it keeps being replaced)")
 
 
 _HELD: set[str] = set()

@@ -19,6 +19,7 @@ from easyedit_split.errors import EasyEditSplitError, InputError
 __all__ = [
     "FORMS",
     "FORM_NAMES",
+    "INTERVENTION_TYPE_NAMES",
     "METHODS",
     "METHOD_NAMES",
     "FormSpec",
@@ -84,6 +85,10 @@ FORMS: tuple[FormSpec, ...] = (
     # EasyEdit's intervention_method: weight means a local weight update
     FormSpec("local_weight", ("weight", "localweight"), "easyedit_split.core.updates:LocalWeightUpdate"),
 )
+
+#: EasyEdit's ``intervention_type`` values: how a steering vector acts (``core.updates.INTERVENTION_TYPES``
+#: maps each to its class); every form has ``addition``, only a vector has ``clamping``
+INTERVENTION_TYPE_NAMES: tuple[str, ...] = ("addition", "clamping")
 
 METHOD_NAMES: tuple[str, ...] = tuple(m.name for m in METHODS)
 FORM_NAMES: tuple[str, ...] = tuple(f.name for f in FORMS)

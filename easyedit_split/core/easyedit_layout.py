@@ -32,6 +32,9 @@ gets a sidecar ``layer_{L}.pt.site.json`` written together with it (and a stale 
 when a residual vector replaces it). Reading honours both, so an ``attn_out`` vector never reloads
 at the residual site.
 
+A clamped vector (``intervention_type: clamping``) has no layout: EasyEdit's appliers would add it, so
+writing one is refused (:func:`easyedit_layout_refusal`).
+
 Everything is read with ``torch.load(weights_only=True)``; a NaN or infinite tensor is refused with
 the file's name and the likely cause.
 """
@@ -62,6 +65,7 @@ __all__ = [
     "EASYEDIT_COMPONENTS",
     "SIDECAR_SUFFIX",
     "AdapterError",
+    "easyedit_layout_refusal",
     "from_easyedit_state",
     "layer_from_filename",
     "read_easyedit_pt",
@@ -309,6 +313,17 @@ def read_easyedit_pt(path: str | os.PathLike, model: nn.Module, *, layer: int | 
 # ------------------------------------------------------------------------------------------ writing
 
 
+def easyedit_layout_refusal(update: Update) -> str | None:
+    """Why ``update`` has no EasyEdit ``layer_{L}.pt`` (None when it has one): EasyEdit's appliers only add
+    (a bare vector tensor is applied as ``h + m·v``), so a clamped vector written there would be applied as
+    an added one, silently another intervention."""
+    if update.intervention_type != "addition":
+        return (f"a {update.intervention_type} vector at {update.site} has no EasyEdit layer_{{L}}.pt: EasyEdit's "
+                "appliers only add vectors (h + m·v) and would apply it as an addition. Keep the .safetensors "
+                "(the plugin's apply, generate and sweep read it)")
+    return None
+
+
 def to_easyedit_state(update: Update) -> torch.Tensor | dict[str, Any]:
     """EasyEdit's ``layer_{L}.pt`` content for an update (tensors, ints and strings only).
 
@@ -316,6 +331,9 @@ def to_easyedit_state(update: Update) -> torch.Tensor | dict[str, Any]:
     :func:`write_easyedit_pt` writes); LoRA and local weight carry the keys EasyEdit's own
     reps/sft/spilt appliers read (``r``, ``alpha``, ``intervention_components``, ``concept_id``).
     """
+    reason = easyedit_layout_refusal(update)
+    if reason is not None:
+        raise AdapterError(reason)
     if isinstance(update, VectorUpdate):
         return update.vector.detach().float().cpu().clone()
     if not isinstance(update, (LoRAUpdate, LocalWeightUpdate)):

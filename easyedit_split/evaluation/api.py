@@ -22,8 +22,10 @@ from easyedit_split.base.multipliers import parse_multipliers
 from easyedit_split.data.encoding import check_context_length
 from easyedit_split.data.pairs import pair_digests
 from easyedit_split.errors import InputError
+from easyedit_split.evaluation.curves import FORMS, CurveFit, transfer_r2
 from easyedit_split.evaluation.derived import calibrate, valid_region
-from easyedit_split.evaluation.fitting import FORMS, CurveFit, bootstrap_fit, fit_curve, transfer_r2
+from easyedit_split.evaluation.fit_bootstrap import bootstrap_fit
+from easyedit_split.evaluation.fitting import fit_curve
 from easyedit_split.evaluation.frontier import (
     PerExample,
     curve_points,

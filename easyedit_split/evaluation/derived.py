@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from easyedit_split.evaluation.fitting import CurveFit
+from easyedit_split.evaluation.curves import CurveFit
 
 __all__ = ["Calibration", "MeasuredCurve", "ValidRegion", "calibrate", "first_reach", "measured_curve", "valid_region"]
 

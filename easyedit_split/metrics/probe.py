@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from easyedit_split.base.progress import progress as progress_bar
 from easyedit_split.core.generation import Generation
 from easyedit_split.core.record import site_output
 from easyedit_split.core.sites import Site
@@ -55,7 +55,7 @@ def pooled_hidden_states(
     out: list[torch.Tensor] = []
     batches = [list(range(k, min(k + batch_size, len(items)))) for k in range(0, len(items), batch_size)]
     with torch.no_grad():
-        for rows in tqdm(batches, desc="probe features", unit="batch", disable=not progress):
+        for rows in progress_bar(batches, desc="probe features", unit="batch", enabled=progress):
             batch = collate_sequences([items[i] for i in rows], pad_token_id, "right").to(device)
             h = site_output(model, site, batch.input_ids, batch.attention_mask).float()  # [B, T, D]; stops there
             mask = batch.answer_mask if pooling == "answer" else batch.attention_mask.bool()
