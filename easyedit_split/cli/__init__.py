@@ -47,8 +47,12 @@ COMMANDS: dict[str, str] = {
 }
 
 #: commands that run under torchrun (``WORLD_SIZE`` > 1) → whether they share their sweeps and training over
-#: the ranks (:func:`easyedit_split.core.distributed.distributed`); the others run in one process only
-DISTRIBUTED_COMMANDS: dict[str, bool] = {"train": True, "sweep": True, "compare": True}
+#: the ranks (:func:`easyedit_split.core.distributed.distributed`); the others run in one process only.
+#: ``bench`` gives each rank its own cells (or concepts), so its sweeps and training stay rank-local.
+DISTRIBUTED_COMMANDS: dict[str, bool] = {"train": True, "sweep": True, "compare": True, "bench": False}
+#: how long a command's ranks wait for each other at a collective (default 30 min): a benchmark rank that
+#: finished its cells waits at the final barrier for the slowest rank's cells
+DISTRIBUTED_TIMEOUT_S: dict[str, float] = {"bench": 24 * 3600.0}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,7 +197,8 @@ def _run_command(args: argparse.Namespace) -> int:
     if args.command not in DISTRIBUTED_COMMANDS:
         raise DistributedError(f"`{args.command}` runs in one process; start it without torchrun "
                                f"(under torchrun: {', '.join(sorted(DISTRIBUTED_COMMANDS))})")
-    with distributed(share=DISTRIBUTED_COMMANDS[args.command]):
+    with distributed(share=DISTRIBUTED_COMMANDS[args.command],
+                     timeout_s=DISTRIBUTED_TIMEOUT_S.get(args.command, 1800.0)):
         return int(args._run(args) or 0)
 
 
