@@ -28,8 +28,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from easyedit_split import __version__
-from easyedit_split.base.progress import is_bar_writer, set_progress
-from easyedit_split.base.safe_text import capped, printable, progress_printable
+from easyedit_split.base.progress import set_progress
+from easyedit_split.base.safe_text import capped, printable
 from easyedit_split.cli.common import HelpFormatter
 from easyedit_split.errors import EXIT_BAD_INPUT, EasyEditSplitError
 
@@ -47,8 +47,12 @@ COMMANDS: dict[str, str] = {
 }
 
 #: commands that run under torchrun (``WORLD_SIZE`` > 1) → whether they share their sweeps and training over
-#: the ranks (:func:`easyedit_split.core.distributed.distributed`); the others run in one process only
+#: the ranks (:func:`easyedit_split.core.distributed.distributed`); the others run in one process only.
+#: ``bench`` gives each rank its own cells (or concepts), so its sweeps and training stay rank-local.
 DISTRIBUTED_COMMANDS: dict[str, bool] = {"train": True, "sweep": True, "compare": True, "bench": False}
+#: how long a command's ranks wait for each other at a collective (default 30 min): a benchmark rank that
+#: finished its cells waits at the final barrier for the slowest rank's cells
+DISTRIBUTED_TIMEOUT_S: dict[str, float] = {"bench": 24 * 3600.0}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,9 +134,6 @@ class _SafeStream:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        caller = sys._getframe(1).f_globals.get("__name__", "")
-        if is_bar_writer(caller):  # a progress bar redrawing itself keeps its \r
-            return self._stream.write(progress_printable(text))
         return self._stream.write(printable(text))
 
     def __getattr__(self, name: str) -> Any:
@@ -196,7 +197,8 @@ def _run_command(args: argparse.Namespace) -> int:
     if args.command not in DISTRIBUTED_COMMANDS:
         raise DistributedError(f"`{args.command}` runs in one process; start it without torchrun "
                                f"(under torchrun: {', '.join(sorted(DISTRIBUTED_COMMANDS))})")
-    with distributed(share=DISTRIBUTED_COMMANDS[args.command]):
+    with distributed(share=DISTRIBUTED_COMMANDS[args.command],
+                     timeout_s=DISTRIBUTED_TIMEOUT_S.get(args.command, 1800.0)):
         return int(args._run(args) or 0)
 
 

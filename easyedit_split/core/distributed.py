@@ -199,13 +199,14 @@ def init_from_env(backend: str | None = None, *, timeout_s: float = 1800.0) -> t
 
 
 @contextlib.contextmanager
-def distributed(backend: str | None = None, *, share: bool = True) -> Iterator[DistContext]:
+def distributed(backend: str | None = None, *, share: bool = True,
+                timeout_s: float = 1800.0) -> Iterator[DistContext]:
     """``with distributed() as ctx:`` — :func:`init_from_env`, share sweeps and training over the ranks
     inside the block (``share=False``: only set the group up), and destroy the group on exit if this call
-    created it (exceptions included)."""
+    created it (exceptions included). ``timeout_s``: how long a collective waits for the other ranks."""
     import torch.distributed as dist
 
-    ctx, created = init_from_env(backend)
+    ctx, created = init_from_env(backend, timeout_s=timeout_s)
     try:
         if share:
             with share_work(ctx):
