@@ -238,6 +238,21 @@ def _sweep_updates(
     return df.drop(columns=["_g", "_r"])
 
 
+def _sweep_inputs(model: nn.Module, tokenizer: Any, pairs_or_encoded: Any, multipliers: Any,
+                  encode_kwargs: Mapping[str, Any] | None, pad_token_id: int | None):
+    """The sorted grid (no duplicates), the encoded pairs (unique ids, within the context) and the pad id."""
+    grid = np.sort(_as_grid(multipliers))
+    if len(np.unique(grid.astype(np.float32))) != grid.size:
+        raise InputError(f"multiplier grid has duplicate values: {grid.tolist()}")
+    encoded = encode_for_sweep(tokenizer, pairs_or_encoded, **(encode_kwargs or {}))
+    check_context_length(encoded, model)
+    ids = [e.id for e in encoded]
+    if len(set(ids)) != len(ids):
+        raise InputError("pair ids are not unique; the sweep table is keyed by example_id")
+    pad = pad_id_of(tokenizer) if pad_token_id is None else int(pad_token_id)
+    return grid, encoded, pad
+
+
 def sweep(
     model: nn.Module,
     tokenizer: Any,
@@ -279,15 +294,7 @@ def sweep(
         raise InputError(f"batch_rows must be >= 1, got {batch_rows}")
     ups = [updates] if isinstance(updates, Update) else list(updates)
     check_updates_finite(ups, "the swept updates")
-    grid = np.sort(_as_grid(multipliers))
-    if len(np.unique(grid.astype(np.float32))) != grid.size:
-        raise InputError(f"multiplier grid has duplicate values: {grid.tolist()}")
-    encoded = encode_for_sweep(tokenizer, pairs_or_encoded, **(encode_kwargs or {}))
-    check_context_length(encoded, model)
-    ids = [e.id for e in encoded]
-    if len(set(ids)) != len(ids):
-        raise InputError("pair ids are not unique; the sweep table is keyed by example_id")
-    pad = pad_id_of(tokenizer) if pad_token_id is None else int(pad_token_id)
+    grid, encoded, pad = _sweep_inputs(model, tokenizer, pairs_or_encoded, multipliers, encode_kwargs, pad_token_id)
     layer_list: list[int | None] = list(layers) if layers is not None else [None]
     if layers is None and update_factory is not None:
         raise InputError("update_factory needs layers=[...]")
@@ -355,15 +362,7 @@ def sweep_many(
         if not g:
             raise InputError(f"update {name!r} has no updates")
         check_updates_finite(g, f"the swept updates of {name!r}")
-    grid = np.sort(_as_grid(multipliers))
-    if len(np.unique(grid.astype(np.float32))) != grid.size:
-        raise InputError(f"multiplier grid has duplicate values: {grid.tolist()}")
-    encoded = encode_for_sweep(tokenizer, pairs_or_encoded, **(encode_kwargs or {}))
-    check_context_length(encoded, model)
-    ids = [e.id for e in encoded]
-    if len(set(ids)) != len(ids):
-        raise InputError("pair ids are not unique; the sweep table is keyed by example_id")
-    pad = pad_id_of(tokenizer) if pad_token_id is None else int(pad_token_id)
+    grid, encoded, pad = _sweep_inputs(model, tokenizer, pairs_or_encoded, multipliers, encode_kwargs, pad_token_id)
     dist = dist or current()
     bar = progress_bar(total=-(-len(encoded) * grid.size * len(groups) // dist.world_size),
                        desc="sweep (update, pair, m) rows", unit="row", enabled=progress and dist.is_main)
