@@ -11,7 +11,7 @@ against the older hierarchy (``except ValueError``) still works.
 
 from __future__ import annotations
 
-__all__ = ["EXIT_BAD_INPUT", "EasyEditSplitError", "InputError", "NonFiniteResultError", "OutputError"]
+__all__ = ["EXIT_BAD_INPUT", "EasyEditSplitError", "InputError", "InputTypeError", "NonFiniteResultError", "OutputError"]
 
 #: exit status of the CLI for bad input (argparse uses 2 for bad arguments too)
 EXIT_BAD_INPUT = 2
@@ -28,6 +28,11 @@ class OutputError(EasyEditSplitError, OSError):
 
 class InputError(EasyEditSplitError, ValueError):
     """An argument of a command or API function is invalid (the message names it and what to give)."""
+
+
+class InputTypeError(InputError, TypeError):
+    """An argument of an API function has the wrong type (a string where pairs are expected, …); a
+    ``TypeError`` too, for code that catches that."""
 
 
 class NonFiniteResultError(EasyEditSplitError, ArithmeticError):

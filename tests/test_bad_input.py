@@ -1381,3 +1381,298 @@ def test_enable_into_a_folder_python_does_not_read_says_so(tmp_path, capsys, cap
         assert main(["easyedit", "enable", "--site-dir", str(tmp_path / "nowhere")]) == 0
     assert "is not a folder this Python" in caplog.text and "site.addsitedir" in caplog.text
     assert "not read by this Python" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------ round three audit (benchmarks/audit_bad_input.py)
+
+
+def test_the_package_raises_no_bare_builtin_errors():
+    """Bad input to any function raises a package error (InputError is a ValueError, InputTypeError a
+    TypeError too), never a bare ValueError/TypeError that the CLI would show as a traceback."""
+    import ast
+
+    root = Path(easyedit_split.__file__).parent
+    bare = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and isinstance(node.exc.func, ast.Name) \
+                    and node.exc.func.id in ("ValueError", "TypeError"):
+                bare.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert bare == []
+
+
+def _tiny_pair(i=0, pos=" yes", neg=" no"):
+    from easyedit_split.data.pairs import PolarityPair
+
+    return PolarityPair(f"p{i}", f"is the sky blue {i} ?", pos, neg, f"t:{i}")
+
+
+@pytest.mark.parametrize("call", [
+    lambda m: easyedit_split.load_artefact(123, m),
+    lambda m: easyedit_split.load_artefact(None, m),
+    lambda m: easyedit_split.train_test_split([_tiny_pair()], 0.5, -1),
+    lambda m: easyedit_split.save_updates("/tmp/x.safetensors", ["vector"]),
+    lambda m: easyedit_split.save_updates("/tmp/x.safetensors", "vector"),
+    lambda m: easyedit_split.apply_updates(m, _vec(torch.ones(32)), positions="sometimes").__enter__(),
+])
+def test_api_calls_with_bad_arguments_raise_package_errors(llama, call):
+    with pytest.raises(EasyEditSplitError):
+        call(llama)
+
+
+def test_an_update_is_saved_only_under_a_safetensors_name(tmp_path):
+    with pytest.raises(UpdateFileError, match=r"\.safetensors"):
+        save_updates(tmp_path / "u.pt", [_vec(torch.ones(32))])
+    assert list(tmp_path.iterdir()) == []
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(m=st.floats(allow_nan=True, allow_infinity=True, width=32), merged=st.booleans())
+def test_any_multiplier_is_a_finite_steer_or_a_clear_error(llama, m, merged):
+    from easyedit_split.core.apply import apply_updates, merged_updates
+    from easyedit_split.errors import InputError
+
+    ids = torch.tensor([[1, 5, 7]])
+    with torch.no_grad():
+        before = llama(ids).logits
+    ctx = merged_updates(llama, _vec(torch.ones(32)), m) if merged else apply_updates(llama, _vec(torch.ones(32)), m)
+    if math.isfinite(m):
+        with ctx, torch.no_grad():
+            llama(ids)
+    else:
+        with pytest.raises(InputError, match="not finite"), ctx:
+            pass
+    with torch.no_grad():
+        assert torch.equal(llama(ids).logits, before)  # never left steered
+
+
+@pytest.mark.parametrize("pairs, error", [
+    ("is the sky blue ?", "list of PolarityPair"),
+    (["is the sky blue ?", " yes"], "pair 0 is a str"),
+    ([("q", " yes", " no")], "pair 0 is a tuple"),
+    ([{"question": "q"}], "pair 0 is a dict"),
+])
+def test_pairs_that_are_not_pairs_are_refused_where_they_enter(pairs, error):
+    from easyedit_split.data.pairs import check_pairs
+    from easyedit_split.errors import InputTypeError
+    from easyedit_split.training.trainer import select_pairs
+
+    with pytest.raises(InputTypeError, match=error):
+        check_pairs(pairs, "x")
+    with pytest.raises(InputTypeError, match=error):
+        select_pairs(SplitHyperParams(), pairs)
+
+
+def test_python_pairs_with_empty_or_identical_answers(caplog):
+    from easyedit_split.data.pairs import check_pairs
+    from easyedit_split.errors import InputError
+
+    with pytest.raises(InputError, match="empty negative answer"):
+        check_pairs([_tiny_pair(neg="  ")], "x")
+    with caplog.at_level(logging.WARNING):
+        assert len(check_pairs([_tiny_pair(0), _tiny_pair(1, neg=" yes")], "training pairs")) == 2
+    assert "identical positive and negative answers (t:1)" in caplog.text
+
+
+_INT_KEYS = ["batch_size", "n_epochs", "gradient_accumulation_steps", "seed", "low_rank_dimension"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(key=st.sampled_from(_INT_KEYS), value=st.one_of(st.text(max_size=5), st.lists(st.integers(), max_size=2),
+                                                        st.floats(allow_nan=False).filter(lambda f: not f.is_integer())))
+def test_hparams_types_are_checked_in_the_constructor_and_on_assignment(key, value):
+    with pytest.raises(HParamsError, match=key):
+        SplitHyperParams(**{key: value})
+    hp = SplitHyperParams()
+    with pytest.raises(HParamsError, match=key):
+        setattr(hp, key, value)
+
+
+def test_hparams_constructor_layers_text_and_paths():
+    with pytest.raises(HParamsError, match="layers"):
+        SplitHyperParams(layers="12")
+    hp = SplitHyperParams(steer_vector_output_dir=Path("out"))
+    assert hp.steer_vector_output_dir == "out"
+
+
+def test_update_metadata_is_strict_json(tmp_path):
+    from easyedit_split.core.serialization import read_metadata
+    from easyedit_split.errors import InputTypeError
+
+    path = save_updates(tmp_path / "u.safetensors", [_vec(torch.ones(32))], extra={"score": float("nan")})
+    extra = json.loads(read_metadata(path)["extra"])  # plain json: no NaN token
+    assert extra["score"] is None and extra["non_finite"] == ["score"]
+    with pytest.raises(InputTypeError, match="'hparams' holds a object"):
+        save_updates(tmp_path / "v.safetensors", [_vec(torch.ones(32))], hparams={"when": object()})
+    assert not (tmp_path / "v.safetensors").exists()
+
+
+@pytest.fixture()
+def saved_tiny(tmp_path, tiny_tokenizer):
+    from tiny_models import tiny_model
+
+    model = tiny_model("llama")
+    model.save_pretrained(tmp_path / "m")
+    tiny_tokenizer.save_pretrained(tmp_path / "m")
+    upd = tmp_path / "v" / "u.safetensors"
+    upd.parent.mkdir()
+    save_updates(upd, [_vec(torch.ones(32))], model=model)
+    return tmp_path / "m", upd
+
+
+def test_no_output_replaces_an_input_even_with_overwrite(tmp_path, saved_tiny, capsys):
+    model, upd = saved_tiny
+    before = sorted(p.name for p in model.iterdir())
+    export = ["export", "--update", str(upd), "--multiplier", "1", "--overwrite"]
+    assert main([*export, "--model", str(model), "--output", str(model)]) == 2
+    assert "would destroy it" in capsys.readouterr().err
+    assert main([*export, "--model", str(model), "--output", str(upd.parent)]) == 2
+    assert upd.exists() and sorted(p.name for p in model.iterdir()) == before
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"prompt": "is it ?"}) + "\n")
+    assert main(["generate", "--model", str(model), "--prompts-file", str(prompts), "--output", str(prompts),
+                 "--overwrite", "--max-new-tokens", "2"]) == 2
+    assert json.loads(prompts.read_text()) == {"prompt": "is it ?"}
+
+
+def test_export_overwrite_replaces_only_an_earlier_export(tmp_path, saved_tiny, capsys):
+    model, upd = saved_tiny
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    argv = ["export", "--model", str(model), "--update", str(upd), "--multiplier", "1", "--output", str(mine),
+            "--overwrite"]
+    assert main(argv) == 2
+    assert "not an earlier export" in capsys.readouterr().err and (mine / "thesis.tex").exists()
+    (mine / "thesis.tex").unlink()
+    assert main(argv) == 0 and main(argv) == 0  # an empty folder, then the earlier export
+
+
+@pytest.mark.parametrize("option", [["--delta=-1"], ["--target-accuracy", "1.5"], ["--max-util-drop=-0.5"],
+                                    ["--dose", "accuracy", "--dose-accuracy", "0"]])
+def test_evaluation_option_ranges_are_checked_by_the_parser(option, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "--update", "x", "--output", "o", *option])
+    assert exc.value.code == 2 and option[-1].split("=")[0].lstrip("-") in capsys.readouterr().err
+
+
+def test_a_grid_of_only_zero_is_refused_before_the_model(tmp_path, capsys):
+    assert main(["sweep", "--model", str(tmp_path / "nope"), "--update", "diffmean@1", "--multipliers", "0",
+                 "--output", str(tmp_path / "o")]) == 2
+    assert "holds only 0" in capsys.readouterr().err
+
+
+def test_a_tokenizer_of_another_model_is_refused(tmp_path, tiny_tokenizer):
+    import transformers
+    from tiny_models import tiny_config
+
+    from easyedit_split.core.models import ModelLoadError, load_model
+
+    cfg = tiny_config("llama")
+    cfg.vocab_size = 16  # the tiny tokenizer has more tokens than this embedding has rows
+    transformers.AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path / "m")
+    tiny_tokenizer.save_pretrained(tmp_path / "m")
+    with pytest.raises(ModelLoadError, match="tokenizer belongs to another model"):
+        load_model(str(tmp_path / "m"))
+
+
+def test_text_that_was_not_utf8_is_written_not_crashed_on(tmp_path):
+    from easyedit_split.base.atomic_io import JsonlAppender, atomic_write_json
+
+    odd = "caf\udce9 \ud800"  # a file name's undecodable byte, a lone surrogate from a JSON escape
+    atomic_write_json(tmp_path / "r.json", {"id": odd})
+    assert json.loads((tmp_path / "r.json").read_text(encoding="utf-8")) == {"id": odd}
+    JsonlAppender(tmp_path / "p.jsonl").append([{"id": odd}])
+    assert json.loads((tmp_path / "p.jsonl").read_text(encoding="utf-8")) == {"id": odd}
+
+
+def test_every_layers_site_is_checked_before_the_first_is_trained(tmp_path, capsys, tiny_tokenizer):
+    from tiny_models import tiny_model
+
+    tiny_model("llama").save_pretrained(tmp_path / "m")
+    tiny_tokenizer.save_pretrained(tmp_path / "m")
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"question": f"is it {i} ?", "matching": " yes", "not_matching": " no"}) + "\n"
+                            for i in range(6)))
+    hp = tmp_path / "h.yaml"
+    hp.write_text(f"alg_name: split\nlayers: [1, 2]\nn_epochs: 1\nmodel_name_or_path: {tmp_path / 'm'}\n"
+                  f"intervention_module_path: model.layers.1.mlp.down_proj\n")
+    assert main(["train", "--hparams", str(hp), "--data", str(data), "--output", str(tmp_path / "out"),
+                 "--no-progress"]) == 2
+    assert "layer 2" in capsys.readouterr().err
+    assert not list((tmp_path / "out").rglob("layer_*"))
+
+
+def test_empty_hparams_file_names_it(tmp_path, capsys):
+    (tmp_path / "e.yaml").write_text("# nothing yet\n")
+    assert main(["train", "--hparams", str(tmp_path / "e.yaml")]) == 2
+    assert "e.yaml: the hyperparameter file is empty" in capsys.readouterr().err
+
+
+def test_truncated_model_weights_are_named(tmp_path, capsys, saved_tiny):
+    model, _ = saved_tiny
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:5000])
+    assert main(["info", "--model", str(model)]) == 2
+    assert "model.safetensors are damaged or incomplete" in capsys.readouterr().err
+
+
+def test_site_dir_that_is_a_file_and_unknown_scaffold_method(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert main(["easyedit", "status", "--site-dir", str(tmp_path / "f")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert main(["easyedit", "scaffold", "--method", "magic"]) == 2
+    assert "--method magic: unknown method" in capsys.readouterr().err
+
+
+def test_progress_bars_redraw_in_place_but_their_text_is_escaped(capsys):
+    from tqdm import tqdm
+
+    from easyedit_split.cli import _safe_output
+
+    with _safe_output():
+        for _ in tqdm(range(2), desc="\x1b[31mred", mininterval=0):
+            pass
+    err = capsys.readouterr().err
+    assert "\r" in err and "\\x0d" not in err and "\x1b[31m" not in err and "\\x1b[31mred" in err
+
+
+def test_a_refused_resume_says_what_changed(tmp_path):
+    from tiny_models import tiny_model
+
+    from easyedit_split.training.trainer import Trainer, TrainingError
+    from tests.test_training import TOK, hp, pairs
+
+    model, data, ckpt = tiny_model("llama"), pairs(), tmp_path / "ckpt"
+    Trainer(model, TOK, hp(checkpoint_every=1, n_epochs=1)).train(data, checkpoint_dir=ckpt, progress=False)
+    with pytest.raises(TrainingError, match=r"lr 0\.\d+ -> 0\.5"):
+        Trainer(model, TOK, hp(checkpoint_every=1, n_epochs=1, lr=0.5)).train(data, checkpoint_dir=ckpt, resume=True,
+                                                                               progress=False)
+    with pytest.raises(TrainingError, match=r"the training data \(\d+ -> \d+ pairs\)"):
+        Trainer(model, TOK, hp(checkpoint_every=1, n_epochs=1)).train(data[:-1], checkpoint_dir=ckpt, resume=True,
+                                                                      progress=False)
+
+
+def test_one_swept_pair_gives_fits_without_bootstrap_intervals(caplog):
+    import pandas as pd
+
+    from easyedit_split.evaluation.api import fit_summary
+
+    m = [-1.0, 0.0, 1.0]
+    summary = pd.DataFrame({"m": m, "pref": [-1.0, 0.0, 1.0], "util": [-0.5, 0.0, -0.5]})
+    table = pd.DataFrame({"example_id": ["a"] * 3, "m": m, "pref_odds": [-1.0, 0.0, 1.0], "util_odds": [-0.5, 0.0, -0.5]})
+    with caplog.at_level(logging.WARNING):
+        fits = fit_summary(summary, "x", table, n_boot=5)
+    assert fits and "need at least 2 pairs" in caplog.text
+
+
+def test_a_data_file_name_that_is_not_utf8_gives_printable_pair_labels(tmp_path):
+    import os
+
+    import pandas as pd
+
+    path = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.jsonl"))
+    path.write_text(json.dumps({"question": "is it ?", "matching": " yes", "not_matching": " no"}) + "\n")
+    (pair,) = read_pairs(path)
+    assert pair.id == "caf\\udce9-1" and pair.source == "caf\\udce9.jsonl:1"
+    pd.DataFrame({"example_id": [pair.id]}).to_csv(tmp_path / "t.csv")  # tables take them

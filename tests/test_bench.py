@@ -20,7 +20,7 @@ from easyedit_split.bench.aggregate import (
     paired_difference,
     summary_stats,
 )
-from easyedit_split.bench.cells import plan_cells
+from easyedit_split.bench.cells import assigned, assigned_by_concept, plan_cells
 from easyedit_split.bench.concepts import (
     concept_files,
     embedded_concepts_dir,
@@ -30,9 +30,9 @@ from easyedit_split.bench.concepts import (
     split_concepts,
     split_pairs,
 )
-from easyedit_split.bench.distributed import RankInfo, assigned
 from easyedit_split.bench.select import choose_factor
-from easyedit_split.cli import main
+from easyedit_split.cli import DISTRIBUTED_COMMANDS, main
+from easyedit_split.core.distributed import DistContext
 from easyedit_split.data.formats import DataError
 from easyedit_split.data.pairs import pair_digests
 from tests import bench_fixtures as bf
@@ -58,7 +58,36 @@ def _cells(out: Path) -> dict[str, dict]:
 
 
 def _comparable(record: dict) -> dict:
-    return {k: v for k, v in record.items() if k not in ("seconds", "timings", "rank")}
+    return {k: v for k, v in record.items() if k not in ("seconds", "timings", "rank", "mixed_sweep")}
+
+
+def _max_float_difference(a, b, path: str = "") -> float:
+    """The largest |a − b| over the numbers of two records with the same structure (an assertion names the
+    first place where the structure, a string or an integer differs)."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), (path, set(a) ^ set(b))
+        return max([_max_float_difference(a[k], b[k], f"{path}.{k}") for k in a] or [0.0])
+    if isinstance(a, list):
+        assert len(a) == len(b), path
+        return max([_max_float_difference(x, y, f"{path}[{i}]") for i, (x, y) in enumerate(zip(a, b))] or [0.0])
+    if isinstance(a, float) or isinstance(b, float):
+        assert a is not None and b is not None, (path, a, b)
+        if math.isnan(a) or math.isnan(b):
+            assert math.isnan(a) and math.isnan(b), (path, a, b)
+            return 0.0
+        return abs(float(a) - float(b))
+    assert a == b, (path, a, b)
+    return 0.0
+
+
+def _accuracies(record: dict) -> list:
+    """Every accuracy of a cell record, and its per-example correctness matrices (must be equal, not close)."""
+    out = [record.get("chosen", {}).get(k) for k in ("m", "accuracy", "val_accuracy")]
+    out += [v["accuracy"] for v in record.get("per_m", {}).values()]
+    out += [v["accuracy"] for v in record.get("val_per_m", {}).values()]
+    out += [(m["m_star"], m["accuracy"]) for m in record.get("matched", [])]
+    out += [record.get("per_example", {}).get(p, {}).get("correct") for p in ("val", "test")]
+    return out
 
 
 def test_end_to_end_on_a_tiny_model(reference_run):
@@ -147,22 +176,89 @@ def test_resume_after_a_kill(paths, reference_run, tmp_path):
     assert {k: _comparable(v) for k, v in _cells(out).items()} == {k: _comparable(v) for k, v in ref.items()}
 
 
+@pytest.fixture(scope="module")
+def mixed_run(paths, tmp_path_factory):
+    """A --mixed-sweeps run killed before its 7th trained cell's training, then resumed in-process."""
+    out = tmp_path_factory.mktemp("mixed") / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "EASYEDIT_SPLIT_BENCH_KILL_AT": "likes-things/sft_vector"}
+    cmd = [sys.executable, "-m", "easyedit_split.cli", *bf.bench_args(paths, out, "--mixed-sweeps")]
+    killed = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    kept = out / "cells" / "likes-things" / "split_vector.safetensors"  # trained before the kill
+    assert kept.is_file() and not (out / "cells" / "likes-things" / "split_vector.json").exists()
+    before = kept.stat().st_mtime_ns
+    assert main(bf.bench_args(paths, out, "--mixed-sweeps")) == 0
+    assert kept.stat().st_mtime_ns == before  # loaded, not trained again
+    return out
+
+
+def test_mixed_sweeps_equal_the_per_cell_path(reference_run, mixed_run, paths, tmp_path, capsys):
+    mixed, ref = _cells(mixed_run), _cells(reference_run)
+    assert set(mixed) == set(ref) and len(mixed) == 15
+    worst = 0.0
+    for key, rec in mixed.items():
+        assert rec["status"] == "ok" and rec["fingerprint"] == ref[key]["fingerprint"], key
+        assert rec["mixed_sweep"] is (rec["method"] != "prompt")
+        assert _accuracies(rec) == _accuracies(ref[key]), key  # accuracies and correctness: equal
+        worst = max(worst, _max_float_difference(_comparable(rec), _comparable(ref[key]), key))
+    assert worst <= 1e-5  # PrefOdds, UtilOdds, fits: float rounding only (other batch shapes)
+    reused = json.loads((mixed_run / "cells" / "likes-things" / "split_vector.json").read_text())
+    assert reused["timings"]["update_reused"] == 1.0 and reused["final_loss"] == ref["likes-things/split_vector"]["final_loss"]
+    assert sorted(p.stem for p in (mixed_run / "cells" / "hates-things").glob("*.safetensors")) == [
+        "diffmean_vector", "reps_vector", "sft_vector", "split_vector"]  # every trained cell, not the prompt
+    assert json.loads((mixed_run / "bench.json").read_text())["mixed_sweeps"] is True
+    assert json.loads((mixed_run / "results.json").read_text())["settings"]["mixed_sweeps"] is True
+    # the sweep path is not in the fingerprints: a per-cell run resumes with --mixed-sweeps and vice versa
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(reference_run, out)
+    assert main(bf.bench_args(paths, out, "--mixed-sweeps")) == 0
+    assert "0 cell(s) run, 15 reused" in capsys.readouterr().out
+
+
 DIST_METHODS = ["split", "diffmean", "prompt"]  # 9 cells: enough for both ranks, light enough for a test
 
 
-def _torchrun(paths, out, env_extra=None, timeout=600):
+def _torchrun(paths, out, env_extra=None, timeout=600, extra=()):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env_extra or {})}
     env.pop("CUDA_VISIBLE_DEVICES", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
            "-m", "easyedit_split.cli",
-           *bf.bench_args(paths, out, "--device", "cpu", "--methods", ",".join(DIST_METHODS))]
+           *bf.bench_args(paths, out, "--device", "cpu", "--methods", ",".join(DIST_METHODS), *extra)]
     return subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_bench_runs_under_torchrun_without_shared_sweeps():
+    assert DISTRIBUTED_COMMANDS["bench"] is False  # each rank runs its own cells; no sharing inside a sweep
+    plan = plan_cells(sorted(bf.CONCEPTS), DIST_METHODS, ["vector"])
+    shares = [assigned_by_concept(plan, DistContext(r, 2, r)) for r in range(2)]
+    assert [sorted({c.concept for c in s}) for s in shares] == [["hates-things", "short-answers"], ["likes-things"]]
+    assert sorted(c.key for s in shares for c in s) == sorted(c.key for c in plan)
+
+
+def test_mixed_sweeps_on_two_ranks_equal_one_process(paths, mixed_run, tmp_path):
+    out = tmp_path / "dist-mixed"
+    run = _torchrun(paths, out, extra=("--mixed-sweeps",))
+    assert run.returncode == 0, run.stderr[-3000:]
+    cells = _cells(out)
+    assert len(cells) == 9
+    by_rank = {}
+    for key, rec in cells.items():
+        by_rank.setdefault(rec["concept"], set()).add(rec["rank"])
+    assert by_rank == {"hates-things": {0}, "likes-things": {1}, "short-answers": {0}}  # whole concepts
+    # the same mixed passes (split and diffmean of a concept together) on one rank: equal to float rounding
+    # to the one-process run, whose mixed passes held four trained cells per concept
+    ref = _cells(mixed_run)
+    for key, rec in cells.items():
+        assert _accuracies(rec) == _accuracies(ref[key]), key
+        assert _max_float_difference(_comparable(rec), _comparable(ref[key]), key) <= 1e-5
 
 
 def test_two_ranks_equal_one_process_and_a_killed_rank_resumes(paths, reference_run, tmp_path):
     out = tmp_path / "dist"
     plan = plan_cells(sorted(bf.CONCEPTS), DIST_METHODS, ["vector"])
-    rank1 = assigned(plan, RankInfo(1, 2, 1))
+    rank1 = assigned(plan, DistContext(1, 2, 1))
     assert [c.key for c in rank1] == [plan[i].key for i in (1, 3, 5, 7)]  # every other cell
     victim = rank1[2]  # rank 1 dies as if killed before its third cell
     run = _torchrun(paths, out, {"EASYEDIT_SPLIT_BENCH_KILL_AT": victim.key})

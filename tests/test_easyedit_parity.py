@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY_CHAT_TEMPLATE, build_tiny_tokenizer
-from tests.easyedit_checkout import require_steering, save_tiny_llama, steer_on_path
+from tests.easyedit_checkout import require_steering, steer_on_path
 
 EASYEDIT = require_steering()
 
@@ -89,11 +89,11 @@ def test_training_scoring_generation_prompts_equal_easyedits(host, tmp_path, mon
                                                               system_kind, use_chat_template, outside):
     from steer.utils.templates import build_model_input
 
+    from easyedit_split.core.generation import render_prompts
     from easyedit_split.data import prompts as prompt_rules
     from easyedit_split.data.encoding import encode_pairs
     from easyedit_split.data.pairs import PolarityPair
     from easyedit_split.easyedit.evaluator import _prompt_kwargs
-    from easyedit_split.core.generation import render_prompts
     from easyedit_split.training.trainer import encode_for
 
     if outside:  # the plugin's own copy of the rule, as used where EasyEdit's module is not imported
@@ -190,10 +190,11 @@ def test_upstream_yaml_warns_at_warning_naming_each_unimplemented_key(host, tmp_
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"intervention_type": "clamping"}, "key 'intervention_type' is 'clamping'.*raise 'Intervention type clamping not"),
+    ({"intervention_type": "clamping"}, "key 'intervention_type' is 'clamping' with intervention_method 'lora'"),
+    ({"intervention_type": "scaling"}, "key 'intervention_type' is 'scaling'; use one of addition, clamping"),
     ({"inference": True}, "key 'inference' is true"),
     ({"steering_prompt_type": "append"}, "key 'steering_prompt_type' must be prepend or blend_in"),
-    ({"preference_pairs": ["steered_add"]}, "steered_input' columns"),
+    ({"preference_pairs": ["steered_mul"]}, "supported: orig_add, orig_sub, steered_add, steered_sub"),
 ])
 def test_upstream_keys_that_would_change_the_update_are_refused(host, tmp_path, changes, message):
     from easyedit_split.base.hparams_io import HParamsError
@@ -202,8 +203,21 @@ def test_upstream_keys_that_would_change_the_update_are_refused(host, tmp_path, 
         _load_upstream_yaml(tmp_path, **changes)
 
 
-def test_upstream_trainer_refuses_clamping_too(host):
-    """The refusal mirrors EasyEdit: its own SFT trainer (spilt's) raises for intervention_type clamping."""
+def test_upstream_yaml_with_clamping_on_a_vector_trains_a_clamped_vector(host, tmp_path):
+    """EasyEdit's own reps YAML with intervention_method: vector and intervention_type: clamping (the value its
+    comment names) builds hparams whose trainer makes a clamped vector."""
+    from easyedit_split.core.updates import ClampedVectorUpdate
+    from easyedit_split.training.trainer import build_update
+    from tests.tiny_models import tiny_model
+
+    hp = _load_upstream_yaml(tmp_path, intervention_type="clamping", intervention_method="vector", layers=[1])
+    assert hp.intervention_type == "clamping"
+    assert isinstance(build_update(tiny_model("llama"), hp, 1), ClampedVectorUpdate)
+
+
+def test_upstream_trainer_cannot_clamp(host):
+    """Upstream's own SFT trainer (spilt's) raises for intervention_type clamping: the plugin's clamping has no
+    upstream run to compare with (its math is tested against a hand-computed projection, test_clamping.py)."""
     from steer.trainer.SFTTrainer import SFTTrainer
 
     trainer = SFTTrainer.__new__(SFTTrainer)

@@ -116,8 +116,15 @@ def test_existing_output_needs_overwrite(tmp_path):
     (dest / "old.txt").write_text("x")
     with pytest.raises(ExportError, match="already exists"):
         export_merged(model, None, u, 1.0, dest)
-    export_merged(model, None, u, 1.0, dest, overwrite=True)
-    assert not (dest / "old.txt").exists() and (dest / "config.json").is_file()
+    # --overwrite replaces an earlier export, never a folder of other files
+    with pytest.raises(ExportError, match="not an earlier export"):
+        export_merged(model, None, u, 1.0, dest, overwrite=True)
+    assert (dest / "old.txt").read_text() == "x"
+    (dest / "old.txt").unlink()
+    export_merged(model, None, u, 1.0, dest, overwrite=True)  # an empty folder
+    (dest / "stale.txt").write_text("from the earlier export")
+    export_merged(model, None, u, 2.0, dest, overwrite=True)  # an earlier export
+    assert not (dest / "stale.txt").exists() and (dest / "config.json").is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 

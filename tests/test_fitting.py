@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from easyedit_split.evaluation.derived import calibrate, valid_region
+from easyedit_split.evaluation.fit_bootstrap import bootstrap_fit
 from easyedit_split.evaluation.fitting import (
     FORMS,
     CurveFit,
-    bootstrap_fit,
     curve_params,
     fit_curve,
     fit_pref_odds,
@@ -179,10 +179,12 @@ def test_non_finite_points_are_recorded():
 _DETERMINISM_SCRIPT = r"""
 import importlib.util, json, sys
 import numpy as np
-spec = importlib.util.spec_from_file_location("fitting", sys.argv[2])  # the module alone: no torch import
-fitting = sys.modules["fitting"] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(fitting)
-FORMS, bootstrap_fit, fit_curve, util_curve = fitting.FORMS, fitting.bootstrap_fit, fitting.fit_curve, fitting.util_curve
+import os, types
+pkg = sys.modules["fitpkg"] = types.ModuleType("fitpkg")  # the fitting modules alone, as a package: no torch import
+pkg.__path__ = [os.path.dirname(sys.argv[2])]
+fitting = importlib.import_module("fitpkg.fitting")
+bootstrap_fit = importlib.import_module("fitpkg.fit_bootstrap").bootstrap_fit
+FORMS, fit_curve, util_curve = fitting.FORMS, fitting.fit_curve, fitting.util_curve
 t = json.loads(sys.argv[1])
 m = np.linspace(-6, 6, 25)
 rng = np.random.default_rng(5)

@@ -68,7 +68,7 @@ def test_wrong_type_names_file_and_key(tmp_path):
     f.write_text("alg_name: split\nintervention_method: conv\n")
     with pytest.raises(HParamsError, match="intervention_method"):
         SplitHyperParams.from_hparams(f)
-    f.write_text("alg_name: split\npreference_pairs: [steered_add]\n")
+    f.write_text("alg_name: split\npreference_pairs: [steered_mul]\n")
     with pytest.raises(HParamsError, match="preference_pairs"):
         SplitHyperParams.from_hparams(f)
 

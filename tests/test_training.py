@@ -172,10 +172,10 @@ def test_reference_passes_only_for_objectives_that_need_them(monkeypatch):
     counts = {}
     real = PairScorer.score
 
-    def counting(self, prepared, multipliers=0.0, pair_index=None):
-        key = "ref" if isinstance(multipliers, float) and multipliers == 0.0 else "train"
+    def counting(self, prepared, multipliers=0.0, pair_index=None, **kw):
+        key = "ref" if kw.get("unsteered") else "train"
         counts[key] = counts.get(key, 0) + 1
-        return real(self, prepared, multipliers, pair_index)
+        return real(self, prepared, multipliers, pair_index, **kw)
 
     monkeypatch.setattr(PairScorer, "score", counting)
     Trainer(model, TOK, hp(n_epochs=3)).train(data, progress=False)

@@ -45,7 +45,7 @@ from easyedit_split.core.serialization import (
     read_metadata,
 )
 from easyedit_split.core.updates import Update
-from easyedit_split.errors import EasyEditSplitError
+from easyedit_split.errors import EasyEditSplitError, InputTypeError
 
 logger = logging.getLogger(__name__)
 
@@ -259,7 +259,8 @@ def _load(spec: Any, model: nn.Module, *, layer: int | None, tokenizer: Any, tra
     if is_diffmean_spec(spec):
         return _diffmean(spec, model, tokenizer, train_pairs, module_path)
     if not isinstance(spec, (str, os.PathLike)):
-        raise TypeError(f"cannot load updates from a {type(spec).__name__}")
+        raise InputTypeError(f"cannot load updates from {shown(spec)} (a {type(spec).__name__}): give a path, diffmean@LAYER "
+                             "or loaded updates")
     check_spec(spec)
     p = Path(spec)
     device = next(model.parameters()).device

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from easyedit_split.data.pairs import PolarityPair
+from easyedit_split.errors import InputError
 
 __all__ = ["PromptBaseline"]
 
@@ -35,7 +36,7 @@ class PromptBaseline:
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():
-            raise ValueError("PromptBaseline: the prompt is empty")
+            raise InputError("PromptBaseline: the prompt is empty")
 
     def render(self, question: str) -> str:
         """The question as EasyEdit's applier sees it after ``apply_prompt``."""
@@ -60,9 +61,9 @@ class PromptBaseline:
             where = str(hparams)
             hparams = read_yaml_mapping(Path(hparams))
         if str(hparams.get("alg_name", "prompt")).lower() != "prompt":
-            raise ValueError(f"{where}: alg_name is {hparams.get('alg_name')!r}, not 'prompt'")
+            raise InputError(f"{where}: alg_name is {hparams.get('alg_name')!r}, not 'prompt'")
         if hparams.get("generate_prompt_params"):
-            raise ValueError(f"{where}: generate_prompt_params (a model-written prompt) is not supported; give `prompt`")
+            raise InputError(f"{where}: generate_prompt_params (a model-written prompt) is not supported; give `prompt`")
         if not hparams.get("prompt"):
-            raise ValueError(f"{where}: no `prompt` given")
+            raise InputError(f"{where}: no `prompt` given")
         return cls(str(hparams["prompt"]), name=name)

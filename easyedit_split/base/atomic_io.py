@@ -27,7 +27,8 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -240,8 +241,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return Path(path)
 
 
+#: how text becomes bytes in every output: UTF-8, a lone surrogate (a file name or row that was not UTF-8,
+#: kept by Python as ``\udcXX``) written as its escape ``\udcXX`` — which JSON reads back as the same
+#: character — instead of failing the write
+TEXT_ERRORS = "backslashreplace"
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    return atomic_write_bytes(path, text.encode("utf-8", errors=TEXT_ERRORS))
 
 
 def atomic_write_report(path: str | os.PathLike, text: str) -> Path:
@@ -299,9 +306,44 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Pat
     return atomic_write_text(path, dumps_json(obj, indent=indent) + "\n")
 
 
+def _metadata_default(key: str):
+    """JSON for the plain values a header may hold besides JSON's own (paths, dtypes, sets, numpy/torch
+    numbers); any other object is refused, naming the key, instead of being saved as its ``repr``."""
+    def default(obj: Any) -> Any:
+        if isinstance(obj, os.PathLike):
+            return os.fspath(obj)
+        if isinstance(obj, (set, frozenset)):
+            return sorted(obj, key=str)
+        if isinstance(obj, (Mapping, Sequence)):  # omegaconf's DictConfig/ListConfig (hydra): their text, as
+            return str(obj)                      # the hparams classes read them (a str field)
+        if isinstance(obj, Enum):
+            return obj.value
+        if hasattr(obj, "tolist") and callable(obj.tolist):
+            return json_safe(obj.tolist())
+        if type(obj).__module__ == "torch" and type(obj).__name__ in ("dtype", "device"):
+            return str(obj)
+        from easyedit_split.errors import InputTypeError
+
+        raise InputTypeError(f"metadata {key!r} holds a {type(obj).__name__} ({str(obj)[:80]}), which cannot be saved "
+                             "in a file header; give JSON values (text, numbers, lists, mappings)")
+    return default
+
+
 def encode_metadata(metadata: Mapping[str, Any]) -> dict[str, str]:
-    """A safetensors header's metadata: strings as they are, anything else JSON-encoded."""
-    return {str(k): v if isinstance(v, str) else json.dumps(v, default=str) for k, v in metadata.items()}
+    """A safetensors header's metadata: strings as they are, anything else as strict JSON (NaN/inf become
+    null and a mapping lists them under ``"non_finite"``, as :func:`dumps_json` does)."""
+    out = {}
+    for k, v in metadata.items():
+        if isinstance(v, str):
+            out[str(k)] = v
+            continue
+        safe = json_safe(v)
+        if isinstance(v, Mapping) and "non_finite" not in v:
+            bad = non_finite_paths(v)
+            if bad:
+                safe["non_finite"] = bad
+        out[str(k)] = json.dumps(safe, default=_metadata_default(str(k)), allow_nan=False)
+    return out
 
 
 def atomic_save_safetensors(
@@ -373,6 +415,25 @@ def refuse_earlier_results(folder: str | os.PathLike, patterns: Iterable[str], *
                           "replace them, or choose another folder")
 
 
+def refuse_replacing_inputs(output: str | os.PathLike, inputs: Mapping[str, str | os.PathLike | None], *,
+                            what: str = "--output", replaces_folder: bool = False) -> None:
+    """Raise :class:`OutputError` when writing ``output`` would replace one of ``inputs`` (``{label: path}``;
+    paths that do not exist, such as built-in names, are skipped): the same file or folder (symlinks
+    followed), or — when the output replaces a whole folder — a folder holding the input. Even with
+    ``--overwrite`` an input is never the thing replaced."""
+    out = Path(os.path.abspath(output)).resolve()
+    flat = [(label, one) for label, given in inputs.items()
+            for one in (given if isinstance(given, (list, tuple)) else [given])]
+    for label, given in flat:
+        if not isinstance(given, (str, os.PathLike)) or not os.path.exists(given):
+            continue
+        inp = Path(os.path.abspath(given)).resolve()
+        if inp == out or (replaces_folder and out in inp.parents):
+            how = "is" if inp == out else "holds"
+            raise OutputError(f"{what} {output} {how} {label} {given}; writing there would destroy it, even with "
+                              "--overwrite; choose another output")
+
+
 def check_distinct(outputs: Mapping[str, str | os.PathLike], *, what: str = "name") -> None:
     """Raise :class:`OutputError` when two entries of ``{label: path}`` would write the same file."""
     seen: dict[str, str] = {}
@@ -405,15 +466,8 @@ def output_lock(folder: str | os.PathLike, *, what: str = "output", name: str = 
     except ImportError:  # not POSIX: no lock
         yield path
         return
-    fh = open(lock_file, "a+")  # noqa: SIM115 - held for the duration of the with block
+    fh = _open_locked(lock_file, fcntl, what, path)
     try:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            holder = fh.read().strip() or "?"
-            raise OutputError(f"{what} {path} is being written by another easyedit-split process (pid {holder}); "
-                              "wait for it to finish or choose another output") from None
         fh.seek(0)
         fh.truncate()
         fh.write(str(os.getpid()))
@@ -423,11 +477,34 @@ def output_lock(folder: str | os.PathLike, *, what: str = "output", name: str = 
             yield path
         finally:
             _HELD.discard(key)
-            fh.seek(0)
-            fh.truncate()
+            with contextlib.suppress(FileNotFoundError):
+                lock_file.unlink()  # while still held: no empty lock file is left behind in the output
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
     finally:
         fh.close()
+
+
+def _open_locked(lock_file: Path, fcntl, what: str, folder: Path):
+    """Open ``lock_file`` and take its lock; the file is removed on release, so a lock taken on a file that
+    was unlinked meanwhile (by the holder releasing it) is retried on the file now at that path."""
+    for _ in range(100):
+        fh = open(lock_file, "a+")  # noqa: SIM115 - held for the duration of the with block
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            fh.close()
+            raise OutputError(f"{what} {folder} is being written by another easyedit-split process (pid {holder}); "
+                              "wait for it to finish or choose another output") from None
+        try:
+            same = os.fstat(fh.fileno()).st_ino == os.stat(lock_file).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fh
+        fh.close()  # locked a file its holder had just removed: lock the current one instead
+    raise OutputError(f"{what} {folder}: could not take the lock {lock_file} (it keeps being replaced)")
 
 
 _HELD: set[str] = set()
@@ -473,7 +550,7 @@ class JsonlAppender:
         text = "".join(dumps_json(r) + "\n" for r in records)
         if not text:
             return
-        with _mapped_write_errors(self.path), open(self.path, "a", encoding="utf-8") as fh:
+        with _mapped_write_errors(self.path), open(self.path, "a", encoding="utf-8", errors=TEXT_ERRORS) as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())

@@ -14,8 +14,20 @@ from typing import Any
 
 from easyedit_split.errors import InputError
 
-__all__ = ["MAX_SEED", "check_int_at_least", "check_seed", "finite_float_arg", "int_at_least", "nonnegative_int_arg",
-           "positive_float_arg", "positive_int_arg", "probability_arg", "seed_arg", "set_threads"]
+__all__ = [
+    "MAX_SEED",
+    "check_int_at_least",
+    "check_seed",
+    "finite_float_arg",
+    "int_at_least",
+    "nonnegative_float_arg",
+    "nonnegative_int_arg",
+    "positive_float_arg",
+    "positive_int_arg",
+    "probability_arg",
+    "seed_arg",
+    "set_threads",
+]
 
 #: seeds are 0 … 2**32 - 1 (what numpy, torch and Python's random all accept)
 MAX_SEED = 2**32 - 1
@@ -76,6 +88,17 @@ def positive_float_arg(text: str) -> float:
 
 
 positive_float_arg.__name__ = "number > 0"
+
+
+def nonnegative_float_arg(text: str) -> float:
+    """An argparse type: a finite number >= 0 (a utility drop, a budget)."""
+    value = finite_float_arg(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+nonnegative_float_arg.__name__ = "number >= 0"
 
 
 def probability_arg(text: str) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -146,7 +147,10 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     if not p.exists() and p.suffix not in (".yaml", ".yml"):
         p = p.with_name(p.name + ".yaml")
-    return read_yaml_mapping(p)
+    data = read_yaml_mapping(p)
+    if not data:  # every setting would silently be a default (layer 15, the default data and model)
+        raise HParamsError(f"{p}: the hyperparameter file is empty (no keys); give at least alg_name and layers")
+    return data
 
 
 def _strip_optional(tp: Any) -> tuple[Any, bool]:
@@ -203,6 +207,8 @@ def coerce_value(value: Any, tp: Any, where: str) -> Any:
     if tp is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
         raise HParamsError(f"{where}: expected a string, got {shown(value)}")
@@ -221,6 +227,11 @@ def coerce_value(value: Any, tp: Any, where: str) -> Any:
 
 #: where the hparams being built come from (a file name), for the messages of ``__post_init__``
 _SOURCE: contextvars.ContextVar[str] = contextvars.ContextVar("hparams_source", default="<hparams>")
+
+
+@functools.cache
+def _field_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
 def _non_finite_fields(obj: Any) -> list[str]:
@@ -278,8 +289,23 @@ class HyperParams:
         bad = _non_finite_fields(self)
         if bad:
             raise HParamsError(f"{source}: key '{bad[0]}' must be a finite number, got {shown(getattr(self, bad[0]))}")
+        hints = _field_hints(type(self))
+        for f in dataclasses.fields(self):  # the constructor gets the same type checks as a YAML file
+            value = getattr(self, f.name)
+            if value is None and f.default is None:  # a None default is the class's own sentinel
+                continue
+            object.__setattr__(self, f.name, coerce_value(value, hints.get(f.name, Any), f"{source}: key '{f.name}'"))
         self.apply_sentinels(source)
         self.validate(source)
+        object.__setattr__(self, "_built", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """A key assigned after the object is built is type-checked like one read from a file."""
+        if self.__dict__.get("_built"):
+            hints = _field_hints(type(self))
+            if name in hints and name in {f.name for f in dataclasses.fields(self)}:
+                value = coerce_value(value, hints[name], f"{type(self).__name__}.{name}")
+        object.__setattr__(self, name, value)
 
     @classmethod
     def from_hparams(cls, path: str | os.PathLike, overrides: Mapping[str, Any] | None = None):

@@ -19,6 +19,7 @@ from easyedit_split.errors import EasyEditSplitError, InputError
 __all__ = [
     "FORMS",
     "FORM_NAMES",
+    "INTERVENTION_TYPE_NAMES",
     "METHODS",
     "METHOD_NAMES",
     "FormSpec",
@@ -85,6 +86,10 @@ FORMS: tuple[FormSpec, ...] = (
     FormSpec("local_weight", ("weight", "localweight"), "easyedit_split.core.updates:LocalWeightUpdate"),
 )
 
+#: EasyEdit's ``intervention_type`` values: how a steering vector acts (``core.updates.INTERVENTION_TYPES``
+#: maps each to its class); every form has ``addition``, only a vector has ``clamping``
+INTERVENTION_TYPE_NAMES: tuple[str, ...] = ("addition", "clamping")
+
 METHOD_NAMES: tuple[str, ...] = tuple(m.name for m in METHODS)
 FORM_NAMES: tuple[str, ...] = tuple(f.name for f in FORMS)
 
@@ -142,5 +147,5 @@ def hparams_class(name: str, kind: str = "train") -> type:
     """The ``train`` or ``apply`` hparams class of a method (any accepted spelling)."""
     spec = method_spec(name)
     if kind not in ("train", "apply"):
-        raise ValueError(f"kind must be 'train' or 'apply', got {kind!r}")
+        raise InputError(f"kind must be 'train' or 'apply', got {kind!r}")
     return resolve(spec.train_hparams if kind == "train" else spec.apply_hparams)

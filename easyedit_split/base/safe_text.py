@@ -18,7 +18,7 @@ import re
 import reprlib
 from typing import Any
 
-__all__ = ["MAX_MESSAGE_CHARS", "MAX_SHOWN_CHARS", "capped", "markdown_safe", "printable", "shown"]
+__all__ = ["MAX_MESSAGE_CHARS", "MAX_SHOWN_CHARS", "capped", "markdown_safe", "printable", "progress_printable", "shown"]
 
 #: the most characters :func:`shown` gives for one value
 MAX_SHOWN_CHARS = 300
@@ -39,6 +39,17 @@ def printable(text: Any) -> str:
     """``text`` (``str()`` of it) with every control, bidi-override and undecodable character escaped
     visibly; newlines and tabs are kept."""
     return _UNSAFE.sub(_escape, text if isinstance(text, str) else str(text))
+
+
+#: what a terminal progress bar writes to redraw itself: carriage return, cursor up
+_PROGRESS_CONTROLS = re.compile("(\r|\x1b\\[A)")
+
+
+def progress_printable(text: str) -> str:
+    """:func:`printable` for a progress bar's own writes: its redraw controls (``\\r``, cursor up) are
+    kept, so the bar redraws in place; everything else (e.g. a description taken from a file) is escaped."""
+    return "".join(part if _PROGRESS_CONTROLS.fullmatch(part) else printable(part)
+                   for part in _PROGRESS_CONTROLS.split(text))
 
 
 def markdown_safe(text: Any) -> str:

@@ -2,9 +2,11 @@
 aggregated across concepts (``easyedit-split bench``; docs/bench.md).
 
 ``run_bench(BenchConfig(...))`` runs it (or resumes it); under ``torchrun`` the cells are spread over the
-ranks. Modules: :mod:`.concepts` (concept folders, pair and concept splits), :mod:`.cells` (the plan and
-one cell), :mod:`.select` (choosing the factor), :mod:`.aggregate` (statistics across concepts),
-:mod:`.report` (outputs), :mod:`.distributed` (ranks), :mod:`.api` (``run_bench``).
+ranks (:class:`~easyedit_split.core.distributed.DistContext`). Modules: :mod:`.concepts` (concept
+folders, pair and concept splits), :mod:`.cells` (the plan, the ranks' shares and one cell),
+:mod:`.mixed` (``--mixed-sweeps``: a concept's updates swept in one mixed pass), :mod:`.select`
+(choosing the factor), :mod:`.aggregate` (statistics across concepts), :mod:`.report` (outputs),
+:mod:`.api` (``run_bench``).
 """
 
 from __future__ import annotations

@@ -35,9 +35,12 @@ from easyedit_split.bench.cells import (
     PROMPT_TEMPLATE,
     Cell,
     CellSetup,
+    assigned,
+    assigned_by_concept,
     plan_cells,
     read_cell,
     run_cell,
+    stored_fingerprint,
 )
 from easyedit_split.bench.concepts import (
     ConceptSplit,
@@ -48,15 +51,7 @@ from easyedit_split.bench.concepts import (
     roles_for,
     split_pairs,
 )
-from easyedit_split.bench.distributed import (
-    RankInfo,
-    assigned,
-    barrier,
-    broadcast_error,
-    device_for,
-    process_group,
-    rank_info,
-)
+from easyedit_split.core.distributed import DistContext, distributed
 from easyedit_split.errors import InputError, OutputError
 from easyedit_split.evaluation.fitting import MIN_EXTRA_POINTS, n_free_params
 
@@ -70,6 +65,8 @@ QUICK_GRID = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 ROLES = ("report", "tuning", "all")
 #: environment variable that makes the process kill itself before the named cell (tests of resuming)
 KILL_AT_ENV = "EASYEDIT_SPLIT_BENCH_KILL_AT"
+#: how long a rank waits at a barrier for the others (a rank's cells can take hours)
+BARRIER_TIMEOUT_S = 24 * 3600.0
 
 
 class BenchSettingsError(OutputError):
@@ -106,6 +103,9 @@ class BenchConfig:
     progress: bool = True
     plots: bool = True
     report_only: bool = False  # run no cell: aggregate the concepts whose cells are all done
+    # per concept: train every cell, then sweep all of its updates in one mixed pass (sweep_many); the
+    # results equal the per-cell sweeps to float rounding, so it is recorded but not in the fingerprints
+    mixed_sweeps: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -191,8 +191,10 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [k for k in keys if old.get(k) != new.get(k)]
 
 
-def _prepare_folder(out: Path, settings: dict[str, Any], cells: list[Cell], overwrite: bool) -> None:
-    """Refuse a folder of other settings (unless ``overwrite``: then delete what does not belong)."""
+def _prepare_folder(out: Path, settings: dict[str, Any], cells: list[Cell], overwrite: bool, *,
+                    mixed_sweeps: bool = False) -> None:
+    """Refuse a folder of other settings (unless ``overwrite``: then delete what does not belong).
+    ``mixed_sweeps`` is recorded beside the settings, not in them: a run resumes with either sweep path."""
     path = out / "bench.json"
     if path.is_file():
         try:
@@ -215,15 +217,18 @@ def _prepare_folder(out: Path, settings: dict[str, Any], cells: list[Cell], over
                     keep = False
             if not keep:
                 f.unlink()
+        for f in sorted((out / "cells").glob("*/*.safetensors")) if (out / "cells").is_dir() else []:
+            if stored_fingerprint(f) != wanted.get(str(f.with_suffix(".json"))):
+                f.unlink()  # a kept update of other settings
         for f in sorted((out / "concepts").glob("*.json")) if (out / "concepts").is_dir() else []:
             f.unlink()
-    atomic_write_json(path, {"settings": settings, "written_by": f"easyedit-split {__version__}"})
+    atomic_write_json(path, {"settings": settings, "mixed_sweeps": bool(mixed_sweeps),
+                             "written_by": f"easyedit-split {__version__}"})
 
 
 def run_bench(cfg: BenchConfig) -> BenchResult:
     """Run (or resume) the benchmark; see the module docstring. Under ``torchrun`` each rank runs its share."""
     t0 = time.perf_counter()
-    info = rank_info()
     grid = _check_config(cfg)
     set_threads(cfg.threads)
     files, roles, source = _select_concepts(cfg)
@@ -238,31 +243,32 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     fingerprints = {k: digest(v) for k, v in cell_settings.items()}
     settings = _bench_settings(cfg, grid, setup, splits, cells, roles, source, fingerprints)
     out = Path(cfg.output_dir or f"runs/bench-{time.strftime('%Y%m%d-%H%M%S')}")
-    device = device_for(info, cfg.device)
-    with process_group(info, device):
+    # the process group only (share=False): each rank runs its own cells, with rank-local sweeps and training
+    with distributed(share=False, timeout_s=BARRIER_TIMEOUT_S) as ctx:
+        device = str(ctx.device(None if cfg.device in (None, "", "auto") else cfg.device))
         refusal = None  # (error class name, message) from rank 0, so every rank stops alike
-        if info.is_main:
+        if ctx.is_main:
             try:
                 check_writable(out, what="output folder (--output)")
-                _prepare_folder(out, settings, cells, cfg.overwrite)
+                _prepare_folder(out, settings, cells, cfg.overwrite, mixed_sweeps=cfg.mixed_sweeps)
             except OutputError as exc:
                 refusal = (type(exc).__name__, str(exc))
-        refusal = broadcast_error(info, refusal)
+        refusal = ctx.gather(refusal)[0]  # rank 0's
         if refusal is not None:
             raise _REFUSALS.get(refusal[0], OutputError)(refusal[1])
-        lock = output_lock(out, what="output folder (--output)") if not info.distributed else _no_lock()
+        lock = output_lock(out, what="output folder (--output)") if not ctx.enabled else _no_lock()
         with lock:
-            ran, reused = ([], []) if cfg.report_only else _run_cells(cfg, info, device, out, setup, splits, cells,
+            ran, reused = ([], []) if cfg.report_only else _run_cells(cfg, ctx, device, out, setup, splits, cells,
                                                                       cell_settings, fingerprints)
-            barrier(info)
+            ctx.barrier()
             results = None
-            if info.is_main:
+            if ctx.is_main:
                 from easyedit_split.bench.report import write_concept_files, write_report
 
                 records = write_concept_files(out, cells, fingerprints, splits, roles, setup)
-                results = write_report(out, cfg, settings, records, roles, seconds=time.perf_counter() - t0,
-                                       plots=cfg.plots)
-            barrier(info)
+                results = write_report(out, cfg, {**settings, "mixed_sweeps": cfg.mixed_sweeps}, records, roles,
+                                       seconds=time.perf_counter() - t0, plots=cfg.plots)
+            ctx.barrier()
     return BenchResult(out, results, ran, reused, time.perf_counter() - t0)
 
 
@@ -277,13 +283,14 @@ class _no_lock:
         return False
 
 
-def _run_cells(cfg: BenchConfig, info: RankInfo, device: str, out: Path, setup: CellSetup,
+def _run_cells(cfg: BenchConfig, ctx: DistContext, device: str, out: Path, setup: CellSetup,
                splits: dict[str, ConceptSplit], cells: Sequence[Cell], cell_settings: dict[str, dict[str, Any]],
                fingerprints: dict[str, str]) -> tuple[list[str], list[str]]:
-    mine = assigned(cells, info)
+    # mixed sweeps need every cell of a concept on one rank: whole concepts are assigned, else single cells
+    mine = assigned_by_concept(cells, ctx) if cfg.mixed_sweeps else assigned(cells, ctx)
     todo = [c for c in mine if read_cell(c, out, fingerprints[c.key]) is None]
     reused = [c.key for c in mine if c not in todo]
-    logger.info("rank %d: %d cell(s) assigned, %d already done, %d to run", info.rank, len(mine), len(reused),
+    logger.info("rank %d: %d cell(s) assigned, %d already done, %d to run", ctx.rank, len(mine), len(reused),
                 len(todo))
     ran: list[str] = []
     if not todo:
@@ -295,22 +302,39 @@ def _run_cells(cfg: BenchConfig, info: RankInfo, device: str, out: Path, setup: 
     if cfg.progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(todo), desc=f"bench cells (rank {info.rank})" if info.distributed else "bench cells",
-                   unit="cell", position=info.rank if info.distributed else None)
+        bar = tqdm(total=len(todo), desc=f"bench cells (rank {ctx.rank})" if ctx.enabled else "bench cells",
+                   unit="cell", position=ctx.rank if ctx.enabled else None)
     kill_at = os.environ.get(KILL_AT_ENV)
+
+    def kill_point(cell: Cell) -> None:
+        if kill_at == cell.key:  # a test of resuming: die as a killed process would, before this cell
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def finished(record: dict[str, Any], cell: Cell) -> None:
+        ran.append(cell.key)
+        chosen = record.get("chosen", {})
+        logger.info("%s: %s, accuracy %.3f at m = %s (unsteered %.3f), %.1f s", cell.key, record["status"],
+                    chosen.get("accuracy", float("nan")), chosen.get("m"),
+                    record.get("unsteered", {}).get("accuracy", float("nan")), record["seconds"])
+        if bar is not None:
+            bar.update(1)
+
     try:
-        for cell in todo:
-            if kill_at == cell.key:  # a test of resuming: die as a killed process would, before this cell
-                os.kill(os.getpid(), signal.SIGKILL)
-            record = run_cell(setup, cell, splits[cell.concept], model, tok, settings=cell_settings[cell.key], out=out,
-                              rank=info.rank)
-            ran.append(cell.key)
-            chosen = record.get("chosen", {})
-            logger.info("%s: %s, accuracy %.3f at m = %s (unsteered %.3f), %.1f s", cell.key, record["status"],
-                        chosen.get("accuracy", float("nan")), chosen.get("m"),
-                        record.get("unsteered", {}).get("accuracy", float("nan")), record["seconds"])
-            if bar is not None:
-                bar.update(1)
+        if cfg.mixed_sweeps:
+            from easyedit_split.bench.mixed import run_concept_mixed
+
+            by_concept: dict[str, list[Cell]] = {}
+            for cell in todo:
+                by_concept.setdefault(cell.concept, []).append(cell)
+            for concept, group in by_concept.items():
+                run_concept_mixed(setup, group, splits[concept], model, tok, settings=cell_settings, out=out,
+                                  rank=ctx.rank, before_cell=kill_point, after_cell=finished)
+        else:
+            for cell in todo:
+                kill_point(cell)
+                record = run_cell(setup, cell, splits[cell.concept], model, tok, settings=cell_settings[cell.key],
+                                  out=out, rank=ctx.rank)
+                finished(record, cell)
     finally:
         if bar is not None:
             bar.close()

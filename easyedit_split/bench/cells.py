@@ -37,8 +37,9 @@ from easyedit_split.errors import EasyEditSplitError, InputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BENCH_METHODS", "PROMPT_TEMPLATE", "Cell", "CellSetup", "cell_forms", "plan_cells", "read_cell",
-           "run_cell"]
+__all__ = ["BENCH_METHODS", "PROMPT_TEMPLATE", "Cell", "CellSetup", "assigned", "assigned_by_concept", "cell_forms",
+           "finish_trained", "is_trained", "plan_cells", "read_cell", "run_cell", "stored_fingerprint",
+           "train_cell"]
 
 #: the prompt baseline's prompt; ``{concept}`` is the concept's file name with '-' and '_' read as spaces
 PROMPT_TEMPLATE = "Answer as someone with this trait: {concept}."
@@ -65,6 +66,10 @@ class Cell:
 
     def path(self, out: Path) -> Path:
         return Path(out) / "cells" / self.concept / f"{self.name}.json"
+
+    def update_path(self, out: Path) -> Path:
+        """Where ``--mixed-sweeps`` keeps the cell's trained update (so a killed run does not train it again)."""
+        return Path(out) / "cells" / self.concept / f"{self.name}.safetensors"
 
 
 def cell_forms(method: str, forms: Sequence[str]) -> tuple[str, ...]:
@@ -94,6 +99,21 @@ def plan_cells(concepts: Sequence[str], methods: Sequence[str], forms: Sequence[
                     seen.add(cell.key)
                     cells.append(cell)
     return cells
+
+
+def assigned(items: Sequence[Any], ctx) -> list[Any]:
+    """The items of rank ``ctx.rank`` of ``ctx.world_size``: every ``world_size``-th one, starting at the
+    rank (a fixed round robin: concepts are planned one after another, so each rank gets cells of every
+    method, and a rerun gives every rank the same cells)."""
+    return [item for i, item in enumerate(items) if i % ctx.world_size == ctx.rank]
+
+
+def assigned_by_concept(cells: Sequence[Cell], ctx) -> list[Cell]:
+    """The cells of this rank's concepts (every ``world_size``-th concept of the plan): all cells of a
+    concept on one rank, as a mixed sweep of the concept's updates needs."""
+    concepts = list(dict.fromkeys(c.concept for c in cells))
+    mine = set(assigned(concepts, ctx))
+    return [c for c in cells if c.concept in mine]
 
 
 # ----------------------------------------------------------------------------------------- settings
@@ -202,8 +222,13 @@ def _zero_update(model, layer: int):
     return VectorUpdate(site, resolve_site(model, site).d_out).to(next(model.parameters()).device)
 
 
-def _train(setup: CellSetup, cell: Cell, split: ConceptSplit, model, tok, timings: dict[str, float]):
-    """Train (or compute) the cell's update(s); returns (updates, rendering hparams)."""
+def is_trained(cell: Cell) -> bool:
+    """Whether the cell makes an update (trained or computed) and sweeps it; the prompt baseline does not."""
+    return cell.method not in CELL_RUNNERS
+
+
+def train_cell(setup: CellSetup, cell: Cell, split: ConceptSplit, model, tok, timings: dict[str, float]):
+    """Train (or compute) the cell's update(s); returns (updates, hparams, final losses)."""
     from easyedit_split.training.api import train_layers
 
     hp = setup.hparams(cell.method, cell.form, setup.seed)
@@ -215,20 +240,28 @@ def _train(setup: CellSetup, cell: Cell, split: ConceptSplit, model, tok, timing
 
 
 def _trained_cell(setup: CellSetup, cell: Cell, split: ConceptSplit, model, tok) -> dict[str, Any]:
-    from easyedit_split.evaluation.api import fit_summary
-    from easyedit_split.evaluation.frontier import matched_accuracy, per_example
-    from easyedit_split.evaluation.logodds import summarize
     from easyedit_split.evaluation.sweep import sweep
     from easyedit_split.training.trainer import encode_for
 
     timings: dict[str, float] = {}
-    updates, hp, losses = _train(setup, cell, split, model, tok, timings)
+    updates, hp, losses = train_cell(setup, cell, split, model, tok, timings)
     t = time.perf_counter()
     val_table = sweep(model, tok, encode_for(hp, split.val, tok), updates, setup.val_grid, progress=False,
                       method=cell.name)
     test_table = sweep(model, tok, encode_for(hp, split.test, tok), updates, setup.grid, progress=False,
                        method=cell.name)
     timings["sweep"] = time.perf_counter() - t
+    return finish_trained(setup, cell, val_table, test_table, losses, timings)
+
+
+def finish_trained(setup: CellSetup, cell: Cell, val_table, test_table, losses: Sequence[float],
+                   timings: dict[str, float]) -> dict[str, Any]:
+    """A trained cell's numbers from its validation and test sweep tables: the factor chosen on validation,
+    the test metrics at it and at m = 1 and 2, the fits and UtilOdds at matched accuracy."""
+    from easyedit_split.evaluation.api import fit_summary
+    from easyedit_split.evaluation.frontier import matched_accuracy, per_example
+    from easyedit_split.evaluation.logodds import summarize
+
     t = time.perf_counter()
     test_summary = summarize(test_table, reduction="sum", n_boot=0)
     val_per_m = _per_m(summarize(val_table, reduction="sum", n_boot=0))
@@ -251,7 +284,7 @@ def _trained_cell(setup: CellSetup, cell: Cell, split: ConceptSplit, model, tok)
         "per_m": test_per_m, "val_per_m": val_per_m, "matched": matched,
         "fits": {k: {"r2": f.r2, "status": f.status, "message": f.message, "n_params": f.n_params,
                      "r2_ci": f.r2_ci} for k, f in fits.items()},
-        "final_loss": losses, "timings": timings,
+        "final_loss": list(losses), "timings": timings,
         "per_example": {"test": _matrices(test_pe), "val": _matrices(val_pe)},
     }
 
@@ -286,11 +319,16 @@ CELL_RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {"prompt": _prompt_cell
 
 
 def run_cell(setup: CellSetup, cell: Cell, split: ConceptSplit, model, tok, *, settings: dict[str, Any],
-             out: Path, rank: int = 0) -> dict[str, Any]:
+             out: Path, rank: int = 0, runner: Callable[..., dict[str, Any]] | None = None,
+             mixed_sweep: bool = False, seconds_before: float = 0.0) -> dict[str, Any]:
     """Run one cell and write its file atomically. Bad input or a non-finite result inside the cell (e.g. a
-    diverged training) is recorded as the cell's ``error`` rather than stopping the benchmark."""
-    t0 = time.perf_counter()
-    runner = CELL_RUNNERS.get(cell.method, _trained_cell)
+    diverged training) is recorded as the cell's ``error`` rather than stopping the benchmark.
+
+    ``runner``: what computes the cell's body (default: by method, :data:`CELL_RUNNERS`, else train and
+    sweep); the mixed path passes one that finishes from its shared sweep, with ``mixed_sweep`` recorded
+    and ``seconds_before`` (the cell's training) added to its time."""
+    t0 = time.perf_counter() - seconds_before
+    runner = runner or CELL_RUNNERS.get(cell.method, _trained_cell)
     try:
         body = runner(setup, cell, split, model, tok)
         status, error = "ok", None
@@ -302,7 +340,7 @@ def run_cell(setup: CellSetup, cell: Cell, split: ConceptSplit, model, tok, *, s
     failed = status != "ok" or not (chosen_acc >= unsteered + FAIL_MARGIN - 1e-12)
     record = {"concept": cell.concept, "method": cell.method, "form": cell.form, "name": cell.name,
               "status": status, "error": error, "failed": bool(failed), "fail_margin": FAIL_MARGIN,
-              **body, "seconds": time.perf_counter() - t0, "rank": rank,
+              **body, "seconds": time.perf_counter() - t0, "rank": rank, "mixed_sweep": bool(mixed_sweep),
               "fingerprint": digest(settings), "settings": settings}
     atomic_write_json(cell.path(out), record)
     return record
@@ -323,3 +361,15 @@ def read_cell(cell: Cell, out: Path, fingerprint: str) -> dict[str, Any] | None:
     if record.get("fingerprint") != fingerprint:
         return None
     return record
+
+
+def stored_fingerprint(path: Path) -> str | None:
+    """The cell fingerprint recorded in a kept update file (``--mixed-sweeps``), or None when the file is
+    missing or unreadable."""
+    from easyedit_split.core.serialization import metadata_json, read_metadata
+
+    try:
+        extra = metadata_json(read_metadata(path).get("extra", "{}"), "extra", path)
+    except (OSError, EasyEditSplitError, ValueError):
+        return None
+    return extra.get("cell_fingerprint") if isinstance(extra, dict) else None

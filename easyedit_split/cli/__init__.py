@@ -28,7 +28,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from easyedit_split import __version__
+from easyedit_split.base.progress import set_progress
 from easyedit_split.base.safe_text import capped, printable
+from easyedit_split.cli.common import HelpFormatter
 from easyedit_split.errors import EXIT_BAD_INPUT, EasyEditSplitError
 
 #: sub-command → module (imported only when that command runs, or for --help)
@@ -44,6 +46,14 @@ COMMANDS: dict[str, str] = {
     "bench": "easyedit_split.cli.bench",
 }
 
+#: commands that run under torchrun (``WORLD_SIZE`` > 1) → whether they share their sweeps and training over
+#: the ranks (:func:`easyedit_split.core.distributed.distributed`); the others run in one process only.
+#: ``bench`` gives each rank its own cells (or concepts), so its sweeps and training stay rank-local.
+DISTRIBUTED_COMMANDS: dict[str, bool] = {"train": True, "sweep": True, "compare": True, "bench": False}
+#: how long a command's ranks wait for each other at a collective (default 30 min): a benchmark rank that
+#: finished its cells waits at the final barrier for the slowest rank's cells
+DISTRIBUTED_TIMEOUT_S: dict[str, float] = {"bench": 24 * 3600.0}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -52,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"easyedit-split {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
+    parser.add_argument("--no-progress", dest="no_progress", action="store_true",
+                        help="no progress bars (on a terminal) or progress log lines (otherwise)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         try:
@@ -62,8 +74,23 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
+        if "no_progress" not in {a.dest for a in p._actions}:  # the global flag, also accepted after the command
+            p.add_argument("--no-progress", dest="no_progress", action="store_true", default=argparse.SUPPRESS,
+                           help="no progress bars or progress log lines (same as before the command)")
         p.set_defaults(_run=module.run, _parser=p, _flag_rules=getattr(module, "FLAG_RULES", ()))
+    for p in _all_parsers(parser):
+        p.formatter_class = HelpFormatter  # every --help shows the defaults
     return parser
+
+
+def _all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """``parser`` and every sub-command parser under it, nested ones included."""
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                found += _all_parsers(sub)
+    return found
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
@@ -95,7 +122,8 @@ def _refuse_inapplicable_flags(args: argparse.Namespace) -> None:
         if not applies(args):
             from easyedit_split.errors import InputError
 
-            raise InputError(f"{_option_name(parser, dest)} does nothing here: it applies only {when}; "
+            typed = (getattr(args, "option_spellings", None) or {}).get(dest)  # an old spelling, as typed
+            raise InputError(f"{typed or _option_name(parser, dest)} does nothing here: it applies only {when}; "
                              "leave it out")
 
 
@@ -137,13 +165,14 @@ def main(argv: list[str] | None = None) -> int:
         handler.setFormatter(_SafeFormatter("%(levelname)s %(name)s: %(message)s"))
         logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger("easyedit_split").setLevel(min(level, logging.INFO))
+    set_progress(not args.no_progress)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
     with _safe_output():
         try:
             _refuse_inapplicable_flags(args)
-            return int(args._run(args) or 0)
+            return _run_command(args)
         except EasyEditSplitError as exc:  # bad input: the message says what, where and what to do
             return _fail(str(exc), args.verbose)
         except OSError as exc:  # I/O: name the path
@@ -154,6 +183,23 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             sys.stderr.write("interrupted; outputs written so far are complete (partial results are kept for a rerun)\n")
             return 130
+        finally:
+            for note in getattr(args, "deprecated_options", None) or []:
+                logging.getLogger("easyedit_split.cli").warning("%s", note)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """Run the command; under torchrun inside a process group that is destroyed afterwards."""
+    from easyedit_split.core.distributed import DistributedError, context_from_env, distributed
+
+    if not context_from_env().enabled:
+        return int(args._run(args) or 0)
+    if args.command not in DISTRIBUTED_COMMANDS:
+        raise DistributedError(f"`{args.command}` runs in one process; start it without torchrun "
+                               f"(under torchrun: {', '.join(sorted(DISTRIBUTED_COMMANDS))})")
+    with distributed(share=DISTRIBUTED_COMMANDS[args.command],
+                     timeout_s=DISTRIBUTED_TIMEOUT_S.get(args.command, 1800.0)):
+        return int(args._run(args) or 0)
 
 
 def _describe_os_error(exc: OSError) -> str:

@@ -1,6 +1,7 @@
 """``easyedit-split bench``: every method on many concepts (the factor chosen on validation), aggregated.
 
-Under ``torchrun --nproc-per-node N -m easyedit_split.cli bench ...`` the cells are spread over the ranks.
+Under ``torchrun --nproc-per-node N -m easyedit_split.cli bench ...`` the cells (with ``--mixed-sweeps`` the
+concepts) are spread over the ranks.
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the output folder holds a run with other settings: delete its results and start over")
     p.add_argument("--report-only", dest="report_only", action="store_true",
                    help="run no cell: write the report from the concepts already complete in --output")
+    p.add_argument("--mixed-sweeps", dest="mixed_sweeps", action="store_true",
+                   help="per concept, train every cell first, then sweep all of its updates in one mixed pass "
+                        "(the same results to float rounding; updates kept in cells/<concept>/*.safetensors; "
+                        "under torchrun whole concepts go to each rank)")
     p.add_argument("--no-plots", dest="no_plots", action="store_true")
     p.add_argument("--no-progress", dest="no_progress", action="store_true")
 
@@ -105,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
         if value is not None:
             changes[name] = value
     cfg = dataclasses.replace(BenchConfig(), **changes, overwrite=args.overwrite, plots=not args.no_plots,
-                              progress=not args.no_progress, report_only=args.report_only)
+                              progress=not args.no_progress, report_only=args.report_only,
+                              mixed_sweeps=args.mixed_sweeps)
     result = run_bench(cfg)
     if result.results is None:  # a rank other than 0
         return 0

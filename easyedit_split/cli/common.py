@@ -1,4 +1,5 @@
-"""Options and the job shared by ``sweep`` and ``compare`` (commands import this module, never each other)."""
+"""The vocabulary every command shares (model options, the help formatter, deprecated spellings) and the job
+shared by ``sweep`` and ``compare`` (commands import this module, never each other)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from pathlib import Path
 
 from easyedit_split.base.checks import (
     finite_float_arg,
+    nonnegative_float_arg,
     nonnegative_int_arg,
     positive_int_arg,
+    probability_arg,
     seed_arg,
     set_threads,
 )
@@ -19,7 +22,65 @@ from easyedit_split.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EVALUATION_FLAG_RULES", "add_evaluation_arguments", "load_data", "run_evaluation"]
+__all__ = ["EVALUATION_FLAG_RULES", "HelpFormatter", "add_deprecated_alias", "add_evaluation_arguments",
+           "add_model_arguments", "load_data", "run_evaluation"]
+
+MODEL_HELP = "Hugging Face folder, cached hub id, .gguf file or built-in name (smollm2, gemma3-270m); default smollm2"
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that shows every option's default (unless it is none, or the help already names it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (default in (None, False, argparse.SUPPRESS) or "default" in text or "%(default)" in text
+                or action.option_strings == [] and action.nargs in ("*", "+")):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def add_model_arguments(p: argparse.ArgumentParser, *, dtype: str | None = "float32", device: str | None = "cpu",
+                        model_help: str = MODEL_HELP) -> None:
+    """``--model``, ``--dtype``, ``--device``: the same names and meanings in every command."""
+    p.add_argument("--model", default=None, help=model_help)
+    p.add_argument("--dtype", default=dtype, help="float32 | bfloat16 | float16 (also fp32, bf16, fp16)"
+                   + ("" if dtype else "; default: the hparams files'"))
+    p.add_argument("--device", default=device, help="cpu | cuda | cuda:N | mps"
+                   + ("" if device else "; default: the hparams files'"))
+
+
+def add_device_map_arguments(p: argparse.ArgumentParser) -> None:
+    """``--device-map`` / ``--max-memory``: a model too large for one device, spread with accelerate."""
+    p.add_argument("--device-map", dest="device_map", default=None,
+                   help="auto (or balanced, sequential): spread a model that does not fit one device over the GPUs, "
+                        "CPU and disk with accelerate")
+    p.add_argument("--max-memory", dest="max_memory", default=None, metavar="DEV=SIZE,...",
+                   help="with --device-map: memory per device, e.g. 0=20GiB,1=20GiB,cpu=60GiB (the rest goes to disk)")
+
+
+class _Deprecated(argparse.Action):
+    """An old spelling of an option: stores as the new one does and says which name to use."""
+
+    def __init__(self, option_strings, dest, new: str = "", target: type[argparse.Action] | None = None, **kw):
+        self.new = new
+        self.inner = (target or argparse._StoreAction)(option_strings, dest, **kw)
+        super().__init__(option_strings, dest, nargs=self.inner.nargs, default=argparse.SUPPRESS,
+                         help=argparse.SUPPRESS, type=kw.get("type"))
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        notes = list(getattr(namespace, "deprecated_options", None) or [])
+        notes.append(f"{option_string} is deprecated; use {self.new} (same meaning)")
+        namespace.deprecated_options = notes  # said by the CLI once the command has run (after any error line)
+        namespace.option_spellings = {**(getattr(namespace, "option_spellings", None) or {}), self.dest: option_string}
+        self.inner(parser, namespace, values, option_string)
+
+
+def add_deprecated_alias(p: argparse.ArgumentParser, old: str, new: str, dest: str, **kw) -> None:
+    """Accept ``old`` (hidden from help) as a deprecated spelling of ``new``: existing scripts keep working."""
+    p.add_argument(old, dest=dest, action=_Deprecated, new=new, **kw)
+
+
 
 
 def _update_specs(args: argparse.Namespace) -> list[str]:
@@ -60,11 +121,10 @@ def parse_steer_values(text: str) -> list[float]:
 
 
 def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="model folder / hub id / .gguf / built-in name (default: smollm2)")
-    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 (fp32/bf16/fp16)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | mps")
-    p.add_argument("--device-map", dest="device_map", default=None, help="e.g. auto: spread a large model over GPUs")
-    p.add_argument("--data", default="psychopathy", help="built-in dataset (psychopathy, power-seeking, sentiment) or a file")
+    add_model_arguments(p)
+    add_device_map_arguments(p)
+    p.add_argument("--data", default="psychopathy", help="built-in dataset (psychopathy, power-seeking, sentiment) or a data file")
+    add_deprecated_alias(p, "--dataset", "--data", "data")
     p.add_argument("--multipliers", default="-5:5:21", help="start:stop:num or a comma list; 0 is added if missing (write --multipliers=-5:5:21 when it starts with -)")
     p.add_argument("--n-pairs", type=positive_int_arg, default=100, help="evaluation pairs (held-out part of the split)")
     p.add_argument("--n-train", type=nonnegative_int_arg, default=0,
@@ -79,10 +139,10 @@ def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--module-path", dest="module_path", default=None,
                    help="module a diffmean@LAYER vector is read from and sits on, e.g. 'model.layers.{layer}.mlp.down_proj'")
     p.add_argument("--reduction", choices=("sum", "mean"), default="sum", help="sequence-sum or per-token-mean losses")
-    p.add_argument("--delta", type=finite_float_arg, default=1.0, help="utility drop defining the valid region")
-    p.add_argument("--target-accuracy", type=finite_float_arg, default=None, help="calibration target (default 0.9)")
+    p.add_argument("--delta", type=nonnegative_float_arg, default=1.0, help="utility drop defining the valid region")
+    p.add_argument("--target-accuracy", type=probability_arg, default=None, help="calibration target (default 0.9)")
     p.add_argument("--target-pref", type=finite_float_arg, default=None, help="calibration target PrefOdds instead of accuracy")
-    p.add_argument("--max-util-drop", type=finite_float_arg, default=1.0, help="utility budget of the calibration")
+    p.add_argument("--max-util-drop", type=nonnegative_float_arg, default=1.0, help="utility budget of the calibration")
     p.add_argument("--derived-from", dest="derived_from", choices=("means", "fit"), default="means",
                    help="valid region and calibration from the measured means (default) or from converged fits")
     p.add_argument("--fit-boot", dest="fit_boot", type=nonnegative_int_arg, default=30,
@@ -93,7 +153,7 @@ def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dose", choices=("raw", "norm", "accuracy"), default="raw",
                    help="common scale for m: raw (as trained), norm (m=1: the update moves its site by the site's mean "
                         "activation norm), accuracy (m=1: reaches --dose-accuracy on the validation pairs)")
-    p.add_argument("--dose-accuracy", dest="dose_accuracy", type=finite_float_arg, default=0.9,
+    p.add_argument("--dose-accuracy", dest="dose_accuracy", type=probability_arg, default=0.9,
                    help="validation accuracy that dose m=1 reaches with --dose accuracy")
     p.add_argument("--n-val", dest="n_val", type=nonnegative_int_arg, default=0,
                    help="validation pairs, taken after the training pairs (never the evaluation pairs): used by "
@@ -107,7 +167,7 @@ def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the results of an earlier run in --output (without it they are refused)")
     p.add_argument("--threads", type=positive_int_arg, default=None, help="torch CPU threads")
-    p.add_argument("--title", default=None)
+    p.add_argument("--title", default=None, help="report title")
 
 
 def load_data(args: argparse.Namespace, need_train: bool,
@@ -159,12 +219,18 @@ def run_evaluation(args: argparse.Namespace, specs: dict[str, str]) -> int:
         refuse_earlier_results,
     )
     from easyedit_split.base.multipliers import parse_multipliers, with_zero
+    from easyedit_split.core.distributed import current
 
     set_threads(args.threads)
     grid = with_zero(parse_multipliers(args.multipliers, what="--multipliers"))
+    if len(grid) < 2:
+        raise InputError(f"--multipliers {args.multipliers}: the grid holds only 0, so nothing is steered; give the "
+                         "multipliers to sweep (e.g. --multipliers=-2:2:9)")
     parse_multipliers(getattr(args, "matched_accuracy", "0.75,0.9"), what="--matched-accuracy")
     for name, spec in specs.items():  # before any work: a spec that names nothing
         check_spec(spec, what=f"--update {name + '=' if name else ''}{spec}")
+    if not current().is_main:  # under torchrun: every rank sweeps its share, rank 0 writes the report
+        return _evaluate(args, specs, grid)
     check_writable(args.output, what="--output")
     refuse_earlier_results(args.output, EVALUATION_RESULTS, overwrite=getattr(args, "overwrite", False))
     with output_lock(args.output, what="--output"):
@@ -174,6 +240,7 @@ def run_evaluation(args: argparse.Namespace, specs: dict[str, str]) -> int:
 def _evaluate(args: argparse.Namespace, specs: dict[str, str], grid: list[float]) -> int:
     from easyedit_split.adapters.artefacts import is_diffmean_spec, load_artefact, recorded_training_pairs
     from easyedit_split.base.multipliers import parse_multipliers
+    from easyedit_split.core.distributed import current
     from easyedit_split.core.models import load_model
     from easyedit_split.core.serialization import save_updates
     from easyedit_split.data import pair_digests
@@ -186,7 +253,9 @@ def _evaluate(args: argparse.Namespace, specs: dict[str, str], grid: list[float]
     if dose == "accuracy" and not val:
         raise InputError("--dose accuracy needs validation pairs: give --n-val N")
     targets = parse_multipliers(getattr(args, "matched_accuracy", "0.75,0.9"), what="--matched-accuracy")
-    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device, device_map=args.device_map)
+    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device, device_map=args.device_map,
+                                  max_memory=args.max_memory)
+    main = current().is_main
     sweep_train = train if args.train_sweep_pairs is None else train[: args.train_sweep_pairs]
     steer_values = getattr(args, "steer_values", None)
     resolved = {name: load_artefact(spec, model, layer=args.layer, tokenizer=tokenizer, train_pairs=train,
@@ -194,7 +263,7 @@ def _evaluate(args: argparse.Namespace, specs: dict[str, str], grid: list[float]
                                     steer_values=parse_steer_values(steer_values) if steer_values else None)
                 for name, spec in specs.items()}
     for name, loaded in resolved.items():
-        if loaded.kind == "diffmean":  # keep the train-free vector that was evaluated, with its rendering
+        if loaded.kind == "diffmean" and main:  # keep the train-free vector that was evaluated, with its rendering
             path = Path(args.output) / f"diffmean_{name or 'update'}.safetensors"
             save_updates(path, loaded.updates, model=model, method="diffmean", hparams=loaded.info["hparams"],
                          extra={"n_train_pairs": len(train), "data": args.data, "seed": args.seed,
@@ -207,13 +276,15 @@ def _evaluate(args: argparse.Namespace, specs: dict[str, str], grid: list[float]
         resolved, doses = dose_all(model, tokenizer, resolved, dose, norm_pairs=test, validation_pairs=val or None,
                                    target_accuracy=args.dose_accuracy, batch_rows=args.batch_rows)
     result = evaluate_preference_utility(
-        model, tokenizer, resolved, test, grid, train_pairs=sweep_train or None, output_dir=args.output,
+        model, tokenizer, resolved, test, grid, train_pairs=sweep_train or None, output_dir=args.output if main else None,
         validation_pairs=val or None, matched_targets=targets, reference=getattr(args, "reference", None), doses=doses,
         manifold_positions=args.manifold_positions,
         reduction=args.reduction, delta=args.delta, target_pref=args.target_pref, target_accuracy=args.target_accuracy,
         max_util_drop=args.max_util_drop, derived_from=args.derived_from, fit_boot=args.fit_boot,
         manifold=args.manifold, batch_rows=args.batch_rows, seed=args.seed,
-        title=args.title, table_format=args.format)
+        title=args.title, table_format=args.format, progress=main)
+    if not main:
+        return 0
     out = sys.stdout
     for name, ev in result.methods.items():
         for fit in ev.fits.values():

@@ -55,9 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                     help="also sweep these pairs for the transfer R² (e.g. RUN/data/psychopathy/train.jsonl)")
     rp.add_argument("--multipliers", default="-5:5:21",
                     help="start:stop:num or a comma list; 0 is added (write --multipliers=-5:5:21 when it starts with -)")
-    rp.add_argument("--dtype", default="float32")
-    rp.add_argument("--device", default="cpu")
-    rp.add_argument("--seed", type=seed_arg, default=0)
+    rp.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 (also fp32, bf16, fp16)")
+    rp.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | mps")
+    rp.add_argument("--seed", type=seed_arg, default=0, help="seed of the bootstrap intervals")
     rp.add_argument("--output", required=True, help="report folder (tables, results.json, provenance.json, PNGs, report.md)")
     rp.add_argument("--overwrite", action="store_true", help="replace the results of an earlier report in --output")
 
@@ -67,7 +67,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ed.add_argument("--editing_method", "--editing-method", dest="editing_method", nargs="+", required=True,
                     metavar="METHOD", help="one or more of SPLIT FT LoRA ROME MEMIT (or any alg_name with a YAML in "
                                            "--hparams_dir)")
-    ed.add_argument("--data_type", "--data-type", dest="data_type", required=True, choices=("zsre", "counterfact", "knowedit"))
+    ed.add_argument("--data_type", "--data-type", dest="data_type", required=True, choices=("zsre", "counterfact", "knowedit"),
+                    help="the EasyEdit dataset format of --data_dir")
     ed.add_argument("--data_dir", "--data-dir", dest="data_dir", required=True,
                     help="the benchmark's JSON file, as EasyEdit's run scripts take it")
     ed.add_argument("--ds_size", "--ds-size", dest="ds_size", type=int, default=None, help="first N records")
@@ -186,9 +187,9 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _edit(args: argparse.Namespace) -> int:
+    from easyedit_split.base.multipliers import parse_multipliers
     from easyedit_split.editing.compare import SHIPPED_HPARAMS, compare_editors
     from easyedit_split.editing.datasets import read_easyedit_dataset
-    from easyedit_split.base.multipliers import parse_multipliers
 
     root = Path(args.hparams_dir) if args.hparams_dir else SHIPPED_HPARAMS
     if root.is_file():

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from easyedit_split.base.checks import finite_float_arg, nonnegative_int_arg
+from easyedit_split.cli.common import add_model_arguments
 
 HELP = "export the model with an update merged at a fixed multiplier (loads with plain transformers / vLLM)"
 
@@ -22,7 +23,8 @@ FLAG_RULES = (("layer", _is_pt, "to an EasyEdit .pt update file (whose name does
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--update", required=True, help="update file (see `generate --help`)")
+    p.add_argument("--update", required=True,
+                   help="update file or folder (.safetensors, EasyEdit .pt, peft folder, edited checkpoint)")
     p.add_argument(
         "--layer", type=nonnegative_int_arg, default=None, help="layer for an EasyEdit .pt file not named layer_N.pt"
     )
@@ -33,24 +35,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--output", required=True, metavar="DIR", help="output folder (must not exist unless --overwrite)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    p.add_argument("--model", default=None, help="HF folder, .gguf, or built-in name (default: smollm2)")
-    p.add_argument("--dtype", default="float32", help="dtype of the exported weights")
+    add_model_arguments(p)
     p.add_argument("--no-safe-merge", action="store_true", help="skip the NaN/inf check of merged weights")
 
 
 def run(args: argparse.Namespace) -> int:
     from easyedit_split.adapters.artefacts import check_spec, load_artefact
-    from easyedit_split.base.atomic_io import check_writable
-    from easyedit_split.core.export import export_merged
+    from easyedit_split.base.atomic_io import check_writable, refuse_replacing_inputs
+    from easyedit_split.core.export import check_export_destination, export_merged
     from easyedit_split.core.models import load_model
     from easyedit_split.errors import OutputError
 
     check_spec(args.update, what="--update")  # before the model load: the update, then the output
     check_writable(Path(args.output).parent, what="the folder of --output")
+    refuse_replacing_inputs(args.output, {"the --update": args.update, "the --model folder": args.model},
+                            what="--output", replaces_folder=True)
     if Path(args.output).exists() and not args.overwrite:
         raise OutputError(f"--output {args.output} already exists; pass --overwrite to replace it, or choose another "
                           "folder")
-    model, tok = load_model(args.model, dtype=args.dtype)
+    check_export_destination(args.output, overwrite=args.overwrite)
+    model, tok = load_model(args.model, dtype=args.dtype, device=args.device)
     updates = load_artefact(args.update, model, layer=args.layer).updates
     result = export_merged(
         model,

@@ -6,20 +6,21 @@ import argparse
 import json
 import sys
 
+from easyedit_split.cli.common import add_model_arguments
+
 HELP = "print a model's architecture and the resolved intervention sites of every layer"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="HF folder, hub id (cached), .gguf file, or a built-in name (default: smollm2)")
+    add_model_arguments(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
 
 
 def run(args: argparse.Namespace) -> int:
     from easyedit_split.core.models import load_model
     from easyedit_split.core.sites import describe_model, describe_sites, hidden_size
 
-    model, _ = load_model(args.model, dtype=args.dtype)
+    model, _ = load_model(args.model, dtype=args.dtype, device=args.device)
     where = describe_model(model)
     rows = describe_sites(model)
     summary = {

@@ -32,6 +32,9 @@ gets a sidecar ``layer_{L}.pt.site.json`` written together with it (and a stale 
 when a residual vector replaces it). Reading honours both, so an ``attn_out`` vector never reloads
 at the residual site.
 
+A clamped vector (``intervention_type: clamping``) has no layout: EasyEdit's appliers would add it, so
+writing one is refused (:func:`easyedit_layout_refusal`).
+
 Everything is read with ``torch.load(weights_only=True)``; a NaN or infinite tensor is refused with
 the file's name and the likely cause.
 """
@@ -54,7 +57,7 @@ from torch import nn
 from easyedit_split.base.atomic_io import atomic_path
 from easyedit_split.core.sites import Site, SiteError, canonical_component, resolve_site
 from easyedit_split.core.updates import LocalWeightUpdate, LoRAUpdate, Update, VectorUpdate
-from easyedit_split.errors import EasyEditSplitError
+from easyedit_split.errors import EasyEditSplitError, InputError, InputTypeError
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +65,7 @@ __all__ = [
     "EASYEDIT_COMPONENTS",
     "SIDECAR_SUFFIX",
     "AdapterError",
+    "easyedit_layout_refusal",
     "from_easyedit_state",
     "layer_from_filename",
     "read_easyedit_pt",
@@ -254,7 +258,7 @@ def _read_sidecar(path: Path) -> Site | None:
     try:
         info = json.loads(side.read_text(encoding="utf-8"))
         if info.get("format") != _SIDECAR_FORMAT:
-            raise ValueError(f"format {info.get('format')!r}, expected {_SIDECAR_FORMAT!r}")
+            raise InputError(f"format {info.get('format')!r}, expected {_SIDECAR_FORMAT!r}")
         return Site.from_dict(info["site"])
     except (ValueError, KeyError, TypeError) as exc:
         raise AdapterError(f"{side}: not a readable site record ({exc})") from exc
@@ -309,6 +313,17 @@ def read_easyedit_pt(path: str | os.PathLike, model: nn.Module, *, layer: int | 
 # ------------------------------------------------------------------------------------------ writing
 
 
+def easyedit_layout_refusal(update: Update) -> str | None:
+    """Why ``update`` has no EasyEdit ``layer_{L}.pt`` (None when it has one): EasyEdit's appliers only add
+    (a bare vector tensor is applied as ``h + m·v``), so a clamped vector written there would be applied as
+    an added one, silently another intervention."""
+    if update.intervention_type != "addition":
+        return (f"a {update.intervention_type} vector at {update.site} has no EasyEdit layer_{{L}}.pt: EasyEdit's "
+                "appliers only add vectors (h + m·v) and would apply it as an addition. Keep the .safetensors "
+                "(the plugin's apply, generate and sweep read it)")
+    return None
+
+
 def to_easyedit_state(update: Update) -> torch.Tensor | dict[str, Any]:
     """EasyEdit's ``layer_{L}.pt`` content for an update (tensors, ints and strings only).
 
@@ -316,10 +331,13 @@ def to_easyedit_state(update: Update) -> torch.Tensor | dict[str, Any]:
     :func:`write_easyedit_pt` writes); LoRA and local weight carry the keys EasyEdit's own
     reps/sft/spilt appliers read (``r``, ``alpha``, ``intervention_components``, ``concept_id``).
     """
+    reason = easyedit_layout_refusal(update)
+    if reason is not None:
+        raise AdapterError(reason)
     if isinstance(update, VectorUpdate):
         return update.vector.detach().float().cpu().clone()
     if not isinstance(update, (LoRAUpdate, LocalWeightUpdate)):
-        raise TypeError(f"no EasyEdit layout for {type(update).__name__}")
+        raise InputTypeError(f"no EasyEdit layout for {type(update).__name__}")
     comp = update.site.component
     if comp not in _WRITE_COMPONENT:
         raise AdapterError(f"a {update.form} update at {update.site} has no EasyEdit layout (LoRA/local weight act on a module)")

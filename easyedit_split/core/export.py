@@ -160,6 +160,29 @@ class _WeightOnly(Update):
         return torch.nn.functional.linear(h_in, self._inner[0].delta_weight())
 
 
+def check_export_destination(dest: str | os.PathLike, *, overwrite: bool, model_path: Any = None) -> None:
+    """Where an export may go: a new folder; with ``overwrite``, also an empty folder or an earlier export
+    (one holding ``easyedit_split_export.json``) — never a folder of other files (``--overwrite`` replaces
+    the whole folder), the model's own folder or one holding it."""
+    from easyedit_split.base.atomic_io import refuse_replacing_inputs
+
+    dest = Path(dest)
+    refuse_replacing_inputs(dest, {"the model folder": model_path if model_path else None}, what="export output",
+                            replaces_folder=True)
+    if not dest.exists():
+        return
+    if not overwrite:
+        raise ExportError(f"output folder {dest} already exists; choose another, or pass --overwrite "
+                          "(overwrite=True in Python) to replace it")
+    if not dest.is_dir():
+        raise ExportError(f"output {dest} is a file, not an export folder; choose a folder")
+    if any(dest.iterdir()) and not (dest / EXPORT_INFO).is_file():
+        names = sorted(p.name for p in dest.iterdir())
+        raise ExportError(f"output folder {dest} is not an earlier export (it has no {EXPORT_INFO}; it holds "
+                          f"{', '.join(names[:5])}{' …' if len(names) > 5 else ''}); --overwrite replaces only an "
+                          "earlier export: choose a new folder, or empty this one yourself")
+
+
 def export_merged(
     model: nn.Module,
     tokenizer: Any,
@@ -178,9 +201,7 @@ def export_merged(
     existing folder (only after the new one is complete). The in-memory model is left unchanged.
     """
     dest = Path(output_dir)
-    if dest.exists() and not overwrite:
-        raise ExportError(f"output folder {dest} already exists; choose another, or pass --overwrite "
-                          "(overwrite=True in Python) to replace it")
+    check_export_destination(dest, overwrite=overwrite, model_path=getattr(model, "name_or_path", None))
     if isinstance(multiplier, torch.Tensor):
         if multiplier.numel() != 1:
             raise ExportError("export takes one scalar multiplier")

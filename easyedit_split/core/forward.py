@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from easyedit_split.core.sites import SiteError, decoder_layers, final_norm, resolve_site
+from easyedit_split.errors import InputError
 
 __all__ = [
     "PrefixCache",
@@ -148,7 +149,7 @@ def capture_prefix(model: nn.Module, input_ids: torch.Tensor, attention_mask: to
     _, layers = decoder_layers(model)
     n = len(layers)
     if not 0 <= start < n:
-        raise ValueError(f"start layer {start} out of range 0..{n - 1}")
+        raise InputError(f"start layer {start} out of range 0..{n - 1}")
     records: dict[int, tuple[tuple, dict]] = {}
     hidden: dict[str, torch.Tensor] = {}
     handles = []
@@ -171,6 +172,8 @@ def capture_prefix(model: nn.Module, input_ids: torch.Tensor, attention_mask: to
     # the suffix itself is recomputed by run_suffix. The pass runs to the end: its logits at the
     # last position are the model's own top (final norm, head, logit scaling) applied to the hidden
     # state entering layer ``start``, which checks the norm and head that run_suffix / output_head use.
+    # a layer's own instance forward (accelerate's offloading wrapper under a device_map) is put back after
+    own_forward = {i: layers[i].__dict__.get("forward") for i in range(start, n)}
     try:
         for i in range(start, n):
             handles.append(layers[i].register_forward_pre_hook(make_pre(i), with_kwargs=True))
@@ -180,7 +183,10 @@ def capture_prefix(model: nn.Module, input_ids: torch.Tensor, attention_mask: to
         for h in handles:
             h.remove()
         for i in range(start, n):
-            layers[i].__dict__.pop("forward", None)  # back to the class's forward
+            if own_forward[i] is None:
+                layers[i].__dict__.pop("forward", None)  # back to the class's forward
+            else:
+                layers[i].forward = own_forward[i]  # type: ignore[method-assign]
     if "h" not in hidden or len(records) != n - start:
         raise RuntimeError("capture_prefix: the model did not call every decoder layer; cannot cache its prefix")
     norm = final_norm(model)

@@ -22,13 +22,19 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from easyedit_split.base.checks import check_seed
-from easyedit_split.core.apply import MergeError, apply_updates, merged_updates
+from easyedit_split.base.progress import progress as progress_bar
+from easyedit_split.core.apply import (
+    MergeError,
+    apply_mixed_updates,
+    apply_updates,
+    as_update_groups,
+    merged_updates,
+)
 from easyedit_split.core.updates import Update
 from easyedit_split.data.encoding import pad_id_of, render_prompt
-from easyedit_split.errors import InputError
+from easyedit_split.errors import InputError, InputTypeError
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +54,7 @@ class Generation:
     prompt_ids: list[int] = field(default_factory=list)
     finish_reason: str = "length"  # "eos" | "length"
     index: int = 0  # position of the prompt in the input list
+    update_index: int | None = None  # with per-prompt updates: the group that steered it (-1: none)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,7 +100,7 @@ def _padding_setup(tokenizer: Any) -> Iterator[None]:
     added_pad = False
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
-            raise ValueError("the tokenizer has neither a pad token nor an EOS token to pad with")
+            raise InputError("the tokenizer has neither a pad token nor an EOS token to pad with")
         tokenizer.pad_token = tokenizer.eos_token
         added_pad = True
     tokenizer.padding_side = "left"
@@ -172,6 +179,7 @@ def generate(
     sort_by_length: bool = True,
     progress: bool = True,
     on_batch: Callable[[list[Generation]], None] | None = None,
+    update_index: Sequence[int] | None = None,
     **generate_kwargs: Any,
 ) -> list[Generation]:
     """Generate completions of ``prompts`` under ``updates`` at ``multiplier``.
@@ -187,13 +195,22 @@ def generate(
     completions per prompt, consecutive in the result; per-row multipliers are repeated to match.
     Extra keyword arguments go to ``model.generate`` (e.g. ``min_new_tokens``, ``repetition_penalty``).
 
+    ``update_index`` (one int per prompt): a different update per prompt. ``updates`` is then a list of
+    update groups (each an :class:`Update` or a list of them) and prompt ``i`` is steered by
+    ``updates[update_index[i]]`` (``-1``: by none) at its own multiplier; hook mode runs prompts of
+    different updates in one batched call (:func:`~easyedit_split.core.apply.apply_mixed_updates`), merged
+    mode batches them by (update, multiplier), one merge each.
+
     ``on_batch`` is called with each batch's generations as soon as the batch is done (to save partial
     results of a long run).
 
     Returns one :class:`Generation` per prompt (× ``num_return_sequences``), in input order.
     """
+    from easyedit_split.core.models import check_tokenizer_fits
+
     if mode not in MODES:
         raise InputError(f"mode must be one of {MODES}, got {mode!r}")
+    check_tokenizer_fits(model, tokenizer, source="generate()")
     if isinstance(prompts, str):
         prompts = [prompts]
     prompts = list(prompts)
@@ -201,7 +218,7 @@ def generate(
         return []
     for i, p in enumerate(prompts):
         if not isinstance(p, str):
-            raise TypeError(f"prompt {i} is a {type(p).__name__}, expected str")
+            raise InputTypeError(f"prompt {i} is a {type(p).__name__}, expected str")
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     if max_new_tokens < 1:
@@ -222,7 +239,18 @@ def generate(
         raise InputError(
             "num_return_sequences > 1 needs do_sample=True (greedy decoding gives identical copies)"
         )
-    ups = _as_updates(updates)
+    if update_index is not None:
+        groups = [_as_updates(g) for g in as_update_groups(list(updates or []))]
+        sel = [int(k) for k in update_index]
+        if len(sel) != len(prompts):
+            raise InputError(f"got {len(sel)} update indices for {len(prompts)} prompts; give one per prompt")
+        bad_k = [k for k in sel if not -1 <= k < len(groups)]
+        if bad_k:
+            raise InputError(f"update index {bad_k[0]} out of range: {len(groups)} update groups (-1: unsteered)")
+        ups = [u for g in groups for u in g]
+    else:
+        groups, sel = None, None
+        ups = _as_updates(updates)
     mults = _multipliers(multiplier, len(prompts))
     if mode == "merged" and positions != "all":
         raise MergeError(
@@ -248,31 +276,35 @@ def generate(
         gen_args.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     gen_args.update(generate_kwargs)
 
-    # batches: rows sorted by rendered length (less padding); merged mode also groups by multiplier
+    # batches: rows sorted by rendered length (less padding); merged mode also groups by (update,) multiplier
     order = list(range(len(prompts)))
     if sort_by_length:
         lengths = [len(r) for r in rendered]
         order.sort(key=lambda i: lengths[i])
-    groups: list[list[int]]
+    row_groups: list[list[int]]
     if mode == "merged" and ups:
-        by_m: dict[float, list[int]] = {}
+        by_m: dict[tuple[int, float], list[int]] = {}
         for i in order:
-            by_m.setdefault(mults[i], []).append(i)
-        groups = list(by_m.values())
+            by_m.setdefault((sel[i] if sel is not None else 0, mults[i]), []).append(i)
+        row_groups = list(by_m.values())
     else:
-        groups = [order]
-    batches = [g[k : k + batch_size] for g in groups for k in range(0, len(g), batch_size)]
+        row_groups = [order]
+    batches = [g[k : k + batch_size] for g in row_groups for k in range(0, len(g), batch_size)]
 
     results: list[Generation | None] = [None] * (len(prompts) * num_return_sequences)
     was_training = model.training
     model.eval()
     try:
-        for b_idx, rows in enumerate(tqdm(batches, desc="generate", unit="batch", disable=not progress)):
+        for b_idx, rows in enumerate(progress_bar(batches, desc="generate", unit="batch", enabled=progress)):
             enc = left_padded_batch(
                 tokenizer, [rendered[i] for i in rows], add_special_tokens=not use_template, device=device
             )
             row_m = [mults[i] for i in rows]
-            steering = _steering(model, ups, row_m, mode, positions, num_return_sequences)
+            if groups is not None:
+                steering = _mixed_steering(model, groups, [sel[i] for i in rows], row_m, mode, positions,
+                                           num_return_sequences)
+            else:
+                steering = _steering(model, ups, row_m, mode, positions, num_return_sequences)
             with steering, _seeded(seed, b_idx, device), torch.no_grad():
                 out = model.generate(**enc, **gen_args)
             width = enc["input_ids"].shape[1]
@@ -290,6 +322,7 @@ def generate(
                         prompt_ids=prompt_ids,
                         finish_reason=reason,
                         index=i,
+                        update_index=sel[i] if sel is not None else None,
                     )
             if on_batch is not None:
                 on_batch([results[i * num_return_sequences + k] for i in rows for k in range(num_return_sequences)])
@@ -332,6 +365,24 @@ def _steering(model, ups: list[Update], row_m: list[float], mode: str, positions
         # generate() repeats each row num_return_sequences times, consecutively (repeat_interleave)
         m = torch.tensor(row_m, dtype=torch.float32).repeat_interleave(n_return)
     with apply_updates(model, ups, m, positions=positions):
+        yield
+
+
+@contextlib.contextmanager
+def _mixed_steering(model, groups: list[list[Update]], row_k: list[int], row_m: list[float], mode: str,
+                    positions: str, n_return: int):
+    """Per-prompt updates: one mixed hook context (hook mode), or the batch's single group merged."""
+    if mode == "merged":
+        assert len(set(row_k)) == 1 and len(set(row_m)) == 1
+        if row_k[0] < 0 or not groups[row_k[0]]:
+            yield
+            return
+        with merged_updates(model, groups[row_k[0]], row_m[0], safe_merge=True):
+            yield
+        return
+    m = torch.tensor(row_m, dtype=torch.float32).repeat_interleave(n_return)
+    k = torch.tensor(row_k, dtype=torch.long).repeat_interleave(n_return)
+    with apply_mixed_updates(model, groups, k, m, positions=positions):
         yield
 
 

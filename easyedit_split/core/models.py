@@ -25,6 +25,7 @@ import os
 import shutil
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,41 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     elif dev.type != "cpu":
         raise ModelLoadError(f"unsupported device {device!r}; use cpu, cuda, cuda:N or mps")
     return dev
+
+
+def parse_device_map(device_map: str | dict) -> str | dict:
+    """``auto``/``balanced``/``balanced_low_0``/``sequential``, or a ``{module path: device}`` dict."""
+    if isinstance(device_map, dict):
+        return device_map
+    value = str(device_map).strip()
+    if value not in ("auto", "balanced", "balanced_low_0", "sequential"):
+        raise ModelLoadError(f"--device-map {device_map!r}: use auto, balanced, balanced_low_0 or sequential")
+    return value
+
+
+def parse_max_memory(max_memory: dict | str) -> dict:
+    """``{device: size}`` from a dict or from ``"0=20GiB,1=20GiB,cpu=60GiB"`` (GPU indices become ints;
+    sizes as accelerate reads them: ``"20GiB"``, ``"500MB"`` or a number of bytes)."""
+    if isinstance(max_memory, dict):
+        items = list(max_memory.items())
+    else:
+        items = []
+        for part in str(max_memory).split(","):
+            key, sep, size = part.partition("=")
+            if not sep or not key.strip() or not size.strip():
+                raise ModelLoadError(f"--max-memory {max_memory!r}: write DEVICE=SIZE,... e.g. 0=20GiB,cpu=60GiB")
+            items.append((key.strip(), size.strip()))
+    out: dict = {}
+    for key, size in items:
+        k = int(key) if isinstance(key, str) and key.isdigit() else key
+        if not isinstance(k, int) and k not in ("cpu", "disk", "mps") and not str(k).startswith(("cuda", "xpu", "npu")):
+            raise ModelLoadError(f"max_memory: unknown device {key!r} (use a GPU index, cpu, disk or mps)")
+        if isinstance(size, str) and size.isdigit():
+            size = int(size)
+        out[k] = size
+    if not out:
+        raise ModelLoadError("max_memory is empty")
+    return out
 
 
 def cache_dir() -> Path:
@@ -338,13 +374,33 @@ def _from_folder(
         )
     except Exception as exc:
         if Path(path).exists():
-            raise ModelLoadError(f"could not load a model from {path}: {type(exc).__name__}: {exc}") from exc
+            raise ModelLoadError(f"could not load a model from {path}: {type(exc).__name__}: {exc}"
+                                 f"{_damaged_weights_hint(Path(path), exc)}") from exc
         raise ModelLoadError(
             f"{path!r} is not a built-in model ({', '.join(BUILTIN_MODELS)}), nor an existing path, nor a hub "
             f"id in the local Hugging Face cache (loading is offline: download it first, e.g. "
             f"`huggingface-cli download {path}`): {type(exc).__name__}: {exc}"
         ) from exc
     return model, tokenizer
+
+
+def _damaged_weights_hint(folder: Path, exc: Exception) -> str:
+    """Which weight files a safetensors error in ``folder`` may be about (a truncated download or copy)."""
+    if "safetensor" not in type(exc).__name__.lower() and "deserializ" not in str(exc).lower():
+        return ""
+    damaged = []
+    for f in sorted(folder.glob("*.safetensors")):
+        try:
+            with open(f, "rb") as fh:
+                header_len = int.from_bytes(fh.read(8), "little")
+                header = json.loads(fh.read(header_len))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+            if f.stat().st_size < 8 + header_len + end:
+                damaged.append(f.name)
+        except (OSError, ValueError, TypeError, KeyError, IndexError):
+            damaged.append(f.name)
+    names = ", ".join(damaged) if damaged else ", ".join(p.name for p in sorted(folder.glob("*.safetensors")))
+    return f" — the weights file(s) {names} are damaged or incomplete (a truncated download or copy?); copy them again"
 
 
 def _looks_like_path(name: str) -> bool:
@@ -357,12 +413,30 @@ def _looks_like_path(name: str) -> bool:
     )
 
 
+def check_tokenizer_fits(model: Any, tokenizer: Any, *, source: str = "the model") -> None:
+    """Raise :class:`ModelLoadError` when ``tokenizer`` gives token ids the model's input embedding does not
+    have (tokenizer files of another model, e.g. copied into the folder): every such id would fail deep
+    inside the forward pass. An embedding larger than the tokenizer (padded vocabularies) is fine."""
+    get = getattr(model, "get_input_embeddings", None)
+    embedding = get() if callable(get) else None
+    rows = getattr(embedding, "num_embeddings", None)
+    try:
+        n_tokens = len(tokenizer)
+    except TypeError:
+        return
+    if isinstance(rows, int) and n_tokens > rows:
+        raise ModelLoadError(f"the tokenizer of {source} has {n_tokens} tokens but the model's input embedding has only "
+                             f"{rows} rows: the tokenizer belongs to another model; put the model's own tokenizer "
+                             "files beside its weights")
+
+
 def load_model(
     name_or_path: str | os.PathLike | None = None,
     *,
     dtype: str | torch.dtype = "float32",
     device: str | torch.device = "cpu",
     device_map: str | dict | None = None,
+    max_memory: dict | str | None = None,
     trust_remote_code: bool = False,
 ):
     """Load ``(model, tokenizer)`` in eval mode.
@@ -370,14 +444,32 @@ def load_model(
     ``name_or_path``: ``None``/``"smollm2"``/``"default"`` (built-in SmolLM2-135M-Instruct),
     ``"gemma3-270m"`` (built-in Gemma 3 270M), a local Hugging Face folder, a ``.gguf`` file, or a hub
     id already in the local Hugging Face cache (never downloaded). With ``device_map`` (e.g. ``"auto"``)
-    placement is left to ``from_pretrained`` and ``device`` is ignored.
+    placement is left to ``from_pretrained`` (accelerate) and ``device`` is ignored; ``max_memory``
+    (``{"0": "20GiB", "cpu": "60GiB"}``, or the CLI string ``0=20GiB,cpu=60GiB``) caps what each device
+    takes, and layers that fit nowhere are offloaded to ``disk`` (a temporary folder) and streamed in.
+    Under torchrun, ``device="cuda"`` (no index) means ``cuda:LOCAL_RANK``.
     Raises :class:`ModelLoadError` with a message naming the offending path or package.
     """
     torch_dtype = resolve_dtype(dtype)
     dev = None if device_map is not None else resolve_device(device)
+    if dev is not None and dev.type == "cuda" and dev.index is None:
+        from easyedit_split.core.distributed import process_context
+
+        ctx = process_context()
+        if ctx.enabled:
+            dev = resolve_device(f"cuda:{ctx.local_rank}")
     extra: dict[str, Any] = {}
+    offload_dir = None
+    if max_memory is not None and device_map is None:
+        raise ModelLoadError("max_memory needs a device_map (e.g. device_map='auto')")
     if device_map is not None:
-        extra["device_map"] = device_map
+        extra["device_map"] = parse_device_map(device_map)
+        if max_memory is not None:
+            extra["max_memory"] = parse_max_memory(max_memory)
+        if importlib.util.find_spec("accelerate") is None:
+            raise ModelLoadError("device_map needs the 'accelerate' package; run `pip install accelerate`")
+        offload_dir = tempfile.mkdtemp(prefix="easyedit-split-offload-")
+        extra["offload_folder"] = offload_dir
 
     name = "smollm2" if name_or_path is None else os.fspath(name_or_path)
     start = time.perf_counter()
@@ -414,6 +506,14 @@ def load_model(
             )
             source = f"hub id {name} (local cache)"
 
+    check_tokenizer_fits(model, tokenizer, source=source)
+    if offload_dir is not None:
+        placed = set(map(str, (getattr(model, "hf_device_map", None) or {}).values()))
+        if "disk" in placed:  # the offloaded weights live there while the model does
+            weakref.finalize(model, shutil.rmtree, offload_dir, True)
+        else:
+            shutil.rmtree(offload_dir, ignore_errors=True)
+        logger.info("device map: %s", getattr(model, "hf_device_map", None))
     if dev is not None:
         model.to(dev)
     model.eval()

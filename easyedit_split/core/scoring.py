@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from easyedit_split.core.apply import apply_updates
+from easyedit_split.core.apply import apply_mixed_updates, apply_updates, as_update_groups
 from easyedit_split.core.forward import (
     PrefixCache,
     capture_prefix,
@@ -39,6 +39,7 @@ from easyedit_split.data.encoding import (
     collate_pairs,
     collate_prompts,
 )
+from easyedit_split.errors import InputError
 
 __all__ = ["PairLosses", "PairScorer", "PreparedPairs"]
 
@@ -58,7 +59,7 @@ class PairLosses:
             return self.sum_p, self.sum_n
         if reduction == "mean":
             return self.mean_p, self.mean_n
-        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+        raise InputError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
 
 
 @dataclass
@@ -73,11 +74,33 @@ class PreparedPairs:
         return len(self.ids)
 
 
+def _input_device(model: nn.Module) -> torch.device:
+    """Where the model takes its inputs: the input embedding's device (the first of a model spread over
+    devices by ``device_map``; its execution device when accelerate offloads it)."""
+    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if emb is not None:
+        hook = getattr(emb, "_hf_hook", None)
+        dev = getattr(hook, "execution_device", None)
+        if dev is not None:
+            return torch.device(dev) if not isinstance(dev, int) else torch.device("cuda", dev)
+        for p in emb.parameters():
+            if p.device.type != "meta":
+                return p.device
+    for p in model.parameters():
+        if p.device.type != "meta":
+            return p.device
+    return torch.device("cpu")
+
+
 class PairScorer:
     """Scores polarity pairs under ``updates`` with per-row multipliers.
 
     ``use_prefix_cache`` (default on) caches the hidden states entering the lowest updated layer;
     with no updates, or a site at layer 0, every call runs the full model.
+
+    ``groups`` (instead of ``updates``): several update groups (e.g. one per concept or method) of
+    which each row selects one (:meth:`score`'s ``selection``), so that rows of different updates
+    share one forward (:func:`~easyedit_split.core.apply.apply_mixed_updates`).
     """
 
     def __init__(
@@ -89,21 +112,25 @@ class PairScorer:
         use_prefix_cache: bool = True,
         single_token_sharing: bool = True,
         max_head_rows: int = 4096,
+        groups: Sequence[Sequence[Update]] | None = None,
     ) -> None:
         self.model = model
-        self.updates = list(updates)
+        if groups is not None and updates:
+            raise InputError("give updates or groups, not both")
+        self.groups = as_update_groups(groups) if groups is not None else None
+        self.updates = [u for g in self.groups for u in g] if self.groups is not None else list(updates)
         self.pad_token_id = int(pad_token_id)
         self.single_token_sharing = single_token_sharing
         self.max_head_rows = max_head_rows
         start = site_start_layer(model, [u.site for u in self.updates]) if self.updates else 0
         self.start_layer = start if (use_prefix_cache and start > 0) else None
-        self.device = next(model.parameters()).device
+        self.device = _input_device(model)
         self._head = output_head(model)
 
     # -- preparation ---------------------------------------------------------------------------
     def prepare(self, encoded: Sequence[EncodedPair]) -> PreparedPairs:
         if not encoded:
-            raise ValueError("no pairs to prepare")
+            raise InputError("no pairs to prepare")
         single = self.single_token_sharing and all(e.single_token for e in encoded)
         if single:
             batch: SequenceBatch | PromptBatch = collate_prompts(encoded, self.pad_token_id, padding_side="left")
@@ -121,10 +148,15 @@ class PairScorer:
         prepared: PreparedPairs,
         multipliers: torch.Tensor | float | Sequence[float] = 0.0,
         pair_index: torch.Tensor | Sequence[int] | None = None,
+        selection: torch.Tensor | Sequence[int] | None = None,
+        *,
+        unsteered: bool = False,
     ) -> PairLosses:
         """Losses of rows ``(pair_index[r], multipliers[r])``.
 
         ``pair_index`` defaults to every pair once; a scalar multiplier applies to every row.
+        ``selection`` (a scorer made with ``groups``): per row, the update group steering it (-1: none).
+        ``unsteered``: the base model, without the updates (``m = 0`` is not that for a clamped vector).
         """
         B = prepared.n_pairs
         idx = torch.arange(B) if pair_index is None else torch.as_tensor(pair_index, dtype=torch.long)
@@ -136,20 +168,36 @@ class PairScorer:
             if m_rows.numel() == 1:
                 m_rows = m_rows.expand(R).clone()
         if m_rows.numel() != R:
-            raise ValueError(f"{m_rows.numel()} multipliers for {R} rows")
+            raise InputError(f"{m_rows.numel()} multipliers for {R} rows")
+        sel: torch.Tensor | None = None
+        if self.groups is not None:
+            if selection is None:
+                raise InputError("a scorer with update groups needs a per-row selection")
+            sel = torch.as_tensor(selection, dtype=torch.long).reshape(-1)
+            if sel.numel() != R:
+                raise InputError(f"{sel.numel()} selections for {R} rows")
+        elif selection is not None:
+            raise InputError("selection needs a scorer made with groups=[...]")
+        steer_m = None if unsteered else m_rows
         if prepared.single_token:
-            return self._score_single(prepared, idx, m_rows)
-        return self._score_sequences(prepared, idx, m_rows)
+            return self._score_single(prepared, idx, steer_m, sel)
+        return self._score_sequences(prepared, idx, steer_m, sel)
 
-    def _steering(self, m_rows: torch.Tensor):
-        if not self.updates or bool((m_rows == 0).all()):
+    def _steering(self, m_rows: torch.Tensor | None, sel: torch.Tensor | None = None):
+        """The hooks for rows at ``m_rows`` (None: the base model, no hooks)."""
+        if m_rows is None or not self.updates:
+            return contextlib.nullcontext()
+        if bool((m_rows == 0).all()) and not any(u.acts_at_zero for u in self.updates):
             return contextlib.nullcontext()  # m = 0 everywhere is the base model: no hooks needed
+        if self.groups is not None:
+            return apply_mixed_updates(self.model, self.groups, sel, m_rows)
         return apply_updates(self.model, self.updates, m_rows.to(self.device))
 
-    def _hidden(self, prepared: PreparedPairs, rows: torch.Tensor, m_rows: torch.Tensor) -> torch.Tensor:
+    def _hidden(self, prepared: PreparedPairs, rows: torch.Tensor, m_rows: torch.Tensor | None,
+                sel: torch.Tensor | None = None) -> torch.Tensor:
         n_batch = prepared.batch.input_ids.shape[0]
         identity = rows.numel() == n_batch and bool((rows == torch.arange(n_batch)).all())
-        with self._steering(m_rows):
+        with self._steering(m_rows, sel):
             if prepared.cache is not None:
                 cache = prepared.cache if identity else prepared.cache.select(rows)
                 return run_suffix(self.model, cache)
@@ -157,27 +205,30 @@ class PairScorer:
             am = prepared.batch.attention_mask if identity else prepared.batch.attention_mask[rows.to(self.device)]
             return final_hidden(self.model, ids, am)
 
-    def _score_single(self, prepared: PreparedPairs, idx: torch.Tensor, m_rows: torch.Tensor) -> PairLosses:
+    def _score_single(self, prepared: PreparedPairs, idx: torch.Tensor, m_rows: torch.Tensor | None,
+                      sel: torch.Tensor | None = None) -> PairLosses:
         batch: PromptBatch = prepared.batch  # type: ignore[assignment]
-        h = self._hidden(prepared, idx, m_rows)[:, -1]  # left padding: last column is the last token
+        h = self._hidden(prepared, idx, m_rows, sel)[:, -1]  # left padding: last column is the last token
         logp = torch.log_softmax(self._head(h).float(), dim=-1)
         dev_idx = idx.to(logp.device)
-        lp = -logp.gather(-1, batch.positive_token[dev_idx].unsqueeze(-1)).squeeze(-1)
-        ln = -logp.gather(-1, batch.negative_token[dev_idx].unsqueeze(-1)).squeeze(-1)
+        lp = -logp.gather(-1, batch.positive_token.to(logp.device)[dev_idx].unsqueeze(-1)).squeeze(-1)
+        ln = -logp.gather(-1, batch.negative_token.to(logp.device)[dev_idx].unsqueeze(-1)).squeeze(-1)
         return PairLosses(lp, ln, lp, ln)
 
-    def _score_sequences(self, prepared: PreparedPairs, idx: torch.Tensor, m_rows: torch.Tensor) -> PairLosses:
+    def _score_sequences(self, prepared: PreparedPairs, idx: torch.Tensor, m_rows: torch.Tensor | None,
+                         sel: torch.Tensor | None = None) -> PairLosses:
         batch: SequenceBatch = prepared.batch  # type: ignore[assignment]
         B = prepared.n_pairs
         R = idx.numel()
         rows = torch.cat([idx, idx + B])  # positive rows then negative rows
-        h = self._hidden(prepared, rows, torch.cat([m_rows, m_rows]))
+        h = self._hidden(prepared, rows, None if m_rows is None else torch.cat([m_rows, m_rows]),
+                         None if sel is None else torch.cat([sel, sel]))
         dev_rows = rows.to(h.device)
-        answer_mask = batch.answer_mask[dev_rows]
+        answer_mask = batch.answer_mask.to(h.device)[dev_rows]
         target_mask = answer_mask[:, 1:]
         seq_rows = target_mask.nonzero(as_tuple=True)[0]
         h_pred = h[:, :-1][target_mask]  # hidden at t-1 for each answer token t
-        targets = batch.input_ids[dev_rows][:, 1:][target_mask]
+        targets = batch.input_ids.to(h.device)[dev_rows][:, 1:][target_mask]
         token_nll = torch.cat([
             -torch.log_softmax(self._head(h_pred[s:s + self.max_head_rows]).float(), dim=-1)
             .gather(-1, targets[s:s + self.max_head_rows].unsqueeze(-1)).squeeze(-1)

@@ -24,14 +24,15 @@ from easyedit_split import __version__
 from easyedit_split.base.atomic_io import atomic_save_safetensors, encode_metadata, staged_files
 from easyedit_split.base.safe_text import shown
 from easyedit_split.core.sites import hidden_size, model_type
-from easyedit_split.core.updates import Update, update_class
-from easyedit_split.errors import EasyEditSplitError
+from easyedit_split.core.updates import INTERVENTION_TYPES, Update, update_class
+from easyedit_split.errors import EasyEditSplitError, InputTypeError
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "UpdateBundle",
     "UpdateFileError",
+    "check_update_path",
     "check_updates_finite",
     "check_updates_nonzero",
     "file_checksum",
@@ -44,8 +45,11 @@ __all__ = [
 ]
 
 FORMAT_NAME = "easyedit-split/updates"
-#: 2: the checksum covers the metadata too (1: the tensors only; still read)
-FORMAT_VERSION = 2
+#: 2: the checksum covers the metadata too (1: the tensors only; still read); 3: as 2, and an update may be
+#: a clamped vector (``"intervention_type": "clamping"`` in its config). A file is written as 3 only when it
+#: holds one, so that an older reader refuses it ("upgrade") instead of applying it as an added vector.
+FORMAT_VERSION = 3
+READ_VERSIONS = ("1", "2", "3")
 
 
 class UpdateFileError(EasyEditSplitError, ValueError):
@@ -157,6 +161,13 @@ def metadata_json(text: str, key: str, path: str | os.PathLike) -> Any:
         raise UpdateFileError(f"{path}: metadata {key!r} is not valid JSON ({exc.msg}); the file is corrupt") from None
 
 
+def check_update_path(path: str | os.PathLike) -> None:
+    """An update is saved as ``<name>.safetensors`` (a ``.pt`` name would later be read as EasyEdit's format)."""
+    if Path(path).suffix != ".safetensors":
+        raise UpdateFileError(f"{path}: an update file is a .safetensors file (EasyEdit's .pt is written beside it "
+                              "with easyedit_pt=...); name it <name>.safetensors")
+
+
 def save_updates(
     path: str | os.PathLike,
     updates: Update | Iterable[Update] | UpdateBundle,
@@ -178,11 +189,18 @@ def save_updates(
     failed write (a full disk) leaves neither, and a kill between the two moves leaves a ``.pt`` that no
     longer matches, which :func:`companion_update` then refuses instead of loading a mismatched pair.
     """
+    check_update_path(path)
     if isinstance(updates, UpdateBundle):
         bundle = updates
     else:
+        if isinstance(updates, (str, bytes)) or not isinstance(updates, (Update, Iterable)):
+            raise InputTypeError(f"save_updates: updates must be an Update, a list of them or an UpdateBundle, got "
+                                 f"{type(updates).__name__}")
         ups = [updates] if isinstance(updates, Update) else list(updates)
         bundle = UpdateBundle(ups)
+    wrong = [f"{i}: {type(u).__name__}" for i, u in enumerate(bundle.updates) if not isinstance(u, Update)]
+    if wrong:
+        raise InputTypeError(f"save_updates: not Update objects at {', '.join(wrong[:5])}")
     if method is not None:
         bundle.method = method
     if hparams is not None:
@@ -214,9 +232,10 @@ def save_updates(
 
 
 def _file_metadata(bundle: UpdateBundle, tensors: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    clamped = any(u.intervention_type != "addition" for u in bundle.updates)
     metadata = {
         "format": FORMAT_NAME,
-        "format_version": str(FORMAT_VERSION),
+        "format_version": str(FORMAT_VERSION if clamped else 2),
         "library_version": __version__,
         "method": bundle.method,
         "model": bundle.model,
@@ -288,9 +307,9 @@ def load_updates(path: str | os.PathLike, model: nn.Module | None = None, *, str
     if raw_meta.get("format") != FORMAT_NAME:
         raise UpdateFileError(f"{p} is not an easyedit-split update file (format={shown(raw_meta.get('format'))}); "
                               "give a file saved by easyedit-split (train, save_updates)")
-    if version not in ("1", str(FORMAT_VERSION)):
-        raise UpdateFileError(f"{p}: format_version {shown(version)} is not one this easyedit-split reads (1, "
-                              f"{FORMAT_VERSION}); upgrade easyedit-split")
+    if version not in READ_VERSIONS:
+        raise UpdateFileError(f"{p}: format_version {shown(version)} is not one this easyedit-split reads "
+                              f"({', '.join(READ_VERSIONS)}); upgrade easyedit-split")
     meta: dict[str, Any] = dict(raw_meta)
     for key in ("model", "hparams", "updates", "extra"):
         if key in raw_meta:
@@ -352,6 +371,11 @@ def _check_metadata(meta: dict[str, Any], path: Path) -> None:
         if isinstance(site, dict) and (isinstance(layer, bool) or not isinstance(layer, int) or layer < 0):
             raise UpdateFileError(f"{path}: update {i}: metadata site.layer must be a whole number >= 0 (layers count "
                                   f"from 0), got {shown(layer)}; the file is corrupt or was edited")
+        kind = cfg.get("intervention_type", "addition")
+        if kind not in INTERVENTION_TYPES or (kind != "addition" and cfg.get("form") != "vector"):
+            raise UpdateFileError(f"{path}: update {i}: metadata intervention_type {shown(kind)} is not one of "
+                                  f"{', '.join(INTERVENTION_TYPES)} for a {shown(cfg.get('form'))} update (clamping "
+                                  "exists only for a vector); the file is corrupt or was edited")
         for key in ("d_in", "d_out"):
             value = cfg.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):

@@ -2,17 +2,26 @@
 
 Every control method is an :class:`Update` bound to a :class:`~easyedit_split.core.sites.Site`:
 
-=================  ===========================  ==========================
-form               update                       trainable size
-=================  ===========================  ==========================
-``VectorUpdate``   Δb only (ΔW = 0)             d_out
-``LoRAUpdate``     ΔW = scale · B·A (rank r)    r·(d_in + d_out)
-``LocalWeight``    full ΔW and Δb               d_in·d_out + d_out
-=================  ===========================  ==========================
+=======================  ===========================  ==========================
+form                     update                       trainable size
+=======================  ===========================  ==========================
+``VectorUpdate``         Δb only (ΔW = 0)             d_out
+``ClampedVectorUpdate``  see below                    d_out
+``LoRAUpdate``           ΔW = scale · B·A (rank r)    r·(d_in + d_out)
+``LocalWeight``          full ΔW and Δb               d_in·d_out + d_out
+=======================  ===========================  ==========================
 
 Updates are ``nn.Module``s so that their parameters train with any optimiser; the math that
 applies them is the pure :meth:`Update.delta` (``Δh`` for unit multiplier). Weight convention is
 ``nn.Linear``'s: ``ΔW`` has shape ``[d_out, d_in]``.
+
+Clamping (EasyEdit's ``intervention_type: clamping``, the clamping intervention of AxBench/RePS) is a
+steering vector that *replaces* the hidden state's component along its direction ``v̂ = v/‖v‖``
+instead of adding to it: ``h' = h − (h·v̂)v̂ + m·v``, so that ``h'·v̂ = m·‖v‖`` whatever ``h·v̂`` was.
+In the unified view it is the affine map ``h' = (I − v̂v̂ᵀ)·h + m·v`` on the site's output: a ``ΔW``
+part ``−v̂v̂ᵀ`` that is **not** scaled by ``m`` (:meth:`Update.fixed_delta`) and ``Δb = m·v``. So
+``m = 0`` is *not* the base model: it removes the concept direction (``h·v̂`` becomes 0).
+Upstream's ``intervention_type: addition`` is :class:`VectorUpdate` (``h' = h + m·v``).
 """
 
 from __future__ import annotations
@@ -24,10 +33,15 @@ import torch
 from torch import nn
 
 from easyedit_split.base.methods import FORMS as FORM_SPECS
-from easyedit_split.base.methods import canonical_form, resolve
+from easyedit_split.base.methods import INTERVENTION_TYPE_NAMES, canonical_form, resolve
 from easyedit_split.core.sites import Site
+from easyedit_split.errors import InputError
 
-__all__ = ["FORMS", "LoRAUpdate", "LocalWeightUpdate", "Update", "VectorUpdate", "make_update", "update_class"]
+__all__ = ["FORMS", "INTERVENTION_TYPES", "ClampedVectorUpdate", "LoRAUpdate", "LocalWeightUpdate", "Update",
+           "VectorUpdate", "make_update", "update_class"]
+
+#: a vector shorter than this has no direction: its clamping projection is taken as zero (no NaN gradients)
+DIRECTION_EPS = 1e-12
 
 
 class Update(nn.Module):
@@ -53,6 +67,27 @@ class Update(nn.Module):
     def delta(self, h_in: torch.Tensor | None) -> torch.Tensor:
         """``ΔW h_in + Δb`` for unit multiplier (broadcastable against the site's output)."""
         raise NotImplementedError
+
+    def fixed_delta(self, h: torch.Tensor) -> torch.Tensor | None:
+        """The part of ``Δh`` at a steered position that does not scale with ``m``, from the site's output
+        ``h`` (None: the update changes nothing at ``m = 0``, the case of every additive update)."""
+        return None
+
+    @property
+    def acts_at_zero(self) -> bool:
+        """True when ``m = 0`` is not the base model (a clamped vector); hooks then stay on at ``m = 0``."""
+        return False
+
+    @property
+    def intervention_type(self) -> str:
+        """EasyEdit's ``intervention_type`` of the update: ``addition`` (``Δh = m·(ΔW h_in + Δb)``)."""
+        return "addition"
+
+    @property
+    def form_key(self) -> str:
+        """The form, with the intervention type when it is not addition (``vector:clamping``): what tells two
+        updates with the same tensors apart (run keys, listings)."""
+        return self.form if self.intervention_type == "addition" else f"{self.form}:{self.intervention_type}"
 
     @property
     def needs_input(self) -> bool:
@@ -94,7 +129,7 @@ class VectorUpdate(Update):
             vector = torch.randn(d_out) * init_std if init_std > 0 else torch.zeros(d_out)
         vector = torch.as_tensor(vector).reshape(-1)
         if vector.numel() != d_out:
-            raise ValueError(f"vector has {vector.numel()} elements, site {site} needs {d_out}")
+            raise InputError(f"vector has {vector.numel()} elements, site {site} needs {d_out}")
         self.vector = nn.Parameter(vector.detach().clone().float())
 
     def delta_bias(self) -> torch.Tensor:
@@ -110,9 +145,72 @@ class VectorUpdate(Update):
     def delta_weight_is_nonzero(self) -> bool:
         return False
 
+    def moved_to(self, site: Site) -> VectorUpdate:
+        """The same vector (and intervention type) at another site of the same size."""
+        return type(self)(site, self.d_out, vector=self.vector.detach().clone())
+
     @classmethod
     def from_config(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> VectorUpdate:
-        return cls(Site.from_dict(config["site"]), int(config["d_out"]), vector=tensors["vector"])
+        kind = config.get("intervention_type", "addition")
+        if kind not in INTERVENTION_TYPES:
+            raise InputError(f"intervention_type {kind!r} is not one of {', '.join(INTERVENTION_TYPES)}")
+        return INTERVENTION_TYPES[kind](Site.from_dict(config["site"]), int(config["d_out"]), vector=tensors["vector"])
+
+
+class ClampedVectorUpdate(VectorUpdate):
+    """Clamping (EasyEdit's ``intervention_type: clamping``): ``h' = h − (h·v̂)v̂ + m·v`` at the steered
+    positions, ``v̂ = v/‖v‖`` (see the module doc: ``m = 0`` removes the direction, it is not the base model).
+
+    With ``init_std = 0`` (and no ``vector``) the vector starts as a random direction of norm ≈ 1 drawn from
+    torch's global generator (seeded by the trainer): a zero vector has no direction to clamp along.
+    """
+
+    def __init__(self, site: Site, d_out: int, vector: torch.Tensor | None = None, init_std: float = 0.0) -> None:
+        if vector is None:
+            vector = torch.randn(d_out) * (init_std if init_std > 0 else 1.0 / math.sqrt(d_out))
+        super().__init__(site, d_out, vector=vector)
+
+    @property
+    def intervention_type(self) -> str:
+        return "clamping"
+
+    @property
+    def acts_at_zero(self) -> bool:
+        return True
+
+    def direction(self) -> torch.Tensor:
+        """``v̂ = v/‖v‖`` (differentiable; ``v/ε`` — a vanishing projection — for a vector shorter than ε)."""
+        v = self.vector.float()
+        return v / torch.linalg.vector_norm(v).clamp_min(DIRECTION_EPS)
+
+    def fixed_delta(self, h: torch.Tensor) -> torch.Tensor:
+        """``−(h·v̂)v̂``: the component of ``h`` along the direction, removed (computed in float32)."""
+        d = self.direction().to(h.device)
+        return (-(h.float() @ d).unsqueeze(-1) * d).to(h.dtype)
+
+    def projection(self) -> torch.Tensor:
+        """``−v̂v̂ᵀ`` (``[d_out, d_out]``): the m-independent ``ΔW`` acting on the site's output."""
+        d = self.direction().detach()
+        return -torch.outer(d, d)
+
+    def scaled(self, factor: float) -> ClampedVectorUpdate:
+        """``m·v`` scaled by ``factor``; the direction (and so the projection) is unchanged (``v̂v̂ᵀ`` is
+        the same for ``−v``). A zero factor is refused: the direction would be lost."""
+        f = float(factor)
+        if f == 0.0:
+            raise InputError("a clamped vector cannot be scaled by 0: its direction would be lost")
+        return ClampedVectorUpdate(self.site, self.d_out, vector=self.vector.detach() * f)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "intervention_type": self.intervention_type}
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, intervention_type=clamping"
+
+
+#: EasyEdit's ``intervention_type`` values (upstream's key and spellings) → the steering-vector class
+INTERVENTION_TYPES: dict[str, type[VectorUpdate]] = {"addition": VectorUpdate, "clamping": ClampedVectorUpdate}
+assert tuple(INTERVENTION_TYPES) == INTERVENTION_TYPE_NAMES, "the table must name base.methods' values"
 
 
 class LoRAUpdate(Update):
@@ -132,7 +230,7 @@ class LoRAUpdate(Update):
     ) -> None:
         super().__init__(site, d_in, d_out)
         if rank < 1:
-            raise ValueError(f"LoRA rank must be >= 1, got {rank}")
+            raise InputError(f"LoRA rank must be >= 1, got {rank}")
         self.rank = int(rank)
         self.scale = float(scale)
         if A is None:
@@ -141,7 +239,7 @@ class LoRAUpdate(Update):
         if B is None:
             B = torch.zeros(d_out, rank)
         if tuple(A.shape) != (rank, d_in) or tuple(B.shape) != (d_out, rank):
-            raise ValueError(f"LoRA shapes A{tuple(A.shape)} B{tuple(B.shape)} do not match rank {rank}, d_in {d_in}, d_out {d_out}")
+            raise InputError(f"LoRA shapes A{tuple(A.shape)} B{tuple(B.shape)} do not match rank {rank}, d_in {d_in}, d_out {d_out}")
         self.A = nn.Parameter(A.detach().clone().float())
         self.B = nn.Parameter(B.detach().clone().float())
 
@@ -184,7 +282,7 @@ class LocalWeightUpdate(Update):
         weight = torch.zeros(d_out, d_in) if weight is None else torch.as_tensor(weight)
         bias = torch.zeros(d_out) if bias is None else torch.as_tensor(bias).reshape(-1)
         if tuple(weight.shape) != (d_out, d_in) or bias.numel() != d_out:
-            raise ValueError(f"local weight shapes W{tuple(weight.shape)} b{tuple(bias.shape)} do not match [{d_out}, {d_in}]")
+            raise InputError(f"local weight shapes W{tuple(weight.shape)} b{tuple(bias.shape)} do not match [{d_out}, {d_in}]")
         self.weight = nn.Parameter(weight.detach().clone().float())
         self.bias = nn.Parameter(bias.detach().clone().float())
 
@@ -219,11 +317,17 @@ def update_class(form: str) -> type[Update]:
 
 
 def make_update(form: str, site: Site, d_in: int, d_out: int, *, rank: int = 4, scale: float = 1.0,
-                init_std: float = 0.0) -> Update:
-    """A freshly initialised update of ``form`` (``vector`` | ``lora`` | ``local_weight``, or an alias)."""
+                init_std: float = 0.0, intervention_type: str = "addition") -> Update:
+    """A freshly initialised update of ``form`` (``vector`` | ``lora`` | ``local_weight``, or an alias);
+    ``intervention_type`` (EasyEdit's key: ``addition`` | ``clamping``) picks the vector's kind, and only
+    ``addition`` exists for the other forms (a ``ValueError`` otherwise)."""
     cls = update_class(form)
+    if intervention_type not in INTERVENTION_TYPES:
+        raise InputError(f"intervention_type {intervention_type!r} is not one of {', '.join(INTERVENTION_TYPES)}")
     if cls is VectorUpdate:
-        return VectorUpdate(site, d_out, init_std=init_std)
+        return INTERVENTION_TYPES[intervention_type](site, d_out, init_std=init_std)
+    if intervention_type != "addition":
+        raise InputError(f"intervention_type {intervention_type!r} exists only for a steering vector, not {form}")
     if cls is LoRAUpdate:
         return LoRAUpdate(site, d_in, d_out, rank=rank, scale=scale)
     return cls(site, d_in, d_out)

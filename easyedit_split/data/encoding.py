@@ -34,6 +34,7 @@ import torch
 from easyedit_split.data.formats import DataError
 from easyedit_split.data.pairs import PolarityPair
 from easyedit_split.data.prompts import check_prompt_rule, render_easyedit, render_plugin
+from easyedit_split.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -297,7 +298,7 @@ class PromptBatch:
 
 def _check_side(padding_side: str) -> str:
     if padding_side not in ("right", "left"):
-        raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+        raise InputError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
     return padding_side
 
 
@@ -328,16 +329,16 @@ def collate_sequences(
     """Concatenate each ``(prompt_ids, answer_ids)`` and pad to a batch; masks come from lengths only."""
     _check_side(padding_side)
     if not items:
-        raise ValueError("collate_sequences needs at least one sequence")
+        raise InputError("collate_sequences needs at least one sequence")
     if pad_token_id is None:
-        raise ValueError("pad_token_id is None; set tokenizer.pad_token (e.g. to eos) first")
+        raise InputError("pad_token_id is None; set tokenizer.pad_token (e.g. to eos) first")
     seqs = []
     prompt_lengths = []
     for prompt, answer in items:
         if len(answer) == 0:
-            raise ValueError("an answer has no tokens")
+            raise InputError("an answer has no tokens")
         if len(prompt) == 0:
-            raise ValueError("a prompt has no tokens; the first answer token would have no context")
+            raise InputError("a prompt has no tokens; the first answer token would have no context")
         seqs.append(list(prompt) + list(answer))
         prompt_lengths.append(len(prompt))
     input_ids, attention, lengths, offsets = _pad_rows(seqs, pad_token_id, padding_side)
@@ -372,12 +373,12 @@ def collate_prompts(
     """Prompts only, for pairs whose answers are single tokens (raises otherwise)."""
     _check_side(padding_side)
     if not encoded:
-        raise ValueError("collate_prompts needs at least one pair")
+        raise InputError("collate_prompts needs at least one pair")
     multi = [e.id for e in encoded if not e.single_token]
     if multi:
-        raise ValueError(f"collate_prompts needs single-token answers; pairs {multi[:5]} have longer ones")
+        raise InputError(f"collate_prompts needs single-token answers; pairs {multi[:5]} have longer ones")
     if pad_token_id is None:
-        raise ValueError("pad_token_id is None; set tokenizer.pad_token (e.g. to eos) first")
+        raise InputError("pad_token_id is None; set tokenizer.pad_token (e.g. to eos) first")
     input_ids, attention, lengths, _ = _pad_rows([e.prompt_ids for e in encoded], pad_token_id, padding_side)
     return PromptBatch(
         input_ids=input_ids,

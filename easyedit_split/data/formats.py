@@ -359,8 +359,10 @@ def pairs_from_records(records: Iterable[Any], name: str = "dataset") -> list[Po
         pos, neg = first_entry(pos), first_entry(neg)
         if not str(pos).strip() or not str(neg).strip():
             raise DataError(f"{where}: empty answer")
+        # the other fields (e.g. upstream's '<type>_steered_input'/'_steered_output') are kept, as a file's are
+        meta = {k: v for k, v in rec.items() if k not in (*QUESTION_COLUMNS, *POSITIVE_COLUMNS, *NEGATIVE_COLUMNS, "id")}
         out.append(PolarityPair(id=str(rec.get("id", i)), question=str(q), positive=str(pos), negative=str(neg),
-                                source=f"{name}:{i + 1}"))
+                                source=f"{name}:{i + 1}", meta=meta))
     if not out:
         raise DataError(f"{name}: no examples")
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from easyedit_split.data.encoding import SequenceBatch
+from easyedit_split.errors import InputError
 
 __all__ = ["answer_nll", "last_token_logits", "prompt_answer_nll", "split_pairs"]
 
@@ -19,12 +20,12 @@ def answer_nll(logits: torch.Tensor, batch: SequenceBatch) -> tuple[torch.Tensor
     ``logits`` is ``[N, T, V]`` for ``batch.input_ids`` (``[N, T]``); padding side does not matter.
     """
     if logits.dim() != 3 or logits.shape[:2] != batch.input_ids.shape:
-        raise ValueError(
+        raise InputError(
             f"logits {tuple(logits.shape)} do not match input_ids {tuple(batch.input_ids.shape)}"
         )
     answer_mask = batch.answer_mask.to(device=logits.device, dtype=torch.bool)
     if bool(answer_mask[:, 0].any()):
-        raise ValueError("an answer token sits at position 0, where nothing predicts it (empty prompt)")
+        raise InputError("an answer token sits at position 0, where nothing predicts it (empty prompt)")
     target_mask = answer_mask[:, 1:]  # [N, T-1]: is token t (t>=1) an answer token
     rows = target_mask.nonzero(as_tuple=True)[0]  # [K]
     selected = logits[:, :-1][target_mask]  # [K, V]: logits at t-1 for answer tokens t
@@ -34,7 +35,7 @@ def answer_nll(logits: torch.Tensor, batch: SequenceBatch) -> tuple[torch.Tensor
     total = torch.zeros(n, dtype=torch.float32, device=logits.device).index_add(0, rows, -token_lp)
     counts = target_mask.sum(dim=1)
     if bool((counts == 0).any()):
-        raise ValueError("a row has no answer tokens")
+        raise InputError("a row has no answer tokens")
     return total, total / counts.to(torch.float32)
 
 
@@ -45,7 +46,7 @@ def last_token_logits(
     if padding_side == "left":
         return logits[:, -1]
     if padding_side != "right":
-        raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+        raise InputError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
     idx = lengths.to(device=logits.device, dtype=torch.long) - 1
     return logits[torch.arange(logits.shape[0], device=logits.device), idx]
 
@@ -63,6 +64,6 @@ def prompt_answer_nll(
 def split_pairs(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Split a ``[2B, ...]`` result of :func:`collate_pairs` rows into ``(positive [B], negative [B])``."""
     if values.shape[0] % 2:
-        raise ValueError(f"expected an even number of rows, got {values.shape[0]}")
+        raise InputError(f"expected an even number of rows, got {values.shape[0]}")
     half = values.shape[0] // 2
     return values[:half], values[half:]

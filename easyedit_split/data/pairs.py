@@ -22,6 +22,7 @@ __all__ = [
     "BUILTIN_DATASETS",
     "PolarityPair",
     "builtin_dataset_path",
+    "check_pairs",
     "iter_records",
     "load_builtin",
     "load_pairs",
@@ -56,6 +57,10 @@ def train_test_split(
 
     Both parts keep the original order of ``pairs``.
     """
+    from easyedit_split.base.checks import check_seed
+
+    check_seed(seed)
+    pairs = check_pairs(pairs, "train_test_split", allow_empty=True)
     n = len(pairs)
     if isinstance(test_size, bool):
         raise DataError(f"test_size must be a count or a fraction in (0, 1), got {test_size!r}")
@@ -73,6 +78,42 @@ def train_test_split(
     train = [p for i, p in enumerate(pairs) if i not in test_idx]
     test = [p for i, p in enumerate(pairs) if i in test_idx]
     return train, test
+
+
+def check_pairs(pairs: Sequence, what: str, *, allow_empty: bool = False, encoded_ok: bool = False) -> list:
+    """``pairs`` as a list, checked where they enter the API (training, evaluation, splitting): each a
+    :class:`PolarityPair` (what :func:`load_pairs` gives; with ``encoded_ok`` also an ``EncodedPair``)
+    with text answers that are not empty. A pair whose two answers are identical carries no preference
+    and is warned about (the file readers skip such rows; a pair built in Python is kept)."""
+    from easyedit_split.errors import InputError, InputTypeError
+
+    if isinstance(pairs, (str, bytes, os.PathLike)) or not isinstance(pairs, Sequence):
+        raise InputTypeError(f"{what}: pairs must be a list of PolarityPair (e.g. from load_pairs(path)), got "
+                             f"{type(pairs).__name__}")
+    items = list(pairs)
+    if not items and not allow_empty:
+        raise InputError(f"{what}: no pairs given")
+    same = []
+    for i, p in enumerate(items):
+        if encoded_ok and type(p).__name__ == "EncodedPair":  # (data.encoding imports this module)
+            continue
+        if not isinstance(p, PolarityPair):
+            raise InputTypeError(f"{what}: pair {i} is a {type(p).__name__}, not a PolarityPair; build pairs with "
+                                 "load_pairs(path) or PolarityPair(id, question, positive, negative, source)")
+        fields = {"question": p.question, "positive": p.positive, "negative": p.negative}
+        bad = [k for k, v in fields.items() if not isinstance(v, str)]
+        if bad:
+            raise InputTypeError(f"{what}: pair {i} ({p.source}) has a {bad[0]} that is not text: "
+                                 f"{type(fields[bad[0]]).__name__}")
+        empty = [k for k in ("positive", "negative") if not fields[k].strip()]
+        if empty:
+            raise InputError(f"{what}: pair {i} ({p.source}) has an empty {empty[0]} answer; there is nothing to score")
+        if p.positive == p.negative:
+            same.append(p.source or str(i))
+    if same:
+        logger.warning("%s: %d pair(s) have identical positive and negative answers (%s); they carry no preference "
+                       "and only dilute the results", what, len(same), ", ".join(same[:5]))
+    return items
 
 
 def unique_pairs(pairs: Sequence[PolarityPair], source: str = "the data") -> list[PolarityPair]:

@@ -56,6 +56,9 @@ SUFFIX_TYPES = {
 }
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 @dataclass(frozen=True)
 class PolarityPair:
     """One contrastive example: a query, the answer showing the concept and the one showing its opposite."""
@@ -66,6 +69,14 @@ class PolarityPair:
     negative: str
     source: str  # "file:line" (1-based line for jsonl/csv; 1-based record index for json/parquet)
     meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        # id and source are labels, often made from a file name; one that was not UTF-8 holds lone
+        # surrogates, which no table, JSON or terminal can take: keep them as visible escapes (\udce9)
+        for name in ("id", "source"):
+            value = getattr(self, name)
+            if isinstance(value, str) and _SURROGATE.search(value):
+                object.__setattr__(self, name, value.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 def first_entry(value: Any) -> Any:

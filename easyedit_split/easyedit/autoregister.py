@@ -91,7 +91,13 @@ def install(keep_upstream: bool = False) -> None:
 
 def pth_path(site_dir: str | os.PathLike | None = None) -> Path:
     """The ``.pth`` file in ``site_dir`` (default: this interpreter's ``site-packages``)."""
-    return Path(site_dir or sysconfig.get_paths()["purelib"]) / PTH_NAME
+    folder = Path(site_dir or sysconfig.get_paths()["purelib"])
+    if folder.exists() and not folder.is_dir():
+        from easyedit_split.errors import InputError
+
+        raise InputError(f"--site-dir {site_dir} is a file, not a folder; give the site-packages folder the .pth file "
+                         "goes into")
+    return folder / PTH_NAME
 
 
 def read_site_dirs() -> list[Path]:

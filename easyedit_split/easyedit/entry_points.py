@@ -30,7 +30,11 @@ from easyedit_split.base.hparams_io import HParamsError, HyperParams
 from easyedit_split.base.methods import canonical_form, hparams_class
 from easyedit_split.core.apply import steer
 from easyedit_split.core.apply_hparams import ApplyHyperParams
-from easyedit_split.core.easyedit_layout import from_easyedit_state, to_easyedit_state
+from easyedit_split.core.easyedit_layout import (
+    easyedit_layout_refusal,
+    from_easyedit_state,
+    to_easyedit_state,
+)
 from easyedit_split.core.serialization import load_updates
 from easyedit_split.core.updates import Update
 from easyedit_split.data.formats import pairs_from_records
@@ -115,7 +119,10 @@ def generate(method: str, hparams: Any, dataset: Any, model: Any = None, dataset
     pairs = None if dataset is None else dataset_to_pairs(dataset, dataset_name)
     base, tokenizer = _load(hp, model)
     result = train_layers(hp, pairs, base, tokenizer, resume=resume, progress=progress)
-    return {f"layer_{r.layer}": to_easyedit_state(r.update) for r in result.layers}
+    # a clamped vector has no EasyEdit layout (EasyEdit would add it): it is handed on as the update itself,
+    # which only the plugin's apply (registered for this method) reads
+    return {f"layer_{r.layer}": r.update if easyedit_layout_refusal(r.update) else to_easyedit_state(r.update)
+            for r in result.layers}
 
 
 # ------------------------------------------------------------------------------------------ apply
@@ -134,7 +141,7 @@ def _updates_for(hp: ApplyHyperParams, model: nn.Module, vector: Any) -> list[tu
                 return out
             else:
                 state = vector
-            out.append((layer, from_easyedit_state(state, model, layer, form, comp)))
+            out.append((layer, state if isinstance(state, Update) else from_easyedit_state(state, model, layer, form, comp)))
             continue
         if not hp.steer_vector_load_dir:
             raise HParamsError("apply: no vector given and steer_vector_load_dir is not set")

@@ -120,17 +120,18 @@ def detach_steering(wrapper: Any, name: str | None = None) -> bool:
 
 @contextlib.contextmanager
 def suspended_steering(wrapper: Any):
-    """Run without the plugin's steering (its multipliers set to 0), e.g. for EasyEdit's ``ori_generate``."""
+    """Run without the plugin's steering (its hooks switched off: a multiplier of 0 would not be the base model
+    for a clamped vector), e.g. for EasyEdit's ``ori_generate``."""
     stacks = getattr(wrapper, STEERING_ATTR, None) or {}
     states = [s for stack in stacks.values() for s in getattr(stack, "easyedit_split_states", [])]
-    saved = [s.multiplier for s in states]
+    saved = [s.active for s in states]
     for s in states:
-        s.set_multiplier(0.0)
+        s.active = False
     try:
         yield
     finally:
-        for s, m in zip(states, saved):
-            s.multiplier = m
+        for s, active in zip(states, saved):
+            s.active = active
 
 
 def _patch_reset(wrapper: Any) -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from easyedit_split.errors import InputError
+from easyedit_split.errors import EasyEditSplitError, InputError
 
 __all__ = ["DATASET", "Scaffold"]
 
@@ -80,6 +80,12 @@ class Scaffold:
     @classmethod
     def for_model(cls, model: str, *, checkout: str | os.PathLike | None = None, method: str = "split",
                   layer: int | None = None, n_train: int = 8, n_test: int = 2) -> Scaffold:
+        from easyedit_split.base.methods import canonical_method
+
+        try:
+            canonical_method(method)  # a name the plugin registers (the configs keep the spelling given)
+        except EasyEditSplitError as exc:
+            raise InputError(f"--method {method}: {exc}") from None
         root = _checkout(checkout)
         source, model_type, cfg = _model_folder(model)
         family = next((f for f in FAMILIES if f in model_type.lower()), None)

@@ -4,18 +4,10 @@ the activation-manifold measure, plots and reports (docs/design.md §2–3)."""
 from __future__ import annotations
 
 from easyedit_split.evaluation.api import EvaluationResult, MethodEvaluation, evaluate_preference_utility
+from easyedit_split.evaluation.curves import CurveFit, pref_curve, rq_decay, transfer_r2, util_curve
 from easyedit_split.evaluation.derived import Calibration, ValidRegion, calibrate, valid_region
-from easyedit_split.evaluation.fitting import (
-    CurveFit,
-    bootstrap_fit,
-    fit_curve,
-    fit_pref_odds,
-    fit_util_odds,
-    pref_curve,
-    rq_decay,
-    transfer_r2,
-    util_curve,
-)
+from easyedit_split.evaluation.fit_bootstrap import bootstrap_fit
+from easyedit_split.evaluation.fitting import fit_curve, fit_pref_odds, fit_util_odds
 from easyedit_split.evaluation.logodds import (
     MeanCI,
     accuracy,

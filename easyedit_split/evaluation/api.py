@@ -22,8 +22,10 @@ from easyedit_split.base.multipliers import parse_multipliers
 from easyedit_split.data.encoding import check_context_length
 from easyedit_split.data.pairs import pair_digests
 from easyedit_split.errors import InputError
+from easyedit_split.evaluation.curves import FORMS, CurveFit, transfer_r2
 from easyedit_split.evaluation.derived import calibrate, valid_region
-from easyedit_split.evaluation.fitting import FORMS, CurveFit, bootstrap_fit, fit_curve, transfer_r2
+from easyedit_split.evaluation.fit_bootstrap import bootstrap_fit
+from easyedit_split.evaluation.fitting import fit_curve
 from easyedit_split.evaluation.frontier import (
     PerExample,
     curve_points,
@@ -58,6 +60,10 @@ def fit_summary(summary: pd.DataFrame, name: str, table: pd.DataFrame | None = N
             samples = _per_example(table, f"{kind}_odds{sfx}", m)
             if np.isnan(samples).any():
                 logger.warning("%s: missing (example, m) rows; no bootstrap intervals for %s", name, kind)
+                samples = None
+            elif samples.shape[0] < 2:  # resampling one pair gives that pair back: no interval to speak of
+                logger.warning("%s: %d pair(s) swept; no bootstrap intervals for %s (they need at least 2 pairs)",
+                               name, samples.shape[0], kind)
                 samples = None
         for form in FORMS:
             fit = fit_curve(kind, m, summary[kind].to_numpy(), form=form)
@@ -177,8 +183,11 @@ def evaluate_preference_utility(
     rescaled beforehand, for the report.
     With ``output_dir``: tables, ``results.json``, PNG plots and ``report.md``, each written atomically.
     """
+    from easyedit_split.core.models import check_tokenizer_fits
+
     if reduction not in ("sum", "mean"):
         raise InputError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    check_tokenizer_fits(model, tokenizer, source="evaluate_preference_utility()")
     if derived_from not in ("means", "fit"):
         raise InputError(f"derived_from must be 'means' or 'fit', got {derived_from!r}")
     if target_pref is None and target_accuracy is None:
@@ -187,6 +196,9 @@ def evaluate_preference_utility(
     grid = sorted(parse_multipliers(multipliers))
     if 0.0 not in grid:
         raise InputError("the multiplier grid must contain 0 (the unsteered reference)")
+    if len(grid) < 2:
+        raise InputError("the multiplier grid holds only 0: nothing is steered; add the multipliers to sweep "
+                         "(e.g. -2:2:9)")
     out_dir = Path(output_dir) if output_dir is not None else None
     if out_dir is not None:  # before any work: the location, and names that would write the same table
         check_writable(out_dir, what="output folder")

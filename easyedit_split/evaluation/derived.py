@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from easyedit_split.evaluation.fitting import CurveFit
+from easyedit_split.errors import InputError
+from easyedit_split.evaluation.curves import CurveFit
 
 __all__ = ["Calibration", "MeasuredCurve", "ValidRegion", "calibrate", "first_reach", "measured_curve", "valid_region"]
 
@@ -53,26 +54,26 @@ def measured_curve(m: Sequence[float], values: Sequence[float], *, what: str = "
                    skip_nan: bool = False) -> MeasuredCurve:
     """Check and sort measured means; ``what`` names them in errors (e.g. ``"UtilOdds"``)."""
     if m is None or values is None:
-        raise ValueError(f"{what}: the measured means and their multipliers are required")
+        raise InputError(f"{what}: the measured means and their multipliers are required")
     mm = np.asarray(m, dtype=np.float64).reshape(-1)
     vv = np.asarray(values, dtype=np.float64).reshape(-1)
     if mm.shape != vv.shape:
-        raise ValueError(f"{what}: {mm.size} multipliers but {vv.size} values")
+        raise InputError(f"{what}: {mm.size} multipliers but {vv.size} values")
     if not np.isfinite(mm).all():
-        raise ValueError(f"{what}: the multipliers contain non-finite values")
+        raise InputError(f"{what}: the multipliers contain non-finite values")
     zero = np.nonzero(mm == 0.0)[0]
     if zero.size != 1:
-        raise ValueError(f"{what}: the multipliers must contain 0 (the unsteered reference) exactly once")
+        raise InputError(f"{what}: the multipliers must contain 0 (the unsteered reference) exactly once")
     if not np.isfinite(vv[zero[0]]):
-        raise ValueError(f"{what}: the measured mean at m = 0 is {vv[zero[0]]}; the unsteered reference is undefined")
+        raise InputError(f"{what}: the measured mean at m = 0 is {vv[zero[0]]}; the unsteered reference is undefined")
     bad = ~np.isfinite(vv)
     skipped = sorted(float(v) for v in mm[bad])
     if skipped and not skip_nan:
-        raise ValueError(f"{what}: the measured mean is not finite at m = {', '.join(f'{v:g}' for v in skipped)} "
+        raise InputError(f"{what}: the measured mean is not finite at m = {', '.join(f'{v:g}' for v in skipped)} "
                          "(pass skip_nan=True to interpolate across those multipliers, which is then recorded)")
     mm, vv = mm[~bad], vv[~bad]
     if mm.size < 2:
-        raise ValueError(f"{what}: need at least two finite means")
+        raise InputError(f"{what}: need at least two finite means")
     order = np.argsort(mm, kind="stable")
     mm, vv = mm[order], vv[order]
     return MeasuredCurve(mm, vv, float(vv[mm == 0.0][0]), skipped)
@@ -94,14 +95,14 @@ def first_reach(xs: np.ndarray, ys: np.ndarray, level: float, reached: np.ndarra
 
 def _fitted(fit: CurveFit, what: str) -> Callable[[np.ndarray], np.ndarray]:
     if fit.status != "ok":
-        raise ValueError(f"{what}: the {fit.label} fit has status {fit.status!r} ({fit.message}); "
+        raise InputError(f"{what}: the {fit.label} fit has status {fit.status!r} ({fit.message}); "
                          "only a converged fit may stand in for the measured means")
     return fit.predict
 
 
 def _check_zero_inside(lo: float, hi: float) -> None:
     if not lo <= 0.0 <= hi:
-        raise ValueError(f"the multiplier range [{lo}, {hi}] must contain 0 (the unsteered reference)")
+        raise InputError(f"the multiplier range [{lo}, {hi}] must contain 0 (the unsteered reference)")
 
 
 @dataclass
@@ -140,7 +141,7 @@ def valid_region(m: Sequence[float], util: Sequence[float], *, fit: CurveFit | N
     range). The curve is their interpolation, or ``fit`` (a converged UtilOdds fit) when given.
     """
     if delta < 0:
-        raise ValueError(f"delta must be >= 0, got {delta}")
+        raise InputError(f"delta must be >= 0, got {delta}")
     meas = measured_curve(m, util, what="UtilOdds", skip_nan=skip_nan)
     f = _fitted(fit, "valid_region") if fit is not None else meas
     lo, hi = meas.lo, meas.hi
@@ -177,7 +178,7 @@ class Calibration:
 
     def __float__(self) -> float:
         if self.multiplier is None:
-            raise ValueError(f"no calibrated multiplier: {self.reason}")
+            raise InputError(f"no calibrated multiplier: {self.reason}")
         return float(self.multiplier)
 
     def to_dict(self) -> dict:
@@ -207,7 +208,7 @@ def calibrate(
     the negative concept). Both signs of ``m`` are searched.
     """
     if (target_pref is None) == (target_accuracy is None):
-        raise ValueError("give exactly one of target_pref and target_accuracy")
+        raise InputError("give exactly one of target_pref and target_accuracy")
     if target_pref is not None:
         kind, target = "pref", float(target_pref)
         g_meas = measured_curve(m, pref, what="PrefOdds", skip_nan=skip_nan)
@@ -215,7 +216,7 @@ def calibrate(
     else:
         kind, target = "accuracy", float(target_accuracy)  # type: ignore[arg-type]
         if not 0.0 <= target <= 1.0:
-            raise ValueError(f"target_accuracy must be in [0, 1], got {target}")
+            raise InputError(f"target_accuracy must be in [0, 1], got {target}")
         g_meas = measured_curve(m, accuracy, what="accuracy", skip_nan=skip_nan)
         fg = g_meas
     u_meas = measured_curve(m, util, what="UtilOdds", skip_nan=skip_nan)

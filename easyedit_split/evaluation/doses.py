@@ -103,6 +103,7 @@ def measure_site_norms(model: nn.Module, tokenizer: Any, pairs: Sequence, update
     encoded = encode_for_sweep(tokenizer, list(pairs)[:max_pairs], **(encode_kwargs or {}))
     pad = pad_id_of(tokenizer) if pad_token_id is None else int(pad_token_id)
     dev = next(model.parameters()).device
+    clamped = any(u.acts_at_zero for u in ups)
     act_sum = delta_sum = 0.0
     n = 0
     for s in range(0, len(encoded), batch_size):
@@ -112,7 +113,9 @@ def measure_site_norms(model: nn.Module, tokenizer: Any, pairs: Sequence, update
         sel[:, 0] = False  # right padding: column 0 is every sequence's first token
         h0 = _site_output(model, ups, site, batch.input_ids, batch.attention_mask, 0.0)
         h1 = _site_output(model, ups, site, batch.input_ids, batch.attention_mask, 1.0)
-        act_sum += float(h0[sel].double().norm(dim=-1).sum())
+        # the unsteered output: m = 0 is not the base model for a clamped vector (it removes its direction)
+        base = _site_output(model, [], site, batch.input_ids, batch.attention_mask, 0.0) if clamped else h0
+        act_sum += float(base[sel].double().norm(dim=-1).sum())
         delta_sum += float((h1 - h0)[sel].double().norm(dim=-1).sum())
         n += int(sel.sum())
     if n == 0:

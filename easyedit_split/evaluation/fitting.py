@@ -39,8 +39,11 @@ parameters::
 least two on each side of 0; otherwise the result has ``status == "skipped"`` and a ``message`` saying
 why, and a warning is logged. A 7-point grid therefore fits none of the four curves.
 
-**Uncertainty**: :func:`bootstrap_fit` resamples examples (seeded), refits the per-m means from the
-fitted optimum and gives percentile intervals on R² and every parameter.
+**Uncertainty**: :func:`~.fit_bootstrap.bootstrap_fit` (in its own module, built on this one) resamples examples (seeded), refits the per-m means
+from the fitted optimum and gives percentile intervals on R² and every parameter.
+
+The curves themselves, their parameters and :class:`~.curves.CurveFit` live in :mod:`.curves` (and are
+importable from here too).
 """
 
 from __future__ import annotations
@@ -50,203 +53,54 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy.optimize import least_squares
 
+from easyedit_split.errors import InputError
+
+from .curves import (  # noqa: F401 - the curves are importable from here, as before the split
+    _CURVES,
+    _N_FREE,
+    _PARAMS,
+    DECAY_PARAMS,
+    FORMS,
+    KINDS,
+    PREF_PARAMS,
+    PREF_PARAMS_PER_SIDE,
+    UTIL_PARAMS,
+    UTIL_PARAMS_PER_SIDE,
+    CurveFit,
+    _check_kind_form,
+    _piece,
+    curve_params,
+    n_free_params,
+    pref_curve,
+    pref_curve_per_side,
+    r2_score,
+    rq_decay,
+    transfer_r2,
+    util_curve,
+    util_curve_per_side,
+)
+
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "FORMS",
-    "LOSS_RTOL",
-    "MIN_EXTRA_POINTS",
-    "PREF_PARAMS",
-    "UTIL_PARAMS",
-    "CurveFit",
-    "bootstrap_fit",
-    "curve_params",
-    "fit_curve",
-    "fit_pref_odds",
-    "fit_util_odds",
-    "n_free_params",
-    "pref_curve",
-    "pref_curve_per_side",
-    "r2_score",
-    "rq_decay",
-    "transfer_r2",
-    "util_curve",
-    "util_curve_per_side",
-]
+#: this module's own names; the curves it re-exports are listed in :mod:`.curves`
+__all__ = ["LOSS_RTOL", "MIN_EXTRA_POINTS", "fit_curve", "fit_pref_odds", "fit_util_odds"]
 
-FORMS = ("design", "per_side")
-KINDS = ("pref", "util")
 MIN_EXTRA_POINTS = 3  # a fit needs n_points >= n_free + MIN_EXTRA_POINTS
 LOSS_RTOL = 1e-7  # squared errors within this relative tolerance count as a tie
 N_POLISH = 6  # screened starts polished by least squares
 _STOP_FLOOR = 1e-2  # see _polish
-
-DECAY_PARAMS = ("m_pos", "L_pos", "p_pos", "m_neg", "L_neg", "p_neg")
-PREF_PARAMS = ("alpha", "beta", "b") + DECAY_PARAMS
-UTIL_PARAMS = ("beta", "b") + DECAY_PARAMS
-PREF_PARAMS_PER_SIDE = ("alpha_pos", "beta_pos", "b_pos", "alpha_neg", "beta_neg", "b_neg") + DECAY_PARAMS
-UTIL_PARAMS_PER_SIDE = ("beta_pos", "b_pos", "beta_neg", "b_neg") + DECAY_PARAMS
-
-_PARAMS = {("pref", "design"): PREF_PARAMS, ("util", "design"): UTIL_PARAMS,
-           ("pref", "per_side"): PREF_PARAMS_PER_SIDE, ("util", "per_side"): UTIL_PARAMS_PER_SIDE}
-# one continuity equation per form: free = all parameters − 1
-_N_FREE = {key: len(names) - 1 for key, names in _PARAMS.items()}
 
 # bounds in scaled units (x = m / max|m|)
 _LOG_L = (math.log(1e-4), math.log(1e4))
 _LOG_P = (math.log(1e-2), math.log(1e2))
 _R = (-2.5, 2.5)  # design form: D(0) = exp(−r²) >= 0.002
 _MU = (-3.0, 3.0)  # per-side form: peak positions
-
-
-def _check_kind_form(kind: str, form: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"kind must be 'pref' or 'util', got {kind!r}")
-    if form not in FORMS:
-        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
-
-
-def n_free_params(kind: str, form: str = "design") -> int:
-    """Free parameters of a fitted form (its parameters minus the continuity equation)."""
-    _check_kind_form(kind, form)
-    return _N_FREE[(kind, form)]
-
-
-def curve_params(kind: str, form: str = "design") -> tuple[str, ...]:
-    """Names of the reported parameters of a fitted form (original units)."""
-    _check_kind_form(kind, form)
-    return _PARAMS[(kind, form)]
-
-
-# ---------------------------------------------------------------------------------------------
-# the curves (original units)
-
-
-def _piece(m: np.ndarray, centre: float, L: float, p: float) -> np.ndarray:
-    return np.exp(-p * np.log1p((m - centre) ** 2 / L))
-
-
-def rq_decay(m, m_pos: float, L_pos: float, p_pos: float, m_neg: float, L_neg: float, p_neg: float) -> np.ndarray:
-    """``D(m)``: the piecewise rational-quadratic decay."""
-    m = np.asarray(m, dtype=np.float64)
-    return np.where(m >= 0, _piece(m, m_pos, L_pos, p_pos), _piece(m, m_neg, L_neg, p_neg))
-
-
-def pref_curve(m, alpha: float, beta: float, b: float, **decay: float) -> np.ndarray:
-    """Design form: ``(α·m + β)·D(m) + b``."""
-    m = np.asarray(m, dtype=np.float64)
-    return (alpha * m + beta) * rq_decay(m, **decay) + b
-
-
-def util_curve(m, beta: float, b: float, **decay: float) -> np.ndarray:
-    """Design form: ``β_u·D(m) + b_u``."""
-    return beta * rq_decay(m, **decay) + b
-
-
-def pref_curve_per_side(m, alpha_pos: float, beta_pos: float, b_pos: float, alpha_neg: float, beta_neg: float,
-                        b_neg: float, **decay: float) -> np.ndarray:
-    """Per-side form: ``(α±·m + β±)·D±(m) + b±``."""
-    m = np.asarray(m, dtype=np.float64)
-    d = rq_decay(m, **decay)
-    return np.where(m >= 0, (alpha_pos * m + beta_pos) * d + b_pos, (alpha_neg * m + beta_neg) * d + b_neg)
-
-
-def util_curve_per_side(m, beta_pos: float, b_pos: float, beta_neg: float, b_neg: float, **decay: float) -> np.ndarray:
-    """Per-side form: ``β±·D±(m) + b±``."""
-    m = np.asarray(m, dtype=np.float64)
-    d = rq_decay(m, **decay)
-    return np.where(m >= 0, beta_pos * d + b_pos, beta_neg * d + b_neg)
-
-
-_CURVES = {("pref", "design"): pref_curve, ("util", "design"): util_curve,
-           ("pref", "per_side"): pref_curve_per_side, ("util", "per_side"): util_curve_per_side}
-
-
-def r2_score(y, y_hat) -> float:
-    """``1 − SS_res / SS_tot`` with :func:`math.fsum` sums (order-independent)."""
-    y, y_hat = np.asarray(y, dtype=np.float64).reshape(-1), np.asarray(y_hat, dtype=np.float64).reshape(-1)
-    mean = math.fsum(y.tolist()) / y.size
-    ss_tot = math.fsum(((y - mean) ** 2).tolist())
-    ss_res = math.fsum(((y - y_hat) ** 2).tolist())
-    if ss_tot == 0:
-        return 1.0 if ss_res == 0 else float("-inf")
-    return 1.0 - ss_res / ss_tot
-
-
-# ---------------------------------------------------------------------------------------------
-# the result
-
-
-@dataclass
-class CurveFit:
-    """A fitted curve.
-
-    ``kind``: ``"pref"`` or ``"util"``; ``form``: ``"design"`` or ``"per_side"`` (module docstring);
-    ``params`` in original units (empty when skipped); ``n_params``: free parameters; ``n``: points
-    used. ``status``: ``"ok"`` (converged), ``"failed"`` (the optimiser did not converge: do not use
-    the curve) or ``"skipped"`` (not fitted: too few points; ``message`` says why). ``warnings``:
-    everything a reader should know (points left out, parameters at a bound). ``r2_ci`` /
-    ``param_ci``: bootstrap percentile intervals (:func:`bootstrap_fit`), ``None`` until computed.
-    """
-
-    kind: str
-    params: dict[str, float]
-    r2: float
-    rmse: float
-    n: int
-    m_min: float
-    m_max: float
-    status: str
-    message: str
-    n_starts: int
-    seconds: float
-    form: str = "design"
-    n_params: int = 0
-    r2_adj: float = float("nan")
-    continuity_gap: float = 0.0  # |f₊(0) − f₋(0)| of the fitted curve at m = 0
-    warnings: list[str] = field(default_factory=list)
-    r2_ci: tuple[float, float] | None = None
-    param_ci: dict[str, tuple[float, float]] | None = None
-    n_boot: int = 0
-    ci_level: float = 0.95
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def success(self) -> bool:
-        """Converged (``status == "ok"``): only then may a curve stand in for the measurements."""
-        return self.status == "ok"
-
-    @property
-    def label(self) -> str:
-        """``"PrefOdds (design form)"`` etc."""
-        return f"{'PrefOdds' if self.kind == 'pref' else 'UtilOdds'} ({self.form.replace('_', '-')} form)"
-
-    def predict(self, m) -> np.ndarray:
-        if self.status == "skipped":
-            raise ValueError(f"{self.label} was not fitted: {self.message}")
-        return _CURVES[(self.kind, self.form)](m, **self.params)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["success"] = self.success
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CurveFit:
-        names = {f.name for f in fields(cls)}
-        d = {k: v for k, v in d.items() if k in names}
-        for key in ("r2_ci",):
-            if d.get(key) is not None:
-                d[key] = tuple(d[key])
-        if d.get("param_ci") is not None:
-            d["param_ci"] = {k: tuple(v) for k, v in d["param_ci"].items()}
-        return cls(**d)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -494,7 +348,7 @@ def _prepare(m, y, what: str) -> _Data:
     m = np.asarray(m, dtype=np.float64).reshape(-1)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     if m.shape != y.shape:
-        raise ValueError(f"{what}: {m.size} multipliers but {y.size} values")
+        raise InputError(f"{what}: {m.size} multipliers but {y.size} values")
     warnings = []
     ok = np.isfinite(m) & np.isfinite(y)
     if (~ok).any():
@@ -611,7 +465,7 @@ def fit_curve(kind: str, m: Sequence[float], y: Sequence[float], *, form: str = 
     """
     _check_kind_form(kind, form)
     if min_extra_points < 1:
-        raise ValueError(f"min_extra_points must be >= 1, got {min_extra_points}")
+        raise InputError(f"min_extra_points must be >= 1, got {min_extra_points}")
     t0 = time.perf_counter()
     data = _prepare(m, y, f"fit {kind}")
     reason = _skip_reason(kind, form, data, min_extra_points)
@@ -631,88 +485,3 @@ def fit_util_odds(m: Sequence[float], y: Sequence[float], *, form: str = "design
     """Fit ``UtilOdds(m)`` (see :func:`fit_curve`)."""
     return fit_curve("util", m, y, form=form, **kw)
 
-
-def transfer_r2(fit: CurveFit, m: Sequence[float], y_heldout: Sequence[float]) -> float:
-    """R² of ``fit`` (made on training data) on held-out values at multipliers ``m``."""
-    if fit.status == "skipped":
-        raise ValueError(f"transfer_r2: {fit.label} was not fitted: {fit.message}")
-    m = np.asarray(m, dtype=np.float64).reshape(-1)
-    y = np.asarray(y_heldout, dtype=np.float64).reshape(-1)
-    if m.shape != y.shape:
-        raise ValueError(f"transfer_r2: {m.size} multipliers but {y.size} values")
-    ok = np.isfinite(y)
-    return r2_score(y[ok], fit.predict(m[ok]))
-
-
-# ---------------------------------------------------------------------------------------------
-# bootstrap
-
-
-def _finite_column_means(samples: np.ndarray) -> np.ndarray:
-    """Mean of the finite entries of each column (NaN where a column has none)."""
-    finite = np.isfinite(samples)
-    counts = finite.sum(axis=0)
-    sums = np.array([math.fsum(col[ok].tolist()) for col, ok in zip(samples.T, finite.T)])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-
-
-def bootstrap_fit(fit: CurveFit, m: Sequence[float], samples, *, n_boot: int = 30, seed: int = 0,
-                  level: float = 0.95, max_nfev: int = 100) -> CurveFit:
-    """``fit`` with percentile-bootstrap intervals on R² and every parameter.
-
-    ``samples``: per-example values, shape ``[n_examples, len(m)]`` (``±inf`` entries are left out of
-    the means, as in :func:`~.logodds.summarize`; NaN is an error). Each of ``n_boot`` resamples
-    (``numpy.random.default_rng(seed)``) draws examples with replacement, takes the per-m means and
-    refits them by least squares from ``fit``'s optimum (a warm start of at most ``max_nfev``
-    evaluations: the interval describes the optimum's basin, not a new multi-start search). A refit
-    that stops at that limit (typically creeping along a flat valley of the form) is kept — its R² is
-    then a slight underestimate — and counted in ``extra["boot_unconverged"]`` and ``warnings``;
-    resamples that cannot be fitted at all (a multiplier without finite values) are left out and
-    counted in ``extra["boot_failed"]``. A skipped fit, or ``n_boot <= 0``, is returned unchanged.
-    """
-    if fit.status == "skipped" or n_boot <= 0:
-        return fit
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    s = np.asarray(samples, dtype=np.float64)
-    mm = np.asarray(m, dtype=np.float64).reshape(-1)
-    if s.ndim != 2 or s.shape[1] != mm.size:
-        raise ValueError(f"bootstrap_fit: samples must have shape [n_examples, {mm.size}], got {list(s.shape)}")
-    if np.isnan(s).any():
-        raise ValueError("bootstrap_fit: samples contain NaN")
-    if s.shape[0] < 2:
-        raise ValueError("bootstrap_fit: needs at least 2 examples")
-    rng = np.random.default_rng(seed)
-    th0 = np.asarray(fit.extra["theta"], dtype=np.float64)
-    sign = int(fit.extra["sign"])
-    r2s: list[float] = []
-    params: dict[str, list[float]] = {k: [] for k in fit.params}
-    failed = unconverged = 0
-    for _ in range(n_boot):
-        idx = rng.integers(0, s.shape[0], size=s.shape[0])
-        data = _prepare(mm, _finite_column_means(s[idx]), "bootstrap")
-        if _skip_reason(fit.kind, fit.form, data, 1) is not None:
-            failed += 1
-            continue
-        model = _Scaled(fit.kind, fit.form, data.x)
-        sol = _polish(model, data.z, th0, sign, 0, max_nfev=max_nfev)
-        unconverged += not sol.converged
-        p = _to_params(model, sol, data)
-        r2s.append(r2_score(data.y, _CURVES[(fit.kind, fit.form)](data.m, **p)))
-        for k, values in params.items():
-            values.append(p[k])
-    out = replace(fit, warnings=list(fit.warnings), extra=dict(fit.extra))
-    out.n_boot, out.ci_level = n_boot, level
-    out.extra["boot_failed"] = failed
-    out.extra["boot_unconverged"] = unconverged
-    a = (1.0 - level) / 2
-    if len(r2s) >= 2:
-        out.r2_ci = tuple(float(v) for v in np.quantile(np.array(r2s), [a, 1 - a]))
-        out.param_ci = {k: tuple(float(v) for v in np.quantile(np.array(vs), [a, 1 - a])) for k, vs in params.items()}
-    if failed:
-        out.warnings.append(f"{failed} of {n_boot} bootstrap resamples could not be fitted (left out of the intervals)")
-    if unconverged:
-        out.warnings.append(f"{unconverged} of {n_boot} bootstrap refits stopped at {max_nfev} evaluations "
-                            "(kept in the intervals)")
-    return out

@@ -263,7 +263,8 @@ def matched_accuracy(
 
 
 def format_matched_table(comparison: MatchedComparison) -> list[str]:
-    """Markdown lines: one row per method at the target accuracy."""
+    """Markdown lines: one row per method at the target accuracy, then a line naming the methods that do not
+    reach it (whose cells say "not reached" rather than "–")."""
     ref = comparison.reference
     head = "| method | m* | m* from | accuracy at m* | UtilOdds at m* [CI] | resamples reaching |"
     sep = "|---|---|---|---|---|---|"
@@ -271,10 +272,27 @@ def format_matched_table(comparison: MatchedComparison) -> list[str]:
         head += f" Δ UtilOdds vs {ref} [CI] |"
         sep += "---|"
     lines = [head, sep]
+    missed = []
     for r in comparison.rows:
-        cells = (f"| {r.method} | {cell(r.m_star)} | {r.m_source} | {cell(r.accuracy)} | "
-                 f"{cell(r.util)} [{cell(r.util_lo)}, {cell(r.util_hi)}] | {cell(100 * r.reached_fraction, '.0f')}% |")
+        if r.m_star is None:
+            missed.append(r)
+            cells = (f"| {r.method} | not reached | {r.m_source} | – | – | "
+                     f"{cell(100 * r.reached_fraction, '.0f')}% |")
+        else:
+            cells = (f"| {r.method} | {cell(r.m_star)} | {r.m_source} | {cell(r.accuracy)} | "
+                     f"{cell(r.util)} [{cell(r.util_lo)}, {cell(r.util_hi)}] | "
+                     f"{cell(100 * r.reached_fraction, '.0f')}% |")
         if ref:
-            cells += (" – |" if r.method == ref or r.diff is None else f" {cell(r.diff)} [{cell(r.diff_lo)}, {cell(r.diff_hi)}] |")
+            if r.method == ref:
+                cells += " (reference) |"
+            elif r.diff is None:
+                cells += " – (one of the two does not reach the target) |"
+            else:
+                cells += f" {cell(r.diff)} [{cell(r.diff_lo)}, {cell(r.diff_hi)}] |"
         lines.append(cells)
+    if missed:
+        where = "validation" if missed[0].m_source == "validation" else "evaluation"
+        lines += ["", (f"Not reached: {', '.join(r.method for r in missed)} — accuracy stays below "
+                       f"{comparison.target_accuracy:g} on the {where} pairs at every m ≥ 0 of the grid, so there is no "
+                       "matched point to compare.")]
     return lines

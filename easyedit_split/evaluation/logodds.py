@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from easyedit_split.errors import InputError
+
 __all__ = [
     "MeanCI",
     "accuracy",
@@ -64,7 +66,7 @@ def accuracy(L_p, L_n) -> float:
     """Fraction of examples whose positive answer is more likely (``L_p < L_n``)."""
     lp, ln = _arr(L_p), _arr(L_n)
     if lp.size == 0:
-        raise ValueError("accuracy of an empty set")
+        raise InputError("accuracy of an empty set")
     return float(np.mean(lp < ln))
 
 
@@ -102,9 +104,9 @@ def bootstrap_mean_ci(values, *, n_boot: int = 1000, level: float = 0.95, seed: 
     """
     v = _arr(values).reshape(-1)
     if np.isnan(v).any():
-        raise ValueError("bootstrap_mean_ci: values contain NaN")
+        raise InputError("bootstrap_mean_ci: values contain NaN")
     if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+        raise InputError(f"level must be in (0, 1), got {level}")
     finite = v[np.isfinite(v)]
     n_inf = int(v.size - finite.size)
     if finite.size == 0:
@@ -145,12 +147,12 @@ def summarize(
     ``util_n_inf`` (rows with UtilOdds = +inf, left out of the mean), ``accuracy``.
     """
     if reduction not in ("sum", "mean"):
-        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+        raise InputError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
     sfx = "" if reduction == "sum" else "_mean"
     lp_col, ln_col = ("L_p", "L_n") if reduction == "sum" else ("L_p_mean", "L_n_mean")
     missing = [c for c in (*by, lp_col, ln_col) if c not in df.columns]
     if missing:
-        raise ValueError(f"summarize: table lacks columns {missing}")
+        raise InputError(f"summarize: table lacks columns {missing}")
     rows = []
     for key, g in df.groupby(list(by), sort=True):
         key = key if isinstance(key, tuple) else (key,)

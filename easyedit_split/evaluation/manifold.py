@@ -50,6 +50,7 @@ from easyedit_split.core.sites import Site, decoder_layers
 from easyedit_split.core.updates import Update
 from easyedit_split.data.encoding import EncodedPair, collate_pairs, pad_id_of
 from easyedit_split.data.pairs import PolarityPair
+from easyedit_split.errors import InputError
 from easyedit_split.evaluation.logodds import percentile_interval
 from easyedit_split.evaluation.sweep import encode_for_sweep
 
@@ -93,7 +94,7 @@ def default_layers(model: nn.Module, updates: Sequence[Update]) -> list[int]:
     last = len(layers) - 1
     top = max(u.site.layer for u in updates)
     if top >= last:
-        raise ValueError(f"an update sits in the last layer ({top}); no layer lies downstream of it")
+        raise InputError(f"an update sits in the last layer ({top}); no layer lies downstream of it")
     mid = (top + 1 + last) // 2
     return sorted({mid, last})
 
@@ -102,9 +103,9 @@ def split_fit_score(ids: Sequence[str], fit_fraction: float, seed: int) -> tuple
     """Seeded split of indices ``0..n-1`` into disjoint (fit, score) sets, both non-empty."""
     n = len(ids)
     if n < 2:
-        raise ValueError(f"the manifold measure needs at least 2 pairs (fit and score sets), got {n}")
+        raise InputError(f"the manifold measure needs at least 2 pairs (fit and score sets), got {n}")
     if not 0 < fit_fraction < 1:
-        raise ValueError(f"fit_fraction must be in (0, 1), got {fit_fraction}")
+        raise InputError(f"fit_fraction must be in (0, 1), got {fit_fraction}")
     perm = np.random.default_rng(seed).permutation(n)
     k = min(max(1, round(fit_fraction * n)), n - 1)
     return sorted(perm[:k].tolist()), sorted(perm[k:].tolist())
@@ -226,20 +227,20 @@ def manifold_distance(
     from sklearn.decomposition import PCA
 
     if positions not in POSITIONS:
-        raise ValueError(f"positions must be one of {POSITIONS}, got {positions!r}")
+        raise InputError(f"positions must be one of {POSITIONS}, got {positions!r}")
     if not 0 < variance < 1:
-        raise ValueError(f"variance must be in (0, 1), got {variance}")
+        raise InputError(f"variance must be in (0, 1), got {variance}")
     if states_per_component < 1:
-        raise ValueError(f"states_per_component must be >= 1, got {states_per_component}")
+        raise InputError(f"states_per_component must be >= 1, got {states_per_component}")
     ups = list(updates)
     if not ups:
-        raise ValueError("manifold_distance needs at least one update")
+        raise InputError("manifold_distance needs at least one update")
     top = max(u.site.layer for u in ups)
     layer_list = sorted({int(x) for x in layers}) if layers is not None else default_layers(model, ups)
     n_layers = len(decoder_layers(model)[1])
     bad = [x for x in layer_list if not top < x < n_layers]
     if bad:
-        raise ValueError(f"manifold layers {bad} are not downstream of the updates (layer {top}) and inside the "
+        raise InputError(f"manifold layers {bad} are not downstream of the updates (layer {top}) and inside the "
                          f"model's {n_layers} layers")
     sites = [Site(x, "residual") for x in layer_list]
     encoded = encode_for_sweep(tokenizer, pairs)
@@ -253,7 +254,7 @@ def manifold_distance(
     fit_batches, fit_keys = _prepare(model, encoded, fit_idx, pad, positions, skip, batch_size, start, None)
     score_batches, _ = _prepare(model, encoded, score_idx, pad, positions, skip, batch_size, start, fit_keys)
     if not fit_batches or not score_batches:
-        raise ValueError("no distinct token states left to fit or score (too few pairs, or all share one prefix)")
+        raise InputError("no distinct token states left to fit or score (too few pairs, or all share one prefix)")
 
     warnings: list[str] = []
     fit0 = _collect(model, ups, sites, fit_batches, 0.0)
@@ -263,7 +264,7 @@ def manifold_distance(
         h = fit0[layer]
         n_fit, dim = h.shape
         if n_fit < 2:
-            raise ValueError(f"layer {layer}: {n_fit} fit state(s); a PCA needs at least 2")
+            raise InputError(f"layer {layer}: {n_fit} fit state(s); a PCA needs at least 2")
         full = PCA(svd_solver="full").fit(h)
         cum = np.cumsum(full.explained_variance_ratio_)
         k_var = int(np.searchsorted(cum, variance) + 1)
@@ -335,14 +336,14 @@ def correlate_with_utility(result: ManifoldResult, util_table: pd.DataFrame, *, 
     curves from the same pairs. Infinite UtilOdds are left out of the means.
     """
     if result.per_pair is None:
-        raise ValueError("the manifold result carries no per-pair data")
+        raise InputError("the manifold result carries no per-pair data")
     layer = result.layers[-1] if layer is None else layer
     pp = result.per_pair.loc[result.per_pair["layer"] == layer]
     ms = sorted(pp["m"].unique())
     ids = sorted(pp["example_id"].unique())
     missing = [c for c in ("example_id", "m", column) if c not in util_table.columns]
     if missing:
-        raise ValueError(f"utility table lacks columns {missing}")
+        raise InputError(f"utility table lacks columns {missing}")
     ut = util_table.loc[util_table["example_id"].isin(ids)]
     ut = ut.pivot_table(index="example_id", columns="m", values=column, aggfunc="first")
     common = [m for m in ms if any(abs(m - c) < 1e-9 for c in ut.columns)]
@@ -350,7 +351,7 @@ def correlate_with_utility(result: ManifoldResult, util_table: pd.DataFrame, *, 
         return {"n_m": len(common), "pearson": None, "spearman": None}
     ut = ut.reindex(index=ids)[[next(c for c in ut.columns if abs(c - m) < 1e-9) for m in common]].to_numpy(float)
     if np.isnan(ut).any():
-        raise ValueError("the utility table lacks some scored (example, m) rows")
+        raise InputError("the utility table lacks some scored (example, m) rows")
 
     def mats(col: str) -> np.ndarray:
         return pp.pivot(index="example_id", columns="m", values=col).reindex(index=ids)[common].to_numpy(float)

@@ -3,11 +3,12 @@ quantities, and a list of everything flagged (failed or skipped fits, NaN means)
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
 from easyedit_split.base.atomic_io import atomic_write_report
-from easyedit_split.evaluation.fitting import CurveFit
+from easyedit_split.evaluation.curves import CurveFit
 from easyedit_split.evaluation.frontier import format_matched_table
 from easyedit_split.evaluation.plots import plot_curves, plot_frontier, plot_manifold, plot_tradeoff
 from easyedit_split.evaluation.results import EvaluationResult
@@ -32,14 +33,43 @@ def _param_label(name: str) -> str:
     return _SYMBOLS.get(base, base) + {"pos": "₊", "neg": "₋"}.get(side, "")
 
 
+def _rounded(x: float) -> float:
+    """``x`` to 6 significant digits: closer values are the same number in a report."""
+    return float(format(float(x), ".6g"))
+
+
+def _distinct_digits(*values: float) -> int:
+    """Significant digits (3 to 6) that tell the distinct values among ``values`` apart."""
+    finite = {_rounded(v) for v in values if v is not None and math.isfinite(float(v))}
+    for digits in range(3, 6):
+        if len({format(v, f".{digits}g") for v in finite}) == len(finite):
+            return digits
+    return 6
+
+
+def param_with_interval(value: float, interval: tuple[float, float] | None) -> str:
+    """``1.23 [1.01, 1.45]``, with enough digits to tell the three apart; ``†`` when the point lies outside
+    its own interval, ``(every resample alike)`` when the interval has no width."""
+    if interval is None:
+        return _f(value)
+    if not all(math.isfinite(float(v)) for v in (value, *interval)):
+        return f"{_f(value)} [{_f(interval[0])}, {_f(interval[1])}]"
+    v, lo, hi = _rounded(value), _rounded(interval[0]), _rounded(interval[1])
+    spec = f".{_distinct_digits(v, lo, hi)}g"
+    text = f"{_f(v, spec)} [{_f(lo, spec)}, {_f(hi, spec)}]"
+    if lo == hi == v:
+        return text + " (every resample alike)"
+    return text if lo <= v <= hi else text + "†"
+
+
 def fit_params(fit: CurveFit) -> str:
-    """``α=1.2 [1.0, 1.4], …`` (bootstrap intervals when computed)."""
+    """``α=1.2 [1.0, 1.4], …`` (bootstrap intervals when computed; see :func:`param_with_interval`)."""
     ci = fit.param_ci or {}
-    parts = []
-    for k, v in fit.params.items():
-        iv = f" [{_f(ci[k][0])}, {_f(ci[k][1])}]" if k in ci else ""
-        parts.append(f"{_param_label(k)}={_f(v)}{iv}")
-    return ", ".join(parts)
+    return ", ".join(f"{_param_label(k)}={param_with_interval(v, ci.get(k))}" for k, v in fit.params.items())
+
+
+def has_point_outside_interval(fit: CurveFit | None) -> bool:
+    return fit is not None and "†" in fit_params(fit)
 
 
 def fit_row(fit: CurveFit | None) -> str:
@@ -68,8 +98,7 @@ def comparison_lines(result: EvaluationResult, out: Path) -> list[str]:
     points = {n: ev.frontier for n, ev in result.methods.items() if ev.frontier is not None}
     if not points:
         return lines
-    matched = result.matched[-1] if result.matched else None
-    path = plot_frontier(points, out / "frontier.png", matched=matched)
+    path = plot_frontier(points, out / "frontier.png", matched=list(result.matched))
     result.files["frontier"] = str(path)
     s = result.settings
     src = (f"found on {s['n_validation_pairs']} validation pairs (apart from the evaluation pairs)"
@@ -172,6 +201,10 @@ def write_report(result: EvaluationResult, output_dir: str | os.PathLike, *, tit
             lines.append(f"| {name} | {label} | {fit_row(fit)} | "
                          f"{_f(tf.r2, '.4f') if tf is not None and tf.status != 'skipped' else '–'} | "
                          f"{_f(ev.transfer_r2.get(key), '.4f') if ev.transfer_r2 else '–'} |")
+    if any(has_point_outside_interval(f) for ev in result.methods.values() for f in ev.fits.values()):
+        lines += ["", ("†: the fit to all pairs lies outside the interval of the fits to bootstrap resamples of the "
+                       "pairs: the resampled fits settle elsewhere (a weakly determined parameter, often one at a bound "
+                       "of the search; see Flags). Read the interval, not the point.")]
     lines += ["", "## Derived quantities", "",
               f"Valid steering region: UtilOdds(m) ≥ UtilOdds(0) − {s['delta']:g}, UtilOdds(0) the measured mean. "
               "Calibration: the smallest |m| "

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from easyedit_split.errors import InputError
 from easyedit_split.evaluation.derived import Calibration, ValidRegion
 from easyedit_split.evaluation.fitting import CurveFit
 from easyedit_split.evaluation.frontier import MatchedComparison
@@ -76,7 +77,7 @@ class EvaluationResult:
     @property
     def only(self) -> MethodEvaluation:
         if len(self.methods) != 1:
-            raise ValueError(f"{len(self.methods)} methods evaluated; pick one by name")
+            raise InputError(f"{len(self.methods)} methods evaluated; pick one by name")
         return next(iter(self.methods.values()))
 
     def to_dict(self) -> dict[str, Any]:

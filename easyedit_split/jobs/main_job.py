@@ -202,8 +202,9 @@ def _run_main_job(cfg: MainJobConfig, out: Path, t_start: float, timings: dict[s
             path = out / "updates" / f"{key}.safetensors"
             t = time.perf_counter()
             layer = int(hp.layers[0])
+            logger.info("training %s on %d pairs", key, len(train))
             if method == "diffmean":
-                update = diffmean_update(model, tok, train, hp, layer=layer)
+                update = diffmean_update(model, tok, train, hp, layer=layer, progress=cfg.progress)
                 save_updates(path, [update], model=model, method="diffmean", hparams=hp.to_dict(),
                              extra={"train_pair_digests": pair_digests(train)})
             else:
@@ -218,6 +219,7 @@ def _run_main_job(cfg: MainJobConfig, out: Path, t_start: float, timings: dict[s
     for form in cfg.forms:
         t = time.perf_counter()
         specs = {method: str(p) for method, p in update_paths[form].items()}
+        logger.info("%s updates: doses (%s) and the preference-utility sweep of %s", form, cfg.dose, ", ".join(specs))
         dosed[form], doses = dose_all(model, tok, specs, cfg.dose, norm_pairs=eval_pairs, validation_pairs=val or None,
                                       target_accuracy=cfg.dose_accuracy)
         evaluations[form] = evaluate_preference_utility(
@@ -229,6 +231,7 @@ def _run_main_job(cfg: MainJobConfig, out: Path, t_start: float, timings: dict[s
     table = _headline_table(cfg, evaluations)
 
     t = time.perf_counter()
+    logger.info("generation: concept probe, then steered completions of %d prompts", len(cfg.prompts))
     probe = _concept_probe(cfg, model, tok, train, hparams_used)
     samples = _generate_samples(cfg, model, tok, dosed, probe, generate, perplexity, diversity_summary)
     onset_table, onsets = None, []
@@ -269,7 +272,8 @@ def _headline_table(cfg: MainJobConfig, evaluations) -> list[dict[str, Any]]:
             fits = {k: (v.r2 if v is not None else None) for k, v in me.fits.items()}
             cal = me.calibration.to_dict() if me.calibration else {}
             rows.append({"form": form, "method": name, "m": 1.0, **cell, "r2_pref": fits.get("pref"),
-                         "r2_util": fits.get("util"), "calibrated_m": cal.get("multiplier")})
+                         "r2_util": fits.get("util"), "calibrated_m": cal.get("multiplier"),
+                         "calibration_reason": cal.get("reason")})
     return rows
 
 
@@ -282,7 +286,7 @@ def _concept_probe(cfg, model, tok, train, hparams_used):
         return None
     layer = int(next(iter(hparams_used.values())).layers[0])
     pairs = probe_pairs_for(train)[: cfg.n_probe]
-    probe = fit_concept_probe(model, tok, pairs, layer, seed=cfg.seed, progress=False)
+    probe = fit_concept_probe(model, tok, pairs, layer, seed=cfg.seed, progress=cfg.progress)
     logger.info("concept probe at layer %d: held-out accuracy %.3f on %d pairs", layer, probe.test_accuracy,
                 probe.n_test_pairs)
     return probe
@@ -301,13 +305,14 @@ def _generate_samples(cfg, model, tok, dosed, probe, generate, perplexity, diver
             ms = [m for m in cfg.gen_multipliers if m != 0.0]
             runs.append((method, form, loaded.updates, ms))
     pad = pad_id_of(tok)
-    for method, form, ups, ms in runs:
+    for i_run, (method, form, ups, ms) in enumerate(runs, start=1):
+        logger.info("generating: %s %s at m = %s (%d of %d)", method, form, ", ".join(f"{m:g}" for m in ms), i_run, len(runs))
         row_prompts = [p for _ in ms for p in prompts]
         row_m = [m for m in ms for _ in prompts]
         gens = generate(model, tok, row_prompts, ups, multiplier=row_m, max_new_tokens=cfg.max_new_tokens,
-                        seed=cfg.seed, progress=False)
-        ppl = perplexity(model, gens, pad_token_id=pad, progress=False)  # unsteered model
-        scores = probe.score(model, gens, pad_token_id=pad, progress=False) if probe is not None else [math.nan] * len(gens)
+                        seed=cfg.seed, progress=cfg.progress)
+        ppl = perplexity(model, gens, pad_token_id=pad, progress=cfg.progress)  # unsteered model
+        scores = probe.score(model, gens, pad_token_id=pad, progress=cfg.progress) if probe is not None else [math.nan] * len(gens)
         for g, p, c in zip(gens, ppl.per_text, scores):
             div = diversity_summary([g.token_ids])
             samples.append({"method": method, "form": form, "multiplier": g.multiplier, "prompt": prompts[g.index % len(prompts)],
@@ -326,10 +331,20 @@ def _summary_markdown(cfg, table, evaluations, samples, timings, out: Path, prob
               f"{cfg.n_eval} held-out pairs swept over m ∈ {list(cfg.multipliers)}. Total {timings['total']:.0f} s."), ""]
     lines += [("| form | method | accuracy at m | mean PrefOdds | mean UtilOdds | R² pref fit | R² util fit "
                "| calibrated m (acc 0.9) |"), "|---|---|---|---|---|---|---|---|"]
+    uncalibrated = []
     for r in table:
+        cal = "– (no update)" if r["method"] == "unsteered" else cell(r.get("calibrated_m"), ".2f")
+        if r["method"] != "unsteered" and r.get("calibrated_m") is None:
+            cal = "none (see below)"
+            uncalibrated.append(f"{r['method']} ({r['form']}): {r.get('calibration_reason') or 'not computed'}")
         lines.append(f"| {r['form']} | {r['method']} | {cell(100 * r['accuracy'], '.0f')}% (m={r['m']:g}) | "
                      f"{cell(r['pref'], '.2f')} | {cell(r['util'], '.2f')} | {cell(r.get('r2_pref'), '.3f')} | "
-                     f"{cell(r.get('r2_util'), '.3f')} | {cell(r.get('calibrated_m'), '.2f')} |")
+                     f"{cell(r.get('r2_util'), '.3f')} | {cal} |")
+    lines += ["", ("R²: the design-form fit to the per-m means (– for the unsteered row: nothing is fitted; – for a "
+                   "method: its fit was skipped or failed, see the form's report). Calibrated m: the smallest m reaching "
+                   "accuracy 0.9 on the swept pairs with UtilOdds within the drop budget.")]
+    if uncalibrated:
+        lines += ["", "No calibrated m: " + "; ".join(uncalibrated) + "."]
     lines += ["", "Per-form reports with plots: " + ", ".join(f"[eval_{f}/report.md](eval_{f}/report.md)" for f in evaluations), ""]
     for form, ev in evaluations.items():
         doses = {n: me.dose for n, me in ev.methods.items() if me.dose is not None}

@@ -12,12 +12,14 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Sequence
 
+from easyedit_split.errors import InputError
+
 __all__ = ["distinct_n", "diversity_summary", "ngrams", "repetition_rate"]
 
 
 def ngrams(seq: Sequence[Hashable], n: int) -> list[tuple]:
     if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+        raise InputError(f"n must be >= 1, got {n}")
     return [tuple(seq[i : i + n]) for i in range(len(seq) - n + 1)]
 
 

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from easyedit_split.base.progress import progress as progress_bar
 from easyedit_split.core.generation import Generation
 from easyedit_split.data.encoding import collate_sequences
 from easyedit_split.data.logprobs import answer_nll
+from easyedit_split.errors import InputError
 
 __all__ = ["PerplexityResult", "perplexity"]
 
@@ -58,7 +59,7 @@ def perplexity(
         else:
             prompt, gen = list(g[0]), list(g[1])
         if not prompt:
-            raise ValueError(f"generation {i} has no prompt tokens; its first token would have no context")
+            raise InputError(f"generation {i} has no prompt tokens; its first token would have no context")
         items.append((prompt, gen))
     n = len(items)
     mean_nll = [float("nan")] * n
@@ -68,7 +69,7 @@ def perplexity(
     device = next(model.parameters()).device
     batches = [scored[k : k + batch_size] for k in range(0, len(scored), batch_size)]
     with torch.no_grad():
-        for rows in tqdm(batches, desc="perplexity", unit="batch", disable=not progress):
+        for rows in progress_bar(batches, desc="perplexity", unit="batch", enabled=progress):
             batch = collate_sequences([items[i] for i in rows], pad_token_id, "right").to(device)
             logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
             total, mean = answer_nll(logits, batch)

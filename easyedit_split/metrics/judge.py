@@ -32,8 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
+from easyedit_split.base.progress import progress as progress_bar
 from easyedit_split.errors import EasyEditSplitError, InputError
 
 logger = logging.getLogger(__name__)
@@ -283,7 +282,7 @@ def judge_to_jsonl(
         )
     if todo:
         client = client or ChatClient(config)
-        for it in tqdm(todo, desc="judge", unit="item", disable=not progress):
+        for it in progress_bar(todo, desc="judge", unit="item", enabled=progress):
             rec = judge_item(client, it)
             rec["model"] = config.model
             append_jsonl(path, rec)

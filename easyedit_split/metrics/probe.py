@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from easyedit_split.base.progress import progress as progress_bar
 from easyedit_split.core.generation import Generation
 from easyedit_split.core.record import site_output
 from easyedit_split.core.sites import Site
@@ -49,20 +49,20 @@ def pooled_hidden_states(
     ``items`` are ``(prompt_ids, answer_ids)``; every answer must have at least one token.
     """
     if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        raise InputError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     site = Site(layer, "residual")
     device = next(model.parameters()).device
     out: list[torch.Tensor] = []
     batches = [list(range(k, min(k + batch_size, len(items)))) for k in range(0, len(items), batch_size)]
     with torch.no_grad():
-        for rows in tqdm(batches, desc="probe features", unit="batch", disable=not progress):
+        for rows in progress_bar(batches, desc="probe features", unit="batch", enabled=progress):
             batch = collate_sequences([items[i] for i in rows], pad_token_id, "right").to(device)
             h = site_output(model, site, batch.input_ids, batch.attention_mask).float()  # [B, T, D]; stops there
             mask = batch.answer_mask if pooling == "answer" else batch.attention_mask.bool()
             w = mask.to(h.dtype).unsqueeze(-1)
             out.append(((h * w).sum(1) / w.sum(1)).cpu())
     if not out:
-        raise ValueError("no items to compute hidden states of")
+        raise InputError("no items to compute hidden states of")
     return torch.cat(out)
 
 

@@ -88,6 +88,8 @@ def train_layers(
     output_dir: str | os.PathLike | None = None,
     resume: bool = False,
     progress: bool = True,
+    device_map: str | dict | None = None,
+    max_memory: dict | str | None = None,
 ) -> TrainLayersResult:
     """One update per layer of ``hparams.layers``.
 
@@ -95,13 +97,18 @@ def train_layers(
     built-in dataset name (default: ``steer_train_dataset``); the training part is selected with
     ``test_size``/``max_num_of_examples``. ``model``/``tokenizer`` default to ``model_name_or_path``.
     ``output_dir`` defaults to :func:`output_folder` when ``save_vectors`` is true; nothing is written
-    when it is None and ``save_vectors`` is false.
+    when it is None and ``save_vectors`` is false. ``device_map``/``max_memory``: where the model is loaded
+    (see :func:`~easyedit_split.core.models.load_model`), when ``model`` is not given.
+
+    Under torchrun every rank calls this with the same arguments: each trains on its share of every
+    batch (gradients summed over ranks) and rank 0 writes the files.
     """
+    from easyedit_split.core.distributed import current
     from easyedit_split.core.easyedit_layout import write_easyedit_pt
     from easyedit_split.core.serialization import save_updates
     from easyedit_split.data.pairs import PolarityPair, load_pairs, pair_digests
     from easyedit_split.training.diffmean import diffmean_update
-    from easyedit_split.training.trainer import Trainer, select_pairs
+    from easyedit_split.training.trainer import Trainer, check_site, select_pairs
 
     hp = hparams if isinstance(hparams, HyperParams) else load_train_hparams(hparams)
     if pairs is None:
@@ -114,30 +121,40 @@ def train_layers(
     if model is None:
         from easyedit_split.core.models import load_model
 
-        model, tokenizer = load_model(hp.model_name_or_path, dtype=hp.torch_dtype, device=hp.device)
+        model, tokenizer = load_model(hp.model_name_or_path, dtype=hp.torch_dtype, device=hp.device,
+                                      device_map=device_map, max_memory=max_memory)
     elif tokenizer is None:
         raise InputError("train_layers: pass the tokenizer with the model")
+    for layer in hp.layers:  # every layer's site before the first is trained: no half set of layer files
+        check_site(model, hp, layer)
     folder = Path(output_dir) if output_dir is not None else (output_folder(hp) if hp.save_vectors else None)
+    pt_writer = write_easyedit_pt
+    if getattr(hp, "intervention_type", "addition") != "addition":
+        pt_writer = None
+        if folder is not None:
+            logger.warning("intervention_type %s: no EasyEdit layer_L.pt is written beside the .safetensors in %s "
+                           "(EasyEdit's appliers only add vectors and would apply it as an addition); the "
+                           "plugin's apply, generate and sweep read the .safetensors", hp.intervention_type, folder)
     result = TrainLayersResult(hp.method, hp.form, hp, len(selected), folder)
     for layer in hp.layers:
         path = folder / f"layer_{layer}.safetensors" if folder is not None else None
         if hp.method == "diffmean":
             update = diffmean_update(model, tokenizer, selected, hp, layer=layer)
-            if path is not None:
+            if path is not None and current().is_main:
                 save_updates(path, [update], model=model, method="diffmean", hparams=hp.to_dict(),
                              extra={"layer": layer, "n_train_pairs": len(selected),
                                     **({"train_pair_digests": pair_digests(selected)}
                                        if isinstance(selected[0], PolarityPair) else {})},
-                             easyedit_pt=write_easyedit_pt)
+                             easyedit_pt=pt_writer)
             train_result = None
         else:
             ckpt_base = folder if folder is not None else output_folder(hp)
             ckpt_dir = hp.checkpoint_dir or (ckpt_base / f"checkpoints_layer_{layer}" if hp.checkpoint_every else None)
             train_result = Trainer(model, tokenizer, hp, layer=layer).train(
                 selected, output_path=path, checkpoint_dir=ckpt_dir, resume=resume, progress=progress,
-                easyedit_pt=write_easyedit_pt)
+                easyedit_pt=pt_writer)
             update = train_result.updates[0]
         # the .pt is written with its .safetensors, which records the .pt's SHA-256 (a mixed pair is refused)
-        pt = path.with_suffix(".pt") if path is not None else None
+        pt = path.with_suffix(".pt") if path is not None and pt_writer is not None else None
         result.layers.append(LayerResult(int(layer), update, train_result, path, pt))
     return result

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from easyedit_split.base.progress import progress as progress_bar
 from easyedit_split.core.record import site_output
 from easyedit_split.core.sites import Site, resolve_site
 from easyedit_split.core.updates import VectorUpdate
@@ -102,6 +103,7 @@ def diffmean_update(
     hp: DiffMeanHyperParams,
     *,
     layer: int | None = None,
+    progress: bool = True,
 ) -> VectorUpdate:
     """The DiffMean vector at ``Site(layer, hp.component)`` from the answer tokens of ``pairs``.
 
@@ -123,7 +125,13 @@ def diffmean_update(
     pad = pad_id_of(tokenizer)
     device = next(model.parameters()).device
     site = Site(int(layer), hp.component, hp.intervention_module_path)
-    update = diffmean_vector(model, site, _batches(encoded, True, pad, hp.batch_size, device),
-                             _batches(encoded, False, pad, hp.batch_size, device), normalize=hp.normalize)
+    n_batches = -(-len(encoded) // hp.batch_size)
+    update = diffmean_vector(
+        model, site,
+        progress_bar(_batches(encoded, True, pad, hp.batch_size, device), total=n_batches, unit="batch",
+                     desc=f"DiffMean L{layer}: positive answers", enabled=progress),
+        progress_bar(_batches(encoded, False, pad, hp.batch_size, device), total=n_batches, unit="batch",
+                     desc=f"DiffMean L{layer}: negative answers", enabled=progress),
+        normalize=hp.normalize)
     logger.info("DiffMean vector at %s: norm %.4g from %d pairs", site, float(update.vector.detach().norm()), len(encoded))
     return update

@@ -25,9 +25,10 @@ from typing import ClassVar
 
 from easyedit_split.base.checks import MAX_SEED
 from easyedit_split.base.hparams_io import HParamsError, HyperParams, check_layers, check_range
-from easyedit_split.base.methods import canonical_form, method_spec
+from easyedit_split.base.methods import INTERVENTION_TYPE_NAMES, canonical_form, method_spec
 from easyedit_split.data.formats import DataError
 from easyedit_split.data.prompts import check_prompt_rule
+from easyedit_split.training.preference_pairs import PREFERENCE_PAIRS, STEERING_PROMPT_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -134,8 +135,8 @@ class TrainHyperParams(_ModelDataKeys):
     substraction_type: str = "normal"  # normal | null_it_out
 
     # === upstream spilt/sft/reps trainer keys (see UPSTREAM_TRAINER_KEYS) ===
-    intervention_type: str = "addition"  # upstream's trainers accept only addition (clamping raises there)
-    steering_prompt_type: str = "blend_in"  # prepend | blend_in: picks steered_* columns, only for steered_* pairs
+    intervention_type: str = "addition"  # addition (h + m·v) | clamping (h − (h·v̂)v̂ + m·v; vector form only)
+    steering_prompt_type: str = "blend_in"  # prepend | blend_in: the <type>_steered_input/_output fields steered_* read
     intervention_positions_dropout: float = 0.0
     output_length: int | None = None
     max_concepts: int | None = None
@@ -219,11 +220,11 @@ class TrainHyperParams(_ModelDataKeys):
             raise HParamsError(f"{source}: key 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
         if not self.steering_factors:
             raise HParamsError(f"{source}: key 'steering_factors' must not be empty")
-        bad = [p for p in self.preference_pairs if p not in ("orig_add", "orig_sub")]
+        bad = [p for p in self.preference_pairs if p not in PREFERENCE_PAIRS]
         if bad:
-            raise HParamsError(f"{source}: key 'preference_pairs' has {bad}; supported: orig_add, orig_sub "
-                               "(steered_add/steered_sub need the data's '<steering_prompt_type>_steered_input' "
-                               "columns, which this plugin does not read)")
+            raise HParamsError(f"{source}: key 'preference_pairs' has {bad}; supported: {', '.join(PREFERENCE_PAIRS)} "
+                               "(steered_add/steered_sub read the data's '<steering_prompt_type>_steered_input' and "
+                               "'_steered_output' fields)")
         self.check_upstream_trainer_keys(source)
         if not self.preference_pairs:
             raise HParamsError(f"{source}: key 'preference_pairs' must not be empty")
@@ -241,16 +242,19 @@ class TrainHyperParams(_ModelDataKeys):
         """Upstream's spilt/sft/reps trainer keys: refuse what would change the update and cannot be done,
         warn (WARNING, naming the key) for what the plugin does not implement."""
         kind = str(self.intervention_type).strip().lower()
-        if kind != "addition":
+        if kind not in INTERVENTION_TYPE_NAMES:
+            raise HParamsError(f"{source}: key 'intervention_type' is {self.intervention_type!r}; use one of "
+                               f"{', '.join(INTERVENTION_TYPE_NAMES)} (EasyEdit's values)")
+        if kind != "addition" and self.form != "vector":
             raise HParamsError(
-                f"{source}: key 'intervention_type' is {self.intervention_type!r}; only 'addition' is trained. "
-                "Upstream EasyEdit's spilt/sft/reps trainers (steer/trainer/SFTTrainer.py, RepsVectorTrainer.py) "
-                f"implement no other type either: they raise 'Intervention type {self.intervention_type} not "
-                "supported'. Use intervention_type: addition (clamping exists only in the YAML comment upstream)")
+                f"{source}: key 'intervention_type' is {kind!r} with intervention_method {self.intervention_method!r}; "
+                "clamping replaces the hidden state's component along a steering vector's direction "
+                "(h − (h·v̂)v̂ + m·v), and a lora/local_weight update has no single direction to clamp along. Use "
+                "intervention_method: vector, or intervention_type: addition")
         self.intervention_type = kind
-        if str(self.steering_prompt_type) not in ("prepend", "blend_in"):
-            raise HParamsError(f"{source}: key 'steering_prompt_type' must be prepend or blend_in, got "
-                               f"{self.steering_prompt_type!r}")
+        if str(self.steering_prompt_type) not in STEERING_PROMPT_TYPES:
+            raise HParamsError(f"{source}: key 'steering_prompt_type' must be prepend or blend_in (the prefix of the "
+                               f"data's steered fields), got {self.steering_prompt_type!r}")
         if self.inference:
             raise HParamsError(f"{source}: key 'inference' is true (upstream: build vectors without training); "
                                "the plugin always trains. Set inference: false")

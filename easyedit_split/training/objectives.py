@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from easyedit_split.base.methods import METHODS
+from easyedit_split.errors import InputError
 
 __all__ = ["OBJECTIVES", "dpo_loss", "ref_violation_loss", "reps_loss", "sft_loss", "split_loss"]
 
@@ -66,7 +67,7 @@ def reps_loss(
     harder. Without them the objective is reference-free (scale 1).
     """
     if (ref_win is None) != (ref_lose is None):
-        raise ValueError("reps_loss: give both ref_win and ref_lose, or neither")
+        raise InputError("reps_loss: give both ref_win and ref_lose, or neither")
     if ref_win is None:
         scale = torch.ones_like(L_win)
     else:

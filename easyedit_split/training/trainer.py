@@ -38,17 +38,19 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from easyedit_split.base.atomic_io import atomic_save_safetensors, atomic_write_json
+from easyedit_split.base.progress import progress as progress_bar
+from easyedit_split.base.safe_text import shown
+from easyedit_split.core.distributed import DistContext, current, shard_bounds
 from easyedit_split.core.scoring import PairScorer, PreparedPairs
 from easyedit_split.core.serialization import save_updates
 from easyedit_split.core.sites import Site, resolve_site
 from easyedit_split.core.updates import Update, make_update
 from easyedit_split.data.encoding import EncodedPair, check_context_length, encode_pairs, pad_id_of
-from easyedit_split.data.pairs import PolarityPair, pair_digests, train_test_split
-from easyedit_split.data.prompts import upstream_training_differs
-from easyedit_split.errors import EasyEditSplitError
+from easyedit_split.data.pairs import PolarityPair, check_pairs, pair_digests, train_test_split
+from easyedit_split.data.prompts import template_in_use, upstream_training_differs
+from easyedit_split.errors import EasyEditSplitError, InputError
 from easyedit_split.training.hparams import TrainHyperParams
 from easyedit_split.training.objectives import (
     OBJECTIVES,
@@ -57,6 +59,15 @@ from easyedit_split.training.objectives import (
     reps_loss,
     sft_loss,
     split_loss,
+)
+from easyedit_split.training.preference_pairs import (
+    PREFERENCE_PAIRS,
+    field_name,
+    needed_by,
+    slots_of,
+    uses_steered,
+    variant_pairs,
+    variants_of,
 )
 
 logger = logging.getLogger(__name__)
@@ -67,6 +78,7 @@ __all__ = [
     "TrainingError",
     "build_update",
     "compute_objective",
+    "encode_examples",
     "encode_for",
     "linear_schedule",
     "make_minibatches",
@@ -126,7 +138,10 @@ def training_health(loss_history: Sequence[float], update: Update) -> dict[str, 
     return health
 
 
-def build_update(model: nn.Module, hp: TrainHyperParams, layer: int) -> Update:
+def check_site(model: nn.Module, hp: Any, layer: int):
+    """The site ``hp`` trains at ``layer`` on ``model``, resolved (and a LoRA rank checked against it):
+    :func:`~easyedit_split.training.api.train_layers` checks every layer's site before it trains the first,
+    so a bad layer or module path never leaves a half set of layer files."""
     site = Site(int(layer), hp.component, hp.intervention_module_path)
     rs = resolve_site(model, site)
     if hp.form == "lora" and hp.low_rank_dimension > min(rs.d_in, rs.d_out):
@@ -134,15 +149,23 @@ def build_update(model: nn.Module, hp: TrainHyperParams, layer: int) -> Update:
 
         raise HParamsError(f"key 'low_rank_dimension' is {hp.low_rank_dimension}, but {site} is {rs.d_in}→{rs.d_out}: "
                            f"a rank above {min(rs.d_in, rs.d_out)} adds nothing; lower it")
+    return site, rs
+
+
+def build_update(model: nn.Module, hp: TrainHyperParams, layer: int) -> Update:
+    site, rs = check_site(model, hp, layer)
     update = make_update(hp.form, site, rs.d_in, rs.d_out, rank=hp.low_rank_dimension, scale=hp.lora_scale(),
-                         init_std=getattr(hp, "init_std", 0.0))
-    dtype_device = next(model.parameters()).device
-    return update.to(dtype_device)
+                         init_std=getattr(hp, "init_std", 0.0),
+                         intervention_type=getattr(hp, "intervention_type", "addition"))
+    from easyedit_split.core.apply import site_device
+
+    device = site_device(model, rs)  # with a device_map: the device of the steered layer
+    return update.to(device if device is not None else next(model.parameters()).device)
 
 
 def select_pairs(hp: Any, pairs: Sequence[PolarityPair]) -> list[PolarityPair]:
     """The training part: the seeded split's train part when ``test_size`` is set, then ``max_num_of_examples``."""
-    out = list(pairs)
+    out = check_pairs(pairs, "training pairs")
     if hp.test_size:
         size: int | float = int(hp.test_size) if hp.test_size >= 1 else float(hp.test_size)
         out, _ = train_test_split(out, size, seed=hp.seed)
@@ -164,7 +187,26 @@ def encode_for(hp: Any, pairs: Sequence[PolarityPair], tokenizer: Any) -> list[E
                         answer_instruction=getattr(hp, "answer_instruction", None), prompt_rule=rule)
 
 
-def make_minibatches(encoded: Sequence[EncodedPair], batch_size: int, seed: int) -> list[list[EncodedPair]]:
+#: one training example: its encoded pairs, one per variant of :func:`~.preference_pairs.variants_of`
+Example = tuple[EncodedPair, ...]
+
+
+def encode_examples(hp: Any, pairs: Sequence[PolarityPair], tokenizer: Any) -> list[Example]:
+    """Each pair's encoded pairs, one per variant its ``preference_pairs`` rows score (the plain pair alone
+    for ``orig_add``/``orig_sub``; the steered prompt and answers of ``steered_*``, read from the pair's
+    ``<steering_prompt_type>_steered_input``/``_output`` fields — a :class:`DataError` names a missing one)."""
+    preference = list(hp.preference_pairs)
+    spt = getattr(hp, "steering_prompt_type", "blend_in")
+    if uses_steered(preference) and template_in_use(tokenizer, hp.use_chat_template, getattr(hp, "prompt_rule", "plugin")):
+        logger.warning("preference_pairs %s: the steered inputs (%s) are rendered with the chat template like the "
+                       "questions; upstream EasyEdit's spilt/sft/reps trainer applies the template to the question "
+                       "only and would train on the raw steered text", preference, field_name("steered_input", spt))
+    columns = [encode_for(hp, variant_pairs(pairs, variant, spt, needed_by(preference, variant)), tokenizer)
+               for variant in variants_of(preference)]
+    return list(zip(*columns))
+
+
+def make_minibatches(encoded: Sequence[Any], batch_size: int, seed: int) -> list[list[Any]]:
     """Shuffle once with ``seed`` and cut into minibatches (the composition stays fixed)."""
     g = torch.Generator().manual_seed(int(seed))
     order = torch.randperm(len(encoded), generator=g).tolist()
@@ -181,19 +223,23 @@ def sample_rows(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rows of one step: ``(pair_index [R], multipliers [R], positive_wins [R] bool)``.
 
-    One row per pair and direction, in the order of ``preference_pairs``; ``m`` is drawn per row.
+    One row per pair and direction, in the order of ``preference_pairs`` (the table
+    :data:`~.preference_pairs.PREFERENCE_PAIRS`); ``m`` is drawn per row. ``pair_index`` points into the
+    rows ``[variant 0 of every pair, variant 1 of every pair, …]`` (:func:`encode_examples`): pair
+    ``pair_index % n_pairs``, variant ``pair_index // n_pairs``.
     """
     fac = torch.tensor([float(f) for f in factors], dtype=torch.float32)
+    unknown = [d for d in preference_pairs if d not in PREFERENCE_PAIRS]
+    if unknown:
+        raise InputError(f"unsupported preference pair(s) {unknown}; known: {', '.join(PREFERENCE_PAIRS)}")
     idx, ms, wins = [], [], []
-    for direction in preference_pairs:
+    for direction, slot in zip(preference_pairs, slots_of(preference_pairs)):
         draw = fac[torch.randint(len(fac), (n_pairs,), generator=generator)]
-        if direction == "orig_add":
+        if PREFERENCE_PAIRS[direction].adds:
             m, pos_wins = draw, True
-        elif direction == "orig_sub":
-            m, pos_wins = (torch.zeros_like(draw) if null_it_out else -draw), False
         else:
-            raise ValueError(f"unsupported preference pair {direction!r}")
-        idx.append(torch.arange(n_pairs))
+            m, pos_wins = (torch.zeros_like(draw) if null_it_out else -draw), False
+        idx.append(torch.arange(n_pairs) + slot * n_pairs)
         ms.append(m)
         wins.append(torch.full((n_pairs,), pos_wins))
     return torch.cat(idx), torch.cat(ms), torch.cat(wins)
@@ -207,7 +253,7 @@ def _split_objective(hp, L_win, L_lose, ref_win, ref_lose, factors):
     theta: float | torch.Tensor = hp.margin_threshold
     if getattr(hp, "margin_scaling", "constant") == "factor":
         if factors is None:
-            raise ValueError("margin_scaling: factor needs the rows' steering factors")
+            raise InputError("margin_scaling: factor needs the rows' steering factors")
         theta = hp.margin_threshold * factors.abs().to(L_win)
     return split_loss(L_win, L_lose, hp.pos_loss_weight, hp.neg_loss_weight, hp.margin_penalty_weight, theta)
 
@@ -226,7 +272,7 @@ def _reps_objective(hp, L_win, L_lose, ref_win, ref_lose, factors):
 
 def _dpo_objective(hp, L_win, L_lose, ref_win, ref_lose, factors):
     if ref_win is None or ref_lose is None:
-        raise ValueError("the DPO objective needs reference losses")
+        raise InputError("the DPO objective needs reference losses")
     return dpo_loss(L_win, L_lose, ref_win, ref_lose, beta=hp.beta)
 
 
@@ -249,11 +295,11 @@ def compute_objective(
     ``hp.margin_scaling == "factor"`` (then they are required).
     """
     if objective not in OBJECTIVE_LOSSES:
-        raise ValueError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVE_LOSSES)}")
+        raise InputError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVE_LOSSES)}")
     loss = OBJECTIVE_LOSSES[objective](hp, L_win, L_lose, ref_win, ref_lose, factors)
     if hp.ref_loss_weight and objective != "dpo":
         if ref_win is None or ref_lose is None:
-            raise ValueError("ref_loss_weight > 0 needs reference losses")
+            raise InputError("ref_loss_weight > 0 needs reference losses")
         loss = loss + hp.ref_loss_weight * ref_violation_loss(L_win, L_lose, ref_win, ref_lose)
     return loss
 
@@ -287,12 +333,35 @@ def data_fingerprint(encoded: Sequence[EncodedPair]) -> str:
     return h.hexdigest()
 
 
-def _fingerprint(hp: TrainHyperParams, encoded: Sequence[EncodedPair], layer: int) -> str:
+def _fingerprint_parts(hp: TrainHyperParams, encoded: Sequence[EncodedPair], layer: int) -> dict[str, Any]:
+    """What a checkpoint must have been trained with to be resumed (recorded in it, so that a refusal can
+    say what changed)."""
     keep = {k: v for k, v in hp.to_dict().items()
             if k not in ("checkpoint_every", "checkpoint_dir", "steer_vector_output_dir", "save_vectors", "device")}
-    blob = json.dumps({"hp": keep, "n_pairs": len(encoded), "data": data_fingerprint(encoded), "layer": layer},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return json.loads(json.dumps({"hp": keep, "n_pairs": len(encoded), "data": data_fingerprint(encoded),
+                                  "layer": layer}, default=str))
+
+
+def _fingerprint(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def describe_fingerprint_change(old: Any, new: dict[str, Any]) -> str:
+    """``"lr 0.05 -> 0.2; the training data (24 -> 20 pairs)"``: what differs between two fingerprint parts
+    (empty when the checkpoint predates recording them)."""
+    if not isinstance(old, dict):
+        return ""
+    changes = []
+    old_hp, new_hp = old.get("hp") or {}, new.get("hp") or {}
+    for key in sorted(set(old_hp) | set(new_hp)):
+        if old_hp.get(key) != new_hp.get(key):
+            changes.append(f"{key} {shown(old_hp.get(key))} -> {shown(new_hp.get(key))}")
+    if old.get("layer") != new.get("layer"):
+        changes.append(f"layer {old.get('layer')} -> {new.get('layer')}")
+    if old.get("data") != new.get("data") or old.get("n_pairs") != new.get("n_pairs"):
+        changes.append(f"the training data ({old.get('n_pairs')} -> {new.get('n_pairs')} pairs"
+                       + (", other content" if old.get("n_pairs") == new.get("n_pairs") else "") + ")")
+    return "; ".join(changes)
 
 
 # ------------------------------------------------------------------------------------------ trainer
@@ -300,7 +369,14 @@ def _fingerprint(hp: TrainHyperParams, encoded: Sequence[EncodedPair], layer: in
 
 @dataclass
 class _Batch:
-    prepared: PreparedPairs
+    """One minibatch of ``n_pairs`` pairs; under torchrun this rank holds pairs ``[start, stop)`` of it
+    (``prepared`` is None when that block is empty). ``prepared``'s rows: variant 0 of every held pair, then
+    variant 1 of every held pair, … (:func:`encode_examples`)."""
+
+    prepared: PreparedPairs | None
+    n_pairs: int
+    start: int = 0
+    stop: int = 0
     ref_p: torch.Tensor | None = None
     ref_n: torch.Tensor | None = None
 
@@ -309,14 +385,19 @@ class Trainer:
     """Trains one update (``hp.intervention_method`` at ``layer``) of a frozen ``model``."""
 
     def __init__(self, model: nn.Module, tokenizer: Any, hp: TrainHyperParams, *, layer: int | None = None,
-                 objective: str | None = None, update: Update | None = None) -> None:
+                 objective: str | None = None, update: Update | None = None,
+                 dist: DistContext | None = None) -> None:
+        from easyedit_split.core.models import check_tokenizer_fits
+
+        check_tokenizer_fits(model, tokenizer, source="Trainer")
         self.model = model
+        self.dist = dist  # None: the torchrun process group when one is initialised (resolved in train)
         self.tokenizer = tokenizer
         self._pair_digests: list[str] | None = None  # of the pairs being trained on (recorded when saved)
         self.hp = hp
         if layer is None:
             if len(hp.layers) != 1:
-                raise ValueError(f"hparams list layers {hp.layers}; pass layer= to train one of them")
+                raise InputError(f"hparams list layers {hp.layers}; pass layer= to train one of them")
             layer = hp.layers[0]
         self.layer = int(layer)
         self.objective = objective or hp.objective
@@ -326,24 +407,51 @@ class Trainer:
                                  single_token_sharing=hp.single_token_sharing)
 
     # -- data ----------------------------------------------------------------------------------
-    def prepare(self, encoded: Sequence[EncodedPair]) -> list[_Batch]:
+    def _dist(self) -> DistContext:
+        return self.dist if self.dist is not None else current()
+
+    def prepare(self, examples: Sequence[Example], *, progress: bool = True) -> list[_Batch]:
+        """Frozen-prefix states (and reference losses where the objective needs them) of the fixed minibatches;
+        under torchrun each rank prepares only its contiguous block of every minibatch's pairs (the global
+        batch is the same as in one process)."""
         batches = []
         need_ref = needs_reference(self.objective, self.hp)
+        dist = self._dist()
+        chunks = make_minibatches(examples, self.hp.batch_size, self.hp.seed)
+        what = "prefix states" + (" and reference losses" if need_ref else "")
         with torch.no_grad():
-            for chunk in make_minibatches(encoded, self.hp.batch_size, self.hp.seed):
-                prepared = self.scorer.prepare(chunk)
-                b = _Batch(prepared)
-                if need_ref:
-                    L_p, L_n = self.scorer.score(prepared, 0.0).losses(self.hp.loss_reduction)
+            for chunk in progress_bar(chunks, desc=f"{self.objective} L{self.layer}: preparing {what}", unit="batch",
+                                      enabled=progress and dist.is_main):
+                start, stop = shard_bounds(len(chunk), dist.rank, dist.world_size)
+                local = chunk[start:stop]
+                rows = [ex[slot] for slot in range(len(chunk[0])) for ex in local]
+                prepared = self.scorer.prepare(rows) if local else None
+                b = _Batch(prepared, len(chunk), start, stop)
+                if need_ref and prepared is not None:
+                    # the base model (for a clamped vector m = 0 is not that)
+                    L_p, L_n = self.scorer.score(prepared, 0.0, unsteered=True).losses(self.hp.loss_reduction)
                     b.ref_p, b.ref_n = L_p.detach(), L_n.detach()
                 batches.append(b)
         return batches
 
     # -- one minibatch -------------------------------------------------------------------------
-    def minibatch_loss(self, batch: _Batch, generator: torch.Generator) -> torch.Tensor:
+    def minibatch_loss(self, batch: _Batch, generator: torch.Generator) -> torch.Tensor | None:
+        """The minibatch's objective (the mean over its rows). Under torchrun: this rank's share of it,
+        ``Σ_(its rows) / R`` (None when it holds no row), so that the shares sum to the mean over ranks."""
         hp = self.hp
-        idx, ms, pos_wins = sample_rows(batch.prepared.n_pairs, hp.preference_pairs, hp.steering_factors, generator,
+        idx, ms, pos_wins = sample_rows(batch.n_pairs, hp.preference_pairs, hp.steering_factors, generator,
                                         null_it_out=hp.substraction_type == "null_it_out")
+        n_rows = idx.numel()
+        share = 1.0
+        if batch.start != 0 or batch.stop != batch.n_pairs:  # a block of the pairs: keep their rows
+            pair, slot = idx % batch.n_pairs, idx // batch.n_pairs
+            keep = (pair >= batch.start) & (pair < batch.stop)
+            if not bool(keep.any()):
+                return None
+            held = batch.stop - batch.start
+            idx = slot[keep] * held + pair[keep] - batch.start  # into this rank's prepared rows
+            ms, pos_wins = ms[keep], pos_wins[keep]
+            share = idx.numel() / n_rows
         L_p, L_n = self.scorer.score(batch.prepared, ms, idx).losses(hp.loss_reduction)
         pw = pos_wins.to(L_p.device)
         L_win, L_lose = torch.where(pw, L_p, L_n), torch.where(pw, L_n, L_p)
@@ -351,7 +459,8 @@ class Trainer:
         if batch.ref_p is not None:
             rp, rn = batch.ref_p[idx.to(L_p.device)], batch.ref_n[idx.to(L_p.device)]
             ref_win, ref_lose = torch.where(pw, rp, rn), torch.where(pw, rn, rp)
-        return compute_objective(self.objective, hp, L_win, L_lose, ref_win, ref_lose, factors=ms)
+        loss = compute_objective(self.objective, hp, L_win, L_lose, ref_win, ref_lose, factors=ms)
+        return loss if share == 1.0 else loss * share
 
     # -- main loop -----------------------------------------------------------------------------
     def train(
@@ -374,26 +483,34 @@ class Trainer:
         ``pairs`` are not already encoded), so that evaluation can keep them out of its held-out pairs.
         """
         hp = self.hp
+        if output_path is not None:
+            from easyedit_split.core.serialization import check_update_path
+
+            check_update_path(output_path)  # before training, not after it
+        pairs = check_pairs(pairs, "Trainer.train", encoded_ok=True)
         if pairs and isinstance(pairs[0], EncodedPair):
-            encoded, self._pair_digests = list(pairs), None
+            if uses_steered(hp.preference_pairs):
+                raise TrainingError(f"preference_pairs {hp.preference_pairs} read the pairs' steered fields; pass "
+                                    "PolarityPair objects (data read from a file or records), not encoded pairs")
+            examples, self._pair_digests = [(e,) for e in pairs], None
         else:
-            encoded, self._pair_digests = encode_for(hp, pairs, self.tokenizer), pair_digests(pairs)
-        if not encoded:
+            examples, self._pair_digests = encode_examples(hp, pairs, self.tokenizer), pair_digests(pairs)
+        if not examples:
             raise TrainingError("no training pairs")
-        check_context_length(encoded, self.model, what="training pair")
+        check_context_length([e for ex in examples for e in ex], self.model, what="training pair")
         frozen_restore = [p for p in self.model.parameters() if p.requires_grad]
         for p in frozen_restore:
             p.requires_grad_(False)
         try:
-            return self._train(encoded, output_path, checkpoint_dir, resume, progress, max_steps, easyedit_pt)
+            return self._train(examples, output_path, checkpoint_dir, resume, progress, max_steps, easyedit_pt)
         finally:
             for p in frozen_restore:
                 p.requires_grad_(True)
 
-    def _train(self, encoded, output_path, checkpoint_dir, resume, progress, max_steps, easyedit_pt) -> TrainResult:
+    def _train(self, examples, output_path, checkpoint_dir, resume, progress, max_steps, easyedit_pt) -> TrainResult:
         hp = self.hp
         t0 = time.perf_counter()
-        batches = self.prepare(encoded)
+        batches = self.prepare(examples, progress=progress)
         n_mb = len(batches)
         accum = hp.gradient_accumulation_steps
         steps_per_epoch = math.ceil(n_mb / accum)
@@ -410,7 +527,8 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(total_steps, warmup))
         factor_gen = torch.Generator().manual_seed(int(hp.seed) + 1)
 
-        ckpt = _Checkpointer(checkpoint_dir or hp.checkpoint_dir, _fingerprint(hp, encoded, self.layer))
+        parts = _fingerprint_parts(hp, [e for ex in examples for e in ex], self.layer)
+        ckpt = _Checkpointer(checkpoint_dir or hp.checkpoint_dir, _fingerprint(parts), parts)
         step, history = 0, []
         if resume:
             state = ckpt.load(self.update, optimizer, scheduler, factor_gen)
@@ -419,8 +537,9 @@ class Trainer:
                 logger.info("resumed from %s at step %d/%d", state["file"], step, total_steps)
         stop_at = total_steps if max_steps is None else min(total_steps, max_steps)
 
-        bar = tqdm(total=total_steps, initial=step, desc=f"{self.objective} {hp.form} L{self.layer}",
-                   disable=not progress, leave=False)
+        dist = self._dist()
+        bar = progress_bar(total=total_steps, initial=step, desc=f"{self.objective} {hp.form} L{self.layer}", unit="step",
+                           enabled=progress and dist.is_main)
         pairs_seen = 0
         checked_frozen = False
         t_loop = time.perf_counter()
@@ -431,20 +550,40 @@ class Trainer:
                 group = order[in_epoch * accum:(in_epoch + 1) * accum].tolist()
                 optimizer.zero_grad(set_to_none=True)
                 step_loss = 0.0
+                bad: str | None = None
+                had_rows = False
                 for mb in group:
                     loss = self.minibatch_loss(batches[mb], factor_gen)
+                    pairs_seen += batches[mb].n_pairs
+                    if loss is None:  # under torchrun: this rank holds no pair of this minibatch
+                        continue
+                    had_rows = True
                     if not torch.isfinite(loss):
-                        raise TrainingError(
-                            f"non-finite loss ({loss.item()}) at step {step + 1} (epoch {epoch + 1}, minibatch {mb}); "
-                            f"last good checkpoint: {ckpt.latest_file() or 'none'} — lower lr or steering_factors")
+                        bad = (f"non-finite loss ({loss.item()}) at step {step + 1} (epoch {epoch + 1}, minibatch {mb}); "
+                               f"last good checkpoint: {ckpt.latest_file() or 'none'} — lower lr or steering_factors")
+                        if not dist.enabled:
+                            raise TrainingError(bad)
+                        break  # the other ranks must still reach the all-reduce
                     (loss / len(group)).backward()
                     step_loss += loss.item() / len(group)
-                    pairs_seen += batches[mb].prepared.n_pairs
                 if not checked_frozen:
                     leaked = [n for n, p in self.model.named_parameters() if p.grad is not None]
                     assert not leaked, f"gradients reached base-model parameters: {leaked[:3]}"
-                    assert all(p.grad is not None for p in params), "some update parameters got no gradient"
-                    checked_frozen = True
+                    if had_rows and bad is None:
+                        assert all(p.grad is not None for p in params), "some update parameters got no gradient"
+                        checked_frozen = True
+                if dist.enabled:  # sum the update's gradients (only: the base model is frozen) over ranks
+                    for p in params:
+                        if p.grad is None:
+                            p.grad = torch.zeros_like(p)
+                    dist.all_reduce_sum_([p.grad for p in params])
+                    stats = torch.tensor([step_loss, 0.0 if bad is None else 1.0], dtype=torch.float64,
+                                         device=params[0].device)
+                    dist.all_reduce_sum_([stats])
+                    step_loss = float(stats[0])
+                    if stats[1] > 0:
+                        raise TrainingError(bad or f"non-finite loss on another rank at step {step + 1} (epoch "
+                                                   f"{epoch + 1}); last good checkpoint: {ckpt.latest_file() or 'none'}")
                 if hp.max_grad_norm is not None and hp.max_grad_norm > 0:  # null/<=0: no clipping
                     torch.nn.utils.clip_grad_norm_(params, hp.max_grad_norm)
                 optimizer.step()
@@ -454,7 +593,9 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.3g}")
                 if hp.checkpoint_every and ckpt.enabled and step % hp.checkpoint_every == 0 and step < total_steps:
-                    ckpt.save(step, self.update, optimizer, scheduler, factor_gen, history)
+                    if dist.is_main:  # every rank holds the same state; one writes it
+                        ckpt.save(step, self.update, optimizer, scheduler, factor_gen, history)
+                    dist.barrier()
         finally:
             bar.close()
         train_seconds = time.perf_counter() - t_loop
@@ -467,14 +608,18 @@ class Trainer:
         for warning in health["warnings"]:
             logger.warning("%s %s layer %d: %s; lower lr or steering_factors (recorded in the saved file's "
                            "training_health)", hp.method, hp.form, self.layer, warning)
-        if output_path is not None and step >= total_steps:
+        if output_path is not None and step >= total_steps and not dist.is_main:
+            dist.barrier()  # rank 0 writes the result
+            out = Path(output_path)
+        elif output_path is not None and step >= total_steps:
             out = save_updates(output_path, [self.update], model=self.model, method=hp.method, hparams=hp.to_dict(),
                                extra={"layer": self.layer, "objective": self.objective, "steps": step,
-                                      "loss_history": history, "n_train_pairs": len(encoded),
+                                      "loss_history": history, "n_train_pairs": len(examples),
                                       "training_health": health,
                                       **({"train_pair_digests": self._pair_digests} if self._pair_digests else {})},
                                easyedit_pt=easyedit_pt)
             logger.info("saved %s update of layer %d to %s", hp.form, self.layer, out)
+            dist.barrier()
         return TrainResult(updates=[self.update], loss_history=history, output_path=out, method=hp.method,
                            objective=self.objective, layer=self.layer, steps=step,
                            seconds=time.perf_counter() - t0, pairs_seen=pairs_seen,
@@ -490,9 +635,10 @@ class _Checkpointer:
 
     KEEP = 2
 
-    def __init__(self, folder: str | Path | None, fingerprint: str) -> None:
+    def __init__(self, folder: str | Path | None, fingerprint: str, parts: dict[str, Any] | None = None) -> None:
         self.folder = Path(folder) if folder else None
         self.fingerprint = fingerprint
+        self.parts = parts
 
     @property
     def enabled(self) -> bool:
@@ -518,6 +664,7 @@ class _Checkpointer:
         meta = {"trainer_state": json.dumps({
             "step": step,
             "fingerprint": self.fingerprint,
+            "fingerprint_parts": self.parts,
             "param_groups": opt["param_groups"],
             "scheduler": {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"},
             "loss_history": history,
@@ -576,9 +723,10 @@ class _Checkpointer:
                 logger.warning("resume: checkpoint %s is unusable (%s); trying an older one", file, exc)
                 continue
             if meta["fingerprint"] != self.fingerprint:
+                changed = describe_fingerprint_change(meta.get("fingerprint_parts"), self.parts or {})
                 raise TrainingError(
-                    f"{file} was written by a run with different hparams or training data (fingerprint "
-                    f"{meta['fingerprint']} != {self.fingerprint}); not resuming. Delete {self.folder} (or use "
+                    f"{file} was written by a run with different hparams or training data ("
+                    f"{changed or 'fingerprint ' + meta['fingerprint'] + ' != ' + self.fingerprint}); not resuming. Delete {self.folder} (or use "
                     "another checkpoint_dir) to train from scratch, or rerun with the original settings and data")
             self._restore(meta, tensors, update, optimizer, scheduler, factor_gen)
             return {"step": int(meta["step"]), "loss_history": list(meta["loss_history"]), "file": str(file)}
