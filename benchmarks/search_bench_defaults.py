@@ -53,7 +53,7 @@ def objective(per_concept: dict[str, dict[str, float]]) -> dict[str, float]:
     return {"q25": float(np.quantile(x, 0.25)), "median": float(np.median(x)), "min": float(x.min()), "n": int(x.size)}
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--points", required=True, help='JSON list: [{"name": "...", "point": {hparams key: value}}, ...]')
     ap.add_argument("--method", default="split")
@@ -69,7 +69,11 @@ def main(argv=None) -> int:
     ap.add_argument("--hparams-dir", default=None)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--output", required=True)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     set_threads(args.threads)
     points = json.loads(Path(args.points).read_text(encoding="utf-8"))

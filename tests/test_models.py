@@ -12,8 +12,12 @@ from easyedit_split.core.models import ModelLoadError, builtin_model_path, load_
 
 
 @pytest.fixture
-def tiny_llama_dir(tmp_path, tiny_tokenizer):
+def tiny_llama_dir(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tests.conftest import build_tiny_tokenizer
+
+    tiny_tokenizer = build_tiny_tokenizer()  # a fresh one: the session tokenizer may carry other tests' settings
 
     config = LlamaConfig(
         vocab_size=len(tiny_tokenizer),

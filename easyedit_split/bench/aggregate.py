@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from easyedit_split.errors import InputError
+
 __all__ = ["METRICS", "TIE_TOLERANCE", "aggregate", "bootstrap_interval", "failures", "metric_values",
            "paired_difference", "summary_stats"]
 
@@ -73,7 +75,7 @@ def paired_difference(values: Sequence[float], reference: Sequence[float], *, ti
     a = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
     b = np.asarray([np.nan if v is None else v for v in reference], dtype=np.float64)
     if a.shape != b.shape:
-        raise ValueError(f"{a.size} values but {b.size} reference values")
+        raise InputError(f"{a.size} values but {b.size} reference values")
     d = (a - b)[np.isfinite(a) & np.isfinite(b)]
     better = d if higher_is_better else -d
     out: dict[str, Any] = {"n": int(d.size), "wins": int((better > tie).sum()), "ties": int((np.abs(d) <= tie).sum()),

@@ -298,12 +298,10 @@ def _run_cells(cfg: BenchConfig, ctx: DistContext, device: str, out: Path, setup
     from easyedit_split.core.models import load_model
 
     model, tok = load_model(cfg.model, dtype=cfg.dtype, device=device)
-    bar = None
-    if cfg.progress:
-        from tqdm.auto import tqdm
+    from easyedit_split.base.progress import progress as progress_bar
 
-        bar = tqdm(total=len(todo), desc=f"bench cells (rank {ctx.rank})" if ctx.enabled else "bench cells",
-                   unit="cell", position=ctx.rank if ctx.enabled else None)
+    bar = progress_bar(total=len(todo), desc=f"bench cells (rank {ctx.rank})" if ctx.enabled else "bench cells",
+                       unit="cell", enabled=cfg.progress)
     kill_at = os.environ.get(KILL_AT_ENV)
 
     def kill_point(cell: Cell) -> None:

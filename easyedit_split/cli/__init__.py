@@ -28,8 +28,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from easyedit_split import __version__
-from easyedit_split.base.progress import set_progress
-from easyedit_split.base.safe_text import capped, printable
+from easyedit_split.base.progress import is_bar_writer, set_progress
+from easyedit_split.base.safe_text import capped, printable, progress_printable
 from easyedit_split.cli.common import HelpFormatter
 from easyedit_split.errors import EXIT_BAD_INPUT, EasyEditSplitError
 
@@ -134,6 +134,9 @@ class _SafeStream:
         self._stream = stream
 
     def write(self, text: str) -> int:
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if is_bar_writer(caller):  # a progress bar redrawing itself keeps its \r
+            return self._stream.write(progress_printable(text))
         return self._stream.write(printable(text))
 
     def __getattr__(self, name: str) -> Any:

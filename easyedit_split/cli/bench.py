@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt-template", dest="prompt_template", default=None,
                    help="the prompt baseline's prompt; {concept} is the concept's name (default "
                         "'Answer as someone with this trait: {concept}.')")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="seed of the pair splits and the training (default: the YAMLs' seed)")
     p.add_argument("--threads", type=positive_int_arg, default=None, help="torch threads per process")
     p.add_argument("--output", dest="output_dir", default=None, help="output folder (default runs/bench-<timestamp>)")
     p.add_argument("--overwrite", action="store_true",
@@ -61,8 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="per concept, train every cell first, then sweep all of its updates in one mixed pass "
                         "(the same results to float rounding; updates kept in cells/<concept>/*.safetensors; "
                         "under torchrun whole concepts go to each rank)")
-    p.add_argument("--no-plots", dest="no_plots", action="store_true")
-    p.add_argument("--no-progress", dest="no_progress", action="store_true")
+    p.add_argument("--no-plots", dest="no_plots", action="store_true", help="write report.md and results.json only")
+    p.add_argument("--no-progress", dest="no_progress", action="store_true", default=argparse.SUPPRESS,
+                   help="no progress bars or progress log lines (same as before the command)")
 
 
 def parse_sets(items: list[str]) -> dict[str, dict]:
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         if value is not None:
             changes[name] = value
     cfg = dataclasses.replace(BenchConfig(), **changes, overwrite=args.overwrite, plots=not args.no_plots,
-                              progress=not args.no_progress, report_only=args.report_only,
+                              progress=not getattr(args, "no_progress", False), report_only=args.report_only,
                               mixed_sweeps=args.mixed_sweeps)
     result = run_bench(cfg)
     if result.results is None:  # a rank other than 0
