@@ -48,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="time `bench --quick` as 1 process × 2 threads against torchrun 2 ranks × 1 thread")
     ap.add_argument("--max-concepts", type=int, default=None, help="--quick-set: only the first N concepts")
     ap.add_argument("--with-serial", action="store_true", help="--quick-set: also 1 process × 1 thread")
+    ap.add_argument("--keep", default=None,
+                    help="--quick-set: keep each layout's bench output in KEEP/<world>x<threads> (default: a temporary folder)")
     ap.add_argument("--gather-rows", type=int, default=0,
                     help="only measure gathering a sweep table of this many (pair, m) rows over 2 gloo ranks")
     return ap.parse_args(argv)
@@ -191,7 +193,9 @@ def quick_set(args: argparse.Namespace) -> None:
     times, cells = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for world, threads in layouts:
-            out = Path(tmp) / f"{world}x{threads}"
+            out = Path(args.keep or tmp) / f"{world}x{threads}"
+            if out.exists():
+                raise SystemExit(f"--keep {args.keep}: {out} exists; the benchmark times runs from an empty folder")
             cmd = _bench_command(world, threads, out, args)
             print(f"{world}×{threads}: {' '.join(cmd[1:])}", flush=True)
             t0 = time.perf_counter()
