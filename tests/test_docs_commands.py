@@ -27,7 +27,7 @@ MANUAL = {
 }
 SHELL_BUILTINS = {"cd", "echo", "time", "export"}
 _PROGRAMS = ("easyedit-split", ".venv/bin/easyedit-split", "python", ".venv/bin/python", "bash", "pip",
-             "EASYEDIT_PATH=", "PYTHONPATH=", "OMP_NUM_THREADS=")
+             "EASYEDIT_PATH=", "PYTHONPATH=", "OMP_NUM_THREADS=", "torchrun")
 
 
 def _blocks(text: str) -> list[tuple[str, bool]]:
@@ -122,6 +122,13 @@ def check_command(command: str) -> str:
             for flag in (a.split("=")[0] for a in argv[2:] if a.startswith("--")):
                 assert f'"{flag}"' in source, f"{command}: {argv[1]} has no option {flag}"
             return "example options"
+    if prog == "torchrun":  # torchrun's own options, then -m easyedit_split.cli and the command
+        assert "-m" in argv, f"{command}: torchrun runs a module here (-m easyedit_split.cli)"
+        module = argv.index("-m")
+        assert argv[module + 1] == "easyedit_split.cli", command
+        with contextlib.redirect_stdout(io.StringIO()):
+            _cli_parser().parse_args(argv[module + 2:])
+        return "cli under torchrun"
     if prog == "bash":
         assert (ROOT / argv[1]).is_file(), command
         return "script exists"
