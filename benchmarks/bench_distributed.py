@@ -9,11 +9,21 @@ the same cores) and the parallel efficiency ``T(1×1) / (2·T(2×1))``. The swee
 layouts with one thread per process (1×1 and 2×1) are checked to be identical.
 
     python benchmarks/bench_distributed.py [--pairs 24] [--multipliers 5] [--train-pairs 16] [--reps 2]
+
+``--quick-set`` measures the concept benchmark itself instead: ``easyedit-split bench --quick`` run as
+one process with two threads and under ``torchrun --nproc-per-node 2`` with one thread per rank (and, with
+``--with-serial``, one process with one thread), each from an empty output folder, wall time of the whole
+command (model loads, every cell, the aggregate). ``--max-concepts N`` takes the first N quick-set
+concepts. The per-cell results of the layouts are compared (accuracies equal; largest per-example
+difference printed: with the same threads per process the cells are bit-identical).
+
+    python benchmarks/bench_distributed.py --quick-set [--max-concepts 8] [--with-serial]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import socket
@@ -34,6 +44,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--layer", type=int, default=15)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--model", default=None)
+    ap.add_argument("--quick-set", action="store_true",
+                    help="time `bench --quick` as 1 process × 2 threads against torchrun 2 ranks × 1 thread")
+    ap.add_argument("--max-concepts", type=int, default=None, help="--quick-set: only the first N concepts")
+    ap.add_argument("--with-serial", action="store_true", help="--quick-set: also 1 process × 1 thread")
+    ap.add_argument("--keep", default=None,
+                    help="--quick-set: keep each layout's bench output in KEEP/<world>x<threads> (default: a temporary folder)")
     ap.add_argument("--gather-rows", type=int, default=0,
                     help="only measure gathering a sweep table of this many (pair, m) rows over 2 gloo ranks")
     return ap.parse_args(argv)
@@ -120,8 +136,97 @@ def run(world: int, threads: int, args: argparse.Namespace, out: str) -> dict[st
     return json.loads((Path(out) / f"{world}x{threads}.json").read_text())
 
 
+def _bench_command(world: int, threads: int, out: Path, args: argparse.Namespace) -> list[str]:
+    import sys
+
+    cli = ["-m", "easyedit_split.cli", "bench", "--quick", "--threads", str(threads), "--output", str(out),
+           "--no-progress"]
+    if args.max_concepts:
+        cli += ["--max-concepts", str(args.max_concepts)]
+    if args.model:
+        cli += ["--model", args.model]
+    if world == 1:
+        return [sys.executable, *cli]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}", *cli]
+
+
+def _cell_values(out: Path) -> dict[str, dict]:
+    import json
+
+    cells = {}
+    for f in sorted((out / "cells").glob("*/*.json")):
+        d = json.loads(f.read_text(encoding="utf-8"))
+        cells[f"{f.parent.name}/{f.stem}"] = d
+    return cells
+
+
+def _largest_difference(a, b) -> float:
+    """Largest absolute difference between the numbers of two JSON values of the same shape."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return max((_largest_difference(a[k], b[k]) for k in a.keys() & b.keys()), default=0.0)
+    if isinstance(a, list) and isinstance(b, list):
+        return max((_largest_difference(x, y) for x, y in zip(a, b)), default=0.0)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        if a == b or (math.isnan(a) and math.isnan(b)):
+            return 0.0
+        return abs(float(a) - float(b))
+    return 0.0
+
+
+def _accuracies(cell: dict) -> list[str]:
+    """The cell's chosen m and accuracies (at the chosen m, m = 1, m = 2), as text so that NaN equals NaN."""
+    def acc(part):
+        return part.get("accuracy") if isinstance(part, dict) else part
+
+    chosen = cell.get("chosen", {})
+    return [repr(v) for v in (chosen.get("m"), acc(chosen), acc(cell.get("at_1")), acc(cell.get("at_2")))]
+
+
+_TIMING_KEYS = ("seconds", "timings", "rank", "mixed_sweep")
+
+
+def quick_set(args: argparse.Namespace) -> None:
+    import subprocess
+
+    layouts = [(1, 2), (2, 1)] + ([(1, 1)] if args.with_serial else [])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    times, cells = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for world, threads in layouts:
+            out = Path(args.keep or tmp) / f"{world}x{threads}"
+            if out.exists():
+                raise SystemExit(f"--keep {args.keep}: {out} exists; the benchmark times runs from an empty folder")
+            cmd = _bench_command(world, threads, out, args)
+            print(f"{world}×{threads}: {' '.join(cmd[1:])}", flush=True)
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            times[(world, threads)] = time.perf_counter() - t0
+            cells[(world, threads)] = {k: {f: v for f, v in d.items() if f not in _TIMING_KEYS}
+                                       for k, d in _cell_values(out).items()}
+            print(f"  {len(cells[(world, threads)])} cells in {times[(world, threads)]:.0f} s", flush=True)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f} at the end; torch {torch.__version__}")
+    t12, t21 = times[(1, 2)], times[(2, 1)]
+    print(f"bench --quick{f' --max-concepts {args.max_concepts}' if args.max_concepts else ''}: "
+          f"1 process×2 threads {t12:.0f} s | torchrun 2 ranks×1 thread {t21:.0f} s | 2×1 vs 1×2: {t12 / t21:.2f}×")
+    if (1, 1) in times:
+        t11 = times[(1, 1)]
+        print(f"1 process×1 thread {t11:.0f} s | parallel efficiency T(1×1)/(2·T(2×1)) {t11 / (2 * t21):.2f} | "
+              f"threads: T(1×1)/(2·T(1×2)) {t11 / (2 * t12):.2f}")
+    for other in [layout for layout in layouts if layout != (2, 1)]:
+        a, b = cells[(2, 1)], cells[other]
+        same_keys = a.keys() == b.keys()
+        acc_same = same_keys and all(_accuracies(a[k]) == _accuracies(b[k]) for k in a)
+        diff = max((_largest_difference(a[k], b[k]) for k in a.keys() & b.keys()), default=0.0)
+        print(f"cells of 2×1 and {other[0]}×{other[1]}: same cells {same_keys}; chosen m, accuracy at the chosen m, "
+              f"at m = 1 and 2 identical {acc_same}; largest difference of any recorded number {diff:.2e}")
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.quick_set:
+        quick_set(args)
+        return
     if args.gather_rows:
         with tempfile.TemporaryDirectory() as out:
             mp.start_processes(_gather_worker, args=(2, _port(), args.gather_rows, out), nprocs=2, join=True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,3 +149,38 @@ def test_commands_that_do_not_shard_refuse_torchrun(monkeypatch, capsys, tmp_pat
     assert main(["info", "--model", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err
     assert "`info` runs in one process; start it without torchrun" in err
+
+
+# ------------------------------------------------------------------ benchmarks/bench_distributed.py --quick-set helpers
+def _bench_distributed():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_distributed.py"
+    spec = importlib.util.spec_from_file_location("bench_distributed", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_set_commands_are_one_process_and_torchrun(tmp_path):
+    bd = _bench_distributed()
+    args = bd.parse_args(["--quick-set", "--max-concepts", "2"])
+    one = bd._bench_command(1, 2, tmp_path / "a", args)
+    two = bd._bench_command(2, 1, tmp_path / "b", args)
+    assert one[1:4] == ["-m", "easyedit_split.cli", "bench"] and "--quick" in one
+    assert one[one.index("--threads") + 1] == "2" and one[one.index("--max-concepts") + 1] == "2"
+    assert two[1:3] == ["-m", "torch.distributed.run"] and "--nproc-per-node=2" in two
+    assert two[two.index("--threads") + 1] == "1" and two[two.index("--output") + 1] == str(tmp_path / "b")
+
+
+def test_quick_set_comparison_sees_differences():
+    bd = _bench_distributed()
+    a = {"chosen": {"m": 1.5, "accuracy": 0.8, "util": 1.0}, "at_1": {"accuracy": 0.7}, "at_2": float("nan"),
+         "per_m": {"1": [1.0, float("nan")]}}
+    b = {"chosen": {"m": 1.5, "accuracy": 0.8, "util": 1.0 + 3e-6}, "at_1": {"accuracy": 0.7}, "at_2": float("nan"),
+         "per_m": {"1": [1.0, float("nan")]}}
+    assert bd._accuracies(a) == bd._accuracies(b)
+    assert bd._largest_difference(a, b) == pytest.approx(3e-6)
+    assert bd._largest_difference(a, a) == 0.0
+    b["at_1"]["accuracy"] = 0.725
+    assert bd._accuracies(a) != bd._accuracies(b)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from easyedit_split.data.formats import DataError, read_pairs
-from easyedit_split.data.pairs import pair_digests
+from easyedit_split.data.pairs import pair_digests, unique_pairs
 from easyedit_split.data.records import PolarityPair
 from easyedit_split.errors import InputError
 
@@ -100,16 +100,7 @@ def concept_files(folder: str | Path) -> dict[str, Path]:
 
 def load_concept_pairs(path: str | Path) -> list[PolarityPair]:
     """The pairs of one concept file, deduplicated by content (first occurrence kept, file order)."""
-    pairs = read_pairs(path, "auto")
-    seen: set[str] = set()
-    unique = []
-    for pair, d in zip(pairs, pair_digests(pairs)):
-        if d not in seen:
-            seen.add(d)
-            unique.append(pair)
-    if len(unique) < len(pairs):
-        logger.info("%s: %d duplicate pair(s) dropped", path, len(pairs) - len(unique))
-    return unique
+    return unique_pairs(read_pairs(path, "auto"), source=str(path), log_level=logging.INFO)
 
 
 @dataclass(frozen=True)

@@ -116,10 +116,11 @@ def check_pairs(pairs: Sequence, what: str, *, allow_empty: bool = False, encode
     return items
 
 
-def unique_pairs(pairs: Sequence[PolarityPair], source: str = "the data") -> list[PolarityPair]:
+def unique_pairs(pairs: Sequence[PolarityPair], source: str = "the data",
+                 log_level: int = logging.WARNING) -> list[PolarityPair]:
     """``pairs`` without repeats (same question and answers, :func:`pair_digests`), first occurrence kept, with
-    a warning saying how many were dropped: split after this, a pair can never be both a training and a
-    held-out pair."""
+    a message (a warning by default) saying how many were dropped: split after this, a pair can never be both
+    a training and a held-out pair."""
     seen: set[str] = set()
     out = []
     for p, d in zip(pairs, pair_digests(pairs)):
@@ -127,8 +128,8 @@ def unique_pairs(pairs: Sequence[PolarityPair], source: str = "the data") -> lis
             seen.add(d)
             out.append(p)
     if len(out) < len(pairs):
-        logger.warning("%s holds %d repeated pair(s) (same question and answers); each is kept once, so that no "
-                       "held-out pair is also a training pair", source, len(pairs) - len(out))
+        logger.log(log_level, "%s holds %d repeated pair(s) (same question and answers); each is kept once, so that "
+                   "no held-out pair is also a training pair", source, len(pairs) - len(out))
     return out
 
 
