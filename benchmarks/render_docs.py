@@ -11,7 +11,8 @@ A page marks each generated block::
 
 Blocks and their sources (``RENDERERS``): ``table3`` and ``table3-dial`` from ``notes/table3.json`` (written
 by ``benchmarks/table3.py``), ``steps`` from the table of steps of ``benchmarks/reproduce_readme.py``,
-``main-job`` from a main job's ``summary.json`` given with ``--main-run DIR``
+``bench-search`` from the defaults-search records ``notes/bench_search/<method>_<form>_round<k>.json``
+(written by ``benchmarks/search_bench_defaults.py``), ``main-job`` from a main job's ``summary.json`` given with ``--main-run DIR``
 (``easyedit-split run`` output; the repository keeps no run folder, so without it that block is left as it
 is and ``--check`` skips it).
 """
@@ -26,8 +27,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = (ROOT / "docs" / "results-psychopathy.md", ROOT / "docs" / "reproducing.md")
+PAGES = (ROOT / "docs" / "results-psychopathy.md", ROOT / "docs" / "reproducing.md", ROOT / "docs" / "bench.md")
 TABLE3_JSON = ROOT / "notes" / "table3.json"
+BENCH_SEARCH_DIR = ROOT / "notes" / "bench_search"
 
 FORM_LABELS = {"vector": "vector", "lora": "LoRA (r = 4, mlp_down)", "local_weight": "local weight (mlp_down)"}
 DIAL_LABELS = {"vector": "vector", "lora": "LoRA", "local_weight": "local weight"}
@@ -88,6 +90,29 @@ def render_main_job(summary: Mapping) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_bench_search(folder: Path) -> str:
+    """Every configuration of every round of the many-concept defaults search: the objective (lower quartile of
+    validation accuracy over m ∈ {1, 1.5, 2}, pooled over the tuning concepts), its median and minimum; each
+    round's best configuration (by the lower quartile, then the median) in bold."""
+    header = ("| method (form) | round | configuration | change to the round's YAML | lower quartile % | median % | "
+              "min % | concepts |")
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
+    files = [f for f in folder.glob("*_round*.json") if not f.name.endswith(".points.json")]
+    for f in sorted(files, key=lambda f: (f.name.split("_round")[0], int(f.stem.split("_round")[1]))):
+        record = json.loads(f.read_text(encoding="utf-8"))
+        summary = record["summary"]
+        best = max(summary, key=lambda k: (summary[k]["q25"], summary[k]["median"]))
+        method, form = record["settings"]["method"], record["settings"]["form"]
+        label = f"{METHOD_LABELS.get(method, method)} ({form})"
+        for name, row in sorted(summary.items(), key=lambda kv: (-kv[1]["q25"], -kv[1]["median"], kv[0])):
+            change = ", ".join(f"{k} = {json.dumps(v)}" for k, v in row["point"].items()) or "none"
+            cells = [_pct(row["q25"]), _pct(row["median"]), _pct(row["min"])]
+            shown = f"**{name}**" if name == best else name
+            lines.append(f"| {label} | {f.stem.split('_round')[1]} | {shown} | {change} | " + " | ".join(cells)
+                         + f" | {row['n_concepts']} |")
+    return "\n".join(lines) + "\n"
+
+
 def render_steps() -> str:
     """Every step of benchmarks/reproduce_readme.py with the command that runs it (from its table of steps)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -105,7 +130,8 @@ def renderers(main_run: Path | None) -> dict[str, Callable[[], str]]:
     table3 = lambda: json.loads(TABLE3_JSON.read_text(encoding="utf-8"))
     out: dict[str, Callable[[], str]] = {"table3": lambda: render_table3(table3()),
                                          "table3-dial": lambda: render_table3_dial(table3()),
-                                         "steps": render_steps}
+                                         "steps": render_steps,
+                                         "bench-search": lambda: render_bench_search(BENCH_SEARCH_DIR)}
     if main_run is not None:
         out["main-job"] = lambda: render_main_job(json.loads((main_run / "summary.json").read_text(encoding="utf-8")))
     return out

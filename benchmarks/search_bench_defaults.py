@@ -8,8 +8,8 @@ accuracy over m ∈ {1, 1.5, 2}**, pooled over concepts (every concept contribut
 to the median of the same pool. Results are written to ``--output`` after every (concept, configuration)
 and reused by a rerun with the same settings.
 
-    python benchmarks/search_bench_defaults.py --points notes/bench_search_points.json \\
-        --output notes/bench_search.json --threads 2
+    python benchmarks/search_bench_defaults.py --points notes/bench_search/split_vector_round1.points.json \\
+        --output notes/bench_search/split_vector_round1.json --threads 2
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ def main(argv=None) -> int:
     out = Path(args.output)
     record: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
     settings = {"method": args.method, "form": args.form, "concepts": tuning, "sizes": [args.n_train, args.n_val, args.n_test],
-                "grid": grid, "seed": args.seed, "model": args.model or "smollm2", "source": str(folder)}
+                "grid": grid, "seed": args.seed, "model": args.model or "smollm2",
+                "source": str(folder) if args.concepts_dir else "embedded"}
     if record.get("settings") != settings:
         record = {"settings": settings, "runs": {}}
     from easyedit_split.core.models import load_model
