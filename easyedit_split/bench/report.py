@@ -227,7 +227,7 @@ def _plots(out: Path, by_method, names: Sequence[str], targets: Sequence[float])
     files = []
     others = [n for n in names if reference_for(n) != n and reference_for(n) in by_method]
     if others:
-        fig, axes = plt.subplots(1, len(others), figsize=(3.4 * len(others), 3.4), squeeze=False)
+        fig, axes = plt.subplots(1, len(others), figsize=(3.2 * len(others), 3.6), squeeze=False, layout="constrained")
         for ax, n in zip(axes[0], others):
             ref = reference_for(n)
             x = [100 * v for v in metric_values(by_method[ref], "acc_chosen")]
@@ -236,9 +236,9 @@ def _plots(out: Path, by_method, names: Sequence[str], targets: Sequence[float])
             ax.scatter(x, y, s=18)
             ax.set_xlim(0, 100)
             ax.set_ylim(0, 100)
-            ax.set_xlabel(f"{label(ref)} accuracy %")
-            ax.set_ylabel(f"{label(n)} accuracy %")
-            ax.set_title(label(n), fontsize=9)
+            ax.set_xlabel(f"{label(ref)} accuracy %", fontsize=8)
+            ax.set_ylabel(f"{label(n)} accuracy %", fontsize=8)
+            ax.set_title(f"{label(n)} (above the line: better)", fontsize=8)
         fig.suptitle("Test accuracy at the chosen factor, per concept", fontsize=10)
         save_figure(fig, out / "accuracy_vs_split.png")
         files.append("accuracy_vs_split.png")
