@@ -175,3 +175,18 @@ def test_the_generated_tables_match_their_data():
         assert module.block_names(text), f"{page.name} has no generated block"
         _, changed = module.render_page(text, module.renderers(None))
         assert not changed, f"{page.name}: {changed} differ from their data; run python benchmarks/render_docs.py"
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/bench.md"])
+def test_the_bench_table_is_generated_from_the_recorded_run(page):
+    """The many-concept table of the README and docs/bench.md is what bench_table renders from notes/bench_quick."""
+    import json
+
+    spec = importlib.util.spec_from_file_location("_bench_table", ROOT / "benchmarks" / "bench_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = (ROOT / page).read_text(encoding="utf-8")
+    block = text.split(module.START, 1)[1].split(module.END, 1)[0].strip()
+    results = json.loads((ROOT / "notes" / "bench_quick" / "results.json").read_text(encoding="utf-8"))
+    assert block == module.tables(results).strip(), (
+        f"{page}: run python benchmarks/bench_table.py notes/bench_quick/results.json --into {page}")
