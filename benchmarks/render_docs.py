@@ -12,9 +12,8 @@ A page marks each generated block::
 Blocks and their sources (``RENDERERS``): ``table3`` and ``table3-dial`` from ``notes/table3.json`` (written
 by ``benchmarks/table3.py``), ``steps`` from the table of steps of ``benchmarks/reproduce_readme.py``,
 ``bench-search`` from the defaults-search records ``notes/bench_search/<method>_<form>_round<k>.json``
-(written by ``benchmarks/search_bench_defaults.py``), ``main-job`` from a main job's ``summary.json`` given with ``--main-run DIR``
-(``easyedit-split run`` output; the repository keeps no run folder, so without it that block is left as it
-is and ``--check`` skips it).
+(written by ``benchmarks/search_bench_defaults.py``), ``main-job`` from a main job's ``summary.json``: the recorded run in ``notes/main_job/`` (its
+``summary.json`` and ``summary.md``), or ``--main-run DIR`` for another ``easyedit-split run`` output.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = (ROOT / "docs" / "results-psychopathy.md", ROOT / "docs" / "reproducing.md", ROOT / "docs" / "bench.md")
 TABLE3_JSON = ROOT / "notes" / "table3.json"
 BENCH_SEARCH_DIR = ROOT / "notes" / "bench_search"
+MAIN_JOB_DIR = ROOT / "notes" / "main_job"
 
 FORM_LABELS = {"vector": "vector", "lora": "LoRA (r = 4, mlp_down)", "local_weight": "local weight (mlp_down)"}
 DIAL_LABELS = {"vector": "vector", "lora": "LoRA", "local_weight": "local weight"}
@@ -160,7 +160,8 @@ def block_names(text: str) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="change nothing; exit 1 when a block is out of date")
-    ap.add_argument("--main-run", type=Path, default=None, help="a main job's output folder (its summary.json)")
+    ap.add_argument("--main-run", type=Path, default=MAIN_JOB_DIR,
+                    help="a main job's output folder (its summary.json; default: the recorded run, notes/main_job)")
     return ap
 
 
