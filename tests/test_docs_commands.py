@@ -177,16 +177,20 @@ def test_the_generated_tables_match_their_data():
         assert not changed, f"{page.name}: {changed} differ from their data; run python benchmarks/render_docs.py"
 
 
-@pytest.mark.parametrize("page", ["README.md", "docs/bench.md"])
-def test_the_bench_table_is_generated_from_the_recorded_run(page):
-    """The many-concept table of the README and docs/bench.md is what bench_table renders from notes/bench_quick."""
+@pytest.mark.parametrize(("page", "block", "record"), [("README.md", None, "bench_quick"),
+                                                      ("docs/bench.md", None, "bench_quick"),
+                                                      ("docs/bench.md", "forms", "bench_quick_forms")])
+def test_the_bench_table_is_generated_from_the_recorded_run(page, block, record):
+    """The many-concept tables of the README and docs/bench.md are what bench_table renders from notes/<record>."""
     import json
 
     spec = importlib.util.spec_from_file_location("_bench_table", ROOT / "benchmarks" / "bench_table.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     text = (ROOT / page).read_text(encoding="utf-8")
-    block = text.split(module.START, 1)[1].split(module.END, 1)[0].strip()
-    results = json.loads((ROOT / "notes" / "bench_quick" / "results.json").read_text(encoding="utf-8"))
-    assert block == module.tables(results).strip(), (
-        f"{page}: run python benchmarks/bench_table.py notes/bench_quick/results.json --into {page}")
+    start, end = module.markers(block)
+    shown = text.split(start, 1)[1].split(end, 1)[0].strip()
+    results = json.loads((ROOT / "notes" / record / "results.json").read_text(encoding="utf-8"))
+    assert shown == module.tables(results).strip(), (
+        f"{page}: run python benchmarks/bench_table.py notes/{record}/results.json --into {page}"
+        + (f" --block {block}" if block else ""))
