@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     record: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
     settings = {"method": args.method, "form": args.form, "concepts": tuning, "sizes": [args.n_train, args.n_val, args.n_test],
                 "grid": grid, "seed": args.seed, "model": args.model or "smollm2",
-                "source": str(folder) if args.concepts_dir else "embedded"}
+                "source": str(folder.resolve()) if args.concepts_dir else "embedded"}
     if record.get("settings") != settings:
         record = {"settings": settings, "runs": {}}
     from easyedit_split.core.models import load_model
