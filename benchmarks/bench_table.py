@@ -4,8 +4,8 @@
 
 replaces the text between ``<!-- bench-table:start -->`` and ``<!-- bench-table:end -->`` of
 ``--into`` (or prints the tables without ``--into``), so the documented table is generated, not typed.
-``--block NAME`` uses the markers ``<!-- bench-table:NAME:start -->`` / ``<!-- bench-table:NAME:end -->``
-instead (a second table on the same page).
+The repository's own pages get these tables from ``benchmarks/render_docs.py`` (blocks ``bench-quick`` and
+``bench-quick-forms``, from ``notes/bench_quick*/results.json``).
 """
 
 from __future__ import annotations
@@ -22,13 +22,6 @@ from easyedit_split.base.atomic_io import atomic_write_text
 from easyedit_split.bench.report import aggregate_table, paired_table
 
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
-
-
-def markers(block: str | None = None) -> tuple[str, str]:
-    """The start and end markers of the default block, or of the block named ``block``."""
-    if not block:
-        return START, END
-    return f"<!-- bench-table:{block}:start -->", f"<!-- bench-table:{block}:end -->"
 
 
 def tables(results: dict) -> str:
@@ -49,19 +42,17 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("results")
     ap.add_argument("--into", default=None)
-    ap.add_argument("--block", default=None, help="the named block's markers instead of the default ones")
     args = ap.parse_args(argv)
-    start, end = markers(args.block)
     text = tables(json.loads(Path(args.results).read_text(encoding="utf-8")))
     if args.into is None:
         print(text)
         return 0
     doc = Path(args.into).read_text(encoding="utf-8")
-    if start not in doc or end not in doc:
-        raise SystemExit(f"{args.into}: no {start} ... {end} block to replace")
-    before, rest = doc.split(start, 1)
-    _, after = rest.split(end, 1)
-    atomic_write_text(args.into, f"{before}{start}\n{text}\n{end}{after}")
+    if START not in doc or END not in doc:
+        raise SystemExit(f"{args.into}: no {START} ... {END} block to replace")
+    before, rest = doc.split(START, 1)
+    _, after = rest.split(END, 1)
+    atomic_write_text(args.into, f"{before}{START}\n{text}\n{END}{after}")
     return 0
 
 

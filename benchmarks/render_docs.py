@@ -11,7 +11,8 @@ A page marks each generated block::
 
 Blocks and their sources (``RENDERERS``): ``table3`` and ``table3-dial`` from ``notes/table3.json`` (written
 by ``benchmarks/table3.py``), ``steps`` from the table of steps of ``benchmarks/reproduce_readme.py``,
-``bench-search`` from the defaults-search records ``notes/bench_search/<method>_<form>_round<k>.json``
+``bench-quick`` and ``bench-quick-forms`` from the recorded benchmark runs (``notes/bench_quick*/results.json``,
+rendered by ``benchmarks/bench_table.py``), ``bench-search`` from the defaults-search records ``notes/bench_search/<method>_<form>_round<k>.json``
 (written by ``benchmarks/search_bench_defaults.py``), ``main-job`` from a main job's ``summary.json``: the recorded run in ``notes/main_job/`` (its
 ``summary.json`` and ``summary.md``), or ``--main-run DIR`` for another ``easyedit-split run`` output.
 """
@@ -26,10 +27,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = (ROOT / "docs" / "results-psychopathy.md", ROOT / "docs" / "reproducing.md", ROOT / "docs" / "bench.md")
+PAGES = (ROOT / "README.md", ROOT / "docs" / "results-psychopathy.md", ROOT / "docs" / "reproducing.md",
+         ROOT / "docs" / "bench.md")
 TABLE3_JSON = ROOT / "notes" / "table3.json"
 BENCH_SEARCH_DIR = ROOT / "notes" / "bench_search"
 MAIN_JOB_DIR = ROOT / "notes" / "main_job"
+BENCH_RECORDS = {"bench-quick": ROOT / "notes" / "bench_quick", "bench-quick-forms": ROOT / "notes" / "bench_quick_forms"}
 
 FORM_LABELS = {"vector": "vector", "lora": "LoRA (r = 4, mlp_down)", "local_weight": "local weight (mlp_down)"}
 DIAL_LABELS = {"vector": "vector", "lora": "LoRA", "local_weight": "local weight"}
@@ -113,6 +116,14 @@ def render_bench_search(folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_bench(record: Path) -> str:
+    """The aggregate tables of a recorded ``easyedit-split bench`` run (its ``results.json``)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_table import tables
+
+    return tables(json.loads((record / "results.json").read_text(encoding="utf-8"))) + "\n"
+
+
 def render_steps() -> str:
     """Every step of benchmarks/reproduce_readme.py with the command that runs it (from its table of steps)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -131,7 +142,8 @@ def renderers(main_run: Path | None) -> dict[str, Callable[[], str]]:
     out: dict[str, Callable[[], str]] = {"table3": lambda: render_table3(table3()),
                                          "table3-dial": lambda: render_table3_dial(table3()),
                                          "steps": render_steps,
-                                         "bench-search": lambda: render_bench_search(BENCH_SEARCH_DIR)}
+                                         "bench-search": lambda: render_bench_search(BENCH_SEARCH_DIR),
+                                         **{name: (lambda d=d: render_bench(d)) for name, d in BENCH_RECORDS.items()}}
     if main_run is not None:
         out["main-job"] = lambda: render_main_job(json.loads((main_run / "summary.json").read_text(encoding="utf-8")))
     return out

@@ -175,22 +175,3 @@ def test_the_generated_tables_match_their_data():
         assert module.block_names(text), f"{page.name} has no generated block"
         _, changed = module.render_page(text, module.renderers(module.MAIN_JOB_DIR))
         assert not changed, f"{page.name}: {changed} differ from their data; run python benchmarks/render_docs.py"
-
-
-@pytest.mark.parametrize(("page", "block", "record"), [("README.md", None, "bench_quick"),
-                                                      ("docs/bench.md", None, "bench_quick"),
-                                                      ("docs/bench.md", "forms", "bench_quick_forms")])
-def test_the_bench_table_is_generated_from_the_recorded_run(page, block, record):
-    """The many-concept tables of the README and docs/bench.md are what bench_table renders from notes/<record>."""
-    import json
-
-    spec = importlib.util.spec_from_file_location("_bench_table", ROOT / "benchmarks" / "bench_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    text = (ROOT / page).read_text(encoding="utf-8")
-    start, end = module.markers(block)
-    shown = text.split(start, 1)[1].split(end, 1)[0].strip()
-    results = json.loads((ROOT / "notes" / record / "results.json").read_text(encoding="utf-8"))
-    assert shown == module.tables(results).strip(), (
-        f"{page}: run python benchmarks/bench_table.py notes/{record}/results.json --into {page}"
-        + (f" --block {block}" if block else ""))
