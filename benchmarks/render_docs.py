@@ -100,8 +100,12 @@ def render_bench_search(folder: Path) -> str:
     header = ("| method (form) | round | configuration | change to the round's YAML | lower quartile % | median % | "
               "min % | concepts |")
     lines = [header, "|---|---|---|---|---|---|---|---|"]
-    files = [f for f in folder.glob("*_round*.json") if not f.name.endswith(".points.json")]
-    for f in sorted(files, key=lambda f: (f.name.split("_round")[0], int(f.stem.split("_round")[1]))):
+    rounds = []  # (method_form, round, file), from <method>_<form>_round<k>.json
+    for f in folder.glob("*_round*.json"):
+        if not f.name.endswith(".points.json"):
+            name, k = f.stem.rsplit("_round", 1)
+            rounds.append((name, int(k), f))
+    for _, k, f in sorted(rounds):
         record = json.loads(f.read_text(encoding="utf-8"))
         summary = record["summary"]
         best = max(summary, key=lambda k: (summary[k]["q25"], summary[k]["median"]))
@@ -111,7 +115,7 @@ def render_bench_search(folder: Path) -> str:
             change = ", ".join(f"{k} = {json.dumps(v)}" for k, v in row["point"].items()) or "none"
             cells = [_pct(row["q25"]), _pct(row["median"]), _pct(row["min"])]
             shown = f"**{name}**" if name == best else name
-            lines.append(f"| {label} | {f.stem.split('_round')[1]} | {shown} | {change} | " + " | ".join(cells)
+            lines.append(f"| {label} | {k} | {shown} | {change} | " + " | ".join(cells)
                          + f" | {row['n_concepts']} |")
     return "\n".join(lines) + "\n"
 

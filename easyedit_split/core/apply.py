@@ -93,6 +93,12 @@ class Steering:
     _prompt_len: int = field(default=0, repr=False)
     _attention_mask: torch.Tensor | None = field(default=None, repr=False)
 
+    def remove_hooks(self) -> None:
+        """Remove every hook the context registered (its ``finally``)."""
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
     def set_multiplier(self, m: float | torch.Tensor | Sequence[float]) -> None:
         """A scalar, or one value per batch row (shape ``[batch]``)."""
         if isinstance(m, (list, tuple)):
@@ -390,9 +396,7 @@ def apply_mixed_updates(
                 state.handles.append(rs.module.register_forward_hook(_mixed_site_hook(slot, rs, state)))
         yield state
     finally:
-        for handle in state.handles:
-            handle.remove()
-        state.handles.clear()
+        state.remove_hooks()
 
 
 def _check_dims(update: Update, rs: ResolvedSite) -> None:
@@ -432,9 +436,7 @@ def apply_updates(
             state.handles.append(rs.module.register_forward_hook(_site_hook(u, rs, state)))
         yield state
     finally:
-        for handle in state.handles:
-            handle.remove()
-        state.handles.clear()
+        state.remove_hooks()
 
 
 def _dtype_device(module: nn.Module) -> tuple[torch.dtype, torch.device]:
